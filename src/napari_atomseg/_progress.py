@@ -1,0 +1,60 @@
+"""Progress reporting without Qt: long computations are generators.
+
+A long computation is written as a generator that yields :class:`Progress` records and
+*returns* its result (``return value`` inside the generator). Three drivers consume it:
+
+- the napari widgets run it inside ``napari.qt.threading.thread_worker`` (progress bar,
+  cancel between yields),
+- the CLI drains it with a tqdm bar (:func:`drain` with ``callback``),
+- tests and scripts call :func:`drain` directly.
+
+Compute modules import only this file, never Qt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long computation: ``done`` of ``total`` units, with a short message."""
+
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
+
+
+ProgressGenerator = Generator[Progress, None, T]
+
+
+def drain(
+    gen: Generator[Progress, Any, T],
+    callback: Callable[[Progress], Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> T:
+    """Run a progress generator to the end and return its result.
+
+    ``callback`` receives every :class:`Progress`; if ``should_stop()`` becomes true the
+    generator is closed and :class:`napari_atomseg.errors.Cancelled` is raised.
+    """
+    from .errors import Cancelled
+
+    try:
+        while True:
+            step = next(gen)
+            if callback is not None:
+                callback(step)
+            if should_stop is not None and should_stop():
+                gen.close()
+                raise Cancelled("cancelled by the user")
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,48 @@
+"""The ``napari-atomseg`` command line: batch entry points over the same compute as napari.
+
+Each sub-command lives next to the code it drives, in a module that exposes
+``configure(parser)`` (adds its arguments; must import nothing heavy) and
+``run(args) -> int`` (the exit code). This file only dispatches, so adding a sub-command
+never touches another one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+#: sub-command -> (module, one-line help). Modules are imported when the parser is built,
+#: so they must be light at import time (no torch, abtem or Qt at module level).
+#: Each owner adds one line here when its module exists.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-atomseg",
+        description="Find atomic columns and segment contamination/nanoparticles in "
+        "electron micrographs (DM3/DM4/MRC/TIFF/SER/EMD).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-atomseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).configure(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(args._module)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
