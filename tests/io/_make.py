@@ -1,0 +1,91 @@
+"""Small instrument-like files written on the fly, so the reader tests mean something on a
+fresh clone without ../shared/data: MRC (mrcfile), ImageJ / DM-tag / HyperSpy TIFFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def lattice(shape: tuple[int, ...] = (48, 64), dtype: type = np.uint16) -> np.ndarray:
+    """A small non-constant test pattern (a cosine lattice), deterministic."""
+    yy, xx = np.indices(shape[-2:])
+    img = 1000 + 500 * np.cos(yy * 0.7) * np.cos(xx * 0.9) + 3 * yy + xx
+    if len(shape) == 3:
+        img = np.stack([img + 10 * k for k in range(shape[0])])
+    return img.astype(dtype)
+
+
+def write_mrc(
+    path: Path,
+    data: np.ndarray,
+    voxel_size_A: float | tuple[float, float, float],
+    *,
+    volume: bool = False,
+) -> Path:
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        if data.ndim == 3:
+            if volume:
+                mrc.set_volume()
+            else:
+                mrc.set_image_stack()
+        mrc.voxel_size = voxel_size_A
+    return path
+
+
+def write_imagej_tiff(
+    path: Path,
+    data: np.ndarray,
+    pixel_size: float | tuple[float, float],
+    unit: str,
+    **extra: object,
+) -> Path:
+    import tifffile
+
+    py, px = (pixel_size, pixel_size) if np.isscalar(pixel_size) else pixel_size
+    axes = "YX" if data.ndim == 2 else "ZYX"
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1.0 / px, 1.0 / py),
+        metadata={"unit": unit, "axes": axes, **extra},
+    )
+    return path
+
+
+def write_dm_tag_tiff(path: Path, data: np.ndarray, scale: float, unit: str) -> Path:
+    """A TIFF with DigitalMicrograph's private calibration tags, as DM's export writes."""
+    import tifffile
+
+    raw_unit = unit.encode("latin-1")  # DM writes latin-1 (b"\xb5m" for µm)
+    tags = [
+        (65003, "s", 0, raw_unit, False),  # x unit
+        (65004, "s", 0, raw_unit, False),  # y unit
+        (65009, "d", 1, scale, False),  # x scale
+        (65010, "d", 1, scale, False),  # y scale
+    ]
+    tifffile.imwrite(path, data, extratags=tags)
+    return path
+
+
+def write_hyperspy_tiff(path: Path, data: np.ndarray, scale: float, unit: str) -> Path:
+    """A TIFF written by rosettasciio's TIFF writer (what HyperSpy's ``s.save`` produces)."""
+    from rsciio.tiff import file_writer
+
+    axes = [
+        {"name": n, "size": s, "scale": scale, "offset": 0.0, "units": unit, "navigate": False}
+        for n, s in zip(("y", "x"), data.shape)
+    ]
+    signal = {
+        "data": data,
+        "axes": axes,
+        "metadata": {"General": {"title": "hs"}, "Signal": {"signal_type": ""}},
+        "original_metadata": {},
+    }
+    file_writer(str(path), signal)
+    return path

@@ -1,0 +1,91 @@
+"""The compute/GUI split: compute packages never import Qt or napari; the manifest imports.
+
+Each check runs in a fresh interpreter so modules imported by other tests (napari is loaded
+by the reader tests) cannot hide a violation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPUTE_PACKAGES = [
+    "napari_atomseg",
+    "napari_atomseg.io",
+    "napari_atomseg.simulate",
+    "napari_atomseg.backend",
+    "napari_atomseg.atoms",
+    "napari_atomseg.segment",
+    "napari_atomseg.cli",
+]
+FORBIDDEN = ("qtpy", "napari", "magicgui", "PyQt6", "PyQt5", "PySide6", "PySide2")
+
+_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+bad = sorted(m for m in sys.modules if m.split(".")[0] in {forbidden})
+print(json.dumps(bad))
+"""
+
+
+def _gui_modules_after_import(*modules: str) -> list[str]:
+    code = _PROBE.format(forbidden=set(FORBIDDEN))
+    result = subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, f"importing {modules} failed:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("package", COMPUTE_PACKAGES)
+def test_compute_package_does_not_import_gui(package: str) -> None:
+    assert _gui_modules_after_import(package) == []
+
+
+def _compute_submodules() -> list[str]:
+    import napari_atomseg
+
+    names = []
+    for info in pkgutil.walk_packages(napari_atomseg.__path__, "napari_atomseg."):
+        if info.name.startswith("napari_atomseg._napari"):
+            continue  # the one package allowed to import napari
+        names.append(info.name)
+    return sorted(names)
+
+
+def test_every_compute_module_is_gui_free() -> None:
+    modules = _compute_submodules()
+    assert "napari_atomseg.io.readers" in modules
+    assert _gui_modules_after_import(*modules) == []
+
+
+def _python_names(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["python_name"]] if isinstance(node.get("python_name"), str) else []
+        return found + [n for v in node.values() for n in _python_names(v)]
+    if isinstance(node, list):
+        return [n for v in node for n in _python_names(v)]
+    return []
+
+
+def test_every_manifest_python_name_imports() -> None:
+    manifest = yaml.safe_load((REPO / "napari.yaml").read_text())
+    names = _python_names(manifest)
+    assert "napari_atomseg._napari.reader:get_reader" in names
+    for name in names:
+        module_name, _, attr = name.partition(":")
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, attr)), name
