@@ -1,0 +1,245 @@
+"""The U-Net every napari-atomseg model uses, built from a model card's ``architecture``.
+
+One configurable, compact encoder-decoder:
+
+- ``stem_stride`` 1, 2 or 4: a strided first convolution so coarse tasks (segmentation of
+  regions many atoms wide) run the whole network at 1/2 or 1/4 resolution; the logits are
+  upsampled back (bilinear) at the end.
+- ``base_channels`` and ``channel_mult`` per level, ``depth`` levels (``depth`` 2x
+  down-samplings after the stem), ``convs_per_block`` 3x3 convolutions per level.
+- ``norm``: ``"batch"`` (folded into the convolutions for inference, so free at run
+  time), ``"group"`` (batch-size independent, for fine-tuning with tiny batches) or
+  ``"none"``.
+- several output heads (1x1 convolutions) whose raw logits are concatenated along the
+  channel axis; the card's ``outputs`` say how many channels each has and its activation.
+
+The module returns logits of shape ``(N, sum(head channels), H, W)`` for an input
+``(N, in_channels, H, W)`` whose H and W are multiples of :func:`UNet.stride_multiple`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ModelError
+
+_NORMS = ("batch", "group", "none")
+_ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU}
+
+
+def _norm(kind: str, channels: int, groups: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        # GroupNorm needs channels divisible by groups; fall back to fewer groups.
+        g = max(1, min(groups, channels))
+        while channels % g:
+            g -= 1
+        return nn.GroupNorm(g, channels)
+    return nn.Identity()
+
+
+class ConvNormAct(nn.Sequential):
+    """3x3 (or k x k) convolution, normalisation, activation."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        *,
+        kernel: int = 3,
+        stride: int = 1,
+        norm: str = "batch",
+        groups: int = 8,
+        act: str = "relu",
+    ) -> None:
+        super().__init__(
+            nn.Conv2d(
+                in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2, bias=norm == "none"
+            ),
+            _norm(norm, out_ch, groups),
+            _ACTIVATIONS[act](inplace=True) if act != "gelu" else nn.GELU(),
+        )
+
+
+class Block(nn.Sequential):
+    """``n`` ConvNormAct layers at one resolution."""
+
+    def __init__(self, in_ch: int, out_ch: int, n: int, **kw: Any) -> None:
+        super().__init__(
+            *[ConvNormAct(in_ch if i == 0 else out_ch, out_ch, **kw) for i in range(n)]
+        )
+
+
+class UNet(nn.Module):
+    """Compact U-Net with an optional strided stem and several output heads.
+
+    Parameters mirror the card's ``architecture`` section; see :func:`build_model`.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 1,
+        base_channels: int = 16,
+        depth: int = 3,
+        channel_mult: float = 2.0,
+        max_channels: int = 256,
+        convs_per_block: int = 2,
+        stem_stride: int = 1,
+        norm: str = "batch",
+        norm_groups: int = 8,
+        activation: str = "relu",
+        upsample: str = "bilinear",
+        head_channels: Sequence[int] = (1,),
+    ) -> None:
+        super().__init__()
+        if stem_stride not in (1, 2, 4):
+            raise ModelError(f"architecture.stem_stride must be 1, 2 or 4, got {stem_stride}")
+        if not 0 <= depth <= 6:
+            raise ModelError(f"architecture.depth must be 0-6, got {depth}")
+        if norm not in _NORMS:
+            raise ModelError(f"architecture.norm must be one of {_NORMS}, got {norm!r}")
+        if activation not in _ACTIVATIONS:
+            raise ModelError(
+                f"architecture.activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
+        if upsample not in ("bilinear", "transpose"):
+            raise ModelError(
+                f"architecture.upsample must be 'bilinear' or 'transpose', got {upsample!r}"
+            )
+        if base_channels < 1 or convs_per_block < 1 or not head_channels:
+            raise ModelError("architecture: base_channels, convs_per_block and heads must be >= 1")
+        kw = {"norm": norm, "groups": norm_groups, "act": activation}
+        widths = [
+            min(max_channels, round(base_channels * channel_mult**i)) for i in range(depth + 1)
+        ]
+        self.depth = depth
+        self.stem_stride = stem_stride
+        self.upsample_mode = upsample
+        self.head_channels = tuple(int(c) for c in head_channels)
+
+        if stem_stride == 1:
+            self.stem = ConvNormAct(in_channels, widths[0], **kw)
+        else:
+            # A k=2s conv with stride s sees every input pixel, so nothing is aliased away.
+            self.stem = ConvNormAct(
+                in_channels, widths[0], kernel=2 * stem_stride + 1, stride=stem_stride, **kw
+            )
+        self.enc = nn.ModuleList()
+        self.enc.append(
+            Block(widths[0], widths[0], convs_per_block - 1, **kw)
+            if convs_per_block > 1
+            else nn.Identity()
+        )
+        for i in range(1, depth + 1):
+            self.enc.append(Block(widths[i - 1], widths[i], convs_per_block, **kw))
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(depth, 0, -1):
+            if upsample == "transpose":
+                self.up.append(nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2))
+                dec_in = 2 * widths[i - 1]
+            else:
+                self.up.append(nn.Identity())
+                dec_in = widths[i] + widths[i - 1]
+            self.dec.append(Block(dec_in, widths[i - 1], convs_per_block, **kw))
+        self.head = nn.Conv2d(widths[0], sum(self.head_channels), 1)
+
+    @property
+    def stride_multiple(self) -> int:
+        """Input height and width must be multiples of this (stem stride x 2**depth)."""
+        return self.stem_stride * 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = self.enc[0](self.stem(x))
+        skips = [x]
+        for level in range(1, self.depth + 1):
+            x = self.enc[level](F.max_pool2d(x, 2))
+            skips.append(x)
+        for j in range(self.depth):
+            skip = skips[self.depth - 1 - j]
+            if self.upsample_mode == "transpose":
+                x = self.up[j](x)
+            else:
+                x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.dec[j](torch.cat([x, skip], dim=1))
+        x = self.head(x)
+        if self.stem_stride > 1:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
+
+_ARCH_KEYS = {
+    "in_channels",
+    "base_channels",
+    "depth",
+    "channel_mult",
+    "max_channels",
+    "convs_per_block",
+    "stem_stride",
+    "norm",
+    "norm_groups",
+    "activation",
+    "upsample",
+}
+
+
+def build_model(architecture: Mapping[str, Any], head_channels: Sequence[int]) -> UNet:
+    """Build the network a card describes (random weights, train mode).
+
+    ``architecture`` is the card's ``architecture`` mapping (``type: unet`` plus the
+    :class:`UNet` keyword arguments); ``head_channels`` the number of channels of each
+    output head, in card order. Unknown keys raise :class:`ModelError` so a typo in a
+    card never silently builds a different network.
+    """
+    arch = dict(architecture)
+    kind = arch.pop("type", "unet")
+    if kind != "unet":
+        raise ModelError(f"architecture.type {kind!r} is not supported (only 'unet')")
+    unknown = set(arch) - _ARCH_KEYS
+    if unknown:
+        raise ModelError(
+            f"architecture has unknown key(s) {sorted(unknown)}; allowed: {sorted(_ARCH_KEYS)}"
+        )
+    return UNet(head_channels=tuple(head_channels), **arch)
+
+
+@torch.no_grad()
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that follows a convolution into that convolution.
+
+    Returns the same module, modified in place: each ``Conv2d -> BatchNorm2d`` pair in a
+    :class:`ConvNormAct` becomes a biased ``Conv2d -> Identity``. Outputs are unchanged
+    (to float rounding) and inference is ~10-20 % faster on CPU. Only for inference: the
+    folded module must not be trained.
+    """
+    for block in module.modules():
+        if isinstance(block, ConvNormAct) and isinstance(block[1], nn.BatchNorm2d):
+            conv, bn = block[0], block[1]
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused = nn.Conv2d(
+                conv.in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                stride=conv.stride,
+                padding=conv.padding,
+                bias=True,
+            ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+            fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+            fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            block[0] = fused
+            block[1] = nn.Identity()
+    return module
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
