@@ -82,12 +82,12 @@ def read_mrc(path: Path) -> tuple[list[ImageData], list[str]]:
     check_mrc_header(path)
     notes: list[str] = []
     try:
-        mrc = mrcfile.open(path, mode="r", permissive=False)
+        mrc = mrcfile.mmap(path, mode="r", permissive=False)
     except ValueError as strict_error:
         # Old files lack the "MAP " identifier; mrcfile refuses them unless permissive.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            mrc = mrcfile.open(path, mode="r", permissive=True)
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
         notes.append(f"read leniently: {strict_error}")
         notes.extend(str(w.message) for w in caught if str(w.message) != str(strict_error))
         if mrc.data is None:
