@@ -241,3 +241,20 @@ def test_garbage_generated_files(tmp_path: Path) -> None:
         with pytest.raises(FileReadError, match="is not") as info:
             read_images(bad)
         assert name in str(info.value)
+
+
+def test_corrupt_dm_header(tmp_path: Path) -> None:
+    bad = tmp_path / "zero.dm4"
+    bad.write_bytes(b"\x00\x00\x00\x04" + b"\x00" * 200)  # empty tag tree
+    with pytest.raises(FileReadError, match=r"zero\.dm4: corrupt DM4 header"):
+        read_images(bad)
+
+
+def test_lazy_top_level_api(tmp_path: Path) -> None:
+    import napari_atomseg
+
+    path = write_mrc(tmp_path / "top.mrc", lattice(), 2.0)
+    image, cal = napari_atomseg.read_image(path)
+    assert image.shape == (48, 64)
+    assert isinstance(cal, napari_atomseg.Calibration)
+    assert cal.pixel_size_nm == pytest.approx(0.2)

@@ -32,7 +32,7 @@ from .calibration import (
 )
 from .readers import SUPPORTED_EXTENSIONS, read_image, read_images, sniff_format
 from .units import NM, PER_NM, PX, length_to_nm, parse_unit, reciprocal_to_per_nm
-from .writers import read_points_csv, write_labels_tiff, write_points_csv
+from .writers import read_points_csv, write_image_tiff, write_labels_tiff, write_points_csv
 
 __all__ = [
     "NM",
@@ -52,6 +52,7 @@ __all__ = [
     "read_points_csv",
     "reciprocal_to_per_nm",
     "sniff_format",
+    "write_image_tiff",
     "write_labels_tiff",
     "write_points_csv",
 ]

@@ -178,12 +178,19 @@ def _check_path(p: Path) -> str:
 
 
 def _check_dm_length(p: Path, head: bytes, size: int) -> None:
-    """DM headers store the length of the tag tree; a shorter file is truncated."""
+    """DM headers store the tag tree's length and byte order; check both against the file."""
     version = struct.unpack(">i", head[:4])[0]
     if version == 3:
         declared, header = struct.unpack(">I", head[4:8])[0], 16
+        byte_order = struct.unpack(">i", head[8:12])[0]
     else:
         declared, header = struct.unpack(">Q", head[4:12])[0], 24
+        byte_order = struct.unpack(">i", head[12:16])[0]
+    if byte_order not in (0, 1) or declared < 16:
+        raise FileReadError(
+            f"{p}: corrupt DM{version} header (tag tree length {declared}, byte order "
+            f"flag {byte_order})"
+        )
     if size < declared + header:
         raise FileReadError(
             f"{p}: the DM{version} file is truncated: its header announces "

@@ -10,6 +10,9 @@ Both writers
 - raise :class:`napari_atomseg.errors.FileWriteError` / :class:`InputError` with a message
   naming the file and the problem.
 
+Images can be written as calibrated ImageJ TIFFs too (:func:`write_image_tiff`, e.g. to
+convert a DM4 for Fiji).
+
 CSV columns: ``y_px, x_px`` (row, col in pixels of the image), then ``y_nm, x_nm`` when the
 calibration is in real space (``ky_per_nm, kx_per_nm`` in reciprocal space), preceded by
 stack-axis columns for 3-D points, then every feature column. Label TIFFs are ImageJ
@@ -168,16 +171,7 @@ def write_labels_tiff(
         raise InputError(f"labels: {high} exceeds the largest storable label {MAX_LABEL}")
     dtype = np.uint8 if high < 2**8 else np.uint16 if high < 2**16 else np.float32
     out = arr.astype(dtype)
-    if calibration is not None and calibration.ndim != arr.ndim:
-        raise InputError(f"labels are {arr.ndim}-D but the calibration has {calibration.ndim} axes")
-    metadata: dict[str, Any] = {"axes": "YX" if arr.ndim == 2 else "ZYX"}
-    resolution = None
-    if calibration is not None and calibration.calibrated:
-        sy, sx = calibration.scale[-2:]
-        resolution = (1.0 / sx, 1.0 / sy)
-        metadata["unit"] = calibration.units[-1]
-        if arr.ndim == 3 and calibration.units[0] == calibration.units[-1]:
-            metadata["spacing"] = calibration.scale[0]
+    metadata, resolution = _imagej_calibration(arr.ndim, calibration)
     if class_names:
         names = {int(k): str(v) for k, v in class_names.items()}
         metadata["atomseg_classes"] = json.dumps({str(k): v for k, v in sorted(names.items())})
@@ -197,6 +191,84 @@ def write_labels_tiff(
             photometric="minisblack",
         )
     return target
+
+
+def write_image_tiff(
+    path: str | os.PathLike[str],
+    image: Any,
+    calibration: Calibration | None = None,
+    *,
+    overwrite: bool = False,
+    overwrite_input: bool = False,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+) -> Path:
+    """Write a 2-D or 3-D grey-scale image to an ImageJ TIFF carrying the calibration.
+
+    uint8, uint16 and float32 pixels are written as they are; other types become float32
+    (ImageJ's types). Fiji and :func:`napari_atomseg.io.read_images` read the pixel size
+    back. The acquisition facts in ``calibration.metadata`` go into ImageJ's "Info".
+    """
+    import tifffile
+
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"image: expected a 2-D or 3-D grey-scale array, got shape {arr.shape}")
+    if np.iscomplexobj(arr):
+        raise InputError("image: complex data; write the magnitude or the phase")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if arr.dtype not in (np.uint8, np.uint16, np.float32):
+        arr = arr.astype(np.float32)
+    metadata, resolution = _imagej_calibration(arr.ndim, calibration)
+    if calibration is not None:
+        facts = {
+            k: v
+            for k, v in calibration.metadata.items()
+            if k in _INFO_KEYS and isinstance(v, str | int | float)
+        }
+        if facts:
+            metadata["Info"] = "\n".join(f"{k} = {v}" for k, v in facts.items())
+    target = _check_target(path, calibration, overwrite, overwrite_input, inputs, ".tif")
+    with _atomic(target) as tmp:
+        tifffile.imwrite(
+            tmp,
+            arr,
+            imagej=True,
+            resolution=resolution,
+            metadata=metadata,
+            photometric="minisblack",
+        )
+    return target
+
+
+_INFO_KEYS = (
+    "source_path",
+    "format",
+    "instrument",
+    "voltage_kV",
+    "magnification",
+    "camera_length_mm",
+    "acquisition_mode",
+    "date",
+    "time",
+)
+
+
+def _imagej_calibration(
+    ndim: int, calibration: Calibration | None
+) -> tuple[dict[str, Any], tuple[float, float] | None]:
+    """ImageJ metadata (axes, unit, spacing) and resolution for ``calibration``."""
+    if calibration is not None and calibration.ndim != ndim:
+        raise InputError(f"the array is {ndim}-D but the calibration has {calibration.ndim} axes")
+    metadata: dict[str, Any] = {"axes": "YX" if ndim == 2 else "ZYX"}
+    resolution = None
+    if calibration is not None and calibration.calibrated:
+        sy, sx = calibration.scale[-2:]
+        resolution = (1.0 / sx, 1.0 / sy)
+        metadata["unit"] = calibration.units[-1]
+        if ndim == 3 and calibration.units[0] == calibration.units[-1]:
+            metadata["spacing"] = calibration.scale[0]
+    return metadata, resolution
 
 
 # --------------------------------------------------------------------------- helpers
