@@ -42,6 +42,7 @@ def write_imagej_tiff(
     data: np.ndarray,
     pixel_size: float | tuple[float, float],
     unit: str,
+    compression: str | None = None,
     **extra: object,
 ) -> Path:
     import tifffile
@@ -54,6 +55,7 @@ def write_imagej_tiff(
         imagej=True,
         resolution=(1.0 / px, 1.0 / py),
         metadata={"unit": unit, "axes": axes, **extra},
+        compression=compression,
     )
     return path
 

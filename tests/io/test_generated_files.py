@@ -107,6 +107,18 @@ def test_imagej_unit_and_resolution(
     assert cal.metadata["format"] == "TIFF (ImageJ)"
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd"])
+def test_compressed_imagej_tiff(tmp_path: Path, compression: str) -> None:
+    # Microscope software often writes LZW/deflate TIFFs; imagecodecs decodes them.
+    data = lattice((48, 64))
+    path = write_imagej_tiff(
+        tmp_path / f"c_{compression}.tif", data, 0.05, "nm", compression=compression
+    )
+    image, cal = read_image(path)
+    np.testing.assert_array_equal(image, data)
+    assert cal.pixel_size_nm == pytest.approx(0.05, rel=1e-6)
+
+
 def test_imagej_reciprocal_units(tmp_path: Path) -> None:
     path = write_imagej_tiff(tmp_path / "dp.tif", lattice(), 0.02, "1/A")
     _, cal = read_image(path)
