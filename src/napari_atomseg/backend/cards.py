@@ -230,7 +230,7 @@ class ModelCard:
         out["metrics"] = _plain(self.metrics)
         if self.notes:
             out["notes"] = self.notes
-        return out
+        return _plain(out)
 
     def with_updates(self, **changes: Any) -> ModelCard:
         """A copy with some fields replaced (dataclasses.replace, re-validated)."""
@@ -245,8 +245,10 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if isinstance(value, Path):
+    if isinstance(value, (Path, str)):  # str subclasses (torch's version string) too
         return str(value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         return value.item()
     return value
@@ -362,9 +364,9 @@ def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCa
         rng = (lo, hi)
     tile_px = int(inp.get("tile_px", 512))
     overlap_px = int(inp.get("overlap_px", 64))
-    if tile_px < 16 or not 0 <= overlap_px < tile_px // 2:
+    if tile_px < 16 or not 0 <= overlap_px <= tile_px // 2:
         raise ModelError(
-            f"model card{where}: need tile_px >= 16 and 0 <= overlap_px < tile_px/2, "
+            f"model card{where}: need tile_px >= 16 and 0 <= overlap_px <= tile_px/2, "
             f"got {tile_px} / {overlap_px}"
         )
     batch_size = inp.get("batch_size")

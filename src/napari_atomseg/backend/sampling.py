@@ -7,15 +7,20 @@ mapping uses the exact pixel-size ratio (never a ratio of rounded shapes), mappi
 working-grid prediction back with ``output_shape=original.shape`` lands every value on the
 physical position it came from, whatever the rounding of the working grid's shape.
 
-Down-sampling is anti-aliased (a cubic kernel stretched by the reduction factor, as PIL
-and torch do); up-sampling is bicubic (smooth, interpolating). The arithmetic runs in
-torch on the CPU in float32: ~10x faster than scipy's spline path on a 2-core machine and
-with no float64 copy of an 8192^2 image.
+The interpolation is separable: one sparse matrix per axis whose rows hold the weights of
+a Catmull-Rom (Keys, a = -0.5) cubic kernel: smooth and interpolating when up-sampling;
+stretched by the reduction factor when down-sampling, so it is also the anti-aliasing
+low-pass (as PIL does). Rows are normalised to sum to one and the image is mirrored at
+its edges. Two sparse products cost about as much as torch's interpolate on 2 cores, in
+float32 with no image-sized temporaries beyond one intermediate, and (unlike torch's
+kernels, which copy the input when the rounded sizes happen to agree) always apply the
+exact pixel-size ratio.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -63,8 +68,6 @@ def resample(
     -------
     float32 array of shape ``output_shape`` (with the leading C axis for a stack).
     """
-    import torch
-    from torch.nn import functional as F
 
     p_from = check_pixel_size_nm(from_pixel_size_nm, "from_pixel_size_nm")
     p_to = check_pixel_size_nm(to_pixel_size_nm, "to_pixel_size_nm")
@@ -94,30 +97,71 @@ def resample(
     if abs(factor - 1.0) < _IDENTITY_TOL and tuple(out_hw) == tuple(in_hw):
         return arr.astype(np.float32, copy=True)
 
-    src = np.ascontiguousarray(arr, dtype=np.float32)
-    x = torch.from_numpy(src)
-    x = x[None, None] if arr.ndim == 2 else x[None]
-    # torch maps dst -> src as (j + 0.5) * factor - 0.5 when given scale_factor and
-    # recompute_scale_factor=False, and makes floor(n / factor) pixels. Pad the end so
-    # that count reaches out_hw (the padded rows only feed outputs beyond the input's
-    # last pixel centre), then crop.
-    # (torch rounds n_in * (1 / factor) in its own arithmetic: keep a margin of 2 px.)
-    pads = []
-    for n_in, n_want in zip(in_hw, out_hw):
-        natural = math.floor(n_in / factor)
-        pads.append(0 if natural - 2 >= n_want else math.ceil((n_want - natural + 3) * factor) + 2)
-    if any(pads):
-        x = F.pad(x, (0, pads[1], 0, pads[0]), mode="replicate")
-    with torch.inference_mode():
-        y = F.interpolate(
-            x,
-            scale_factor=(1.0 / factor, 1.0 / factor),
-            mode="bicubic",
-            align_corners=False,
-            antialias=factor > 1.0,
-            recompute_scale_factor=False,
-        )
-    y = y[0, :, : out_hw[0], : out_hw[1]]
-    out = y.numpy()
-    out = out[0] if arr.ndim == 2 else out
-    return np.ascontiguousarray(out)
+    src = np.asarray(arr, dtype=np.float32)
+    ry = _weight_matrix(in_hw[0], out_hw[0], factor)
+    rx_t = _weight_matrix(in_hw[1], out_hw[1], factor).T.tocsr()
+    if src.ndim == 2:
+        return _apply(src, ry, rx_t)
+    return np.stack([_apply(ch, ry, rx_t) for ch in src])
+
+
+def _keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    x = np.abs(x)
+    inner = (a + 2) * x**3 - (a + 3) * x**2 + 1
+    outer = a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+    return np.where(x <= 1, inner, np.where(x < 2, outer, 0.0))
+
+
+def _weight_matrix(n_in: int, n_out: int, factor: float) -> Any:
+    """Sparse (n_out, n_in) interpolation matrix for output pixel centres (j+0.5)*factor-0.5."""
+    from scipy import sparse
+
+    centre = (np.arange(n_out, dtype=np.float64) + 0.5) * factor - 0.5
+    stretch = max(factor, 1.0)  # down-sampling: the kernel widens into a low-pass filter
+    radius = 2.0 * stretch
+    left = np.floor(centre - radius).astype(np.int64) + 1
+    n_taps = int(np.ceil(2 * radius)) + 1
+    idx = left[:, None] + np.arange(n_taps)[None, :]
+    w = _keys_cubic((idx - centre[:, None]) / stretch)
+    w /= w.sum(axis=1, keepdims=True)
+    # Mirror at the edges (half-sample symmetric: -1 -> 0, n -> n-1), any distance.
+    m = np.mod(idx, 2 * n_in)
+    m = np.where(m >= n_in, 2 * n_in - 1 - m, m)
+    rows = np.repeat(np.arange(n_out), n_taps)
+    return sparse.csr_matrix((w.ravel().astype(np.float32), (rows, m.ravel())), shape=(n_out, n_in))
+
+
+def _apply(img: np.ndarray, ry: Any, rx_t: Any) -> np.ndarray:
+    tmp = ry @ img  # (h_out, W)
+    return np.ascontiguousarray(tmp @ rx_t, dtype=np.float32)  # (h_out, w_out)
+
+
+def resample_labels(
+    labels: np.ndarray,
+    from_pixel_size_nm: float,
+    to_pixel_size_nm: float,
+    *,
+    output_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Nearest-neighbour resampling of an integer label/class map (same frame as :func:`resample`).
+
+    Returns an array of the input's dtype; no new label values are ever invented.
+    """
+    p_from = check_pixel_size_nm(from_pixel_size_nm, "from_pixel_size_nm")
+    p_to = check_pixel_size_nm(to_pixel_size_nm, "to_pixel_size_nm")
+    arr = np.asarray(labels)
+    if arr.ndim != 2:
+        raise InputError(f"resample_labels: expected a 2-D label map, got shape {arr.shape}")
+    out_hw = (
+        tuple(output_shape)
+        if output_shape is not None
+        else resampled_shape(arr.shape, p_from, p_to)
+    )
+    factor = p_to / p_from
+    rows = np.clip(
+        np.floor((np.arange(out_hw[0]) + 0.5) * factor).astype(np.int64), 0, arr.shape[0] - 1
+    )
+    cols = np.clip(
+        np.floor((np.arange(out_hw[1]) + 0.5) * factor).astype(np.int64), 0, arr.shape[1] - 1
+    )
+    return arr[np.ix_(rows, cols)]

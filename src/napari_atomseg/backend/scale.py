@@ -43,6 +43,8 @@ MAX_BLOCKS_PER_AXIS = 3
 #: A spectral ring counts as a lattice when it stands this far above the background
 #: (natural log of the power ratio, i.e. about 5x).
 MIN_PERIOD_PROMINENCE = 1.6
+#: Gaussian high-pass applied before measuring, px (blocks under 128 px use b/4).
+HIGH_PASS_SIGMA_PX = 32.0
 #: Largest autocorrelation lag used for the feature width, px.
 MAX_LAG_PX = 64
 
@@ -99,11 +101,13 @@ def _power_spectrum(image: np.ndarray) -> tuple[np.ndarray, int]:
     assert total is not None
     spec = total / n
     # High-pass (remove illumination gradients / thickness variations) as a Fourier
-    # multiplication: equivalent to subtracting a Gaussian blur of sigma b/8 px.
+    # multiplication: equivalent to subtracting a Gaussian blur. A fixed width in pixels
+    # (not a fraction of the block) so training patches and large images are measured
+    # alike.
     ky = np.fft.fftfreq(2 * b)[:, None]
     kx = np.fft.rfftfreq(2 * b)[None, :]
     k2 = ky**2 + kx**2
-    hp_sigma = b / 8.0
+    hp_sigma = min(HIGH_PASS_SIGMA_PX, b / 4.0)
     spec *= (1.0 - np.exp(-2.0 * math.pi**2 * hp_sigma**2 * k2)) ** 2
     return spec, b
 

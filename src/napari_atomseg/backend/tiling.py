@@ -80,7 +80,7 @@ def plan_tiles(
         Tile side in pixels; rounded up to ``multiple``. Images smaller than a tile in a
         dimension use a single tile of the padded image size there.
     overlap_px
-        Overlap between neighbouring tiles in pixels (0 <= overlap < tile/2).
+        Overlap between neighbouring tiles in pixels (0 <= overlap <= tile/2).
     multiple
         Tile sides (and the padded image) must be multiples of this (the network's
         total stride).
@@ -90,9 +90,9 @@ def plan_tiles(
         raise InputError(f"tiling: image shape must be positive, got {image_shape}")
     tile_px = _round_up(max(int(tile_px), multiple), multiple)
     overlap_px = int(overlap_px)
-    if not 0 <= overlap_px < tile_px // 2:
+    if not 0 <= overlap_px <= tile_px // 2:
         raise InputError(
-            f"tiling: overlap_px must be in [0, tile_px/2), got {overlap_px} for tile {tile_px}"
+            f"tiling: overlap_px must be in [0, tile_px/2], got {overlap_px} for tile {tile_px}"
         )
     padded = (_round_up(h, multiple), _round_up(w, multiple))
     tile_shape = (min(tile_px, padded[0]), min(tile_px, padded[1]))

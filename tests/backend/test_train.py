@@ -1,0 +1,280 @@
+"""The training loop: learning, determinism, resume, export round trip, fine-tuning, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from napari_atomseg import cli
+from napari_atomseg.backend import predict
+from napari_atomseg.backend.cards import load_card
+from napari_atomseg.backend.normalise import normalise
+from napari_atomseg.backend.registry import get_model
+from napari_atomseg.backend.train import TrainConfig, iter_train, learning_rate, prepare_pair, train
+from napari_atomseg.backend.train_data import AugmentConfig, augment_pair, load_pairs, save_pairs
+from napari_atomseg.errors import InputError
+from tests.backend.blob_task import BlobTask, blob_image
+
+TASK = "tests.backend.blob_task:BlobTask"
+
+
+def config(tmp_path, name="blob", **over):
+    data = {
+        "name": name,
+        "task": TASK,
+        "task_options": {"patch_px": 32},
+        "card": {"architecture": {"base_channels": 4, "depth": 1}},
+        "steps": 12,
+        "batch_size": 4,
+        "lr": 5e-3,
+        "workers": 0,
+        "val_examples": 8,
+        "val_every": 6,
+        "log_every": 3,
+        "checkpoint_every": 6,
+        "out_dir": str(tmp_path / name),
+    }
+    data.update(over)
+    return data
+
+
+def weights(card):
+    from safetensors.torch import load_file
+
+    return load_file(str(card.weights_path))
+
+
+def same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    return set(wa) == set(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def read_log(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_few_dozen_steps_reduce_the_loss(tmp_path):
+    result = train(config(tmp_path, steps=48, lr=1e-2, log_every=8, val_every=48), log=None)
+    rows = [r for r in read_log(result.log_csv) if r["train_loss"] != "nan"]
+    first, last = float(rows[0]["train_loss"]), float(rows[-1]["train_loss"])
+    assert last < 0.75 * first, (first, last)
+    assert result.validation["loss"] < first
+    assert {"loss", "mae"} <= set(result.validation)
+
+
+def test_same_seed_same_weights_whatever_the_workers(tmp_path):
+    a = train(config(tmp_path, "a"), log=None).card
+    b = train(config(tmp_path, "b"), log=None).card
+    c = train(config(tmp_path, "c", workers=2), log=None).card
+    d = train(config(tmp_path, "d", seed=1), log=None).card
+    assert same_weights(a, b)
+    assert same_weights(a, c)  # examples depend on (seed, index) only
+    assert not same_weights(a, d)
+
+
+def test_resume_reaches_the_uninterrupted_weights(tmp_path):
+    straight = train(config(tmp_path, "straight"), log=None).card
+    cfg = config(tmp_path, "broken")
+    gen = iter_train(cfg, log=None)
+    for step in gen:
+        if step.done == 6:  # a checkpoint was just written
+            break
+    gen.close()
+    assert (tmp_path / "broken" / "checkpoint.safetensors").is_file()
+    assert not (tmp_path / "broken" / "broken.safetensors").exists()
+    resumed = train(cfg, resume=True, log=None)
+    assert same_weights(straight, resumed.card)
+    steps = [int(r["step"]) for r in read_log(resumed.log_csv)]
+    assert steps == sorted(set(steps)) and steps[-1] == 12  # no duplicated rows after resuming
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    train(config(tmp_path, "x", steps=6), log=None)
+    with pytest.raises(InputError, match="different configuration"):
+        train(config(tmp_path, "x", steps=6, seed=5), resume=True, log=None)
+    with pytest.raises(InputError, match="no checkpoint"):
+        train(config(tmp_path, "y"), resume=True, log=None)
+
+
+def test_card_round_trip_and_prediction_matches_the_network(tmp_path):
+    result = train(config(tmp_path, steps=6), log=None, command="napari-atomseg train blob.yaml")
+    card = load_card(result.card_path)
+    assert card.weights.sha256 and card.weights_path == result.weights_path
+    t = card.training
+    assert t["command"] == "napari-atomseg train blob.yaml" and t["seed"] == 0 and t["steps"] == 6
+    assert t["hardware"]["device"] == "cpu" and t["wall_time_s"] >= 0
+    assert t["config"]["task"] == TASK and t["data"]["task_options"] == {"patch_px": 32}
+    assert card.metrics["validation"]["loss"] == pytest.approx(result.validation["loss"], rel=1e-5)
+    assert card.input.scale_reference is not None and card.input.scale_reference.n_examples == 8
+    assert card.input.working_pixel_size_nm == 0.02  # from the task's card_defaults
+
+    img, _ = blob_image(np.random.default_rng(5), (64, 64))
+    pred = predict(card.path, img, 0.02)
+    model = get_model(card.path)
+    x = torch.from_numpy(normalise(img, "robust_zscore"))[None, None]
+    with torch.inference_mode():
+        want = torch.sigmoid(model.module(x))[0].numpy()
+    assert np.allclose(pred.outputs, want, atol=1e-5)
+
+
+def test_learned_model_finds_blobs(tmp_path):
+    result = train(
+        config(
+            tmp_path,
+            steps=80,
+            lr=1e-2,
+            batch_size=8,
+            val_every=80,
+            card={"architecture": {"base_channels": 8, "depth": 2}},
+        ),
+        log=None,
+    )
+    img, clean = blob_image(np.random.default_rng(99), (96, 96))
+    heat = predict(result.card_path, img, 0.02).outputs[0]
+    r = np.corrcoef(heat.ravel(), clean.ravel())[0, 1]
+    r_raw = np.corrcoef(img.ravel(), clean.ravel())[0, 1]
+    assert r > 0.8 and r > r_raw, (r, r_raw)
+
+
+def test_fine_tuning_from_a_model_on_fixed_pairs(tmp_path):
+    base = train(config(tmp_path, "base", steps=6), log=None).card
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(3):
+        img, clean = blob_image(rng, (40, 50))
+        pairs.append(prepare_pair(img, clean, 0.02, base))
+    assert pairs[0][0].shape == (1, 40, 50) and pairs[0][1].shape == (1, 40, 50)
+    save_pairs(tmp_path / "pairs.npz", pairs)
+    assert len(load_pairs(tmp_path / "pairs.npz")) == 3
+    tuned = train(
+        config(
+            tmp_path,
+            "tuned",
+            steps=6,
+            init_from=str(base.path),
+            pairs=str(tmp_path / "pairs.npz"),
+            card={},
+        ),
+        val_pairs=pairs[:1],
+        log=None,
+    ).card
+    assert tuned.training["init_from"]["sha256"] == base.weights.sha256
+    assert tuned.training["data"]["fine_tuning_pairs"] == 3
+    assert tuned.architecture == base.architecture
+    assert not same_weights(base, tuned)
+
+
+def test_prepare_pair_resamples_images_and_class_maps(tmp_path):
+    base = train(config(tmp_path, "base", steps=3), log=None).card
+    img = np.random.default_rng(1).random((100, 80)).astype(np.float32)
+    labels = np.zeros((100, 80), np.uint8)
+    labels[:, 40:] = 2
+    x, y = prepare_pair(img, labels, 0.01, base)  # working 0.02: half the pixels
+    assert x.shape == (1, 50, 40) and y.shape == (50, 40) and y.dtype == np.int64
+    assert set(np.unique(y)) == {0, 2}
+    with pytest.raises(InputError, match="does not match"):
+        prepare_pair(img, labels[:50], 0.01, base)
+
+
+def test_library_source(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(0)
+    n = 10
+    g = zarr.open_group(str(tmp_path / "lib.zarr"), mode="w")
+    imgs, heats = zip(*[blob_image(rng, (32, 32)) for _ in range(n)])
+    g.create_array("image", data=np.stack(imgs), chunks=(1, 32, 32))
+    g.create_array("heatmap", data=np.stack(heats), chunks=(1, 32, 32))
+    g.create_array("done", data=np.array([True] * (n - 1) + [False]))
+    g.attrs["parameters"] = [{"pixel_size_nm": 0.02, "seed": i} for i in range(n)]
+    result = train(
+        config(tmp_path, "lib", steps=4, library=str(tmp_path / "lib.zarr"), library_fraction=1.0),
+        log=None,
+    )
+    assert result.card.training["data"]["library"].endswith("lib.zarr")
+    from napari_atomseg.backend.train_data import ZarrLibrary
+
+    lib = ZarrLibrary(tmp_path / "lib.zarr")
+    assert len(lib) == 9
+    rec = lib.record(3)
+    assert rec.pixel_size_nm == 0.02 and rec.heatmap.shape == (32, 32) and rec.classes is None
+
+
+def test_augmentation_keeps_image_and_target_aligned():
+    rng = np.random.default_rng(0)
+    img = np.zeros((1, 32, 32), np.float32)
+    img[0, 3, 20] = 1.0
+    tgt = img.copy()
+    cls = (img[0] > 0).astype(np.int64)
+    for seed in range(8):
+        a, t = augment_pair(
+            img, tgt, np.random.default_rng(seed), AugmentConfig(gain=0, offset=0, noise=0)
+        )
+        assert np.array_equal(np.argwhere(a[0] > 0.5), np.argwhere(t[0] > 0.5))
+        a, c = augment_pair(
+            img, cls, np.random.default_rng(seed), AugmentConfig(noise=0.1, scale_jitter=0.1)
+        )
+        assert c.dtype == np.int64 and set(np.unique(c)) <= {0, 1}
+    assert np.array_equal(img, tgt) and img.sum() == 1.0  # inputs untouched
+    with pytest.raises(InputError, match="unknown key"):
+        AugmentConfig.from_value({"rotate": 45})
+    assert rng is not None
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(InputError, match="unknown key"):
+        TrainConfig.from_mapping({**config(tmp_path), "epochs": 3})
+    with pytest.raises(InputError, match="missing required"):
+        TrainConfig.from_mapping({"name": "x"})
+    with pytest.raises(InputError, match="schedule"):
+        TrainConfig.from_mapping(config(tmp_path, schedule="step"))
+    with pytest.raises(InputError, match="library_fraction"):
+        TrainConfig.from_mapping(config(tmp_path, library_fraction=0.5))
+    with pytest.raises(InputError, match="cannot be imported"):
+        train(config(tmp_path, task="no.such.module:Task"), log=None)
+    with pytest.raises(InputError, match="channel"):
+        arch = {"base_channels": 4, "depth": 1}
+        outputs = [{"name": "a", "activation": "sigmoid", "channels": 2}]
+        train(config(tmp_path, card={"architecture": arch, "outputs": outputs}), log=None)
+
+
+def test_task_returning_bad_examples_is_named(tmp_path):
+    class Bad(BlobTask):
+        def make_example(self, rng):
+            x, y = super().make_example(rng)
+            return x.astype(np.float64), y
+
+    with pytest.raises(InputError, match=r"task\.make_example: image must be float32"):
+        train(config(tmp_path), task=Bad(patch_px=32), log=None)
+
+
+def test_learning_rate_schedules():
+    lrs = [learning_rate(s, 100, 1e-3, "onecycle") for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-3 / 25) and max(lrs) == pytest.approx(1e-3, rel=1e-3)
+    assert lrs[-1] < 1e-5 and np.argmax(lrs) == 30
+    cos = [learning_rate(s, 100, 1e-3, "cosine", warmup=10) for s in range(100)]
+    assert cos[9] == pytest.approx(1e-3) and cos[-1] < 2e-5
+    assert learning_rate(50, 100, 1e-3, "constant") == 1e-3
+
+
+def test_cli_trains_from_a_yaml_file(tmp_path, capsys):
+    path = tmp_path / "blob.yaml"
+    path.write_text(yaml.safe_dump(config(tmp_path, steps=100)))
+    code = cli.main(
+        ["train", str(path), "--steps", "3", "--quiet", "--export-dir", str(tmp_path / "export")]
+    )
+    assert code == 0
+    card = load_card(tmp_path / "export" / "blob.yaml")
+    assert card.training["steps"] == 3
+    assert card.training["command"].startswith(f"napari-atomseg train {path} --steps 3")
+    assert "model written" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "task": TASK, "steps": 2, "colour": 1}))
+    assert cli.main(["train", str(bad)]) == 1
+    assert "unknown key" in capsys.readouterr().err
+    json.dumps(card.to_dict())  # the card is plain data
