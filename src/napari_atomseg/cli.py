@@ -19,6 +19,7 @@ from . import __version__
 #: so they must be light at import time (no torch, abtem or Qt at module level).
 #: Each owner adds one line here when its module exists.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("napari_atomseg.backend._cli", "train or fine-tune a model from a YAML config (writes safetensors + model card)"),
     "info": ("napari_atomseg.io._cli_info", "show what the readers find in files: pixel size, units, instrument"),
     "convert": ("napari_atomseg.io._cli_convert", "convert DM/MRC/TIA/EMD/TIFF images to calibrated ImageJ TIFFs"),
 }
