@@ -1,0 +1,52 @@
+"""Synthetic micrographs with exact ground truth (structures with ase, optics as abTEM).
+
+Public API (imported lazily, so ``import napari_atomseg.simulate`` stays light)::
+
+    from napari_atomseg.simulate import (SimulationParameters, SimulationResult, simulate,
+                                         simulate_steps, random_parameters, MixConfig,
+                                         list_materials)
+
+- :class:`SimulationParameters` -- one image, units in field names, validated.
+- :func:`simulate` / :func:`simulate_steps` -- the image, its noise-free version, the
+  column table, heatmap, masks and mean column spacing (generator variant yields Progress).
+- :func:`random_parameters` / :class:`MixConfig` -- random recipes from a mixture (YAML).
+- :func:`list_materials` -- the structure catalogue and its zone axes.
+- :func:`generate_library` -- a chunked zarr training library (dask, resumable).
+
+See ``docs/simulation.md`` for the physics and the validation against abTEM.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "SimulationParameters": ".parameters",
+    "estimate_memory_bytes": ".parameters",
+    "SimulationResult": ".engine",
+    "simulate": ".engine",
+    "simulate_steps": ".engine",
+    "random_parameters": ".mix",
+    "MixConfig": ".mix",
+    "load_mix": ".mix",
+    "list_materials": ".materials",
+    "generate_library": ".library",
+    "generate_library_steps": ".library",
+    "open_library": ".library",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_atomseg.simulate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

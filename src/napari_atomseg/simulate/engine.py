@@ -1,0 +1,278 @@
+"""`simulate()`: parameters -> micrograph + exact ground truth + training targets.
+
+The work is a generator (:func:`simulate_steps`) that yields
+:class:`~napari_atomseg._progress.Progress` and returns a :class:`SimulationResult`; the
+napari widget runs it in a worker, :func:`simulate` drains it. Everything is
+deterministic given the parameters: independent random streams for the specimen, the
+scan, the rendering and the noise are derived from ``seed``, so changing e.g. the dose
+changes the noise but not the atoms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._progress import Progress, ProgressGenerator, drain
+from . import detector as det
+from .groundtruth import column_table, inside_field, local_std, sample_nearest
+from .parameters import SimulationParameters
+from .scene import Scene, build_scene
+from .targets import heatmap_and_labels, mean_spacing
+
+#: number of independent random streams derived from the seed
+_STREAMS = ("scene", "scan", "render", "noise", "extra")
+
+
+@dataclass
+class SimulationResult:
+    """A synthetic micrograph with its exact ground truth (see the module contract)."""
+
+    image: np.ndarray
+    image_clean: np.ndarray
+    pixel_size_nm: float
+    columns: pd.DataFrame
+    heatmap: np.ndarray
+    masks: dict[str, np.ndarray]
+    column_spacing_nm: float
+    parameters: SimulationParameters
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def random_streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators for each stage, all derived from ``seed``."""
+    children = np.random.SeedSequence(int(seed)).spawn(len(_STREAMS))
+    return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, children)}
+
+
+def simulate(parameters: SimulationParameters) -> SimulationResult:
+    """Simulate one micrograph (blocking). See :func:`simulate_steps` for progress."""
+    return drain(simulate_steps(parameters))
+
+
+def simulate_steps(parameters: SimulationParameters) -> ProgressGenerator[SimulationResult]:
+    """Generator version of :func:`simulate`: yields Progress, returns the result."""
+    p = parameters
+    if not isinstance(p, SimulationParameters):
+        from ..errors import InputError
+
+        raise InputError(f"simulate: expected SimulationParameters, got {type(p).__name__}")
+    rngs = random_streams(p.seed)
+    if p.mode.endswith("multislice"):
+        from .multislice import simulate_multislice_steps
+
+        return (yield from simulate_multislice_steps(p, rngs))
+    total = 4
+    yield Progress(0, total, "building the specimen")
+    if p.mode == "haadf":
+        result = yield from _fast_haadf(p, rngs, total)
+    else:
+        result = yield from _fast_hrtem(p, rngs, total)
+    yield Progress(total, total, "done")
+    return result
+
+
+# --- fast HAADF ----------------------------------------------------------------------------
+def _fov_bounds(p: SimulationParameters) -> tuple[float, float, float, float]:
+    px = p.pixel_size_nm * 10
+    h, w = p.shape_px
+    return (-0.5 * px, (h - 0.5) * px, -0.5 * px, (w - 0.5) * px)
+
+
+def _stem_margin_A(p: SimulationParameters, distortion: det.ScanDistortion) -> float:
+    alpha = p.convergence_mrad * 1e-3
+    probe_radius = abs(p.defocus_nm * 10) * alpha + abs(p.cs_um * 1e4) * alpha**3
+    probe_radius += abs(p.astigmatism_nm * 10) * alpha
+    return 10.0 + probe_radius + 3 * p.source_size_nm * 10 + distortion.max_displacement_A()
+
+
+def _fast_haadf(p: SimulationParameters, rngs, total: int):
+    from .stem import render_haadf, stem_grid
+
+    px = p.pixel_size_nm * 10
+    distortion = det.ScanDistortion.from_parameters(p, rngs["scan"])
+    grid = stem_grid(p, _stem_margin_A(p, distortion))
+    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"])
+    yield Progress(1, total, "imaging (fast incoherent HAADF)")
+    probe_yx = None if distortion.is_identity else distortion.probe_positions_A()
+    img = render_haadf(p, scene, grid, probe_yx, rngs["render"])
+    yield Progress(2, total, "detector noise")
+
+    noise = rngs["noise"]
+    electrons = p.dose_e_per_A2 * px * px  # electrons per probe position
+    expected = electrons * (img.columns.astype(np.float64) + img.other)
+    if p.background_level > 0:
+        bg = det.smooth_background(p.shape_px, noise, scale_px=max(p.shape_px) / 3)
+        expected = expected + p.background_level * max(expected.mean(), electrons * 1e-3) * bg
+    ramp = det.illumination_ramp(p.shape_px, p.illumination_gradient, noise)
+    expected = expected * ramp
+    counted = noise.poisson(np.maximum(expected, 0.0)).astype(np.float32)
+    clean = det.scan_lowpass((p.detector_gain * expected).astype(np.float32), p.scan_lowpass_px)
+    image = det.scan_lowpass(p.detector_gain * counted, p.scan_lowpass_px)
+    clean = clean + np.float32(p.dark_offset_counts)
+    image = image + np.float32(p.dark_offset_counts)
+    if p.read_noise_counts > 0:
+        image = image + noise.normal(0.0, p.read_noise_counts, image.shape).astype(np.float32)
+    if p.bright_spots_per_megapixel > 0:
+        level = p.detector_gain * max(float(expected.mean()), 1.0)
+        image = det.add_bright_spots(image, p.bright_spots_per_megapixel, level, noise)
+    yield Progress(3, total, "ground truth and targets")
+
+    # Where each column appears: scan distortion, then the detector's lag along x.
+    r, c = distortion.apparent_pixels(scene.column_yx_A[:, 0], scene.column_yx_A[:, 1])
+    c = c + det.lowpass_delay_px(p.scan_lowpass_px)
+    keep = np.nonzero(inside_field(r, c, p.shape_px))[0]
+    r, c = r[keep], c[keep]
+    signal = electrons * img.column_signal_A2[keep] * img.psf_peak_per_A2
+    signal = signal * sample_nearest(ramp, r, c)
+    shot_var = sample_nearest(expected, r, c)
+    read_var = (p.read_noise_counts / p.detector_gain) ** 2
+    window = max(5, round(0.6 / p.pixel_size_nm))
+    clutter = sample_nearest(local_std(electrons * img.other * ramp, window), r, c)
+    # Matched-filter SNR: the eye (and a network) integrates a column over its footprint,
+    # which averages white noise but not the correlated clutter of amorphous material.
+    footprint_px = max(1.0, img.psf_area_A2 / (px * px))
+    snr = signal / np.sqrt((shot_var + read_var) / footprint_px + clutter**2 + 1e-12)
+    visible = snr >= p.visibility_snr
+    probe_positions = probe_yx if probe_yx is not None else _pixel_centres_A(p)
+    return _finish(
+        p,
+        scene,
+        image,
+        clean,
+        keep,
+        r,
+        c,
+        visible,
+        probe_positions,
+        {"oversample": grid.oversample, "internal_shape": grid.shape, "snr": snr},
+    )
+
+
+def _pixel_centres_A(p: SimulationParameters) -> tuple[np.ndarray, np.ndarray]:
+    px = p.pixel_size_nm * 10
+    h, w = p.shape_px
+    r, c = np.meshgrid(np.arange(h) * px, np.arange(w) * px, indexing="ij")
+    return r, c
+
+
+# --- fast HRTEM ----------------------------------------------------------------------------
+def _fast_hrtem(p: SimulationParameters, rngs, total: int):
+    from .hrtem import delocalisation_A, hrtem_grid, render_hrtem
+
+    px = p.pixel_size_nm * 10
+    # Atoms outside the field contribute through delocalisation; beyond ~50 A what they
+    # add is faint fringes, so the margin is capped to keep grids small.
+    margin = 10.0 + min(delocalisation_A(p), 50.0) + p.drift_blur_nm * 10
+    grid = hrtem_grid(p, margin)
+    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"])
+    yield Progress(1, total, "imaging (fast phase-object HRTEM)")
+    img = render_hrtem(p, scene, grid, rngs["render"])
+    yield Progress(2, total, "camera noise")
+
+    noise = rngs["noise"]
+    intensity = img.intensity.astype(np.float32)
+    if p.drift_blur_nm > 0:
+        angle = noise.uniform(0, 2 * np.pi)
+        intensity = det.motion_blur(intensity, p.drift_blur_nm / p.pixel_size_nm, angle)
+    if p.background_level > 0:
+        bg = det.smooth_background(p.shape_px, noise, scale_px=max(p.shape_px) / 3)
+        intensity = intensity + np.float32(p.background_level * float(intensity.mean())) * bg
+    ramp = det.illumination_ramp(p.shape_px, p.illumination_gradient, noise)
+    intensity = intensity * ramp
+    electrons = p.dose_e_per_A2 * px * px  # electrons per camera pixel in vacuum
+    expected = electrons * np.maximum(intensity, 0.0)
+    counted = noise.poisson(expected).astype(np.float32)
+    clean = det.apply_mtf(expected.astype(np.float32), p.mtf_at_nyquist) * np.float32(
+        p.detector_gain
+    )
+    image = det.apply_mtf(counted, p.mtf_at_nyquist) * np.float32(p.detector_gain)
+    clean = clean + np.float32(p.dark_offset_counts)
+    image = image + np.float32(p.dark_offset_counts)
+    if p.read_noise_counts > 0:
+        image = image + noise.normal(0.0, p.read_noise_counts, image.shape).astype(np.float32)
+    if p.bright_spots_per_megapixel > 0:
+        level = p.detector_gain * electrons
+        image = det.add_bright_spots(image, p.bright_spots_per_megapixel, level, noise)
+    yield Progress(3, total, "ground truth and targets")
+
+    r = scene.column_yx_A[:, 0] / px
+    c = scene.column_yx_A[:, 1] / px
+    keep = np.nonzero(inside_field(r, c, p.shape_px))[0]
+    r, c = r[keep], c[keep]
+    contrast = np.abs(sample_nearest(det.apply_mtf(img.column_contrast, p.mtf_at_nyquist), r, c))
+    window = max(5, round(0.6 / p.pixel_size_nm))
+    clutter = sample_nearest(
+        local_std(det.apply_mtf(img.other_contrast, p.mtf_at_nyquist), window), r, c
+    )
+    local_i = np.maximum(sample_nearest(intensity, r, c), 1e-3)
+    noise_rel2 = (
+        1.0 / (electrons * local_i) + (p.read_noise_counts / (p.detector_gain * electrons)) ** 2
+    )
+    footprint_px = max(1.0, img.psf_area_A2 / (px * px))
+    snr = contrast / np.sqrt(noise_rel2 / footprint_px + clutter**2 + 1e-12)
+    visible = snr >= p.visibility_snr
+    return _finish(
+        p,
+        scene,
+        image,
+        clean,
+        keep,
+        r,
+        c,
+        visible,
+        _pixel_centres_A(p),
+        {"oversample": grid.oversample, "internal_shape": grid.shape, "snr": snr},
+    )
+
+
+# --- common ----------------------------------------------------------------------------------
+def _finish(
+    p: SimulationParameters,
+    scene: Scene,
+    image: np.ndarray,
+    clean: np.ndarray,
+    keep: np.ndarray,
+    r: np.ndarray,
+    c: np.ndarray,
+    visible: np.ndarray,
+    positions_A: tuple[np.ndarray, np.ndarray],
+    info: dict[str, Any],
+) -> SimulationResult:
+    """Column table, targets and masks; assemble the result."""
+    table = column_table(scene, keep, r, c, p.pixel_size_nm, visible)
+    vis = np.nonzero(visible)[0]
+    heat, labels, _ = heatmap_and_labels(
+        p.shape_px,
+        r[vis],
+        c[vis],
+        (vis + 1).astype(np.int32),
+        p.heatmap_sigma_fraction,
+        p.heatmap_sigma_max_nm / p.pixel_size_nm,
+        p.label_radius_fraction,
+        0.12 / p.pixel_size_nm,
+    )
+    ys, xs = positions_A
+    masks = {
+        "classes": scene.class_mask(ys, xs),
+        "particle": scene.particle_mask(ys, xs),
+        "column_labels": labels,
+    }
+    spacing = mean_spacing(r[vis], c[vis]) * p.pixel_size_nm
+    info = dict(info)
+    info["n_scene_columns"] = scene.n_columns
+    info["snr"] = info["snr"]
+    return SimulationResult(
+        image=np.ascontiguousarray(image, dtype=np.float32),
+        image_clean=np.ascontiguousarray(clean, dtype=np.float32),
+        pixel_size_nm=float(p.pixel_size_nm),
+        columns=table,
+        heatmap=heat,
+        masks=masks,
+        column_spacing_nm=float(spacing),
+        parameters=p,
+        info=info,
+    )

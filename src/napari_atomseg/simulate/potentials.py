@@ -1,0 +1,111 @@
+"""Atomic form factors: projected potentials (HRTEM) and ADF cross-sections (STEM).
+
+The projected potential of one atom is the Lobato & Van Dyck (2014) parametrisation,
+read from the very ``lobato.json`` table abTEM ships and scaled exactly as abTEM scales it,
+so a potential built here equals abTEM's ``Potential(..., projection="infinite")`` (a test
+checks it). abTEM itself is *not* imported (it takes seconds); only its data file is read.
+
+The annular dark-field signal is modelled in the incoherent approximation: each atom of
+atomic number Z scatters a fraction sigma_ADF(Z) / A of the probe into the detector, with
+sigma_ADF(Z) = sigma_ref * (Z / 79)^n (n ~ 1.6-2, the "Z-contrast" exponent).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from ase.data import atomic_numbers, chemical_symbols
+
+from ..errors import InputError
+
+#: kappa = 4 pi eps0 / (2 pi a0 e) in ASE units (Angstrom, eV), as abtem.core.constants.
+#: Converts the dimensionless Lobato parameters to volts * Angstrom.
+_BOHR_A = 0.5291772105638411
+_EPS0_ASE = 0.005526349406596203  # vacuum permittivity in e^2 / (eV Angstrom)
+_KAPPA = 4 * math.pi * _EPS0_ASE / (2 * math.pi * _BOHR_A)
+
+#: HAADF cross-section of one gold atom (Angstrom^2) for a 200 kV probe and a ~70-200
+#: mrad detector, from abTEM multislice of an isolated Au atom (see tests/simulate and
+#: docs/simulation.md); other elements scale with (Z / 79)^n.
+HAADF_SIGMA_AU_A2 = 0.024
+
+
+def _abtem_data_dir() -> Path:
+    spec = importlib.util.find_spec("abtem")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("abTEM is not installed; it is needed for the atomic potentials")
+    return Path(next(iter(spec.submodule_search_locations))) / "parametrizations" / "data"
+
+
+@lru_cache(maxsize=1)
+def _lobato_table() -> dict[str, np.ndarray]:
+    with open(_abtem_data_dir() / "lobato.json") as fh:
+        raw = json.load(fh)
+    return {symbol: np.asarray(values, dtype=np.float64) for symbol, values in raw.items()}
+
+
+def element_symbol(element: str | int) -> str:
+    """Canonical chemical symbol for a symbol or atomic number; InputError if unknown."""
+    if isinstance(element, (int, np.integer)):
+        if not 1 <= int(element) < len(chemical_symbols):
+            raise InputError(f"element: atomic number {element} does not exist")
+        return chemical_symbols[int(element)]
+    symbol = str(element).strip()
+    symbol = symbol[:1].upper() + symbol[1:].lower()
+    if symbol not in atomic_numbers:
+        raise InputError(f"element: {element!r} is not a chemical symbol")
+    return symbol
+
+
+@lru_cache(maxsize=128)
+def _lobato_scaled(symbol: str) -> tuple[np.ndarray, np.ndarray]:
+    table = _lobato_table()
+    if symbol not in table:
+        raise InputError(f"element: no potential parametrisation for {symbol}")
+    p = table[symbol]
+    a = np.pi**2 * p[0] / p[1] ** 1.5 / _KAPPA
+    b = 2 * np.pi / np.sqrt(p[1])
+    return a, b
+
+
+def projected_potential_ft(symbol: str, k2_per_A2: np.ndarray) -> np.ndarray:
+    """Fourier transform of one atom's projected potential (V * Angstrom^3) at |k|^2.
+
+    Convention: V_proj(r) = integral F(k) exp(2 pi i k.r) d^2k, so on a periodic grid of
+    pixel size s the potential of atoms deposited as counts per pixel is
+    ``ifft2(fft2(counts) * F(k)) / s**2``. Identical to abTEM's
+    ``LobatoParametrization().projected_scattering_factor(symbol)``.
+    """
+    a, b = _lobato_scaled(symbol)
+    k2 = 4 * np.pi**2 * np.asarray(k2_per_A2, dtype=np.float64)
+    out = np.zeros_like(k2)
+    for ai, bi in zip(a, b):
+        denom = k2 + bi**2
+        out += ai / bi / denom + ai * bi / denom**2
+    return 8 * np.pi * out
+
+
+def haadf_cross_section_A2(z: np.ndarray | int, exponent: float) -> np.ndarray:
+    """ADF cross-section (Angstrom^2) per atom of atomic number ``z``: sigma_Au (Z/79)^n."""
+    return HAADF_SIGMA_AU_A2 * (np.asarray(z, dtype=np.float64) / 79.0) ** exponent
+
+
+def debye_waller_sigma_A(symbol: str) -> float:
+    """Typical room-temperature rms thermal displacement per axis (Angstrom).
+
+    Light elements vibrate more; the values (0.05-0.1 A) blur each atom's image by about
+    as much as frozen-phonon multislice does.
+    """
+    z = atomic_numbers[symbol]
+    if z <= 2:
+        return 0.12
+    if z <= 10:
+        return 0.085
+    if z <= 20:
+        return 0.075
+    return 0.07
