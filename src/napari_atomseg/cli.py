@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("napari_atomseg.backend._cli", "train or fine-tune a model from a YAML config (writes safetensors + model card)"),
     "info": ("napari_atomseg.io._cli_info", "show what the readers find in files: pixel size, units, instrument"),
     "convert": ("napari_atomseg.io._cli_convert", "convert DM/MRC/TIA/EMD/TIFF images to calibrated ImageJ TIFFs"),
+    "segment": ("napari_atomseg.segment._cli", "segment contamination / nanoparticles; write label TIFFs and a ranking CSV"),
+    "sort": ("napari_atomseg.segment._cli_sort", "rank a folder of images by clean-lattice fraction"),
 }
 
 

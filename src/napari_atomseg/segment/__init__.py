@@ -1,0 +1,71 @@
+"""Contamination and nanoparticle segmentation: U-Net and Bragg-filter masks.
+
+Public API (imported lazily, so ``napari-atomseg --help`` stays fast)::
+
+    from napari_atomseg.segment import segment
+    labels, class_names = segment(image, pixel_size_nm=None, task="contamination",
+                                  method="bragg")
+    # napari_atomseg.segment(image, ...) works too: the package itself is callable.
+
+Modules: :mod:`.api` (``segment`` / ``iter_segment``), :mod:`.preprocess` (flat-field,
+spikes, standardisation), :mod:`.bragg` (the classical Bragg filter), :mod:`.cleanup`
+(smoothing, small regions, holes), :mod:`.metrics` (accuracy, Jaccard, F1 ...),
+:mod:`.sorting` (rank images by clean-lattice fraction), :mod:`.data` (the real graphene
+set and k-fold splits), :mod:`.tuning` (choose Bragg parameters by cross-validation),
+:mod:`.training` (the U-Net's training task).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+_LAZY = {
+    "segment": ".api",
+    "iter_segment": ".api",
+    "SegmentationResult": ".api",
+    "CleanupOptions": ".api",
+    "TASK_CLASSES": ".api",
+    "BraggParameters": ".bragg",
+    "BraggResult": ".bragg",
+    "bragg_filter": ".bragg",
+    "MaskScores": ".metrics",
+    "pooled": ".metrics",
+    "summarise": ".metrics",
+    "PreprocessOptions": ".preprocess",
+    "rank_images": ".sorting",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_atomseg.segment' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``napari_atomseg.segment(image, ...)`` call :func:`.api.segment`.
+
+    The top-level API promises a function ``napari_atomseg.segment``, but once this
+    sub-package is imported Python binds the *package* to that attribute. Making the
+    package callable keeps both spellings working.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .api import segment
+
+        return segment(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,118 @@
+"""The U-Net path of :func:`napari_atomseg.segment.segment`: model choice and class mapping.
+
+Everything torch-related (devices, weights, resampling, tiling) is the shared backend's;
+this module only picks the model for a task and turns its output channels into class
+probabilities in the task's label order. Imported lazily (it pulls in torch).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._progress import Progress
+from ..errors import ModelError
+
+
+@dataclass(frozen=True)
+class UnetRun:
+    """What one U-Net prediction gave, in the task's class order."""
+
+    probabilities: np.ndarray
+    pixel_size_nm: float | None
+    pixel_size_estimated: bool
+    working_pixel_size_nm: float | None
+    model_name: str
+
+
+def _task_classes(task: str) -> tuple[str, ...]:
+    from .api import TASK_CLASSES
+
+    return TASK_CLASSES[task]
+
+
+def card_fits_task(card: Any, task: str) -> bool:
+    """True if a segmentation card's outputs can be mapped onto the task's classes."""
+    if getattr(card, "task", None) != "segmentation":
+        return False
+    wanted = set(_task_classes(task))
+    channels = set(getattr(card, "channels", ()))
+    if wanted <= channels:
+        return True
+    # A particle model may have one sigmoid channel "particle" (background = 1 - p).
+    return task == "particles" and "particle" in channels
+
+
+def default_model(task: str) -> Any:
+    """The shipped card for ``task`` (the one marked ``default``, else the first fitting)."""
+    from ..backend import list_models
+
+    fitting = [c for c in list_models("segmentation") if card_fits_task(c, task)]
+    if not fitting:
+        raise ModelError(
+            f"no segmentation model for task {task!r} is installed; train one "
+            "(napari-atomseg train CONFIG.yaml) and pass model=PATH, or use method='bragg'"
+        )
+    defaults = [c for c in fitting if getattr(c, "default", False)]
+    return (defaults or fitting)[0]
+
+
+def class_probabilities(outputs: np.ndarray, channels: Sequence[str], task: str) -> np.ndarray:
+    """``(C_task, H, W)`` probabilities in the task's class order from model outputs.
+
+    Channels are matched by name; a lone ``particle`` sigmoid gives the background as
+    ``1 - p``. Raises :class:`ModelError` if a class is missing.
+    """
+    names = _task_classes(task)
+    index = {name: i for i, name in enumerate(channels)}
+    if all(n in index for n in names):
+        return np.stack([outputs[index[n]] for n in names]).astype(np.float32, copy=False)
+    if task == "particles" and "particle" in index:
+        p = outputs[index["particle"]].astype(np.float32, copy=False)
+        return np.stack([1.0 - p, p])
+    raise ModelError(
+        f"the model's output channels {list(channels)} do not include the classes of task "
+        f"{task!r}: {list(names)}"
+    )
+
+
+def iter_unet(
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    task: str,
+    model: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    batch_size: int | None = None,
+) -> Generator[Progress, None, UnetRun]:
+    """Run the task's model (or ``model``, a name or card path) through the backend."""
+    from ..backend import get_model, iter_predict
+
+    card = default_model(task) if model is None else None
+    loaded = get_model(card.name if card is not None else os.fspath(model), device=device)
+    if not card_fits_task(loaded.card, task):
+        raise ModelError(
+            f"model {loaded.card.name!r} (task {loaded.card.task!r}, outputs "
+            f"{list(loaded.card.channels)}) cannot segment task {task!r}"
+        )
+    pred = yield from iter_predict(
+        loaded,
+        image,
+        pixel_size_nm,
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        batch_size=batch_size,
+    )
+    probs = class_probabilities(pred.outputs, pred.channels, task)
+    return UnetRun(
+        probabilities=probs,
+        pixel_size_nm=pred.pixel_size_nm,
+        pixel_size_estimated=bool(pred.pixel_size_estimated),
+        working_pixel_size_nm=pred.working_pixel_size_nm,
+        model_name=loaded.card.name,
+    )

@@ -1,0 +1,144 @@
+"""`napari-atomseg segment` / `sort` and the ranking table, on TIFF files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_atomseg.cli import main
+from napari_atomseg.io import read_image
+from napari_atomseg.segment.sorting import rank_images, ranking_table
+from tests.segment._synth import contaminated_lattice, disc
+
+PIXEL_NM = 0.025
+
+
+def _write(path, image):
+    tifffile.imwrite(
+        path,
+        image.astype(np.float32),
+        imagej=True,
+        resolution=(1 / PIXEL_NM, 1 / PIXEL_NM),
+        metadata={"unit": "nm"},
+    )
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three images with 0 %, ~4 % and ~20 % contamination, and a broken file."""
+    d = tmp_path / "images"
+    d.mkdir()
+    shape = (192, 192)
+    for name, radius in (("clean", 0), ("little", 22), ("lots", 48)):
+        mask = disc(shape, (96, 96), radius) if radius else np.zeros(shape, bool)
+        image, _ = contaminated_lattice(shape, mask=mask, seed=radius)
+        _write(d / f"{name}.tif", image)
+    (d / "broken.tif").write_bytes(b"II*\x00 this is not a tiff")
+    (d / "notes.txt").write_text("ignored: not an image format")
+    return d
+
+
+def test_segment_cli_writes_masks_and_ranking(folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["segment", str(folder), "--method", "bragg", "--out", str(out)])
+    assert code == 1  # broken.tif failed, the others went on
+    err = capsys.readouterr().err
+    assert "broken.tif" in err and "error" in err
+    table = pd.read_csv(out / "segmentation.csv")
+    ok = table[table["error"].isna()]
+    assert list(ok["file"].map(lambda f: f.split("/")[-1])) == [
+        "clean.tif",
+        "little.tif",
+        "lots.tif",
+    ]
+    assert list(ok["rank"]) == [1, 2, 3]
+    assert ok["fraction_amorphous"].is_monotonic_increasing
+    assert ok.iloc[2]["fraction_amorphous"] == pytest.approx(np.pi * 48**2 / 192**2, abs=0.04)
+    assert table[table["error"].notna()]["rank"].isna().all()
+    labels, cal = read_image(out / "lots_labels.tif")
+    assert labels.shape == (192, 192) and set(np.unique(labels)) <= {0, 1, 2}
+    assert cal.pixel_size_nm == pytest.approx(PIXEL_NM, rel=1e-4)
+    with tifffile.TiffFile(out / "lots_labels.tif") as tif:
+        classes = json.loads(tif.imagej_metadata["atomseg_classes"])
+    assert classes == {"0": "crystal", "1": "amorphous", "2": "vacuum"}
+    # A second run refuses to overwrite, and says so.
+    assert main(["segment", str(folder / "clean.tif"), "--method", "bragg", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "segment",
+                str(folder / "clean.tif"),
+                "--method",
+                "bragg",
+                "--out",
+                str(out),
+                "--overwrite",
+                "-o",
+                "mask_threshold=100",
+            ]
+        )
+        == 0
+    )
+
+
+def test_sort_cli_prints_and_writes_csv(folder, tmp_path, capsys):
+    csv = tmp_path / "rank.csv"
+    code = main(["sort", str(folder), "--method", "bragg", "--csv", str(csv)])
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert printed.index("clean.tif") < printed.index("little.tif") < printed.index("lots.tif")
+    assert len(pd.read_csv(csv)) == 4
+
+
+def test_bad_option_is_a_usage_error(folder, tmp_path, capsys):
+    code = main(
+        [
+            "segment",
+            str(folder),
+            "--method",
+            "bragg",
+            "--out",
+            str(tmp_path / "o"),
+            "-o",
+            "nonsense",
+        ]
+    )
+    assert code == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_rank_images_api_and_table_order(folder):
+    table = rank_images(sorted(folder.glob("*.tif")), method="bragg")
+    assert list(table.columns[:2]) == ["rank", "file"]
+    assert table.iloc[-1]["file"].endswith("broken.tif")
+    rows = [
+        {
+            "file": "a",
+            "fraction_crystal": 0.5,
+            "fraction_amorphous": 0.5,
+            "fraction_vacuum": 0,
+            "pixel_size_nm": None,
+            "pixel_size_estimated": False,
+            "method": "bragg",
+            "error": "",
+        },
+        {"file": "b", "error": "unreadable"},
+        {
+            "file": "c",
+            "fraction_crystal": 0.9,
+            "fraction_amorphous": 0.1,
+            "fraction_vacuum": 0,
+            "pixel_size_nm": None,
+            "pixel_size_estimated": False,
+            "method": "bragg",
+            "error": "",
+        },
+    ]
+    ranked = ranking_table(rows)
+    assert list(ranked["file"]) == ["c", "a", "b"]
+    assert list(ranked["rank"].astype("object")) == [1, 2, pd.NA]
