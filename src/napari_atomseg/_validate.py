@@ -64,7 +64,9 @@ def as_image2d(image: object, name: str = "image") -> np.ndarray:
             f"{name}: contains {n_bad} NaN/inf pixel(s); replace them (e.g. with the median) first"
         )
     if float(out.max()) == float(out.min()):
-        raise InputError(f"{name}: is constant (every pixel = {float(out.flat[0])}); nothing to find")
+        raise InputError(
+            f"{name}: is constant (every pixel = {float(out.flat[0])}); nothing to find"
+        )
     return out
 
 

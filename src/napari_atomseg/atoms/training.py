@@ -230,7 +230,10 @@ class AtomsTask:
         ``visible``). Public so that real images with known columns can be turned into
         pairs the same way.
         """
-        from ..backend import normalise, resample
+        # Direct imports: the package attribute "normalise" is shadowed by the submodule of
+        # the same name once that is imported.
+        from ..backend.normalise import normalise
+        from ..backend.sampling import resample
 
         work = float(self.working_pixel_size_nm)
         img = resample(image, pixel_size_nm, work, max_upsample=self.max_upsample + 1e-6)

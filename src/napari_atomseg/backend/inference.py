@@ -176,12 +176,12 @@ def iter_predict(
         t = time.perf_counter()
         if resampled:
             yield Progress(0, total, f"resampling {px:.4g} -> {work:.4g} nm/px")
-            img = resample(img, px, work)
+            img = resample(img, px, work)  # the float32 copy of the input is freed here
         timings["resample_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        x_all = normalise(img, card.input.normalisation_spec)
-        del img  # the float32 copy is no longer needed: keep peak memory down
-        x_all = pad_image(x_all, plan.padded_shape)
+        # ``img`` is this function's own float32 array: normalise it in place.
+        x_all = pad_image(normalise(img, card.input.normalisation_spec, out=img), plan.padded_shape)
+        del img
         timings["normalise_s"] = time.perf_counter() - t
 
         n_out = card.n_channels_out
@@ -213,17 +213,19 @@ def iter_predict(
 
         t = time.perf_counter()
         h, w = work_shape
-        acc = acc[:, :h, :w]
+        view = acc[:, :h, :w]
         inv_rows = (1.0 / wsum_rows[:h]).astype(np.float32)
         inv_cols = (1.0 / wsum_cols[:w]).astype(np.float32)
         for r in range(0, h, 512):
-            acc[:, r : r + 512] *= inv_rows[r : r + 512, None] * inv_cols[None, :]
+            view[:, r : r + 512] *= inv_rows[r : r + 512, None] * inv_cols[None, :]
         if resampled:
             yield Progress(total, total, "mapping back to the image grid")
-            out = resample(acc, work, px, output_shape=orig_shape)
-            del acc
+            out = resample(view, work, px, output_shape=orig_shape)
+        elif (h, w) != plan.padded_shape:
+            out = np.ascontiguousarray(view)  # drop the padding
         else:
-            out = np.ascontiguousarray(acc)
+            out = acc
+        del view, acc
         _apply_activations(out, card)
         timings["map_back_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start

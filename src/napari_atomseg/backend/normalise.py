@@ -32,13 +32,19 @@ def _stats_view(image: np.ndarray) -> np.ndarray:
     return image[::step, ::step]
 
 
-def _finish(image: np.ndarray, center: float, scale: float, clip: float | None) -> np.ndarray:
+def _finish(
+    image: np.ndarray,
+    center: float,
+    scale: float,
+    clip: float | None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     if not np.isfinite(scale) or scale <= _EPS:
         raise InputError(
             "image: has (almost) no contrast after normalisation statistics "
             f"(spread {scale:.3g}); is it blank or saturated?"
         )
-    out = np.subtract(image, np.float32(center), dtype=np.float32)
+    out = np.subtract(image, np.float32(center), dtype=np.float32, out=out)
     out *= np.float32(1.0 / scale)
     if clip is not None:
         np.clip(out, -clip, clip, out=out)
@@ -46,7 +52,12 @@ def _finish(image: np.ndarray, center: float, scale: float, clip: float | None) 
 
 
 def robust_zscore(
-    image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.0, clip: float | None = 20.0
+    image: np.ndarray,
+    low_pct: float = 1.0,
+    high_pct: float = 99.0,
+    clip: float | None = 20.0,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Median-centred, scaled so the ``low_pct``-``high_pct`` range spans about +-2.33.
 
@@ -60,31 +71,38 @@ def robust_zscore(
     from scipy.special import ndtri
 
     width = float(ndtri(high_pct / 100.0) - ndtri(low_pct / 100.0))
-    return _finish(image, float(med), float(hi - lo) / width, clip)
+    return _finish(image, float(med), float(hi - lo) / width, clip, out)
 
 
-def zscore(image: np.ndarray, clip: float | None = None) -> np.ndarray:
+def zscore(
+    image: np.ndarray, clip: float | None = None, *, out: np.ndarray | None = None
+) -> np.ndarray:
     """Mean 0, standard deviation 1 (classic; sensitive to outliers)."""
     view = _stats_view(image)
     return _finish(
-        image, float(view.mean(dtype=np.float64)), float(view.std(dtype=np.float64)), clip
+        image, float(view.mean(dtype=np.float64)), float(view.std(dtype=np.float64)), clip, out
     )
 
 
 def percentile_range(
-    image: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5, clip: float | None = 10.0
+    image: np.ndarray,
+    low_pct: float = 0.5,
+    high_pct: float = 99.5,
+    clip: float | None = 10.0,
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map the ``low_pct`` percentile to 0 and the ``high_pct`` percentile to 1."""
     view = _stats_view(image)
     lo, hi = np.percentile(view, [low_pct, high_pct])
-    return _finish(image, float(lo), float(hi - lo), clip)
+    return _finish(image, float(lo), float(hi - lo), clip, out)
 
 
-def minmax(image: np.ndarray) -> np.ndarray:
+def minmax(image: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Map the minimum to 0 and the maximum to 1."""
     view = _stats_view(image)
     lo, hi = float(view.min()), float(view.max())
-    return _finish(image, lo, hi - lo, None)
+    return _finish(image, lo, hi - lo, None, out)
 
 
 NORMALISATIONS: dict[str, Callable[..., np.ndarray]] = {
@@ -111,7 +129,7 @@ def parse_normalisation(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, A
         raise InputError(f"normalisation: unknown name {name!r}; known: {sorted(NORMALISATIONS)}")
     import inspect
 
-    allowed = set(inspect.signature(NORMALISATIONS[name]).parameters) - {"image"}
+    allowed = set(inspect.signature(NORMALISATIONS[name]).parameters) - {"image", "out"}
     bad = set(params) - allowed
     if bad:
         raise InputError(
@@ -120,14 +138,22 @@ def parse_normalisation(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, A
     return name, dict(params)
 
 
-def normalise(image: np.ndarray, spec: str | Mapping[str, Any] = "robust_zscore") -> np.ndarray:
+def normalise(
+    image: np.ndarray,
+    spec: str | Mapping[str, Any] = "robust_zscore",
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply the normalisation ``spec`` (a card's ``input.normalisation``) to a 2-D image.
 
-    Returns a new float32 array of the same shape; raises :class:`InputError` for an
-    unknown name or an image without contrast.
+    Returns a new float32 array of the same shape (or ``out``, which may be ``image``
+    itself when the caller owns a float32 copy: inference does that to save memory);
+    raises :class:`InputError` for an unknown name or an image without contrast.
     """
     name, params = parse_normalisation(spec)
     arr = np.asarray(image)
     if arr.ndim != 2:
         raise InputError(f"normalise: expected a 2-D image, got shape {arr.shape}")
-    return NORMALISATIONS[name](arr, **params)
+    if out is not None and (out.shape != arr.shape or out.dtype != np.float32):
+        raise InputError(f"normalise: out must be float32 {arr.shape}, got {out.dtype} {out.shape}")
+    return NORMALISATIONS[name](arr, **params, out=out)
