@@ -9,6 +9,7 @@ in pixels; callers convert with the pixel size.
 from __future__ import annotations
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
@@ -73,17 +74,27 @@ def autocorrelation(image: object, highpass_sigma_px: float | None = None) -> np
 
     A Hann window suppresses edge artefacts; a Gaussian high-pass (``highpass_sigma_px``,
     default a tenth of the short side) removes the slowly varying background that would
-    otherwise dominate the correlation. Computed by FFT with zero padding (no wrap-around).
+    otherwise dominate the correlation. Both the high-pass and the correlation are done in
+    Fourier space with zero padding (no wrap-around), so the cost is two FFTs.
     """
-    img = as_image2d(image).astype(np.float64)
+    img = as_image2d(image)
     h, w = img.shape
     if highpass_sigma_px is None:
         highpass_sigma_px = min(h, w) / 10.0
-    img = img - ndi.gaussian_filter(img, highpass_sigma_px, mode="reflect")
-    img *= np.outer(np.hanning(h), np.hanning(w))
-    spec = np.fft.rfft2(img, s=(2 * h, 2 * w))
-    ac = np.fft.irfft2(np.abs(spec) ** 2, s=(2 * h, 2 * w))
-    ac = np.fft.fftshift(ac)[h // 2 : h // 2 + h, w // 2 : w // 2 + w]
+    img -= img.mean()
+    img *= np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    # Padding to a fast FFT length of at least twice the size avoids wrap-around.
+    shape = (sfft.next_fast_len(2 * h, real=True), sfft.next_fast_len(2 * w, real=True))
+    spec = sfft.rfft2(img, s=shape, workers=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    ky = np.fft.fftfreq(shape[0]).astype(np.float32)[:, None]
+    kx = np.fft.rfftfreq(shape[1]).astype(np.float32)[None, :]
+    # Gaussian high-pass (1 - low-pass) applied to the image = its square on the power.
+    lowpass = np.exp(np.float32(-2.0 * (np.pi * highpass_sigma_px) ** 2) * (ky * ky + kx * kx))
+    power *= (1.0 - lowpass) ** 2
+    ac = sfft.irfft2(power, s=shape, workers=-1)
+    # Lag (0, 0) is at [0, 0]; roll so that it sits at the centre of an (h, w) array.
+    ac = np.roll(ac, (h // 2, w // 2), axis=(0, 1))[:h, :w].astype(np.float64)
     peak = ac[h // 2, w // 2]
     return ac / peak if peak > 0 else ac
 
@@ -105,9 +116,14 @@ def lattice_spacing_px(
     """
     ac = autocorrelation(image)
     h, w = ac.shape
-    cy, cx = h // 2, w // 2
     if max_spacing_px is None:
         max_spacing_px = min(h, w) / 4.0
+    # Only lags up to max_spacing_px matter: work on that central window.
+    m = int(np.ceil(max_spacing_px)) + 2
+    cy0, cx0 = h // 2, w // 2
+    ac = ac[max(0, cy0 - m) : cy0 + m + 1, max(0, cx0 - m) : cx0 + m + 1]
+    cy, cx = cy0 - max(0, cy0 - m), cx0 - max(0, cx0 - m)
+    h, w = ac.shape
     yy, xx = np.mgrid[:h, :w]
     r = np.hypot(yy - cy, xx - cx)
     # The central peak's own flank is not a lattice peak: start beyond its first minimum

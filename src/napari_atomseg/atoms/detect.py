@@ -1,0 +1,496 @@
+"""``find_atoms``: image -> network heatmap -> peaks -> refined columns (a DataFrame).
+
+Split in two so the napari widget can preview post-processing live:
+
+- :func:`predict_heatmap` / :func:`iter_predict_heatmap` -- the network (slow; run once):
+  returns a :class:`HeatmapResult` holding the heatmap on the image's own grid, the
+  image, the pixel size used and whether it was estimated;
+- :func:`heatmap_to_atoms` -- post-processing only (fast; re-run on every slider move):
+  peaks above ``threshold`` with suppression radius ``max(min_separation, nms_fraction x
+  local spacing)``, then sub-pixel refinement on the *original* image (2-D Gaussian fit,
+  centre of mass, or none), then features.
+
+:func:`find_atoms` chains the two; :func:`iter_find_atoms` is its generator form
+(yields :class:`~napari_atomseg._progress.Progress`, returns the DataFrame).
+
+Output columns (one row per column, sorted by decreasing confidence):
+``y_px, x_px`` (row, col, sub-pixel), ``y_nm, x_nm`` (when a pixel size is known or was
+estimated), ``confidence`` (heatmap value at the peak, 0-1), ``intensity`` (integrated
+column intensity above the local background in image units x px^2 -- for dark-atom
+contrast, of the inverted image), ``nn_spacing_px`` / ``nn_spacing_nm`` (distance to the
+nearest other column), ``sigma_px`` / ``sigma_nm`` (fitted Gaussian width, geometric mean
+of the two axes; Gaussian refinement only) and ``refined`` (False where the Gaussian fit
+failed and the heatmap position was kept). ``DataFrame.attrs`` records the settings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from .._progress import Progress, ProgressGenerator, drain
+from .._validate import as_image2d, check_pixel_size_nm, check_range
+from ..errors import InputError
+from .peaks import find_peaks, suppress
+from .refine import refine_center_of_mass, refine_gaussian
+from .spacing import lattice_spacing_px, nearest_neighbour_distances_px
+
+#: Default confidence threshold ("filter lower bound") on the heatmap (0-1).
+DEFAULT_THRESHOLD = 0.5
+#: Default minimum separation of two columns ("window size"), nm. Closer columns are not
+#: resolved by the training targets either (AtomsTask.min_separation_nm).
+DEFAULT_MIN_SEPARATION_NM = 0.07
+#: Default minimum separation when no pixel size is known, px.
+DEFAULT_MIN_SEPARATION_PX = 2.0
+#: Fraction of the local spacing used as suppression radius.
+DEFAULT_NMS_FRACTION = 0.5
+#: Refinement window: this fraction of the nearest-neighbour distance (Atomap uses 0.4) ...
+WINDOW_FRACTION_OF_NN = 0.4
+#: ... but never wider than this (isolated atoms need a window sized to the atom, nm).
+WINDOW_MAX_NM = 0.12
+#: Spacing channel scale used when the card does not record one (nm).
+DEFAULT_SPACING_SCALE_NM = 1.0
+
+REFINE_METHODS = ("gaussian", "com", "none")
+PEAK_METHODS = ("heatmap", "hough")
+CONTRASTS = ("auto", "bright", "dark")
+POSTPROCESS_OPTIONS = (
+    "threshold",
+    "min_separation_nm",
+    "min_separation_px",
+    "nms_fraction",
+    "refine",
+    "method",
+    "contrast",
+    "exclude_border_px",
+    "hough_score",
+)
+PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads")
+
+
+@dataclass
+class HeatmapResult:
+    """The network's answer for one image, reusable for any post-processing settings."""
+
+    #: float32 (H, W) column probability in [0, 1] on the image's own pixel grid.
+    heatmap: np.ndarray
+    #: float32 (H, W) validated copy of the input image (refinement runs on it).
+    image: np.ndarray
+    #: Pixel size used (given or estimated), nm/px; None when unknown.
+    pixel_size_nm: float | None = None
+    #: True when ``pixel_size_nm`` was estimated from the image.
+    pixel_size_estimated: bool = False
+    #: float32 (H, W) local column spacing in nm from a spacing head, or None.
+    spacing_nm: np.ndarray | None = None
+    #: Name of the model that produced the heatmap ("" for a heatmap made otherwise).
+    model_name: str = ""
+    #: Wall time of the prediction stages (from the backend), seconds.
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+    _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        image: Any,
+        heatmap: Any,
+        pixel_size_nm: float | None = None,
+        spacing_nm: Any = None,
+    ) -> HeatmapResult:
+        """Wrap an image and a heatmap made elsewhere (tests, other detectors)."""
+        img = as_image2d(image)
+        heat = np.asarray(heatmap, dtype=np.float32)
+        if heat.shape != img.shape:
+            raise InputError(f"heatmap: shape {heat.shape} differs from the image's {img.shape}")
+        if not np.isfinite(heat).all():
+            raise InputError("heatmap: contains NaN/inf values")
+        sp = None if spacing_nm is None else np.asarray(spacing_nm, dtype=np.float32)
+        if sp is not None and sp.shape != img.shape:
+            raise InputError(f"spacing_nm: shape {sp.shape} differs from the image's {img.shape}")
+        return cls(heat, img, check_pixel_size_nm(pixel_size_nm), spacing_nm=sp)
+
+    @property
+    def lattice_spacing_px(self) -> float:
+        """Nearest-neighbour spacing of the heatmap's dominant lattice (px), NaN if none.
+
+        From the heatmap's autocorrelation; computed once and cached, so slider moves in
+        the widget do not pay for it again.
+        """
+        if self._lattice_spacing_px is None:
+            heat = self.heatmap
+            flat = float(heat.max()) <= float(heat.min())
+            self._lattice_spacing_px = (
+                float("nan") if flat else lattice_spacing_px(heat, min_spacing_px=2.0)
+            )
+        return self._lattice_spacing_px
+
+
+def _resolve_model(model: Any, device: Any) -> Any:
+    from ..backend import default_model_name, get_model
+    from ..backend.registry import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return model
+    name = default_model_name("atoms") if model in (None, "default") else model
+    return get_model(name, device)
+
+
+def _spacing_scale_nm(card: Any) -> float:
+    """The spacing head's scale, as AtomsTask wrote it into the card's training record."""
+    options = (card.training or {}).get("config", {}).get("task_options", {}) or {}
+    return float(options.get("spacing_scale_nm", DEFAULT_SPACING_SCALE_NM))
+
+
+def iter_predict_heatmap(
+    image: Any,
+    pixel_size_nm: float | None = None,
+    model: Any = "default",
+    *,
+    device: Any = None,
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+) -> ProgressGenerator[HeatmapResult]:
+    """Run the atom model on ``image``: a generator yielding Progress, returning a HeatmapResult.
+
+    Parameters
+    ----------
+    image
+        Any real 2-D array (not modified).
+    pixel_size_nm
+        nm per pixel; None estimates it from the image (``pixel_size_estimated`` True).
+    model
+        ``"default"`` (the shipped default atom model), a model name, a card path, or a
+        loaded model from :func:`napari_atomseg.backend.get_model`.
+    device, tile_px, overlap_px, batch_size, threads
+        Passed to the backend (device choice, tiling, batching, CPU threads).
+    """
+    from ..backend import iter_predict
+
+    img = as_image2d(image)
+    px = check_pixel_size_nm(pixel_size_nm)
+    loaded = _resolve_model(model, device)
+    if loaded.card.task != "atoms":
+        raise InputError(
+            f"model {loaded.card.name!r} is a {loaded.card.task!r} model; choose an atoms model"
+        )
+    pred = yield from iter_predict(
+        loaded,
+        img,
+        px,
+        tile_px=tile_px,
+        overlap_px=overlap_px,
+        batch_size=batch_size,
+        threads=threads,
+    )
+    heat = pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0]
+    spacing = None
+    if "spacing" in pred.channels:
+        spacing = pred.channel("spacing") * np.float32(_spacing_scale_nm(loaded.card))
+    return HeatmapResult(
+        heatmap=np.ascontiguousarray(heat, dtype=np.float32),
+        image=img,
+        pixel_size_nm=pred.pixel_size_nm,
+        pixel_size_estimated=pred.pixel_size_estimated,
+        spacing_nm=spacing,
+        model_name=pred.model_name,
+        timings_s=dict(pred.timings_s),
+    )
+
+
+def predict_heatmap(
+    image: Any, pixel_size_nm: float | None = None, model: Any = "default", **kwargs: Any
+) -> HeatmapResult:
+    """Run :func:`iter_predict_heatmap` to completion (same arguments)."""
+    return drain(iter_predict_heatmap(image, pixel_size_nm, model, **kwargs))
+
+
+def _min_separation_px(
+    min_separation_nm: float | None, min_separation_px: float | None, pixel_size_nm: float | None
+) -> float:
+    if min_separation_nm is not None and min_separation_px is not None:
+        raise InputError("give min_separation_nm or min_separation_px, not both")
+    if min_separation_px is not None:
+        return check_range(min_separation_px, 0.0, 1e4, "min_separation_px")
+    if min_separation_nm is not None:
+        nm = check_range(min_separation_nm, 0.0, 100.0, "min_separation_nm")
+        if pixel_size_nm is None:
+            raise InputError(
+                "min_separation_nm needs the pixel size; give pixel_size_nm or use "
+                "min_separation_px"
+            )
+        return nm / pixel_size_nm
+    if pixel_size_nm is None:
+        return DEFAULT_MIN_SEPARATION_PX
+    return max(1.0, DEFAULT_MIN_SEPARATION_NM / pixel_size_nm)
+
+
+def columns_are_dark(
+    image: np.ndarray, positions_px: np.ndarray, radius_px: float, max_columns: int = 2000
+) -> bool:
+    """True when the columns are darker than their surroundings (black-atom HRTEM contrast).
+
+    For (up to ``max_columns`` evenly chosen) columns, the mean of the 3x3 pixels at the
+    column is compared with the mean of a disc of ``radius_px`` around it; the sign of the
+    median difference decides. Only pixels near the columns are read.
+    """
+    from .refine import gather_patches
+
+    n = len(positions_px)
+    if n == 0:
+        return False
+    pick = np.linspace(0, n - 1, min(n, max_columns)).astype(int)
+    pos = np.asarray(positions_px, dtype=np.float64)[pick]
+    radius = max(2.0, float(radius_px))
+    pt = gather_patches(image, pos, np.full(len(pos), radius), radius)
+    values = pt.values * pt.weight
+    core = pt.weight * ((np.abs(pt.dy) <= 1.5) & (np.abs(pt.dx) <= 1.5))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (values * core).sum(1) / core.sum(1)
+        around = values.sum(1) / pt.weight.sum(1)
+    diff = centre - around
+    diff = diff[np.isfinite(diff)]
+    return bool(diff.size and np.median(diff) < 0)
+
+
+def heatmap_to_atoms(
+    result: HeatmapResult,
+    threshold: float = DEFAULT_THRESHOLD,
+    min_separation_nm: float | None = None,
+    min_separation_px: float | None = None,
+    nms_fraction: float = DEFAULT_NMS_FRACTION,
+    refine: str = "gaussian",
+    method: str = "heatmap",
+    contrast: str = "auto",
+    exclude_border_px: int = 0,
+    hough_score: float = 0.5,
+) -> pd.DataFrame:
+    """Columns from a :class:`HeatmapResult` (post-processing only; no network).
+
+    Parameters
+    ----------
+    result
+        From :func:`predict_heatmap` (or :meth:`HeatmapResult.from_arrays`). Not modified.
+    threshold
+        Confidence lower bound on the heatmap (0-1); for ``method="hough"`` the level that
+        segments the column discs.
+    min_separation_nm, min_separation_px
+        Minimum distance between two columns (one of them; default 0.07 nm, or 2 px
+        without a pixel size).
+    nms_fraction
+        Suppression radius as a fraction of the local column spacing (from the spacing
+        head, else the heatmap's lattice spacing when it has one).
+    refine
+        ``"gaussian"`` (2-D Gaussian fit, most precise), ``"com"`` (centre of mass, faster),
+        ``"none"`` (heatmap peak, parabolic sub-pixel).
+    method
+        ``"heatmap"`` (peaks + NMS) or ``"hough"`` (circular Hough on the segmented heatmap).
+    contrast
+        Column contrast for refinement: ``"bright"`` (HAADF, white atoms), ``"dark"``
+        (black-atom HRTEM: the image is inverted for refinement) or ``"auto"``.
+    exclude_border_px
+        Drop columns whose heatmap peak is closer than this to the edge.
+    hough_score
+        Hough only: minimum fraction of a circle's perimeter on disc edges (0-1).
+    """
+    threshold = check_range(threshold, 0.0, 1.0, "threshold")
+    nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
+    if refine not in REFINE_METHODS:
+        raise InputError(f"refine: expected one of {REFINE_METHODS}, got {refine!r}")
+    if method not in PEAK_METHODS:
+        raise InputError(f"method: expected one of {PEAK_METHODS}, got {method!r}")
+    if contrast not in CONTRASTS:
+        raise InputError(f"contrast: expected one of {CONTRASTS}, got {contrast!r}")
+    ps = result.pixel_size_nm
+    heat = result.heatmap
+    min_sep = _min_separation_px(min_separation_nm, min_separation_px, ps)
+
+    # --- spacing for the suppression radius ------------------------------------------
+    spacing_map = None
+    if result.spacing_nm is not None and ps is not None:
+        spacing_map = result.spacing_nm / np.float32(ps)
+    lattice_px = result.lattice_spacing_px if spacing_map is None else float("nan")
+
+    # --- candidate columns --------------------------------------------------------------
+    if method == "heatmap":
+        pos, conf = find_peaks(
+            heat,
+            threshold=threshold,
+            min_separation_px=min_sep,
+            spacing_px=spacing_map
+            if spacing_map is not None
+            else (lattice_px if math.isfinite(lattice_px) else None),
+            nms_fraction=nms_fraction,
+            exclude_border_px=exclude_border_px,
+        )
+    else:
+        from .hough import hough_columns
+
+        found = hough_columns(
+            heat, level=threshold, score_threshold=hough_score, min_separation_px=max(min_sep, 1.0)
+        )
+        pos = found.positions_px
+        idx = np.clip(np.rint(pos).astype(int), 0, np.array(heat.shape) - 1)
+        conf = heat[idx[:, 0], idx[:, 1]].astype(np.float32)
+        keep = suppress(pos, conf, min_sep)
+        pos, conf = pos[keep], conf[keep]
+        if exclude_border_px > 0 and len(pos):
+            b = exclude_border_px
+            inside = (pos >= b).all(axis=1) & (pos < np.array(heat.shape) - b).all(axis=1)
+            pos, conf = pos[inside], conf[inside]
+        order = np.argsort(-conf, kind="stable")
+        pos, conf = pos[order], conf[order]
+
+    # --- refinement on the image -----------------------------------------------------
+    nn = nearest_neighbour_distances_px(pos)
+    window_max = WINDOW_MAX_NM / ps if ps is not None else 6.0
+    window_max = max(window_max, 2.5)
+    radius = np.clip(
+        np.where(np.isfinite(nn), WINDOW_FRACTION_OF_NN * nn, window_max), 1.5, window_max
+    )
+    typical = float(np.median(nn)) if np.isfinite(nn).any() else 4.0 * window_max
+    dark = contrast == "dark" or (
+        contrast == "auto" and columns_are_dark(result.image, pos, min(0.5 * typical, window_max))
+    )
+    img = -result.image if dark else result.image
+    n = len(pos)
+    refined_ok = np.ones(n, dtype=bool)
+    sigma_px = np.full(n, np.nan)
+    if refine == "none" or n == 0:
+        final = pos.copy()
+        intensity = (
+            ndi.map_coordinates(img, pos.T, order=1, mode="nearest").astype(np.float64)
+            if n
+            else np.zeros(0)
+        )
+    elif refine == "com":
+        com = refine_center_of_mass(img, pos, radius, n_iter=2)
+        final, intensity = com.positions_px, com.intensity
+    else:
+        fit = refine_gaussian(img, pos, radius, sigma_px=radius / 2.5)
+        refined_ok = fit.ok
+        # A failed fit keeps the heatmap position; its intensity is the window's sum.
+        final = fit.positions_px
+        intensity = fit.intensity.copy()
+        failed = np.flatnonzero(~fit.ok)
+        if len(failed):
+            intensity[failed] = refine_center_of_mass(
+                img, pos[failed], radius[failed], n_iter=1
+            ).intensity
+        sigma_px = np.sqrt(fit.sigma_major_px * fit.sigma_minor_px)
+
+    # --- features ---------------------------------------------------------------------
+    df = pd.DataFrame({"y_px": final[:, 0], "x_px": final[:, 1]})
+    if ps is not None:
+        df["y_nm"] = final[:, 0] * ps
+        df["x_nm"] = final[:, 1] * ps
+    df["confidence"] = conf.astype(np.float32)
+    df["intensity"] = intensity
+    nn_final = nearest_neighbour_distances_px(final)
+    df["nn_spacing_px"] = nn_final
+    if ps is not None:
+        df["nn_spacing_nm"] = nn_final * ps
+    if refine == "gaussian":
+        df["sigma_px"] = sigma_px
+        if ps is not None:
+            df["sigma_nm"] = sigma_px * ps
+        df["refined"] = refined_ok
+    df.attrs.update(
+        {
+            "pixel_size_nm": ps,
+            "pixel_size_estimated": bool(result.pixel_size_estimated),
+            "model": result.model_name,
+            "threshold": threshold,
+            "min_separation_px": float(min_sep),
+            "nms_fraction": nms_fraction,
+            "lattice_spacing_px": None if not math.isfinite(lattice_px) else float(lattice_px),
+            "refine": refine,
+            "method": method,
+            "contrast": "dark" if dark else "bright",
+        }
+    )
+    return df
+
+
+def _split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    unknown = set(options) - set(POSTPROCESS_OPTIONS) - set(PREDICT_OPTIONS)
+    if unknown:
+        raise InputError(
+            f"find_atoms: unknown option(s) {sorted(unknown)}; post-processing options: "
+            f"{list(POSTPROCESS_OPTIONS)}; prediction options: {list(PREDICT_OPTIONS)}"
+        )
+    predict = {k: v for k, v in options.items() if k in PREDICT_OPTIONS}
+    post = {k: v for k, v in options.items() if k in POSTPROCESS_OPTIONS}
+    return predict, post
+
+
+def iter_find_atoms(
+    image: Any, pixel_size_nm: float | None = None, model: Any = "default", **options: Any
+) -> ProgressGenerator[pd.DataFrame]:
+    """Generator form of :func:`find_atoms`: yields Progress, returns the DataFrame."""
+    predict_opts, post_opts = _split_options(options)
+    # Validate post-processing options before the (slow) network runs.
+    for key, allowed in (
+        ("refine", REFINE_METHODS),
+        ("method", PEAK_METHODS),
+        ("contrast", CONTRASTS),
+    ):
+        if key in post_opts and post_opts[key] not in allowed:
+            raise InputError(f"{key}: expected one of {allowed}, got {post_opts[key]!r}")
+    result = yield from iter_predict_heatmap(image, pixel_size_nm, model, **predict_opts)
+    yield Progress(0, 1, "finding and refining columns")
+    df = heatmap_to_atoms(result, **post_opts)
+    yield Progress(1, 1, f"{len(df)} columns")
+    return df
+
+
+def find_atoms(
+    image: Any, pixel_size_nm: float | None = None, model: Any = "default", **options: Any
+) -> pd.DataFrame:
+    """Find every atomic column in a micrograph.
+
+    Parameters
+    ----------
+    image
+        Any real 2-D array (HAADF-STEM or HRTEM, bright or dark atoms). Not modified.
+    pixel_size_nm
+        nm per pixel; None estimates it from the image (see
+        ``DataFrame.attrs["pixel_size_estimated"]``) -- give it whenever you know it.
+    model
+        ``"default"``, a shipped model name, a card path or a loaded model.
+    **options
+        Post-processing (see :func:`heatmap_to_atoms`): ``threshold``,
+        ``min_separation_nm`` / ``min_separation_px``, ``nms_fraction``, ``refine``,
+        ``method``, ``contrast``, ``exclude_border_px``, ``hough_score``; prediction:
+        ``device``, ``tile_px``, ``overlap_px``, ``batch_size``, ``threads``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per column: ``y_px, x_px[, y_nm, x_nm], confidence, intensity,
+        nn_spacing_px[, nn_spacing_nm]`` (+ ``sigma_px``, ``sigma_nm``, ``refined`` with
+        Gaussian refinement); settings in ``.attrs``.
+    """
+    return drain(iter_find_atoms(image, pixel_size_nm, model, **options))
+
+
+def labels_for(result: HeatmapResult, atoms: pd.DataFrame, level: float = 0.2) -> np.ndarray:
+    """Column instance labels (int32; label ``i + 1`` = row ``i`` of ``atoms``).
+
+    A watershed of the heatmap seeded at the columns, each region clipped to half its
+    nearest-neighbour distance (and to the refinement window size for isolated columns).
+    """
+    from .labels import column_labels
+
+    pos = atoms[["y_px", "x_px"]].to_numpy(dtype=np.float64)
+    nn = nearest_neighbour_distances_px(pos)
+    ps = result.pixel_size_nm
+    cap = max(2.5, WINDOW_MAX_NM / ps) if ps is not None else 6.0
+    radius = np.where(np.isfinite(nn), np.minimum(0.5 * nn, cap), cap)
+    return column_labels(result.heatmap, pos, level=level, max_radius_px=radius)

@@ -1,0 +1,234 @@
+"""find_atoms and its two halves: heatmap prediction and post-processing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_atomseg._progress import Progress, drain
+from napari_atomseg.atoms.detect import (
+    HeatmapResult,
+    find_atoms,
+    heatmap_to_atoms,
+    iter_find_atoms,
+    labels_for,
+    predict_heatmap,
+)
+from napari_atomseg.atoms.metrics import point_metrics
+from napari_atomseg.errors import InputError, ModelError
+from tests.atoms.synth import heatmap_for, hex_lattice_px, render
+
+PS = 0.02
+_RNG = np.random.default_rng(123)
+
+
+@pytest.fixture(scope="module")
+def lattice():
+    rng = np.random.default_rng(0)
+    shape = (256, 256)
+    true = hex_lattice_px(shape, 0.3 / PS, margin_px=3, jitter_px=0.3, seed=0)
+    img = rng.poisson(render(shape, true, 0.045 / PS, 150, 30)).astype(np.float32)
+    # A network-like heatmap: right columns, peaks a little off (0.25 px rms).
+    heat = heatmap_for(shape, true + rng.normal(0, 0.25, true.shape), 0.045 / PS)
+    return img, heat, true
+
+
+def _metrics(df, true):
+    return point_metrics(
+        df[["y_px", "x_px"]].to_numpy(), true, radius_fraction_of_spacing=0.5, pixel_size_nm=PS
+    )
+
+
+@pytest.mark.parametrize("refine, max_rms_pm", [("gaussian", 3.0), ("com", 3.0), ("none", 9.0)])
+def test_post_processing_finds_and_refines_every_column(lattice, refine, max_rms_pm):
+    img, heat, true = lattice
+    before = img.copy()
+    res = HeatmapResult.from_arrays(img, heat, PS)
+    df = heatmap_to_atoms(res, refine=refine)
+    np.testing.assert_array_equal(img, before)
+    m = _metrics(df, true)
+    assert m.f1 == 1.0
+    assert m.rms_error_pm < max_rms_pm  # the heatmap alone is 0.25 px = 5 pm off
+    assert list(df.columns[:6]) == ["y_px", "x_px", "y_nm", "x_nm", "confidence", "intensity"]
+    np.testing.assert_allclose(df["y_nm"], df["y_px"] * PS)
+    # Nearest of six jittered (0.3 px) neighbours: slightly below the lattice spacing.
+    assert df["nn_spacing_nm"].median() == pytest.approx(0.29, rel=0.02)
+    assert (np.diff(df["confidence"].to_numpy()) <= 0).all()
+    assert df.attrs["lattice_spacing_px"] == pytest.approx(15.0, rel=0.02)
+    assert df.attrs["contrast"] == "bright"
+    if refine == "gaussian":
+        assert df["refined"].all()
+        assert df["sigma_nm"].median() == pytest.approx(0.045, rel=0.05)
+        assert df["intensity"].median() == pytest.approx(
+            150 * 2 * np.pi * (0.045 / PS) ** 2, rel=0.05
+        )
+
+
+def test_dark_atoms_are_detected_and_refined_on_the_inverted_image(lattice):
+    img, heat, true = lattice
+    dark = img.max() - img
+    df = heatmap_to_atoms(HeatmapResult.from_arrays(dark, heat, PS))
+    assert df.attrs["contrast"] == "dark"
+    assert _metrics(df, true).rms_error_pm < 3.0
+    forced = heatmap_to_atoms(HeatmapResult.from_arrays(dark, heat, PS), contrast="bright")
+    assert forced.attrs["contrast"] == "bright"
+
+
+def test_threshold_and_min_separation_sliders(lattice):
+    img, heat, true = lattice
+    res = HeatmapResult.from_arrays(img, heat, PS)
+    weak = heat.copy()
+    # Halve the heatmap of the left half: a 0.6 threshold drops those columns.
+    weak[:, :128] *= 0.5
+    res_weak = HeatmapResult.from_arrays(img, weak, PS)
+    df = heatmap_to_atoms(res_weak, threshold=0.6, refine="none")
+    assert (df["x_px"] > 120).all()
+    # A separation larger than the spacing keeps far fewer columns.
+    sparse = heatmap_to_atoms(res, min_separation_nm=0.5, refine="none")
+    assert len(sparse) < 0.5 * len(true)
+    assert sparse["nn_spacing_nm"].min() >= 0.5 - 1e-6
+    assert heatmap_to_atoms(res, min_separation_px=3, refine="none").attrs["min_separation_px"] == 3
+
+
+def test_spacing_head_sets_the_suppression_radius():
+    shape = (160, 160)
+    true = hex_lattice_px(shape, 16.0, margin_px=4, seed=1)
+    heat = np.maximum(
+        heatmap_for(shape, true, 2.4), 0.7 * heatmap_for(shape, true + np.array([0.0, 4.5]), 1.0)
+    )
+    img = render(shape, true, 2.4, 100.0, 10.0)
+    spacing = np.full(shape, 16.0 * PS, np.float32)
+    with_head = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS, spacing_nm=spacing))
+    without = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS), nms_fraction=0.0)
+    assert len(with_head) == len(true)
+    assert len(without) > len(true)
+
+
+def test_hough_method(lattice):
+    img, heat, true = lattice
+    df = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS), method="hough")
+    m = _metrics(df, true)
+    assert m.f1 > 0.99 and m.rms_error_pm < 3.0
+    assert df.attrs["method"] == "hough"
+
+
+def test_without_pixel_size_columns_are_in_pixels_only(lattice):
+    img, heat, true = lattice
+    df = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, None))
+    assert "y_nm" not in df and "nn_spacing_nm" not in df and "sigma_nm" not in df
+    assert df.attrs["min_separation_px"] == 2.0
+    assert len(df) == len(true)
+    with pytest.raises(InputError, match="needs the pixel size"):
+        heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, None), min_separation_nm=0.1)
+
+
+def test_labels_match_rows(lattice):
+    img, heat, _ = lattice
+    res = HeatmapResult.from_arrays(img, heat, PS)
+    df = heatmap_to_atoms(res)
+    lab = labels_for(res, df)
+    assert lab.max() == len(df)
+    idx = np.rint(df[["y_px", "x_px"]].to_numpy()).astype(int)
+    np.testing.assert_array_equal(lab[idx[:, 0], idx[:, 1]], np.arange(1, len(df) + 1))
+
+
+def test_empty_heatmap_gives_an_empty_table_with_all_columns(lattice):
+    img, heat, _ = lattice
+    df = heatmap_to_atoms(HeatmapResult.from_arrays(img, np.zeros_like(heat), PS))
+    assert len(df) == 0
+    assert {"y_px", "x_px", "confidence", "intensity", "nn_spacing_px"} <= set(df.columns)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"threshold": 1.5}, "threshold"),
+        ({"refine": "fancy"}, "refine"),
+        ({"method": "magic"}, "method"),
+        ({"contrast": "grey"}, "contrast"),
+        ({"min_separation_nm": 0.1, "min_separation_px": 2}, "not both"),
+    ],
+)
+def test_bad_post_processing_options(lattice, kwargs, match):
+    img, heat, _ = lattice
+    with pytest.raises(InputError, match=match):
+        heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS), **kwargs)
+
+
+def test_from_arrays_validates():
+    with pytest.raises(InputError, match="shape"):
+        HeatmapResult.from_arrays(_RNG.random((32, 32)), np.zeros((16, 16)))
+    with pytest.raises(InputError, match="NaN"):
+        HeatmapResult.from_arrays(_RNG.random((32, 32)), np.full((32, 32), np.nan))
+    with pytest.raises(InputError, match="RGB"):
+        HeatmapResult.from_arrays(_RNG.random((32, 32, 3)), np.zeros((32, 32)))
+
+
+# --------------------------------------------------------------------- with a model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained atoms model exported through the backend (plumbing, not accuracy)."""
+    import torch
+
+    from napari_atomseg.backend.cards import card_from_dict
+    from napari_atomseg.backend.registry import build_from_card, export_model
+
+    card = card_from_dict(
+        {
+            "name": "atoms_tiny_test",
+            "task": "atoms",
+            "architecture": {"type": "unet", "base_channels": 4, "depth": 1},
+            "outputs": [
+                {"name": "heatmap", "activation": "sigmoid"},
+                {"name": "spacing", "activation": "sigmoid"},
+            ],
+            "input": {
+                "normalisation": "robust_zscore",
+                "working_pixel_size_nm": 0.025,
+                "pixel_size_range_nm": [0.002, 0.1],
+                "tile_px": 64,
+                "overlap_px": 16,
+            },
+            "training": {"config": {"task_options": {"spacing_scale_nm": 2.0}}},
+        }
+    )
+    torch.manual_seed(0)
+    module = build_from_card(card)
+    return export_model(module, card, tmp_path_factory.mktemp("model"))
+
+
+def test_find_atoms_runs_the_model_end_to_end(lattice, tiny_model):
+    img, _, _ = lattice
+    steps = []
+    gen = iter_find_atoms(img, PS, model=str(tiny_model.path), refine="com", threshold=0.0)
+    # (an untrained network: threshold 0 so that there are columns to post-process)
+    df = drain(gen, callback=steps.append)
+    assert all(isinstance(s, Progress) for s in steps) and len(steps) >= 3
+    assert df.attrs["model"] == "atoms_tiny_test"
+    assert df.attrs["pixel_size_nm"] == PS and not df.attrs["pixel_size_estimated"]
+    assert "y_nm" in df
+    res = predict_heatmap(img, PS, model=str(tiny_model.path))
+    assert res.heatmap.shape == img.shape and res.heatmap.dtype == np.float32
+    assert res.heatmap.min() >= 0.0 and res.heatmap.max() <= 1.0
+    assert res.spacing_nm is not None and res.spacing_nm.max() <= 2.0  # scaled by the card
+    # The same network output gives the same columns through either path.
+    again = heatmap_to_atoms(res, refine="com", threshold=0.0)
+    np.testing.assert_allclose(again[["y_px", "x_px"]], df[["y_px", "x_px"]])
+
+
+def test_find_atoms_rejects_bad_input_before_running(tiny_model):
+    path = str(tiny_model.path)
+    with pytest.raises(InputError, match="NaN"):
+        find_atoms(np.full((64, 64), np.nan), 0.02, model=path)
+    with pytest.raises(InputError, match="RGB"):
+        find_atoms(np.zeros((64, 64, 3)), 0.02, model=path)
+    with pytest.raises(InputError, match="unknown option"):
+        find_atoms(_RNG.random((64, 64)), 0.02, model=path, thresh=0.3)
+    with pytest.raises(InputError, match="refine"):
+        find_atoms(_RNG.random((64, 64)), 0.02, model=path, refine="best")
+    with pytest.raises(InputError, match="outside the range"):
+        find_atoms(_RNG.random((64, 64)), 5.0, model=path)
+    with pytest.raises(ModelError, match="unknown model"):
+        find_atoms(_RNG.random((64, 64)), 0.02, model="no_such_model")
