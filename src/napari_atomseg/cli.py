@@ -19,11 +19,30 @@ from . import __version__
 #: so they must be light at import time (no torch, abtem or Qt at module level).
 #: Each owner adds one line here when its module exists.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("napari_atomseg.backend._cli", "train or fine-tune a model from a YAML config (writes safetensors + model card)"),
-    "info": ("napari_atomseg.io._cli_info", "show what the readers find in files: pixel size, units, instrument"),
-    "convert": ("napari_atomseg.io._cli_convert", "convert DM/MRC/TIA/EMD/TIFF images to calibrated ImageJ TIFFs"),
-    "segment": ("napari_atomseg.segment._cli", "segment contamination / nanoparticles; write label TIFFs and a ranking CSV"),
-    "sort": ("napari_atomseg.segment._cli_sort", "rank a folder of images by clean-lattice fraction"),
+    "train": (
+        "napari_atomseg.backend._cli",
+        "train or fine-tune a model from a YAML config (writes safetensors + model card)",
+    ),
+    "info": (
+        "napari_atomseg.io._cli_info",
+        "show what the readers find in files: pixel size, units, instrument",
+    ),
+    "convert": (
+        "napari_atomseg.io._cli_convert",
+        "convert DM/MRC/TIA/EMD/TIFF images to calibrated ImageJ TIFFs",
+    ),
+    "segment": (
+        "napari_atomseg.segment._cli",
+        "segment contamination / nanoparticles; write label TIFFs and a ranking CSV",
+    ),
+    "sort": (
+        "napari_atomseg.segment._cli_sort",
+        "rank a folder of images by clean-lattice fraction",
+    ),
+    "simulate": (
+        "napari_atomseg.simulate._cli",
+        "write a zarr library of random synthetic micrographs with exact ground truth",
+    ),
 }
 
 

@@ -61,18 +61,26 @@ def simulate_steps(parameters: SimulationParameters) -> ProgressGenerator[Simula
 
         raise InputError(f"simulate: expected SimulationParameters, got {type(p).__name__}")
     rngs = random_streams(p.seed)
-    if p.mode.endswith("multislice"):
-        from .multislice import simulate_multislice_steps
-
-        return (yield from simulate_multislice_steps(p, rngs))
-    total = 4
+    multislice = p.mode.endswith("multislice")
+    total = 100 if multislice else 4
     yield Progress(0, total, "building the specimen")
-    if p.mode == "haadf":
-        result = yield from _fast_haadf(p, rngs, total)
+    if p.mode.startswith("haadf"):
+        result = yield from _haadf(p, rngs, total, multislice)
     else:
-        result = yield from _fast_hrtem(p, rngs, total)
+        result = yield from _hrtem(p, rngs, total, multislice)
     yield Progress(total, total, "done")
     return result
+
+
+def _rescaled(gen, start: int, stop: int, total: int):
+    """Re-emit a sub-generator's Progress inside [start, stop] of ``total``; return its value."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as done:
+            return done.value
+        done_units = start + int((stop - start) * step.fraction)
+        yield Progress(done_units, total, step.message)
 
 
 # --- fast HAADF ----------------------------------------------------------------------------
@@ -89,21 +97,28 @@ def _stem_margin_A(p: SimulationParameters, distortion: det.ScanDistortion) -> f
     return 10.0 + probe_radius + 3 * p.source_size_nm * 10 + distortion.max_displacement_A()
 
 
-def _fast_haadf(p: SimulationParameters, rngs, total: int):
+def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     from .stem import render_haadf, stem_grid
 
     px = p.pixel_size_nm * 10
     distortion = det.ScanDistortion.from_parameters(p, rngs["scan"])
     grid = stem_grid(p, _stem_margin_A(p, distortion))
-    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"])
+    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"], explicit=multislice)
     yield Progress(1, total, "imaging (fast incoherent HAADF)")
     probe_yx = None if distortion.is_identity else distortion.probe_positions_A()
+    # The fast model always runs: it gives each column's own signal for "visible".
     img = render_haadf(p, scene, grid, probe_yx, rngs["render"])
-    yield Progress(2, total, "detector noise")
+    fraction = img.columns.astype(np.float64) + img.other
+    if multislice:
+        from .multislice import haadf_multislice_steps
+
+        steps = haadf_multislice_steps(p, scene, grid, probe_yx, rngs["render"])
+        fraction = (yield from _rescaled(steps, 5, total - 5, total)).astype(np.float64)
+    yield Progress(total - 3, total, "detector noise")
 
     noise = rngs["noise"]
     electrons = p.dose_e_per_A2 * px * px  # electrons per probe position
-    expected = electrons * (img.columns.astype(np.float64) + img.other)
+    expected = electrons * fraction
     if p.background_level > 0:
         bg = det.smooth_background(p.shape_px, noise, scale_px=max(p.shape_px) / 3)
         expected = expected + p.background_level * max(expected.mean(), electrons * 1e-3) * bg
@@ -119,7 +134,7 @@ def _fast_haadf(p: SimulationParameters, rngs, total: int):
     if p.bright_spots_per_megapixel > 0:
         level = p.detector_gain * max(float(expected.mean()), 1.0)
         image = det.add_bright_spots(image, p.bright_spots_per_megapixel, level, noise)
-    yield Progress(3, total, "ground truth and targets")
+    yield Progress(total - 2, total, "ground truth and targets")
 
     # Where each column appears: scan distortion, then the detector's lag along x.
     r, c = distortion.apparent_pixels(scene.column_yx_A[:, 0], scene.column_yx_A[:, 1])
@@ -160,7 +175,7 @@ def _pixel_centres_A(p: SimulationParameters) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- fast HRTEM ----------------------------------------------------------------------------
-def _fast_hrtem(p: SimulationParameters, rngs, total: int):
+def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     from .hrtem import delocalisation_A, hrtem_grid, render_hrtem
 
     px = p.pixel_size_nm * 10
@@ -168,13 +183,18 @@ def _fast_hrtem(p: SimulationParameters, rngs, total: int):
     # add is faint fringes, so the margin is capped to keep grids small.
     margin = 10.0 + min(delocalisation_A(p), 50.0) + p.drift_blur_nm * 10
     grid = hrtem_grid(p, margin)
-    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"])
+    scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"], explicit=multislice)
     yield Progress(1, total, "imaging (fast phase-object HRTEM)")
     img = render_hrtem(p, scene, grid, rngs["render"])
-    yield Progress(2, total, "camera noise")
+    intensity = img.intensity.astype(np.float32)
+    if multislice:
+        from .multislice import hrtem_multislice_steps
+
+        steps = hrtem_multislice_steps(p, scene, grid, rngs["render"])
+        intensity = yield from _rescaled(steps, 5, total - 5, total)
+    yield Progress(total - 3, total, "camera noise")
 
     noise = rngs["noise"]
-    intensity = img.intensity.astype(np.float32)
     if p.drift_blur_nm > 0:
         angle = noise.uniform(0, 2 * np.pi)
         intensity = det.motion_blur(intensity, p.drift_blur_nm / p.pixel_size_nm, angle)
@@ -197,7 +217,7 @@ def _fast_hrtem(p: SimulationParameters, rngs, total: int):
     if p.bright_spots_per_megapixel > 0:
         level = p.detector_gain * electrons
         image = det.add_bright_spots(image, p.bright_spots_per_megapixel, level, noise)
-    yield Progress(3, total, "ground truth and targets")
+    yield Progress(total - 2, total, "ground truth and targets")
 
     r = scene.column_yx_A[:, 0] / px
     c = scene.column_yx_A[:, 1] / px

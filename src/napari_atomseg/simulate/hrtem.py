@@ -100,22 +100,23 @@ def lens_transfer(p, grid: RenderGrid) -> np.ndarray:
         alpha = k * lam
         env = np.exp(-((0.5 * np.pi / lam * focal * alpha**2) ** 2))
         dchi = 2 * np.pi / lam * (-defocus * alpha + cs * alpha**3)
-        env = env * np.exp(-((spread / 2) ** 2) * dchi**2)
-        if aperture > 0:
-            env = env * np.clip((aperture - alpha) / step + 0.5, 0.0, 1.0)
-        return env
-
-    def chi(k):
-        alpha = k * lam
-        return 2 * np.pi / lam * (0.5 * alpha**2 * -defocus + 0.25 * alpha**4 * cs)
+        return env * np.exp(-((spread / 2) ** 2) * dchi**2)
 
     index, dk = render.radial_index_full(grid.shape, grid.sampling_A)
     k_table = np.arange(render.RADIAL_SAMPLES) * dk
     env = envelope(k_table).astype(np.float32)[index]
-    phase = chi(k_table).astype(np.float32)[index]
+    # The phase varies fast at high k: evaluate it exactly (a polynomial in k^2), not
+    # from the table.
+    ky = np.fft.fftfreq(grid.shape[0], d=grid.sampling_A).astype(np.float32)[:, None]
+    kx = np.fft.fftfreq(grid.shape[1], d=grid.sampling_A).astype(np.float32)[None, :]
+    k2 = ky * ky + kx * kx
+    c2 = np.float32(np.pi * lam * -defocus)
+    c4 = np.float32(0.5 * np.pi * lam**3 * cs)
+    phase = k2 * (c2 + c4 * k2)
+    if aperture > 0:  # a sharp edge: evaluated exactly rather than from the table
+        alpha = np.sqrt(k2) * np.float32(lam)
+        env = env * np.clip((np.float32(aperture) - alpha) / np.float32(step) + 0.5, 0, 1)
     if p.astigmatism_nm:
-        ky = np.fft.fftfreq(grid.shape[0], d=grid.sampling_A).astype(np.float32)[:, None]
-        kx = np.fft.fftfreq(grid.shape[1], d=grid.sampling_A).astype(np.float32)[None, :]
         a2 = 2 * np.deg2rad(p.astigmatism_angle_deg)
         astig = (kx * kx - ky * ky) * np.float32(np.cos(a2)) + (2 * kx * ky) * np.float32(
             np.sin(a2)

@@ -86,11 +86,18 @@ def aberration_phase(
 def soft_aperture(
     alpha_rad: np.ndarray,
     cutoff_mrad: float,
-    angular_step_mrad: float,
+    angular_step_mrad: float | np.ndarray,
 ) -> np.ndarray:
-    """Aperture of ones inside ``cutoff_mrad`` with a one-sample linear edge (as abTEM)."""
-    value = (cutoff_mrad * 1e-3 - alpha_rad) / (angular_step_mrad * 1e-3) + 0.5
-    return np.clip(value, 0.0, 1.0)
+    """Aperture of ones inside ``cutoff_mrad`` with a one-sample linear edge (as abTEM).
+
+    ``angular_step_mrad`` is the grid's angular sampling along the direction of each
+    frequency (a scalar for square sampling).
+    """
+    value = (cutoff_mrad * 1e-3 - alpha_rad) / (np.asarray(angular_step_mrad) * 1e-3) + 0.5
+    out = np.clip(value, 0.0, 1.0)
+    if out.ndim and alpha_rad.ndim:
+        out[alpha_rad == 0] = 1.0
+    return out
 
 
 def probe_intensity(
@@ -111,8 +118,11 @@ def probe_intensity(
     """
     lam = wavelength_A(energy_keV)
     ky, kx = frequency_grid(shape, sampling_A)
-    # abTEM softens the aperture edge over one angular sample (the coarser axis).
-    step_mrad = max(1 / (shape[0] * sampling_A), 1 / (shape[1] * sampling_A)) * lam * 1e3
+    # abTEM softens the aperture edge over one angular sample, measured along each
+    # frequency's direction (it matters for non-square grids).
+    step_y = lam * 1e3 / (shape[0] * sampling_A)
+    step_x = lam * 1e3 / (shape[1] * sampling_A)
+    step_mrad = max(step_y, step_x)
     k2 = (ky**2 + kx**2).astype(np.float32)
     # Only frequencies inside the aperture carry the probe: evaluate chi there only.
     k_cut = (convergence_mrad + step_mrad) * 1e-3 / lam
@@ -120,8 +130,11 @@ def probe_intensity(
     rows, cols = np.nonzero(inside)
     kyi = ky[rows, 0]
     kxi = kx[0, cols]
-    alpha = np.sqrt(kyi**2 + kxi**2) * lam
-    aperture = soft_aperture(alpha, convergence_mrad, step_mrad)
+    k_abs = np.sqrt(kyi**2 + kxi**2)
+    alpha = k_abs * lam
+    safe = np.maximum(k_abs, 1e-12)
+    step = np.sqrt((kyi / safe * step_y) ** 2 + (kxi / safe * step_x) ** 2)
+    aperture = soft_aperture(alpha, convergence_mrad, step)
     chi = aberration_phase(kyi, kxi, lam, defocus_A, cs_A, astigmatism_A, astigmatism_angle_rad)
     wave_ft = np.zeros(shape, dtype=np.complex64)
     wave_ft[rows, cols] = aperture * np.exp(-1j * chi)

@@ -95,6 +95,8 @@ class SimulationParameters:
     haadf_saturation_atoms: float = 40.0  # column channelling saturation scale (atoms)
     adf_inner_mrad: float = 70.0  # annular detector (multislice modes)
     adf_outer_mrad: float = 200.0
+    frozen_phonons: int = 8  # multislice modes: thermal configurations averaged
+    multislice_sampling_nm: float = 0.005  # multislice potential sampling
     focal_spread_nm: float = 3.0  # HRTEM, 1/e width (abTEM convention)
     angular_spread_mrad: float = 0.1  # HRTEM illumination spread (std)
     objective_aperture_mrad: float = 0.0  # HRTEM objective aperture (0 = none)
@@ -176,9 +178,9 @@ def estimate_memory_bytes(p: SimulationParameters) -> int:
         pad = 2 * math.ceil(20 / (px_A / s))
         return int(((h * s + pad) * (w * s + pad)) * 16 * 24 + h * w * 4 * 30)
     # Multislice: abTEM holds the potential (n_slices grid) and a batch of probe waves.
-    sampling = 0.05
-    gy = math.ceil(h * px_A / sampling)
-    gx = math.ceil(w * px_A / sampling)
+    sampling = p.multislice_sampling_nm * 10
+    gy = math.ceil((h * px_A + 30.0) / sampling)  # + the padding around the field
+    gx = math.ceil((w * px_A + 30.0) / sampling)
     thickness_A = max(p.thickness_nm * 10, p.layers * 7, 20)
     n_slices = math.ceil(thickness_A / 1.0) + 10
     return int(gy * gx * (4 * n_slices + 16 * 64 * 2))
@@ -290,6 +292,9 @@ def validate_parameters(p: SimulationParameters) -> None:
     check_range(p.haadf_saturation_atoms, 1.0, 1e9, "haadf_saturation_atoms")
     check_range(p.adf_inner_mrad, 0.0, 500.0, "adf_inner_mrad")
     check_range(p.adf_outer_mrad, p.adf_inner_mrad + 1.0, 1000.0, "adf_outer_mrad")
+    if not isinstance(p.frozen_phonons, int) or not 1 <= p.frozen_phonons <= 256:
+        raise InputError(f"frozen_phonons: {p.frozen_phonons!r} must be an integer 1-256")
+    check_range(p.multislice_sampling_nm, 0.001, 0.02, "multislice_sampling_nm")
     check_range(p.focal_spread_nm, 0.0, 50.0, "focal_spread_nm")
     check_range(p.angular_spread_mrad, 0.0, 5.0, "angular_spread_mrad")
     check_range(p.objective_aperture_mrad, 0.0, 200.0, "objective_aperture_mrad")

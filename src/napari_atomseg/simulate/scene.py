@@ -87,6 +87,8 @@ class Scene:
     point_element: np.ndarray  # (m,) index into elements
     point_atoms: np.ndarray  # (m,) number of atoms the point stands for
     point_column: np.ndarray  # (m,) column index
+    point_depth_A: np.ndarray  # (m,) depth along the beam (nan: a column segment)
+    point_layer: np.ndarray  # (m,) 0 structure, 1 support, 2 contamination
     amorphous: list[AmorphousLayer] = field(default_factory=list)
     #: amorphous elements kept statistical (not explicit atoms), per layer
     statistical: list[dict[str, float]] = field(default_factory=list)
@@ -125,13 +127,17 @@ class Scene:
 
 
 def _inside_convex(hull: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Point-in-convex-polygon (vertices counter-clockwise in (y, x))."""
-    inside = np.ones(np.broadcast(y, x).shape, dtype=bool)
+    """Point-in-convex-polygon for vertices (y, x) in either winding order."""
     n = len(hull)
+    signed_area = 0.5 * np.sum(
+        hull[:, 1] * np.roll(hull[:, 0], -1) - np.roll(hull[:, 1], -1) * hull[:, 0]
+    )
+    sign = 1.0 if signed_area >= 0 else -1.0
+    inside = np.ones(np.broadcast(y, x).shape, dtype=bool)
     for i in range(n):
         y0, x0 = hull[i]
         y1, x1 = hull[(i + 1) % n]
-        inside &= (x1 - x0) * (y - y0) - (y1 - y0) * (x - x0) >= 0
+        inside &= sign * ((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0)) >= 0
     return inside
 
 
@@ -248,6 +254,8 @@ class _Builder:
         self.pt_el: list[np.ndarray] = []
         self.pt_atoms: list[np.ndarray] = []
         self.pt_col: list[np.ndarray] = []
+        self.pt_depth: list[np.ndarray] = []
+        self.pt_layer: list[np.ndarray] = []
         self.n_cols = 0
 
     def element_index(self, symbol: str) -> int:
@@ -295,11 +303,15 @@ class _Builder:
             self.pt_el.append(np.full(len(pos), i))
             self.pt_atoms.append(np.tile(counts[has, i] / k, k))
             self.pt_col.append(np.tile(col_ids[has], k))
+            self.pt_depth.append(np.full(len(pos), np.nan))
+            self.pt_layer.append(np.zeros(len(pos), dtype=np.int8))
 
-    def add_atoms(self, yx, symbols: np.ndarray, region: str, merge_A: float) -> None:
+    def add_atoms(self, yx, symbols: np.ndarray, region: str, merge_A: float, depth=None) -> None:
         """Individual atoms: merged into columns, each atom its own render point."""
         if len(yx) == 0:
             return
+        self.pt_depth.append(np.full(len(yx), np.nan) if depth is None else np.asarray(depth))
+        self.pt_layer.append(np.zeros(len(yx), dtype=np.int8))
         uniq, inverse = np.unique(symbols, return_inverse=True)
         el = np.array([self.element_index(str(s)) for s in uniq])[inverse]
         pos, counts, label = merge_atoms(yx, el, len(self.elements), merge_A)
@@ -329,10 +341,14 @@ class _Builder:
             "point_element": cat(self.pt_el, (0,), np.int64),
             "point_atoms": cat(self.pt_atoms, (0,), float),
             "point_column": cat(self.pt_col, (0,), np.int64),
+            "point_depth_A": cat(self.pt_depth, (0,), float),
+            "point_layer": cat(self.pt_layer, (0,), np.int8),
         }
 
 
-def _lattice(p: SimulationParameters, b: _Builder, bounds, fov_bounds, rng) -> Region:
+def _lattice(
+    p: SimulationParameters, b: _Builder, bounds, fov_bounds, rng, explicit: bool = False
+) -> Region:
     mat = get_material(p.material)
     cell = column_cell(mat.name, p.zone_axis)
     rotation = np.deg2rad(p.rotation_deg)
@@ -357,6 +373,11 @@ def _lattice(p: SimulationParameters, b: _Builder, bounds, fov_bounds, rng) -> R
         thickness = np.clip(
             t0 * (1 + p.thickness_gradient_per_nm * along_nm), cell.repeat_A, 4 * t0
         )
+    if explicit:
+        _lattice_atoms(p, b, cell, pos, idx, thickness, rng)
+        if p.adatom_element and p.adatom_density_per_nm2 > 0:
+            _adatoms(p, b, pos, cell.nearest_neighbour_A(), region, fov_bounds, rng)
+        return region
     symbols = sorted({s for s in _cell_symbols(cell)}, key=lambda s: -atomic_numbers[s])
     counts = column_counts(cell, idx, thickness, symbols)
     counts_by_symbol = {s: counts[:, i] for i, s in enumerate(symbols)}
@@ -376,6 +397,52 @@ def _lattice(p: SimulationParameters, b: _Builder, bounds, fov_bounds, rng) -> R
     if p.adatom_element and p.adatom_density_per_nm2 > 0:
         _adatoms(p, b, pos, cell.nearest_neighbour_A(), region, fov_bounds, rng)
     return region
+
+
+def _lattice_atoms(p, b: _Builder, cell: ColumnCell, pos, idx, thickness, rng) -> None:
+    """Explicit 3-D atoms of the tiled slab (for multislice): same columns as the fast
+    path, with point defects drawn atom by atom and tilt applied to each atom's depth."""
+    from ase.data import chemical_symbols
+
+    yx_parts, z_parts, depth_parts = [], [], []
+    for k in range(cell.n_columns):
+        sel = np.nonzero(idx == k)[0]
+        if sel.size == 0:
+            continue
+        in_col = cell.atom_column == k
+        d_k = cell.atom_depth_A[in_col]
+        z_k = cell.atom_z[in_col]
+        t = thickness[sel]
+        repeats = np.arange(int(np.ceil(t.max() / cell.repeat_A)) + 1)
+        depth = np.broadcast_to(
+            d_k[None, None, :] + repeats[None, :, None] * cell.repeat_A,
+            (len(sel), len(repeats), len(d_k)),
+        )
+        present = depth < t[:, None, None] - 1e-6
+        tile, _, atom = np.nonzero(present)
+        yx_parts.append(pos[sel][tile])
+        z_parts.append(z_k[atom])
+        depth_parts.append(depth[present])
+    if not yx_parts:
+        return
+    yx = np.concatenate(yx_parts)
+    z = np.concatenate(z_parts)
+    depth = np.concatenate(depth_parts)
+    symbols = np.array([chemical_symbols[v] for v in z], dtype=object)
+    if p.substitution and p.substitution_fraction > 0:
+        new, host = (element_symbol(s) for s in p.substitution.split(":"))
+        swap = (symbols == host) & (rng.random(len(symbols)) < p.substitution_fraction)
+        symbols[swap] = new
+    if p.vacancy_fraction > 0:
+        target = element_symbol(p.vacancy_element) if p.vacancy_element else None
+        eligible = np.ones(len(symbols), bool) if target is None else symbols == target
+        keep = ~(eligible & (rng.random(len(symbols)) < p.vacancy_fraction))
+        yx, symbols, depth = yx[keep], symbols[keep], depth[keep]
+    if p.tilt_mrad > 0:
+        az = np.deg2rad(p.tilt_azimuth_deg)
+        shift = (depth - np.median(thickness) / 2) * np.tan(p.tilt_mrad * 1e-3)
+        yx = yx + np.stack([shift * np.sin(az), shift * np.cos(az)], axis=1)
+    b.add_atoms(yx, symbols.astype(str), "crystal", p.merge_distance_nm * 10, depth)
 
 
 def _cell_symbols(cell: ColumnCell) -> list[str]:
@@ -442,7 +509,9 @@ def _adatoms(p, b: _Builder, lattice_pos, nn_A, region: Region, fov_bounds, rng)
     cand = cand[region.contains(cand[:, 0], cand[:, 1])][:n]
     cand = _thin_min_distance(cand, 2.0)
     symbol = element_symbol(p.adatom_element)
-    b.add_atoms(cand, np.full(len(cand), symbol), "adatom", merge_A=0.0)
+    b.add_atoms(
+        cand, np.full(len(cand), symbol), "adatom", merge_A=0.0, depth=np.full(len(cand), -2.0)
+    )
 
 
 def _thin_min_distance(points: np.ndarray, min_A: float) -> np.ndarray:
@@ -490,7 +559,8 @@ def _particles(p: SimulationParameters, b: _Builder, fov_bounds, rng) -> list[np
             random_orientation,
         )
         yx = xyz[:, :2] + c
-        b.add_atoms(yx, np.full(len(yx), p.material), "particle", p.merge_distance_nm * 10)
+        depth = xyz[:, 2] - xyz[:, 2].min()
+        b.add_atoms(yx, np.full(len(yx), p.material), "particle", p.merge_distance_nm * 10, depth)
         hulls.append(_padded_hull(yx, 1.0))
     return hulls
 
@@ -519,11 +589,23 @@ def _single_atoms(p: SimulationParameters, b: _Builder, fov_bounds, support, rng
     symbol = element_symbol(p.single_atom_element)
     is_cluster = rng.random(len(cand)) < p.cluster_fraction
     singles = cand[~is_cluster]
-    b.add_atoms(singles, np.full(len(singles), symbol), "single_atom", p.merge_distance_nm * 10)
+    b.add_atoms(
+        singles,
+        np.full(len(singles), symbol),
+        "single_atom",
+        p.merge_distance_nm * 10,
+        np.zeros(len(singles)),
+    )
     for c in cand[is_cluster]:
         atoms = small_cluster(symbol, int(rng.integers(2, 13)), rng)
         yx = atoms[:, :2] + c
-        b.add_atoms(yx, np.full(len(yx), symbol), "single_atom", p.merge_distance_nm * 10)
+        b.add_atoms(
+            yx,
+            np.full(len(yx), symbol),
+            "single_atom",
+            p.merge_distance_nm * 10,
+            atoms[:, 2] - atoms[:, 2].min(),
+        )
 
 
 # --- amorphous layers ---------------------------------------------------------------------------
@@ -571,7 +653,9 @@ def _contamination(p: SimulationParameters, bounds, fov_bounds, rng) -> Amorphou
     )
 
 
-def _amorphous_atoms(layer: AmorphousLayer, b: _Builder, bounds, rng) -> dict[str, float]:
+def _amorphous_atoms(
+    layer: AmorphousLayer, b: _Builder, bounds, rng, explicit: bool = False
+) -> dict[str, float]:
     """Explicit atoms for sparse layers and heavy minor elements; returns the rest.
 
     Atoms are drawn per cell of the layer's thickness grid (Poisson counts, uniform
@@ -586,8 +670,8 @@ def _amorphous_atoms(layer: AmorphousLayer, b: _Builder, bounds, rng) -> dict[st
     total = float(t.sum()) * step * step * layer.density_per_A3
     statistical: dict[str, float] = {}
     for symbol, fraction in layer.composition.items():
-        explicit = total < EXPLICIT_ATOM_LIMIT or atomic_numbers[symbol] > EXPLICIT_Z_ABOVE
-        if not explicit:
+        keep = explicit or total < EXPLICIT_ATOM_LIMIT or atomic_numbers[symbol] > EXPLICIT_Z_ABOVE
+        if not keep:
             statistical[symbol] = fraction
             continue
         lam = t * (step * step * layer.density_per_A3 * fraction)
@@ -603,17 +687,21 @@ def _amorphous_atoms(layer: AmorphousLayer, b: _Builder, bounds, rng) -> dict[st
             ],
             axis=1,
         )
-        # Amorphous atoms are render points without a column of their own in the table.
-        _add_amorphous(b, yx, symbol)
+        # Amorphous atoms are render points without a column of their own in the table;
+        # their depth is uniform through the local thickness (used by multislice only).
+        depth = rng.uniform(0.0, 1.0, len(cells)) * t.ravel()[cells]
+        _add_amorphous(b, yx, symbol, depth, 1 if layer.kind == "support" else 2)
     return statistical
 
 
-def _add_amorphous(b: _Builder, yx: np.ndarray, symbol: str) -> None:
+def _add_amorphous(b: _Builder, yx: np.ndarray, symbol: str, depth: np.ndarray, layer: int) -> None:
     i = b.element_index(symbol)
     b.pt_yx.append(yx)
     b.pt_el.append(np.full(len(yx), i))
     b.pt_atoms.append(np.ones(len(yx)))
     b.pt_col.append(np.full(len(yx), -1))
+    b.pt_depth.append(depth)
+    b.pt_layer.append(np.full(len(yx), layer, dtype=np.int8))
 
 
 def build_scene(
@@ -621,21 +709,27 @@ def build_scene(
     bounds_A: tuple[float, float, float, float],
     fov_bounds_A: tuple[float, float, float, float],
     rng: np.random.Generator,
+    explicit: bool = False,
 ) -> Scene:
-    """Build the specimen for ``p`` over ``bounds_A`` (the padded field, Angstrom)."""
+    """Build the specimen for ``p`` over ``bounds_A`` (the padded field, Angstrom).
+
+    ``explicit=True`` makes every atom explicit with its depth (crystals atom by atom,
+    dense amorphous layers too), as multislice needs; the fast models use column counts
+    and statistical amorphous layers instead, which are equivalent in projection.
+    """
     b = _Builder()
     crystal_region = None
     hulls: list[np.ndarray] = []
     support = _support(p, bounds_A, fov_bounds_A, rng)
     contamination = _contamination(p, bounds_A, fov_bounds_A, rng)
     if p.scene == "lattice":
-        crystal_region = _lattice(p, b, bounds_A, fov_bounds_A, rng)
+        crystal_region = _lattice(p, b, bounds_A, fov_bounds_A, rng, explicit)
     elif p.scene == "particles":
         hulls = _particles(p, b, fov_bounds_A, rng)
     if p.single_atom_density_per_nm2 > 0:
         _single_atoms(p, b, fov_bounds_A, support, rng)
     layers = [layer for layer in (support, contamination) if layer is not None]
-    statistical = [_amorphous_atoms(layer, b, bounds_A, rng) for layer in layers]
+    statistical = [_amorphous_atoms(layer, b, bounds_A, rng, explicit) for layer in layers]
     return Scene(
         **b.finish(),
         amorphous=layers,

@@ -87,6 +87,10 @@ def saturation_factor(n_atoms: np.ndarray, saturation_atoms: float) -> np.ndarra
     return np.where(n > 0, ns * -np.expm1(-n / ns) / np.maximum(n, 1e-12), 1.0)
 
 
+def _cross_sections(p, z) -> np.ndarray:
+    return haadf_cross_section_A2(z, p.z_exponent, p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad)
+
+
 def render_haadf(
     p,
     scene: Scene,
@@ -99,7 +103,7 @@ def render_haadf(
     ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
     means the ideal raster.
     """
-    sigma_el = haadf_cross_section_A2(scene.column_atomic_numbers(), p.z_exponent)
+    sigma_el = _cross_sections(p, scene.column_atomic_numbers())
     saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
     col = scene.point_column
     is_col = col >= 0
@@ -121,7 +125,7 @@ def render_haadf(
     if means:
         from ase.data import atomic_numbers
 
-        w = {s: float(haadf_cross_section_A2(atomic_numbers[s], p.z_exponent)) for s in means}
+        w = {s: float(_cross_sections(p, atomic_numbers[s])) for s in means}
         stat = sample_statistical(means, w, rng)
         other = stat if other is None else other + stat
     cols = sfft.irfft2(cols_ft * psf_ft, s=grid.shape, workers=workers)
