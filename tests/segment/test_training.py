@@ -131,3 +131,14 @@ def test_validation_metrics_values():
     assert m["dice_particle"] == pytest.approx(2 * 1 / (2 * 1 + 1 + 1))
     assert m["jaccard_particle"] == pytest.approx(1 / 3)
     assert m["mean_jaccard"] == pytest.approx(0.5 * (1 / 3 + 5 / 7))
+
+
+def test_card_defaults_build_a_valid_card_whose_channels_are_the_classes():
+    from napari_atomseg.backend import card_from_dict
+
+    task = SegmentationTask("contamination", working_pixel_size_nm=0.05)
+    data = task.card_defaults()
+    data.update(name="seg_test", architecture={"type": "unet"})
+    card = card_from_dict(data)
+    assert card.channels == ("crystal", "amorphous", "vacuum")
+    assert card.input.working_pixel_size_nm == 0.05

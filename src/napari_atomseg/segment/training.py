@@ -129,6 +129,24 @@ class SegmentationTask:
         self._simulate_fn = simulate_fn
         self._parameters_fn = parameters_fn
 
+    def card_defaults(self) -> dict[str, Any]:
+        """The card entries this task implies (the training config's ``card`` overrides).
+
+        One softmax head named ``classes`` whose channels are the task's class names, so
+        :func:`napari_atomseg.segment.segment` maps them by name.
+        """
+        return {
+            "task": "segmentation",
+            "outputs": [
+                {"name": "classes", "activation": "softmax", "channels": self.channels_out}
+            ],
+            "classes": list(self.class_names),
+            "input": {
+                "normalisation": self.normalisation,
+                "working_pixel_size_nm": self.working_pixel_size_nm,
+            },
+        }
+
     # ------------------------------------------------------------------ examples
     def _draw_parameters(self, rng: np.random.Generator) -> Any:
         if self._parameters_fn is not None:

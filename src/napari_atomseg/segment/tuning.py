@@ -43,9 +43,9 @@ class BraggGrid:
     with ``length_unit="period"``).
     """
 
-    aperture_sigma_rel: Sequence[float] = (0.03, 0.05, 0.07, 0.1)
+    aperture_sigma_rel: Sequence[float] = (0.03, 0.05, 0.07, 0.1, 0.14, 0.2)
     lowpass_sigma_periods: Sequence[float] = (0.25, 0.5, 1.0)
-    mask_threshold: Sequence[float] = tuple(np.round(np.arange(1.2, 2.201, 0.1), 3))
+    mask_threshold: Sequence[float] = tuple(np.round(np.arange(1.1, 2.001, 0.1), 3))
     smooth_sigma: Sequence[float] = (0.0, 1.0, 2.0, 3.0)
     min_region_size: Sequence[float] = (0.0, 6.0)
     fixed: dict[str, Any] = field(default_factory=dict)
