@@ -1,0 +1,51 @@
+"""Small pieces the widgets share: layer pickers, model pickers, stacked progress."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from magicgui.widgets import ComboBox
+from napari.layers import Image, Labels, Points
+
+from napari_atomseg._progress import Progress
+
+_TYPES = {"image": Image, "labels": Labels, "points": Points}
+
+
+def layer_combo(viewer: Any, layer_type: str, label: str, optional: bool = False) -> ComboBox:
+    """A ComboBox of the viewer's layers of one type, kept in sync with the layer list."""
+    cls = _TYPES[layer_type]
+
+    def choices(_widget: Any = None) -> list[Any]:
+        found = [(layer.name, layer) for layer in viewer.layers if isinstance(layer, cls)]
+        return ([("(none)", None)] if optional else []) + found
+
+    combo = ComboBox(choices=choices, label=label, nullable=optional)
+
+    def refresh(_event: Any = None) -> None:
+        combo.reset_choices()
+
+    viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.removed.connect(refresh)
+    return combo
+
+
+def model_names(task: str) -> list[str]:
+    """Shipped models of ``task`` (default first); empty when none is installed."""
+    from napari_atomseg.backend import list_models
+
+    return [card.name for card in list_models(task)]
+
+
+def frames_progress(
+    gen: Generator[Progress, Any, Any], k: int, n: int, what: str
+) -> Generator[Progress, Any, Any]:
+    """Re-emit ``gen``'s Progress as part ``k`` of ``n`` (units of 1/100 of a part)."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as done:
+            return done.value
+        prefix = f"{what} {k + 1}/{n}: " if n > 1 else ""
+        yield Progress(100 * k + int(100 * step.fraction), 100 * n, prefix + step.message)

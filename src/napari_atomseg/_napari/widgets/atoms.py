@@ -1,0 +1,295 @@
+"""The "Find atoms" widget: Image layer -> Points (columns) + Labels (column regions).
+
+Run: the network (:func:`napari_atomseg.atoms.detect.iter_predict_heatmap`) runs once per
+frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.detect.heatmap_to_atoms`)
+and the column labels. The network's answers (:class:`HeatmapResult`, one per frame) are
+kept in the Points layer's ``metadata["heatmaps"]``, so the live preview -- moving the
+threshold / separation sliders or the refinement -- re-runs only the post-processing on
+them and updates the Points and Labels layers in place. Correct the points afterwards
+with napari's own tools (points added by hand get ``source = "manual"``) and save them
+with File > Save Selected Layers (CSV).
+
+Pixel size: the layer's calibration; the override field wins when > 0. On an
+uncalibrated layer the override also calibrates the image layer (scale in nm), so image
+and results agree. Without either, the model estimates it (reported in the status line
+and in ``metadata["pixel_size_estimated"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    PushButton,
+)
+from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
+
+from napari_atomseg._progress import Progress
+from napari_atomseg.atoms import detect
+from napari_atomseg.errors import AtomsegError, InputError
+
+from ..image_source import (
+    Frame,
+    current_frame_index,
+    image_frames,
+    layer_geometry,
+    layer_pixel_size_nm,
+)
+from ..layers import Geometry, atoms_points, instance_labels
+from ._common import frames_progress, layer_combo, model_names
+from ._runner import RunPanel, notify_error
+from ._viewer import add_or_update, find_layer
+
+REFINE_CHOICES = ("gaussian", "com", "none")
+PREVIEW_DELAY_MS = 150
+
+
+@dataclass
+class FrameAtoms:
+    """One frame's result: where it is in the stack, the network output, the columns."""
+
+    index: int | None
+    heatmap: detect.HeatmapResult
+    atoms: pd.DataFrame
+    labels: np.ndarray
+
+
+def _post_options(
+    heat: detect.HeatmapResult, threshold: float, separation_nm: float, refine: str
+) -> dict[str, Any]:
+    options: dict[str, Any] = {"threshold": threshold, "refine": refine}
+    if heat.pixel_size_nm is not None:
+        options["min_separation_nm"] = separation_nm
+    return options
+
+
+def postprocess(heat: detect.HeatmapResult, index: int | None, **settings: Any) -> FrameAtoms:
+    """Columns and column labels of one frame from its (stored) network output."""
+    atoms = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
+    if index is not None:
+        atoms.insert(0, "frame", index)
+    return FrameAtoms(index, heat, atoms, detect.labels_for(heat, atoms))
+
+
+def find_atoms_steps(
+    frames: Sequence[Frame], pixel_size_nm: float | None, model: Any, **settings: Any
+) -> Generator[Progress, None, list[FrameAtoms]]:
+    """Network + post-processing for every frame (generator yielding Progress)."""
+    out = []
+    for k, frame in enumerate(frames):
+        steps = detect.iter_predict_heatmap(frame.data, pixel_size_nm, model)
+        heat = yield from frames_progress(steps, k, len(frames), "frame")
+        out.append(postprocess(heat, frame.index, **settings))
+    yield Progress(len(frames), len(frames), "done")
+    return out
+
+
+def refresh_steps(
+    stored: Sequence[tuple[int | None, detect.HeatmapResult]], **settings: Any
+) -> Generator[Progress, None, list[FrameAtoms]]:
+    """Post-processing only, on stored network outputs (the live preview)."""
+    out = []
+    for k, (index, heat) in enumerate(stored):
+        yield Progress(k, len(stored), "post-processing")
+        out.append(postprocess(heat, index, **settings))
+    return out
+
+
+def combine(results: Sequence[FrameAtoms], shape: tuple[int, ...]) -> tuple[pd.DataFrame, Any]:
+    """All frames' columns in one table and their labels in one array of ``shape``."""
+    atoms = pd.concat([r.atoms for r in results], ignore_index=True)
+    if len(shape) == 2:
+        return atoms, results[0].labels
+    labels = np.zeros(shape, dtype=np.int32)
+    for r in results:
+        labels[r.index] = r.labels
+    return atoms, labels
+
+
+class FindAtomsWidget(Container):
+    """Dock widget: find every atomic column of an image, with a live preview."""
+
+    def __init__(self, viewer: Any) -> None:
+        self._viewer = viewer
+        self.image = layer_combo(viewer, "image", "image")
+        self.all_frames = CheckBox(value=False, text="every frame of a stack")
+        self.model = ComboBox(choices=self._models, label="model")
+        self.model_card = FileEdit(mode="r", filter="*.yaml", label="or model card", value="")
+        self.pixel_size_nm = FloatSpinBox(
+            value=0.0, min=0.0, max=100.0, step=0.001, label="pixel size (nm)",
+            tooltip="0 = the layer's calibration, or estimated when the layer is in pixels",
+        )  # fmt: skip
+        self.threshold = FloatSlider(value=0.5, min=0.02, max=0.98, step=0.01, label="threshold")
+        self.separation_nm = FloatSlider(
+            value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
+        )
+        self.refine = ComboBox(choices=REFINE_CHOICES, value="gaussian", label="refinement")
+        self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
+        self.run_button = PushButton(text="Find atoms")
+        self.panel = RunPanel()
+        super().__init__(
+            widgets=[
+                self.image,
+                self.all_frames,
+                self.model,
+                self.model_card,
+                self.pixel_size_nm,
+                self.threshold,
+                self.separation_nm,
+                self.refine,
+                self.live_preview,
+                self.run_button,
+                self.panel,
+            ]
+        )
+        self.run_button.changed.connect(self.run)
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self.preview)
+        self._preview_pending = False
+        for w in (self.threshold, self.separation_nm, self.refine):
+            w.changed.connect(self._schedule_preview)
+
+    # --- settings --------------------------------------------------------------------
+    @staticmethod
+    def _models(_widget: Any = None) -> list[str]:
+        return model_names("atoms") or ["default"]
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "threshold": float(self.threshold.value),
+            "separation_nm": float(self.separation_nm.value),
+            "refine": self.refine.value,
+        }
+
+    def chosen_model(self) -> str:
+        card = str(self.model_card.value or "").strip()
+        if card and card != "." and card.endswith((".yaml", ".yml")):
+            return card
+        return self.model.value or "default"
+
+    def result_names(self, image_name: str) -> tuple[str, str]:
+        return f"{image_name} columns", f"{image_name} column labels"
+
+    # --- run -------------------------------------------------------------------------
+    def run(self) -> Any:
+        """Start network + post-processing on the chosen image; returns the worker."""
+        layer = self.image.value
+        try:
+            if layer is None:
+                raise InputError("Find atoms: open or choose an Image layer first")
+            geometry, pixel_size = self._pixel_size(layer)
+            index = current_frame_index(layer, self._viewer.dims.point)
+            frames = image_frames(layer, index, all_frames=bool(self.all_frames.value))
+            worker = self.panel.start(
+                find_atoms_steps,
+                frames,
+                pixel_size,
+                self.chosen_model(),
+                **self.settings(),
+                on_result=lambda res: self._show(layer, geometry, res),
+            )
+        except AtomsegError as exc:
+            notify_error(exc)
+            self.panel.status.value = f"not started: {exc}"[:200]
+            return None
+        return worker
+
+    def _pixel_size(self, layer: Any) -> tuple[Geometry, float | None]:
+        """(result geometry, pixel size for compute) following the module's rules."""
+        geometry = layer_geometry(layer)
+        from_layer = layer_pixel_size_nm(layer)
+        override = float(self.pixel_size_nm.value) or None
+        if override is None:
+            return geometry, from_layer
+        if from_layer is None:
+            geometry = geometry.with_pixel_size_nm(override)
+            layer.scale = geometry.scale
+            layer.units = geometry.units
+            layer.metadata["calibration"] = geometry.calibration().to_dict()
+            layer.metadata["pixel_size_nm"] = override
+        elif not np.isclose(override, from_layer, rtol=1e-3):
+            show_warning(
+                f"{layer.name}: using {override} nm/px for finding atoms; the layer says "
+                f"{from_layer:.6g} nm/px (its scale is left as it is)"
+            )
+        return geometry, override
+
+    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+        shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
+        if getattr(layer, "rgb", False):
+            shape = shape[:-1]
+        atoms, labels = combine(results, shape)
+        first = results[0].heatmap
+        points_name, labels_name = self.result_names(layer.name)
+        meta = {
+            "source_layer": layer.name,
+            "model": first.model_name,
+            "pixel_size_used_nm": first.pixel_size_nm,
+            "pixel_size_estimated": bool(first.pixel_size_estimated),
+            "settings": self.settings(),
+            "heatmaps": [(r.index, r.heatmap) for r in results],
+        }
+        source = layer.metadata.get("source_path")
+        if source:
+            meta["source_path"] = source
+        add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
+        add_or_update(
+            self._viewer,
+            instance_labels(labels, geometry, labels_name, {"source_layer": layer.name}),
+        )
+        ps = first.pixel_size_nm
+        size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
+        if first.pixel_size_estimated:
+            size_text += " (estimated)"
+        return f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
+
+    # --- live preview ----------------------------------------------------------------
+    def _schedule_preview(self, _value: Any = None) -> None:
+        if self.live_preview.value:
+            self._timer.start()
+
+    def _stored(self) -> tuple[Any, list[tuple[int | None, detect.HeatmapResult]]] | None:
+        layer = self.image.value
+        if layer is None:
+            return None
+        points = find_layer(self._viewer, self.result_names(layer.name)[0], "points")
+        if points is None or not points.metadata.get("heatmaps"):
+            return None
+        return layer, list(points.metadata["heatmaps"])
+
+    def preview(self) -> Any:
+        """Re-run post-processing on the stored network output; returns the worker."""
+        stored = self._stored()
+        if stored is None:
+            return None
+        if self.panel.busy:
+            self._preview_pending = True
+            return None
+        layer, heatmaps = stored
+        points = find_layer(self._viewer, self.result_names(layer.name)[0], "points")
+        geometry = Geometry.from_layer(points)
+        return self.panel.start(
+            refresh_steps,
+            heatmaps,
+            **self.settings(),
+            on_result=lambda res: self._show(layer, geometry, res),
+            on_finish=self._after_preview,
+        )
+
+    def _after_preview(self) -> None:
+        if self._preview_pending:
+            self._preview_pending = False
+            self._timer.start()

@@ -1,0 +1,135 @@
+"""The Find atoms widget: network once, live preview, layers, stacks, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.components import ViewerModel
+from napari.utils.notifications import notification_manager
+
+from napari_atomseg._napari.widgets import atoms as atoms_widget
+from napari_atomseg._progress import Progress
+from napari_atomseg.atoms import detect
+from tests.napari._synth import lattice
+from tests.napari.conftest import PS_NM
+
+
+def _wait(qtbot, widget, timeout=60_000):
+    qtbot.waitUntil(lambda: not widget.panel.busy, timeout=timeout)
+
+
+@pytest.fixture
+def fake_network(monkeypatch):
+    """Replace the network by the synthetic heatmap and count how often it runs."""
+    image, heat, true, heights = lattice()
+    calls = []
+
+    def fake(img, pixel_size_nm=None, model="default", **kw):
+        calls.append(model)
+        yield Progress(0, 1, "fake network")
+        return detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    return image, true, heights, calls
+
+
+def test_live_preview_reruns_only_post_processing(qtbot, fake_network):
+    image, true, heights, calls = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.separation_nm.value = 0.05
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["lat columns"]
+    assert len(points.data) == len(true)
+    np.testing.assert_allclose(points.scale, (PS_NM, PS_NM))
+    assert str(points.units[0]) in ("nm", "nanometer")
+    assert {"confidence", "intensity", "nn_spacing_nm", "source"} <= set(points.features)
+    assert (points.features["source"] == "model").all()
+    # Markers are half the 12 px lattice spacing.
+    assert points.metadata["point_size_px"] == pytest.approx(6.0, rel=0.05)
+    labels = viewer.layers["lat column labels"]
+    assert labels.data.max() == len(true)
+    assert len(calls) == 1
+
+    # Peak heights run 0.2..1.0 evenly: threshold 0.6 keeps about half of them.
+    w.threshold.value = 0.6
+    qtbot.waitUntil(lambda: len(points.data) < len(true), timeout=20_000)
+    _wait(qtbot, w)
+    expected = int(np.sum(heights > 0.6))
+    assert abs(len(points.data) - expected) <= 2
+    assert len(calls) == 1  # the network did not run again
+    assert labels.data.max() == len(points.data)
+
+
+def test_stack_all_frames_and_pixel_override(qtbot, fake_network):
+    image, true, _, calls = fake_network
+    viewer = ViewerModel()
+    layer = viewer.add_image(np.stack([image, image[::-1]]), name="stack")  # in pixels
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.all_frames.value = True
+    w.pixel_size_nm.value = 0.025
+    w.run()
+    _wait(qtbot, w)
+    assert len(calls) == 2
+    points = viewer.layers["stack columns"]
+    assert points.data.shape == (2 * len(true), 3)
+    assert set(points.data[:, 0]) == {0.0, 1.0}
+    # The override calibrated the uncalibrated image, and the results share its scale.
+    np.testing.assert_allclose(layer.scale[-2:], (0.025, 0.025))
+    np.testing.assert_allclose(points.scale, (1.0, 0.025, 0.025))
+    assert viewer.layers["stack column labels"].data.shape == layer.data.shape
+
+
+def test_current_frame_only(qtbot, fake_network):
+    image, _, _, calls = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(np.stack([image, image, image]), name="s", scale=(1, PS_NM, PS_NM))
+    viewer.dims.set_current_step(0, 2)
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.run()
+    _wait(qtbot, w)
+    assert len(calls) == 1
+    assert set(viewer.layers["s columns"].data[:, 0]) == {2.0}
+
+
+def test_tiny_model_end_to_end(qtbot, tiny_atoms_card):
+    """The real backend path (untrained model): layers appear with the right geometry."""
+    image, *_ = lattice()
+    viewer = ViewerModel()
+    viewer.add_image(image, name="img", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.model_card.value = str(tiny_atoms_card)
+    w.threshold.value = 0.3
+    w.live_preview.value = False
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["img columns"]
+    assert points.metadata["model"] == "atoms_widget_test"
+    assert points.metadata["pixel_size_used_nm"] == pytest.approx(PS_NM)
+    np.testing.assert_allclose(points.scale, (PS_NM, PS_NM))
+    assert viewer.layers["img column labels"].data.shape == image.shape
+    assert "columns" in w.panel.status.value
+
+
+def test_errors_become_notifications(qtbot, tmp_path):
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        viewer = ViewerModel()
+        viewer.add_image(np.full((64, 64), 3.0), name="flat", scale=(PS_NM, PS_NM))
+        w = atoms_widget.FindAtomsWidget(viewer)
+        w.model_card.value = str(tmp_path / "missing.yaml")  # no such model
+        w.run()
+        _wait(qtbot, w)
+        qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    messages = [str(n.message) for n in seen]
+    assert any("missing.yaml" in m or "constant" in m for m in messages), messages
+    assert "failed" in w.panel.status.value
