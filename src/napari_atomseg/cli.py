@@ -40,6 +40,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "napari_atomseg.segment._cli_sort",
         "rank a folder of images by clean-lattice fraction",
     ),
+    "atoms": ("napari_atomseg.atoms._cli", "find atomic columns; one CSV per image + a summary"),
     "simulate": (
         "napari_atomseg.simulate._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",

@@ -1,0 +1,177 @@
+"""`napari-atomseg atoms INPUT... --out DIR`: files, folders, globs, stacks, errors.
+
+Uses an untrained tiny atoms model exported through the backend (plumbing, not accuracy:
+the CSVs must equal what find_atoms returns for the same image and model); the shipped
+model's accuracy is tested in test_default_model.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_atomseg.atoms._cli import SUMMARY_NAME, expand_inputs, output_names
+from napari_atomseg.atoms.detect import find_atoms
+from napari_atomseg.cli import main
+from napari_atomseg.io import Calibration, read_points_csv, write_image_tiff
+from tests.atoms.synth import hex_lattice_px, render
+
+PS = 0.025
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import torch
+
+    from napari_atomseg.backend.cards import card_from_dict
+    from napari_atomseg.backend.registry import build_from_card, export_model
+
+    card = card_from_dict(
+        {
+            "name": "atoms_cli_test",
+            "task": "atoms",
+            "architecture": {"type": "unet", "base_channels": 4, "depth": 1},
+            "outputs": [{"name": "heatmap", "activation": "sigmoid"}],
+            "input": {
+                "normalisation": "robust_zscore",
+                "working_pixel_size_nm": 0.025,
+                "pixel_size_range_nm": [0.002, 0.1],
+                "tile_px": 64,
+                "overlap_px": 16,
+            },
+        }
+    )
+    torch.manual_seed(0)
+    return export_model(build_from_card(card), card, tmp_path_factory.mktemp("model"))
+
+
+def _image(seed: int, shape=(96, 96)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    true = hex_lattice_px(shape, 0.25 / PS, margin_px=2, seed=seed)
+    return rng.poisson(render(shape, true, 0.04 / PS, 200, 20)).astype(np.float32)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "images"
+    (d / "sub").mkdir(parents=True)
+    write_image_tiff(d / "a.tif", _image(1), Calibration.from_pixel_size_nm(PS))
+    write_image_tiff(d / "sub" / "b.tif", _image(2), Calibration.from_pixel_size_nm(PS))
+    tifffile.imwrite(d / "plain.tif", _image(3))  # no calibration at all
+    (d / "broken.dm3").write_bytes(b"\x00\x00\x00\x03 not a DigitalMicrograph file")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def _run(args, capsys):
+    code = main(["atoms", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def test_folder_writes_one_csv_per_image_equal_to_find_atoms(folder, tmp_path, tiny_model, capsys):
+    out = tmp_path / "out"
+    model = str(tiny_model.path)
+    code, err = _run(
+        [folder, "--out", out, "--model", model, "--threshold", "0.05", "--refine", "com"],
+        capsys,
+    )
+    assert code == 1  # broken.dm3 failed; the others went on
+    assert "broken.dm3" in err and "error" in err
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    names = summary["file"].map(lambda f: f.split("/")[-1]).tolist()
+    assert names == ["a.tif", "broken.dm3", "plain.tif"]  # not recursive, no .txt
+    ok = summary[summary["error"].isna()]
+    assert len(ok) == 2 and (ok["model"] == "atoms_cli_test").all()
+    a = ok.iloc[0]
+    assert a["pixel_size_nm"] == pytest.approx(PS) and not a["pixel_size_estimated"]
+    assert summary.iloc[1]["n_columns"] == 0 and isinstance(summary.iloc[1]["error"], str)
+
+    pts, table = read_points_csv(out / "a_atoms.csv")
+    direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="com")
+    assert len(direct) == a["n_columns"] > 0
+    np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(table["y_nm"], direct["y_nm"], rtol=1e-6)
+    np.testing.assert_allclose(table["confidence"], direct["confidence"], rtol=1e-6)
+    assert list(table.columns[:4]) == ["y_px", "x_px", "y_nm", "x_nm"]
+
+    # The uncalibrated file: pixel columns, plus nm from the estimated pixel size if any.
+    plain = ok.iloc[1]
+    _, ptable = read_points_csv(out / "plain_atoms.csv")
+    assert len(ptable) == plain["n_columns"]
+    if plain["pixel_size_estimated"]:
+        np.testing.assert_allclose(
+            ptable["y_nm"], ptable["y_px"] * plain["pixel_size_nm"], rtol=1e-6
+        )
+
+
+def test_globs_recursion_overrides_and_overwrite(folder, tmp_path, tiny_model, capsys):
+    out = tmp_path / "out"
+    model = str(tiny_model.path)
+    args = [f"{folder}/**/*.tif", "--out", out, "--model", model, "--recursive"]
+    args += ["--pixel-size-nm", "0.03", "--threshold", "0.05", "--min-separation-nm", "0.1"]
+    code, err = _run(args, capsys)
+    assert code == 0, err
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    assert sorted(summary["file"].map(lambda f: f.split("/")[-1])) == [
+        "a.tif",
+        "b.tif",
+        "plain.tif",
+    ]
+    assert (summary["pixel_size_nm"] == 0.03).all()
+    _, table = read_points_csv(out / "plain_atoms.csv")
+    np.testing.assert_allclose(table["x_nm"], table["x_px"] * 0.03, rtol=1e-6)
+    # Columns at least the minimum separation apart.
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(table[["y_nm", "x_nm"]].to_numpy()).query(table[["y_nm", "x_nm"]], k=2)
+    assert d[:, 1].min() >= 0.1 - 1e-9
+    # A second run refuses to overwrite, then replaces with --overwrite.
+    code, err = _run(args, capsys)
+    assert code == 2 and "--overwrite" in err
+    code, err = _run([*args, "--overwrite"], capsys)
+    assert code == 0, err
+
+
+def test_stack_gives_one_table_with_a_frame_column(tmp_path, tiny_model, capsys):
+    stack = np.stack([_image(4), _image(5)])
+    path = tmp_path / "stack.tif"
+    write_image_tiff(path, stack, Calibration.from_pixel_size_nm(PS, ndim=3))
+    out = tmp_path / "out"
+    code, err = _run(
+        [path, "--out", out, "--model", tiny_model.path, "--threshold", "0.05"], capsys
+    )
+    assert code == 0, err
+    pts, table = read_points_csv(out / "stack_atoms.csv")
+    assert pts.shape[1] == 3 and set(np.unique(pts[:, 0])) == {0.0, 1.0}
+    assert len(table) == len(pts) and "confidence" in table
+    second = find_atoms(_image(5), PS, model=str(tiny_model.path), threshold=0.05)
+    np.testing.assert_allclose(pts[pts[:, 0] == 1][:, 1:], second[["y_px", "x_px"]], atol=1e-6)
+
+
+def test_usage_errors(tmp_path, tiny_model, capsys):
+    out = tmp_path / "out"
+    code, err = _run([tmp_path / "nothing_*.tif", "--out", out], capsys)
+    assert code == 2 and "matches no file" in err
+    img = tmp_path / "x.tif"
+    write_image_tiff(img, _image(6), Calibration.from_pixel_size_nm(PS))
+    code, err = _run([img, "--out", out, "--model", "no_such_model"], capsys)
+    assert code == 2 and "no_such_model" in err
+    code, err = _run([img, "--out", out, "--model", tiny_model.path, "--threshold", "2"], capsys)
+    assert code == 2 and "--threshold" in err
+    # A missing file named explicitly is a per-file error, not a usage error.
+    code, err = _run(
+        [img, tmp_path / "missing.dm4", "--out", out, "--model", tiny_model.path], capsys
+    )
+    assert code == 1 and "missing.dm4" in err
+
+
+def test_expand_and_names(tmp_path):
+    (tmp_path / "d").mkdir()
+    for n in ("a.tif", "b.mrc", "c.txt"):
+        (tmp_path / "d" / n).write_bytes(b"x")
+    files, problems = expand_inputs([str(tmp_path / "d"), str(tmp_path / "d" / "a.tif")])
+    assert [f.name for f in files] == ["a.tif", "b.mrc"] and not problems
+    names = output_names([tmp_path / "x" / "a.tif", tmp_path / "y" / "a.dm4"])
+    assert sorted(names.values()) == ["a_atoms.csv", "a_atoms_2.csv"]
