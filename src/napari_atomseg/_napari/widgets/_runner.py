@@ -32,6 +32,29 @@ def notify_error(exc: BaseException) -> None:
         notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
 
+class _Failed:
+    """A job's exception, carried out of the worker as its return value."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
+def _guarded(
+    job: Callable[..., Generator[Progress, Any, Any]], *args: Any, **kwargs: Any
+) -> Generator[Progress, Any, Any]:
+    """Run ``job`` and return its exception instead of raising it.
+
+    superqt's GeneratorWorker treats any RuntimeError from the generator as "the worker
+    was deleted": it emits neither ``errored`` nor ``finished`` and only warns. Our
+    :class:`~napari_atomseg.errors.ModelError` is a RuntimeError, so a missing model would
+    leave the panel busy for ever. Returning the exception sidesteps that path.
+    """
+    try:
+        return (yield from job(*args, **kwargs))
+    except Exception as exc:
+        return _Failed(exc)
+
+
 class RunPanel(Container):
     """Progress bar + status + Cancel for one long computation at a time."""
 
@@ -64,11 +87,14 @@ class RunPanel(Container):
         if self.worker is not None:
             raise AtomsegError("a computation is already running; wait or cancel it")
         worker = create_worker(
-            job, *args, _worker_class=GeneratorWorker, _ignore_errors=True, **kwargs
+            _guarded, job, *args, _worker_class=GeneratorWorker, _ignore_errors=True, **kwargs
         )
         self.cancelled = False
 
         def returned(value: Any) -> None:
+            if isinstance(value, _Failed):
+                self._on_error(value.exc)
+                return
             if self.cancelled:
                 return
             try:
