@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
+
+if TYPE_CHECKING:
+    import napari.viewer
 
 from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import detect
@@ -120,7 +123,7 @@ def combine(results: Sequence[FrameAtoms], shape: tuple[int, ...]) -> tuple[pd.D
 class FindAtomsWidget(Container):
     """Dock widget: find every atomic column of an image, with a live preview."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         self.image = layer_combo(viewer, "image", "image")
         self.all_frames = CheckBox(value=False, text="every frame of a stack")

@@ -13,7 +13,7 @@ the Points on the flagged class using the layer as it is now. The folder-sorting
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -27,6 +27,9 @@ from magicgui.widgets import (
 )
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
+
+if TYPE_CHECKING:
+    import napari.viewer
 
 from napari_atomseg._progress import Progress
 from napari_atomseg.errors import AtomsegError, InputError
@@ -75,7 +78,7 @@ def stack_labels(results: Sequence[tuple[int | None, Any]], shape: tuple[int, ..
 class SegmentWidget(Container):
     """Dock widget: contamination / particle masks, points clean-up and folder sorting."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         self.image = layer_combo(viewer, "image", "image")
         self.all_frames = CheckBox(value=False, text="every frame of a stack")

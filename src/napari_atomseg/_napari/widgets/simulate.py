@@ -12,7 +12,7 @@ an Image (parameters in ``metadata``), a ground-truth Points layer and class Lab
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -24,6 +24,9 @@ from magicgui.widgets import (
     PushButton,
     SpinBox,
 )
+
+if TYPE_CHECKING:
+    import napari.viewer
 
 from napari_atomseg.errors import InputError
 
@@ -38,7 +41,7 @@ SCENES = ("lattice", "particles", "single_atoms", "amorphous")
 class SimulateWidget(Container):
     """Dock widget: simulate one micrograph with exact ground truth."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from napari_atomseg.simulate import list_materials
 
         self._viewer = viewer

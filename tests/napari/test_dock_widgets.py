@@ -1,0 +1,46 @@
+"""The manifest's widgets dock into a real Qt viewer and run there (under Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_atomseg._progress import Progress
+from napari_atomseg.atoms import detect
+from tests.napari._synth import lattice
+from tests.napari.conftest import PS_NM
+
+WIDGETS = ("Find atoms", "Segment regions", "Simulate micrograph")
+
+
+def test_every_widget_docks(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widgets = {}
+    for name in WIDGETS:
+        _dock, widgets[name] = viewer.window.add_plugin_dock_widget("napari-atomseg", name)
+    # Running with no image is a message (notification), not an exception.
+    assert widgets["Find atoms"].run() is None
+    assert widgets["Segment regions"].run() is None
+    assert "Image layer" in widgets["Find atoms"].panel.status.value
+    # Layer pickers follow the layer list.
+    layer = viewer.add_image(np.random.default_rng(0).random((64, 64)), name="img")
+    assert widgets["Find atoms"].image.value is layer
+    assert widgets["Segment regions"].image.value is layer
+
+
+def test_find_atoms_in_a_real_viewer(make_napari_viewer, qtbot, monkeypatch):
+    image, heat, true, _ = lattice()
+
+    def fake(img, pixel_size_nm=None, model="default", **kw):
+        yield Progress(0, 1, "fake network")
+        return detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-atomseg", "Find atoms")
+    w.threshold.value = 0.1
+    w.run()
+    qtbot.waitUntil(lambda: not w.panel.busy, timeout=30_000)
+    assert len(viewer.layers["lat columns"].data) == len(true)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    assert shot.ndim == 3 and shot.shape[0] > 100
