@@ -244,8 +244,8 @@ def simulation_layers(result: Any, name: str = "simulated") -> list[LayerData]:
 
     Image: the noisy micrograph (parameters in ``metadata``). Points: every ground-truth
     column with its ``z_sum, n_atoms, elements, visible, region`` features (invisible ones
-    drawn faint). Labels: the class mask (vacuum / crystal / support / contamination) and,
-    hidden, the column instance labels.
+    drawn faint). Labels (hidden): the class mask (vacuum / crystal / support /
+    contamination) and the column instance labels.
     """
     cal = Calibration.from_pixel_size_nm(result.pixel_size_nm)
     geometry = Geometry.from_calibration(cal)
@@ -278,11 +278,11 @@ def simulation_layers(result: Any, name: str = "simulated") -> list[LayerData]:
     )
     kwargs["metadata"]["point_size_px"] = size
     layers.append((data, kwargs, "points"))
-    layers.append(
-        class_labels(
-            result.masks["classes"], SIMULATION_CLASSES, geometry, f"{name} classes", common
-        )
+    classes = class_labels(
+        result.masks["classes"], SIMULATION_CLASSES, geometry, f"{name} classes", common
     )
+    classes[1]["visible"] = False  # the crystal class would cover the whole image
+    layers.append(classes)
     if "column_labels" in result.masks:
         layers.append(
             instance_labels(result.masks["column_labels"], geometry, f"{name} column labels")

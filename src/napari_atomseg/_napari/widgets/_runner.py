@@ -61,7 +61,7 @@ class RunPanel(Container):
     def __init__(self) -> None:
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False)
         self.status = Label(value="")
-        self.cancel = PushButton(text="Cancel", enabled=False)
+        self.cancel = PushButton(text="Cancel", enabled=False, visible=False)
         super().__init__(widgets=[self.progress, self.status, self.cancel], labels=False)
         self.cancel.changed.connect(self._on_cancel)
         self.worker: GeneratorWorker | None = None
@@ -117,6 +117,7 @@ class RunPanel(Container):
         self.progress.value = 0
         self.status.value = "starting..."
         self.cancel.enabled = True
+        self.cancel.visible = True
         worker.start()
         return worker
 
@@ -146,4 +147,5 @@ class RunPanel(Container):
     def _on_finished(self) -> None:
         self.worker = None
         self.cancel.enabled = False
+        self.cancel.visible = False
         self.progress.visible = False

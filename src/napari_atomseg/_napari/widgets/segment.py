@@ -242,7 +242,11 @@ class SegmentWidget(Container):
         fractions = self._viewer.layers[name].metadata["class_fractions"]
         text = ", ".join(f"{k} {100 * v:.1f}%" for k, v in fractions.items())
         self.fractions.value = text
-        return f"{first.method} {first.task}: {text}"
+        size = first.pixel_size_nm
+        where = "" if size is None else f" at {size:.4g} nm/px"
+        if first.pixel_size_estimated:
+            where += " (estimated)"
+        return f"{first.method}, {len(results)} frame(s){where}"
 
     # --- preview ---------------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:

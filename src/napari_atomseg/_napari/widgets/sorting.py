@@ -45,7 +45,7 @@ def rank_folder_steps(
 
 
 def table_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
-    """The ranking as a column dict for magicgui's Table (file names, rounded fractions)."""
+    """The ranking for magicgui's Table: file names, fractions as short headers and text."""
     out: dict[str, list[Any]] = {}
     for col in SHOWN:
         if col not in table:
@@ -54,7 +54,8 @@ def table_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
         if col == "file":
             out[col] = [Path(v).name for v in values]
         elif col.startswith("fraction_"):
-            out[col] = [None if pd.isna(v) else round(float(v), 3) for v in values]
+            header = col.removeprefix("fraction_")
+            out[header] = ["" if pd.isna(v) else f"{float(v):.3f}" for v in values]
         else:
             out[col] = ["" if pd.isna(v) else v for v in values]
     return out
