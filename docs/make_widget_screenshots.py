@@ -141,15 +141,37 @@ def shot_pt(model: str | None) -> None:
     _save(viewer, "widget_find_atoms_pt.png")
 
 
+def _direct_call(layer: Any, model: str | None) -> dict[str, float]:
+    """Backend timings of the same prediction called on this (the GUI) thread."""
+    from napari_atomseg.atoms import detect
+
+    image = np.asarray(layer.data)
+    size = layer.metadata["pixel_size_nm"]
+    detect.predict_heatmap(image, size, model or "default")  # load + warm up
+    return dict(detect.predict_heatmap(image, size, model or "default").timings_s)
+
+
+def _compare_worker_with_direct_call(points: Any, direct: dict[str, float]) -> None:
+    """Network time inside the widget's worker thread vs the same call on this thread."""
+    in_worker = points.metadata["heatmaps"][0][1].timings_s
+    print(
+        "network s, widget worker vs direct call: "
+        f"{in_worker['network_s']:.2f} vs {direct['network_s']:.2f} "
+        f"(total {in_worker['total_s']:.2f} vs {direct['total_s']:.2f})"
+    )
+
+
 def shot_sto(model: str | None) -> None:
     path = DATA / "formats" / "openNCEM" / "16_STOimage.emi"
     viewer, widget = _viewer("Find atoms")
     (layer,) = viewer.open(str(path), plugin="napari-atomseg")
     layer.contrast_limits = tuple(np.percentile(layer.data, [0.5, 99.5]))
+    direct = _direct_call(layer, model)
     seconds = _run_find_atoms(viewer, widget, layer, model)
     points = viewer.layers[f"{layer.name} columns"]
     spacing = np.nanmedian(points.features["nn_spacing_nm"])
     print(f"sto: {len(points.data)} columns, median NN {spacing:.4f} nm, {seconds:.1f} s")
+    _compare_worker_with_direct_call(points, direct)
     _text(
         viewer,
         f"{path.name} (FEI TIA, {layer.scale[-1]:.4f} nm/px from the file)\n"

@@ -102,3 +102,21 @@ def test_folder_sorting_writes_a_ranked_csv(qtbot, tmp_path):
     shown = w.sorting.table.to_dataframe()
     assert list(shown["file"][:3]) == ["clean.tif", "little.tif", "half.tif"]
     assert "ranked 3 image(s), 1 failed" in w.sorting.panel.status.value
+
+
+def test_live_preview_resegments_on_parameter_change(qtbot, contaminated):
+    image, _ = contaminated
+    viewer = ViewerModel()
+    viewer.add_image(image, name="gr", scale=(PS_NM, PS_NM), units="nm")
+    w = SegmentWidget(viewer)
+    w.run()
+    _wait(qtbot, w.panel)
+    layer = viewer.layers["gr contamination"]
+    before = layer.metadata["class_fractions"]["amorphous"]
+    w.live_preview.value = True
+    w.mask_threshold.value = 6.0  # a much higher residual threshold flags less
+    qtbot.waitUntil(
+        lambda: layer.metadata["class_fractions"]["amorphous"] < before - 0.02, timeout=30_000
+    )
+    _wait(qtbot, w.panel)
+    assert len(viewer.layers) == 2  # updated in place, not added again
