@@ -25,6 +25,9 @@ from .targets import heatmap_and_labels, mean_spacing
 
 #: number of independent random streams derived from the seed
 _STREAMS = ("scene", "scan", "render", "noise", "extra")
+#: specimen margin (Angstrom) around a STEM field beyond the probe's reach: atoms this far
+#: outside still add probe-tail signal, and the periodic FFT grid must not wrap it back
+STEM_MARGIN_A = 10.0
 
 
 @dataclass
@@ -94,7 +97,9 @@ def _stem_margin_A(p: SimulationParameters, distortion: det.ScanDistortion) -> f
     alpha = p.convergence_mrad * 1e-3
     probe_radius = abs(p.defocus_nm * 10) * alpha + abs(p.cs_um * 1e4) * alpha**3
     probe_radius += abs(p.astigmatism_nm * 10) * alpha
-    return 10.0 + probe_radius + 3 * p.source_size_nm * 10 + distortion.max_displacement_A()
+    return (
+        STEM_MARGIN_A + probe_radius + 3 * p.source_size_nm * 10 + distortion.max_displacement_A()
+    )
 
 
 def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):

@@ -25,6 +25,9 @@ from .scene import Scene
 
 #: depth (Angstrom) of one multislice slice
 SLICE_THICKNESS_A = 1.0
+#: abTEM settings for these one-off runs: FFTW_MEASURE (abTEM's default) spends longer
+#: planning each new FFT shape than a small validation field spends transforming
+ABTEM_CONFIG = {"fftw.planning_effort": "FFTW_ESTIMATE"}
 
 
 def scene_atoms(scene: Scene, grid: RenderGrid):
@@ -102,7 +105,7 @@ def haadf_multislice_steps(p, scene: Scene, grid: RenderGrid, probe_yx_A, rng):
     positions = np.stack([r - grid.origin_A[0], c - grid.origin_A[1]], axis=-1)
     out = np.zeros((h, w))
     rows_per_block = max(1, 256 // w)
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set(scheduler="synchronous"), abtem.config.set(ABTEM_CONFIG):
         potential = potential.build().compute()
         for start in range(0, h, rows_per_block):
             stop = min(h, start + rows_per_block)
@@ -137,7 +140,7 @@ def hrtem_multislice_steps(p, scene: Scene, grid: RenderGrid, rng):
     seed = int(rng.integers(0, 2**31 - 1))
     n_configs = max(1, p.frozen_phonons // 2)
     yield Progress(0, 3, "multislice: building the potential")
-    with dask.config.set(scheduler="synchronous"):
+    with dask.config.set(scheduler="synchronous"), abtem.config.set(ABTEM_CONFIG):
         potential = (
             abtem.Potential(
                 _frozen_phonons(atoms, n_configs, seed),
