@@ -83,3 +83,47 @@ def test_local_cluster_matches_synchronous(tmp_path):
     for name in ("image", "heatmap", "classes", "column_labels"):
         np.testing.assert_array_equal(np.asarray(la.group[name][:]), np.asarray(lb.group[name][:]))
     assert [str(s) for s in la.group["columns"][:]] == [str(s) for s in lb.group["columns"][:]]
+
+
+def _arrays(path):
+    lib = open_library(path)
+    out = {name: np.asarray(lib.group[name][:]) for name in ("image", "heatmap", "classes")}
+    out["columns"] = [str(s) for s in lib.group["columns"][:]]
+    return out
+
+
+def test_cli_on_a_dask_local_cluster_is_reproducible_and_resumes(tmp_path, capsys):
+    # scheduler "threads": a dask.distributed LocalCluster inside this process (cheap to
+    # start); the multi-process cluster is the slow test above.
+    pytest.importorskip("distributed")
+    from napari_atomseg.cli import main
+
+    args = ["simulate", "--n", "3", "--shape", "32", "32", "--chunk-images", "1", "--seed", "5"]
+    ref = tmp_path / "sync.zarr"
+    lib = tmp_path / "cluster.zarr"
+    assert main([*args, "--out", str(ref), "--scheduler", "synchronous"]) == 0
+    assert main([*args, "--out", str(lib), "--scheduler", "threads", "--workers", "2"]) == 0
+    assert "3 images (3 written, 0 already done)" in capsys.readouterr().out
+    a, b = _arrays(ref), _arrays(lib)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    # Running it again resumes: nothing left to do, no cluster started.
+    assert main([*args, "--out", str(lib), "--scheduler", "threads"]) == 0
+    assert "(0 written, 3 already done)" in capsys.readouterr().out
+    # A bad scheduler is a clear error (exit status 1), not a traceback.
+    assert main([*args, "--out", str(tmp_path / "x.zarr"), "--scheduler", "ftp://x"]) == 1
+    assert "scheduler: 'ftp://x' is not" in capsys.readouterr().err
+
+
+def test_library_on_an_existing_scheduler_address(tmp_path):
+    # --scheduler tcp://host:port: connect to a running dask.distributed scheduler.
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith(("tcp://", "inproc://"))
+        summary = generate_library(tmp_path / "lib.zarr", 2, MIX, seed=4, scheduler=address)
+        assert summary.written == 2
+    direct = simulate(image_parameters(4, 1, MIX))
+    np.testing.assert_array_equal(open_library(tmp_path / "lib.zarr").result(1).image, direct.image)
