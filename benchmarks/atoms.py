@@ -1,0 +1,441 @@
+"""Atom-finder benchmark: the shipped model vs every baseline, synthetic and real, one run.
+
+Usage (from the repository root)::
+
+    OMP_NUM_THREADS=2 python benchmarks/atoms.py                   # everything
+    python benchmarks/atoms.py --sections synthetic timing         # synthetic | pt | timing
+    python benchmarks/atoms.py --json results.json --model atoms_default
+
+Synthetic (simulation engine, seeds never used in training; 256 x 256 images at
+0.012-0.05 nm/px): groups ``haadf_moderate`` (1e4-1e5 e/A^2), ``haadf_low_dose``
+(1e3-3e3 e/A^2), ``hrtem`` (2e3-3e4 e/A^2, black or white atoms as the optics give),
+``single_atoms`` (Pt/Au/Ir... on carbon, HAADF, 3e3-1e5 e/A^2) and ``unseen`` (ZnO and
+Ge lattices: not in the training mixture). Truth = the simulator's *visible* columns;
+columns closer than ``max(0.08 nm, 2.5 px)`` to another visible one (not resolvable, also
+ignored in training) and invisible ones are *ignored*: predictions near them (within
+twice the match radius, and nearer to them than to a scored column) count neither way. Columns within 0.1 nm of the border are left out on both sides. Match
+radius: ``min(0.1 nm, 0.5 x median true spacing)``.
+
+Baselines (``napari_atomseg.atoms.baselines``: blob_log, blob_dog, peak_local_max,
+atomap_like) are tuned by grid search *on a separate tuning set* of the same groups
+(other seeds), told the true contrast (bright/dark atoms), and then applied unchanged:
+one setting for all synthetic images, as the plugin uses its defaults for all.
+
+Real (``../shared/data/pt_single_atoms``, isolated Pt atoms on carbon, 0.0293 nm/px,
+hand labels, match radius 0.1 nm): the baselines are tuned on images 021 and 025 and
+every method is reported on the other 9; the plugin is never tuned (defaults) and is
+also reported on all 11.
+
+Timing: one 1024 x 1024 synthetic HAADF image (0.02 nm/px), full pipeline of each method
+(plugin: resample + network + post-processing + Gaussian refinement), median of
+repeats, torch threads = ``--threads`` (default 2: this CPU's cores).
+
+Scores are pooled over the images of a group (TP/FP/FN summed; RMS over all matched
+pairs; Chamfer the mean of the per-image values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from napari_atomseg.atoms.baselines import BASELINES, tune  # noqa: E402
+from napari_atomseg.atoms.metrics import point_metrics  # noqa: E402
+
+SHARED = Path(os.environ.get("NAPARI_ATOMSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
+PT_DIR = SHARED / "pt_single_atoms"
+PT_PIXEL_NM = 0.029296875
+PT_TUNE = ("021", "025")
+#: Seed base of the benchmark (training draws from seed 20261128's streams).
+BENCH_SEED = 777_000
+TRAIN_MIX = REPO / "configs" / "atoms_mix.yaml"
+BORDER_NM = 0.1
+
+GROUPS: dict[str, dict] = {
+    "haadf_moderate": {
+        "modes": {"haadf": 1.0},
+        "scenes": {"lattice": 0.7, "particles": 0.3},
+        "dose_haadf_e_per_A2_log": (1e4, 1e5),
+    },
+    "haadf_low_dose": {
+        "modes": {"haadf": 1.0},
+        "scenes": {"lattice": 0.7, "particles": 0.3},
+        "dose_haadf_e_per_A2_log": (1e3, 3e3),
+    },
+    "hrtem": {
+        "modes": {"hrtem": 1.0},
+        "scenes": {"lattice": 1.0},
+        "dose_hrtem_e_per_A2_log": (2e3, 3e4),
+    },
+    "single_atoms": {
+        "modes": {"haadf": 1.0},
+        "scenes": {"single_atoms": 1.0},
+        "dose_haadf_e_per_A2_log": (3e3, 1e5),
+    },
+    "unseen": {
+        "modes": {"haadf": 1.0},
+        "scenes": {"lattice": 1.0},
+        "materials": {"ZnO": 1.0, "Ge": 1.0},
+        "dose_haadf_e_per_A2_log": (1e4, 1e5),
+    },
+}
+
+
+# ----------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class Case:
+    name: str
+    image: np.ndarray
+    pixel_size_nm: float
+    truth_px: np.ndarray  # scored columns
+    ignore_px: np.ndarray  # columns that count neither way
+    bright: bool
+    radius_nm: float
+    border_nm: float = 0.0  # band along the edges that is out of the score
+
+
+def _mix(overrides: dict):
+    from napari_atomseg.simulate import load_mix
+
+    base = load_mix(TRAIN_MIX)
+    return dataclasses.replace(
+        base, shape_px=(256, 256), pixel_size_nm_log=(0.012, 0.05), **overrides
+    )
+
+
+def _truth_from_columns(columns, shape, ps: float) -> tuple[np.ndarray, np.ndarray]:
+    yx = columns[["y_px", "x_px"]].to_numpy(float)
+    visible = columns["visible"].to_numpy(bool)
+    nn = np.full(len(yx), np.inf)
+    vis = np.flatnonzero(visible)
+    if len(vis) >= 2:
+        d, _ = cKDTree(yx[vis]).query(yx[vis], k=2)
+        nn[vis] = d[:, 1] * ps
+    good = visible & (nn >= max(0.08, 2.5 * ps))
+    b = BORDER_NM / ps
+    inside = (
+        (yx[:, 0] >= b)
+        & (yx[:, 1] >= b)
+        & (yx[:, 0] <= shape[0] - 1 - b)
+        & (yx[:, 1] <= shape[1] - 1 - b)
+    )
+    return yx[good & inside], yx[~good]
+
+
+def _bright(params, result) -> bool:
+    """Contrast of the columns: compare the image at the columns with its mean."""
+    if params.mode == "haadf":
+        return True
+    yx = result.columns[["y_px", "x_px"]].to_numpy(float)
+    vis = result.columns["visible"].to_numpy(bool)
+    yx = yx[vis]
+    h, w = result.image.shape
+    inside = (yx[:, 0] >= 0) & (yx[:, 1] >= 0) & (yx[:, 0] < h - 0.5) & (yx[:, 1] < w - 0.5)
+    if not inside.any():
+        return True
+    idx = np.rint(yx[inside]).astype(int)
+    clean = result.image_clean
+    return bool(np.median(clean[idx[:, 0], idx[:, 1]]) >= float(np.median(clean)))
+
+
+def synthetic_cases(group: str, n: int, offset: int) -> list[Case]:
+    from napari_atomseg.simulate import random_parameters, simulate
+
+    mix = _mix(GROUPS[group])
+    cases = []
+    gi = list(GROUPS).index(group)
+    i = 0
+    while len(cases) < n:
+        rng = np.random.default_rng([BENCH_SEED, gi, offset + i])
+        i += 1
+        params = random_parameters(rng, mix)
+        res = simulate(params)
+        ps = float(res.pixel_size_nm)
+        truth, ignore = _truth_from_columns(res.columns, res.image.shape, ps)
+        if len(truth) < 3:  # an (almost) empty field says nothing about detection
+            continue
+        spacing = float(np.median(cKDTree(truth).query(truth, k=2)[0][:, 1])) * ps
+        cases.append(
+            Case(
+                f"{group}/{offset + i - 1}:{params.material if params.scene == 'lattice' else params.scene}",
+                np.asarray(res.image, np.float32),
+                ps,
+                truth,
+                ignore,
+                _bright(params, res),
+                min(0.1, 0.5 * spacing),
+                BORDER_NM,
+            )
+        )
+    return cases
+
+
+def pt_cases() -> list[Case]:
+    import pandas as pd
+
+    from napari_atomseg.io import read_image
+
+    cases = []
+    for img_path in sorted((PT_DIR / "images").glob("*.tif")):
+        key = img_path.name[:3]
+        table = pd.read_csv(PT_DIR / "coordinates" / f"{key}_Results.csv")
+        truth = table[["Y", "X"]].to_numpy(float)
+        image, cal = read_image(img_path)
+        ps = cal.pixel_size_nm or PT_PIXEL_NM
+        cases.append(
+            Case(key, np.asarray(image, np.float32), ps, truth, np.zeros((0, 2)), True, 0.1)
+        )
+    return cases
+
+
+# ----------------------------------------------------------------------------- scoring
+def _drop_ignored(pred: np.ndarray, case: Case) -> np.ndarray:
+    """Predictions that belong to an ignored column (nearer to it than to any scored one
+    and within twice the match radius) or lie in the border band are removed."""
+    if len(pred) == 0:
+        return pred
+    r = case.radius_nm / case.pixel_size_nm
+    keep = np.ones(len(pred), bool)
+    if len(case.ignore_px):
+        d_ign = cKDTree(case.ignore_px).query(pred)[0]
+        d_true = cKDTree(case.truth_px).query(pred)[0] if len(case.truth_px) else np.inf
+        keep &= ~((d_ign <= 2 * r) & (d_ign < d_true))
+    if case.border_nm > 0:
+        b = case.border_nm / case.pixel_size_nm
+        h, w = case.image.shape
+        inside = (
+            (pred[:, 0] >= b)
+            & (pred[:, 1] >= b)
+            & (pred[:, 0] <= h - 1 - b)
+            & (pred[:, 1] <= w - 1 - b)
+        )
+        # A prediction just outside the band may still match a column just inside it.
+        near_true = (
+            cKDTree(case.truth_px).query(pred)[0] <= r
+            if len(case.truth_px)
+            else np.zeros(len(pred), bool)
+        )
+        keep &= inside | near_true
+    return pred[keep]
+
+
+def score(preds: list[np.ndarray], cases: list[Case]) -> dict[str, float]:
+    tp = fp = fn = 0
+    sq, n_sq = 0.0, 0
+    chamfers = []
+    for pred, case in zip(preds, cases):
+        pred = _drop_ignored(np.asarray(pred, float).reshape(-1, 2), case)
+        m = point_metrics(
+            pred, case.truth_px, radius_nm=case.radius_nm, pixel_size_nm=case.pixel_size_nm
+        )
+        tp, fp, fn = tp + m.true_positives, fp + m.false_positives, fn + m.false_negatives
+        if m.true_positives:
+            sq += m.rms_error_pm**2 * m.true_positives
+            n_sq += m.true_positives
+        if math.isfinite(m.chamfer_pm):
+            chamfers.append(m.chamfer_pm)
+    denom = 2 * tp + fp + fn
+    return {
+        "images": len(cases),
+        "columns": tp + fn,
+        "precision": tp / (tp + fp) if tp + fp else 1.0,
+        "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "f1": 2 * tp / denom if denom else 1.0,
+        "jaccard": tp / (tp + fp + fn) if tp + fp + fn else 1.0,
+        "chamfer_pm": float(np.mean(chamfers)) if chamfers else float("nan"),
+        "rms_pm": math.sqrt(sq / n_sq) if n_sq else float("nan"),
+    }
+
+
+# ----------------------------------------------------------------------------- methods
+def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
+    from napari_atomseg.atoms.detect import find_atoms
+
+    df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads)
+    return df[["y_px", "x_px"]].to_numpy(float)
+
+
+def tune_baselines(cases: list[Case], log) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in BASELINES:
+        t0 = time.perf_counter()
+        res = tune(
+            name,
+            [c.image for c in cases],
+            [c.truth_px for c in cases],
+            [c.pixel_size_nm for c in cases],
+            radius_nm=0.07,
+            bright_atoms=[c.bright for c in cases],
+        )
+        out[name] = res.params
+        log(
+            f"  tuned {name}: {res.params} (tuning F1 {res.f1:.3f}, {time.perf_counter() - t0:.0f} s)"
+        )
+    return out
+
+
+def evaluate(cases: list[Case], params: dict, model: str, threads: int) -> dict[str, dict]:
+    rows = {}
+    preds = [plugin_predict(c, model, threads) for c in cases]
+    rows["napari-atomseg"] = score(preds, cases)
+    for name, base in BASELINES.items():
+        preds = [
+            base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **params[name]) for c in cases
+        ]
+        rows[name] = score(preds, cases)
+    return rows
+
+
+def timing(model: str, threads: int, params: dict, repeats: int, log) -> dict[str, float]:
+    from napari_atomseg.atoms.detect import find_atoms
+    from napari_atomseg.simulate import SimulationParameters, simulate
+
+    res = simulate(
+        SimulationParameters(
+            material="SrTiO3",
+            zone_axis="001",
+            shape_px=(1024, 1024),
+            pixel_size_nm=0.02,
+            dose_e_per_A2=3e4,
+            seed=BENCH_SEED,
+            rotation_deg=12.0,
+        )
+    )
+    img = np.asarray(res.image, np.float32)
+    out = {}
+
+    def run(fn) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    find_atoms(img, 0.02, model=model, threads=threads)  # load + warm up
+    out["napari-atomseg"] = run(lambda: find_atoms(img, 0.02, model=model, threads=threads))
+    df = find_atoms(img, 0.02, model=model, threads=threads)
+    out["_plugin_columns"] = len(df)
+    for name, base in BASELINES.items():
+        out[name] = run(lambda b=base, p=params[name]: b(img, 0.02, **p))
+    log(f"  timing image: 1024x1024 SrTiO3 [001] HAADF, {len(df)} columns found by the plugin")
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+def fmt_table(results: dict, timings: dict | None) -> str:
+    lines = [
+        "| data set | method | F1 | Jaccard | precision | recall | Chamfer (pm) | RMS (pm) | s / 1024^2 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset, rows in results.items():
+        for method, r in rows.items():
+            t = timings.get(method) if timings else None
+            lines.append(
+                f"| {dataset} ({r['images']} img, {r['columns']} col) | {method} | {r['f1']:.3f} | "
+                f"{r['jaccard']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                f"{r['chamfer_pm']:.1f} | {r['rms_pm']:.1f} | "
+                + (f"{t:.2f}" if t is not None else "")
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sections", nargs="+", default=["synthetic", "pt", "timing"])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--n", type=int, default=5, help="test images per synthetic group")
+    ap.add_argument("--n-tune", type=int, default=1, help="tuning images per synthetic group")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from napari_atomseg.backend import default_model_name, get_model
+
+    torch.set_num_threads(args.threads)
+    model = default_model_name("atoms") if args.model == "default" else args.model
+    card = get_model(model).card
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    log(f"model {card.name} (sha256 {card.weights.sha256[:12]}), torch threads {args.threads}")
+    results: dict[str, dict] = {}
+    params_syn = params_pt = None
+    if "synthetic" in args.sections or "timing" in args.sections:
+        tune_cases = [c for g in GROUPS for c in synthetic_cases(g, args.n_tune, 10_000)]
+        log(f"synthetic tuning set: {len(tune_cases)} images")
+        params_syn = tune_baselines(tune_cases, log)
+    if "synthetic" in args.sections:
+        for g in GROUPS:
+            cases = synthetic_cases(g, args.n, 0)
+            results[f"synthetic {g}"] = evaluate(cases, params_syn, model, args.threads)
+            log(
+                f"{g}: "
+                + ", ".join(f"{m} F1 {r['f1']:.3f}" for m, r in results[f"synthetic {g}"].items())
+            )
+    if "pt" in args.sections:
+        if not PT_DIR.exists():
+            log(f"skipping pt: {PT_DIR} not found")
+        else:
+            cases = pt_cases()
+            tune_set = [c for c in cases if c.name in PT_TUNE]
+            test_set = [c for c in cases if c.name not in PT_TUNE]
+            params_pt = tune_baselines(tune_set, log)
+            results["Pt single atoms (9 test img)"] = evaluate(
+                test_set, params_pt, model, args.threads
+            )
+            preds = [plugin_predict(c, model, args.threads) for c in cases]
+            results["Pt single atoms (all 11 img)"] = {"napari-atomseg": score(preds, cases)}
+            log(
+                "pt: "
+                + ", ".join(
+                    f"{m} F1 {r['f1']:.3f}"
+                    for m, r in results["Pt single atoms (9 test img)"].items()
+                )
+            )
+    timings = None
+    if "timing" in args.sections:
+        timings = timing(model, args.threads, params_syn, args.repeats, log)
+    print(fmt_table(results, timings))
+    info = {
+        "model": card.name,
+        "sha256": card.weights.sha256,
+        "command": "python benchmarks/atoms.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "threads": args.threads,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "baseline_params_synthetic": params_syn,
+        "baseline_params_pt": params_pt,
+    }
+    print(f"\n{json.dumps({k: info[k] for k in ('model', 'threads', 'load_average', 'wall_s')})}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"results": results, "timings_s": timings, **info}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
