@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import npe2
 import numpy as np
+from napari.components import ViewerModel
+from napari.layers import Layer
 
 
 def test_sample_data_opens_from_the_manifest():
-    """File > Open Sample: the manifest's three samples, by key, through npe2."""
-    from napari.components import ViewerModel
-
-    viewer = ViewerModel()
-    layers = viewer.open_sample("napari-atomseg", "haadf_mos2")
-    names = [layer.name for layer in layers]
-    assert names[0] == "HAADF MoS2 (simulated)"
-    image = viewer.layers[names[0]]
-    np.testing.assert_allclose(image.scale, (0.02, 0.02))
-    import npe2
-
     pm = npe2.PluginManager.instance()
+    pm.discover()
     samples = {
-        c.key: c.display_name for c in pm.get_manifest("napari-atomseg").contributions.sample_data
-    }
-    assert samples == {
+        c.key: c for plugin, contribs in pm.iter_sample_data() if plugin == "napari-atomseg"
+        for c in contribs
+    }  # fmt: skip
+    assert {k: c.display_name for k, c in samples.items()} == {
         "haadf_mos2": "HAADF MoS2",
         "hrtem_graphene_contamination": "HRTEM graphene with contamination",
         "au_particle_on_carbon": "Au particle on carbon",
     }
+    viewer = ViewerModel()
+    for layer_data in samples["haadf_mos2"].open():
+        viewer.add_layer(Layer.create(*layer_data))
+    image = viewer.layers["HAADF MoS2 (simulated)"]
+    np.testing.assert_allclose(image.scale, (0.02, 0.02))
+    assert len(viewer.layers["HAADF MoS2 (simulated) ground truth"].data) > 100
