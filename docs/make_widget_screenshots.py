@@ -226,7 +226,16 @@ def shot_graphene(model: str | None) -> None:
     labels = viewer.layers["graphene contamination"]
     amorphous = labels.data == 1
     jaccard = (amorphous & (hand > 0)).sum() / max(1, (amorphous | (hand > 0)).sum())
-    print(f"graphene: method {widget.method.value}, Jaccard {jaccard:.3f} vs the hand mask")
+    note = ""
+    if widget.method.value == "unet":
+        # Every real labelled image available was used to fine-tune the shipped U-Net, so
+        # quote the untrained Bragg filter on the same image beside it.
+        from napari_atomseg.segment import segment
+
+        bragg = segment(image, pixel_size, method="bragg").labels == 1
+        j_bragg = (bragg & (hand > 0)).sum() / max(1, (bragg | (hand > 0)).sum())
+        note = f" (image in the U-Net's fine-tuning set; Bragg filter {j_bragg:.2f})"
+    print(f"graphene: {widget.method.value} Jaccard {jaccard:.3f} vs the hand mask{note}")
     outline = viewer.add_labels(
         hand, name="hand-made mask (outline)", scale=layer.scale, units=layer.units
     )
@@ -241,9 +250,9 @@ def shot_graphene(model: str | None) -> None:
         print(f"sorting: {widget.sorting.panel.status.value}")
     _text(
         viewer,
-        f"{GRAPHENE_IMAGE} ({pixel_size} nm/px, FFT estimate)\n"
-        f"{widget.method.value}: {widget.fractions.value}\n"
-        f"Jaccard {jaccard:.2f} vs the hand-made mask (cyan outline)",
+        f"{GRAPHENE_IMAGE}\n{pixel_size} nm/px (FFT estimate), {widget.method.value}\n"
+        f"{widget.fractions.value}\n"
+        f"Jaccard {jaccard:.2f} vs the hand-made mask (cyan outline)\n{note.strip(' ()')}",
     )
     viewer.layers.selection.active = labels
     viewer.reset_view()

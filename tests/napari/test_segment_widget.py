@@ -120,3 +120,15 @@ def test_live_preview_resegments_on_parameter_change(qtbot, contaminated):
     )
     _wait(qtbot, w.panel)
     assert len(viewer.layers) == 2  # updated in place, not added again
+
+
+def test_min_region_follows_the_method_defaults():
+    from napari_atomseg.segment import api
+
+    w = SegmentWidget(ViewerModel())
+    for method in ("unet", "bragg"):
+        w.method.value = method
+        expected = api._DEFAULT_CLEANUP[method]
+        assert w.options()["min_region_size"] == expected.min_region_size
+        unit = {"period": "lattice periods", "nm": "nm"}[expected.length_unit]
+        assert unit in w.min_region.label

@@ -52,6 +52,9 @@ from .sorting import SortFolderWidget
 PREVIEW_DELAY_MS = 300
 #: What the flagged class is called in the points' feature column, per task.
 FLAG_FEATURE = {"contamination": "in_contamination", "particles": "in_particle"}
+#: Default "min region" and its unit per method: segment.api's clean-up defaults (the
+#: Bragg value in lattice periods was chosen by cross-validation, the U-Net's is in nm).
+MIN_REGION = {"bragg": (4.0, "lattice periods"), "unet": (1.0, "nm")}
 
 
 def segment_steps(
@@ -101,8 +104,7 @@ class SegmentWidget(Container):
         )  # fmt: skip
         self.min_region = FloatSpinBox(
             value=4.0, min=0.0, max=1000.0, step=0.5, label="min region",
-            tooltip="regions smaller than a square of this side are absorbed "
-            "(Bragg: lattice periods; U-Net: nm)",
+            tooltip="regions smaller than a square of this side are absorbed",
         )  # fmt: skip
         self.live_preview = CheckBox(value=False, text="live preview (re-segment on change)")
         self.run_button = PushButton(text="Segment")
@@ -138,7 +140,7 @@ class SegmentWidget(Container):
         )
         self.run_button.changed.connect(self.run)
         self.apply_button.changed.connect(self.apply_to_points)
-        self.method.changed.connect(self._sync)
+        self.method.changed.connect(self._method_changed)
         self.task.changed.connect(self._sync)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -152,12 +154,18 @@ class SegmentWidget(Container):
             self.min_region,
         ):
             w.changed.connect(self._schedule_preview)
-        self._sync()
+        self._method_changed()
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
         return model_names("segmentation") or ["(none installed)"]
+
+    def _method_changed(self) -> None:
+        value, unit = MIN_REGION[self.method.value]
+        self.min_region.value = value
+        self.min_region.label = f"min region ({unit})"
+        self._sync()
 
     def _sync(self) -> None:
         unet = self.method.value == "unet"

@@ -45,7 +45,7 @@ def rank_folder_steps(
 
 
 def table_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
-    """The ranking for magicgui's Table: file names, fractions as short headers and text."""
+    """The ranking for magicgui's Table: file names, class fractions in per cent."""
     out: dict[str, list[Any]] = {}
     for col in SHOWN:
         if col not in table:
@@ -55,7 +55,7 @@ def table_rows(table: pd.DataFrame) -> dict[str, list[Any]]:
             out[col] = [Path(v).name for v in values]
         elif col.startswith("fraction_"):
             header = col.removeprefix("fraction_")
-            out[header] = ["" if pd.isna(v) else f"{float(v):.3f}" for v in values]
+            out[header] = ["" if pd.isna(v) else f"{100 * float(v):.1f}%" for v in values]
         else:
             out[col] = ["" if pd.isna(v) else v for v in values]
     return out
