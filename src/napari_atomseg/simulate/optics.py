@@ -93,7 +93,9 @@ def soft_aperture(
     ``angular_step_mrad`` is the grid's angular sampling along the direction of each
     frequency (a scalar for square sampling).
     """
-    value = (cutoff_mrad * 1e-3 - alpha_rad) / (np.asarray(angular_step_mrad) * 1e-3) + 0.5
+    # At alpha = 0 the step along the (undefined) direction is 0: inf, clipped, set below.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = (cutoff_mrad * 1e-3 - alpha_rad) / (np.asarray(angular_step_mrad) * 1e-3) + 0.5
     out = np.clip(value, 0.0, 1.0)
     if out.ndim and alpha_rad.ndim:
         out[alpha_rad == 0] = 1.0
