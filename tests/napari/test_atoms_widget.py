@@ -62,7 +62,20 @@ def test_live_preview_reruns_only_post_processing(qtbot, fake_network):
     expected = int(np.sum(heights > 0.6))
     assert abs(len(points.data) - expected) <= 2
     assert len(calls) == 1  # the network did not run again
+    # The hidden column labels were not redone by the preview; showing them catches up.
+    assert labels.metadata["stale"] is True
+    labels.visible = True
+    qtbot.waitUntil(lambda: labels.metadata["stale"] is False, timeout=20_000)
+    _wait(qtbot, w)
     assert labels.data.max() == len(points.data)
+    # With the labels visible, the preview keeps them current itself.
+    n_before = len(points.data)
+    w.threshold.value = 0.3
+    qtbot.waitUntil(lambda: len(points.data) > n_before, timeout=20_000)
+    _wait(qtbot, w)
+    assert labels.data.max() == len(points.data)
+    assert labels.metadata["stale"] is False
+    assert len(calls) == 1
 
 
 def test_stack_all_frames_and_pixel_override(qtbot, fake_network):

@@ -5,7 +5,9 @@ frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.detect.hea
 and the column labels. The network's answers (:class:`HeatmapResult`, one per frame) are
 kept in the Points layer's ``metadata["heatmaps"]``, so the live preview -- moving the
 threshold / separation sliders or the refinement -- re-runs only the post-processing on
-them and updates the Points and Labels layers in place. Correct the points afterwards
+them and updates the Points layer in place (and the column Labels when they are shown;
+a hidden one is marked ``metadata["stale"]`` and redone, from the points as they are
+then, when it is made visible). Correct the points afterwards
 with napari's own tools (points added by hand get ``source = "manual"``) and save them
 with File > Save Selected Layers (CSV).
 
@@ -17,12 +19,9 @@ and in ``metadata["pixel_size_estimated"]``).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -38,86 +37,23 @@ from qtpy.QtCore import QTimer
 if TYPE_CHECKING:
     import napari.viewer
 
-from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import detect
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import (
-    Frame,
     current_frame_index,
     image_frames,
     layer_geometry,
     layer_pixel_size_nm,
 )
 from ..layers import Geometry, atoms_points, instance_labels
-from ._common import frames_progress, layer_combo, model_names
+from ._atoms_jobs import FrameAtoms, combine, find_atoms_steps, labels_steps, refresh_steps
+from ._common import layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
 REFINE_CHOICES = ("gaussian", "com", "none")
 PREVIEW_DELAY_MS = 150
-
-
-@dataclass
-class FrameAtoms:
-    """One frame's result: where it is in the stack, the network output, the columns."""
-
-    index: int | None
-    heatmap: detect.HeatmapResult
-    atoms: pd.DataFrame
-    labels: np.ndarray
-
-
-def _post_options(
-    heat: detect.HeatmapResult, threshold: float, separation_nm: float, refine: str
-) -> dict[str, Any]:
-    options: dict[str, Any] = {"threshold": threshold, "refine": refine}
-    if heat.pixel_size_nm is not None:
-        options["min_separation_nm"] = separation_nm
-    return options
-
-
-def postprocess(heat: detect.HeatmapResult, index: int | None, **settings: Any) -> FrameAtoms:
-    """Columns and column labels of one frame from its (stored) network output."""
-    atoms = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
-    if index is not None:
-        atoms.insert(0, "frame", index)
-    return FrameAtoms(index, heat, atoms, detect.labels_for(heat, atoms))
-
-
-def find_atoms_steps(
-    frames: Sequence[Frame], pixel_size_nm: float | None, model: Any, **settings: Any
-) -> Generator[Progress, None, list[FrameAtoms]]:
-    """Network + post-processing for every frame (generator yielding Progress)."""
-    out = []
-    for k, frame in enumerate(frames):
-        steps = detect.iter_predict_heatmap(frame.data, pixel_size_nm, model)
-        heat = yield from frames_progress(steps, k, len(frames), "frame")
-        out.append(postprocess(heat, frame.index, **settings))
-    yield Progress(len(frames), len(frames), "done")
-    return out
-
-
-def refresh_steps(
-    stored: Sequence[tuple[int | None, detect.HeatmapResult]], **settings: Any
-) -> Generator[Progress, None, list[FrameAtoms]]:
-    """Post-processing only, on stored network outputs (the live preview)."""
-    out = []
-    for k, (index, heat) in enumerate(stored):
-        yield Progress(k, len(stored), "post-processing")
-        out.append(postprocess(heat, index, **settings))
-    return out
-
-
-def combine(results: Sequence[FrameAtoms], shape: tuple[int, ...]) -> tuple[pd.DataFrame, Any]:
-    """All frames' columns in one table and their labels in one array of ``shape``."""
-    atoms = pd.concat([r.atoms for r in results], ignore_index=True)
-    if len(shape) == 2:
-        return atoms, results[0].labels
-    labels = np.zeros(shape, dtype=np.int32)
-    for r in results:
-        labels[r.index] = r.labels
-    return atoms, labels
 
 
 class FindAtomsWidget(Container):
@@ -230,11 +166,12 @@ class FindAtomsWidget(Container):
             )
         return geometry, override
 
-    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+    def _image_shape(self, layer: Any) -> tuple[int, ...]:
         shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
-        if getattr(layer, "rgb", False):
-            shape = shape[:-1]
-        atoms, labels = combine(results, shape)
+        return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+        atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
         points_name, labels_name = self.result_names(layer.name)
         meta = {
@@ -249,10 +186,16 @@ class FindAtomsWidget(Container):
         if source:
             meta["source_path"] = source
         add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
-        add_or_update(
-            self._viewer,
-            instance_labels(labels, geometry, labels_name, {"source_layer": layer.name}),
-        )
+        existing = find_layer(self._viewer, labels_name, "labels")
+        if labels is not None:
+            labels_meta = {"source_layer": layer.name, "stale": False}
+            labels_layer = add_or_update(
+                self._viewer, instance_labels(labels, geometry, labels_name, labels_meta)
+            )
+            # A hidden labels layer is not redrawn by the preview; showing it catches up.
+            labels_layer.events.visible.connect(self._labels_shown)
+        elif existing is not None:
+            existing.metadata["stale"] = True
         ps = first.pixel_size_nm
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
         if first.pixel_size_estimated:
@@ -274,7 +217,12 @@ class FindAtomsWidget(Container):
         return layer, list(points.metadata["heatmaps"])
 
     def preview(self) -> Any:
-        """Re-run post-processing on the stored network output; returns the worker."""
+        """Re-run post-processing on the stored network output; returns the worker.
+
+        The column labels are recomputed only when their layer is visible (they cost about
+        as much as a Gaussian refinement); a hidden one is marked stale and redone when
+        shown.
+        """
         stored = self._stored()
         if stored is None:
             return None
@@ -282,11 +230,14 @@ class FindAtomsWidget(Container):
             self._preview_pending = True
             return None
         layer, heatmaps = stored
-        points = find_layer(self._viewer, self.result_names(layer.name)[0], "points")
+        points_name, labels_name = self.result_names(layer.name)
+        points = find_layer(self._viewer, points_name, "points")
+        labels = find_layer(self._viewer, labels_name, "labels")
         geometry = Geometry.from_layer(points)
         return self.panel.start(
             refresh_steps,
             heatmaps,
+            labels is not None and labels.visible,
             **self.settings(),
             on_result=lambda res: self._show(layer, geometry, res),
             on_finish=self._after_preview,
@@ -296,3 +247,31 @@ class FindAtomsWidget(Container):
         if self._preview_pending:
             self._preview_pending = False
             self._timer.start()
+
+    # --- column labels catching up ----------------------------------------------------
+    def _labels_shown(self, event: Any = None) -> None:
+        labels = getattr(event, "source", None)
+        if labels is None or not labels.visible or not labels.metadata.get("stale"):
+            return
+        self.update_labels(labels)
+
+    def update_labels(self, labels: Any) -> Any:
+        """Recompute a column Labels layer for its Points as they are now; the worker."""
+        source = labels.metadata.get("source_layer", "")
+        points = find_layer(self._viewer, self.result_names(source)[0], "points")
+        if points is None or not points.metadata.get("heatmaps") or self.panel.busy:
+            return None
+        shape = tuple(labels.data.shape)
+
+        def show(new: np.ndarray) -> str:
+            labels.data = new
+            labels.metadata["stale"] = False
+            return f"column labels for {len(points.data)} columns"
+
+        return self.panel.start(
+            labels_steps,
+            list(points.metadata["heatmaps"]),
+            np.asarray(points.data),
+            shape,
+            on_result=show,
+        )
