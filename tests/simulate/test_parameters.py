@@ -57,6 +57,26 @@ def test_memory_estimate_beyond_ram_is_refused(monkeypatch):
         SimulationParameters(shape_px=(8192, 8192), pixel_size_nm=0.02)
 
 
+def test_multislice_memory_estimate_counts_the_probe_batch(monkeypatch):
+    from napari_atomseg.simulate import parameters
+
+    monkeypatch.setattr(parameters, "available_memory_bytes", lambda: 10**13)
+    small = SimulationParameters(
+        mode="haadf_multislice",
+        shape_px=(24, 24),
+        pixel_size_nm=0.04,
+        multislice_sampling_nm=0.0075,
+        frozen_phonons=1,
+    )
+    # Measured peak of this run: 4.7 GB (240 probe waves on a 435^2 grid).
+    assert 3.5e9 < estimate_memory_bytes(small) < 7e9
+    # The largest multislice field allowed by the other checks (8 nm at 0.05 nm/px) needs
+    # tens of GB: refused on a 16 GB machine with the estimate in the message.
+    monkeypatch.setattr(parameters, "available_memory_bytes", lambda: 16 * 1024**3)
+    with pytest.raises(InputError, match=r"memory: .* needs about \d+\.\d GB but only 17\.2 GB"):
+        SimulationParameters(mode="haadf_multislice", shape_px=(160, 160), pixel_size_nm=0.05)
+
+
 def test_dict_and_json_round_trip():
     p = SimulationParameters(material="Au", zone_axis="011", thickness_nm=3.5, drift_nm=(0.1, 0.2))
     q = SimulationParameters.from_dict(json.loads(p.to_json()))
