@@ -41,6 +41,15 @@ def test_find_atoms_in_a_real_viewer(make_napari_viewer, qtbot, monkeypatch):
     w.threshold.value = 0.1
     w.run()
     qtbot.waitUntil(lambda: not w.panel.busy, timeout=30_000)
-    assert len(viewer.layers["lat columns"].data) == len(true)
+    points = viewer.layers["lat columns"]
+    assert len(points.data) == len(true)
+    w.threshold.value = 0.6  # live preview through the real Qt event loop
+    qtbot.waitUntil(lambda: len(points.data) < len(true), timeout=30_000)
+    qtbot.waitUntil(lambda: not w.panel.busy, timeout=30_000)
+    labels = viewer.layers["lat column labels"]
+    labels.visible = True
+    qtbot.waitUntil(lambda: labels.metadata["stale"] is False, timeout=30_000)
+    qtbot.waitUntil(lambda: not w.panel.busy, timeout=30_000)
+    assert labels.data.max() == len(points.data)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     assert shot.ndim == 3 and shot.shape[0] > 100
