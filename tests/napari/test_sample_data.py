@@ -74,3 +74,18 @@ def test_result_layers_build_napari_layers(sample):
     image, points = made[0], made[1]
     assert tuple(image.scale) == tuple(points.scale)
     assert points.features["visible"].dtype == bool
+
+
+def test_open_sample_through_the_npe2_manifest():
+    # File > Open Sample without Qt: the manifest's command -> layers in a ViewerModel.
+    npe2 = pytest.importorskip("npe2")
+    npe2.PluginManager.instance().discover()
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    layers = viewer.open_sample("napari-atomseg", "au_particle_on_carbon")
+    assert [layer._type_string for layer in layers] == ["image", "points", "labels", "labels"]
+    image, points = layers[0], layers[1]
+    assert tuple(image.scale) == (0.025, 0.025) and str(image.units[0]) == "nanometer"
+    assert image.metadata["pixel_size_nm"] == pytest.approx(0.025)
+    assert points.visible and points.features["elements"].eq("Au").any()
