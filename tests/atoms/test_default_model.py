@@ -1,0 +1,79 @@
+"""The shipped default atom model: its card, its weights' integrity, and that it works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from napari_atomseg.atoms.detect import find_atoms
+from napari_atomseg.atoms.metrics import point_metrics
+from napari_atomseg.backend import default_model_name, get_model
+from napari_atomseg.backend.cards import load_card
+from napari_atomseg.backend.registry import sha256_file
+
+PS = 0.02
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_card(default_model_name("atoms"))
+
+
+def test_card_records_how_it_was_made(card):
+    assert card.name == "atoms_default" and card.task == "atoms" and card.default
+    assert card.weights is not None
+    path = card.weights_path
+    assert path.suffix == ".safetensors" and path.parent.name == "models"
+    assert path.stat().st_size == card.weights.size_bytes < 5_000_000
+    assert sha256_file(path) == card.weights.sha256
+    training = card.training
+    assert "napari-atomseg train configs/atoms_default.yaml" in training["command"]
+    assert training["config"]["seed"] == 20261128
+    assert training["config"]["task_options"]["mix"] == "configs/atoms_mix.yaml"
+    # (strict: peaks within 1.5 working px of the target peak, over hard held-out examples)
+    assert card.metrics["validation"]["f1"] > 0.5
+
+
+def test_model_loads_and_matches_its_card(card):
+    loaded = get_model("atoms_default", "cpu")
+    assert loaded.card.weights.sha256 == card.weights.sha256
+    assert loaded.card.input.working_pixel_size_nm == pytest.approx(0.03)
+
+
+@pytest.fixture(scope="module")
+def haadf():
+    """A fixed simulated HAADF image (SrTiO3 [001], moderate dose) and its visible columns."""
+    from napari_atomseg.simulate import SimulationParameters, simulate
+
+    res = simulate(
+        SimulationParameters(
+            material="SrTiO3",
+            zone_axis="001",
+            shape_px=(192, 192),
+            pixel_size_nm=PS,
+            dose_e_per_A2=5e4,
+            rotation_deg=17.0,
+            seed=4242,
+        )
+    )
+    cols = res.columns[res.columns["visible"]]
+    yx = cols[["y_px", "x_px"]].to_numpy(float)
+    b = 4
+    inside = (yx >= b).all(1) & (yx <= np.array(res.image.shape) - 1 - b).all(1)
+    return np.asarray(res.image, np.float32), yx[inside]
+
+
+def test_default_model_finds_the_columns_of_a_haadf_image(haadf):
+    image, truth = haadf
+    assert len(truth) > 50
+    df = find_atoms(image, PS, threads=1)
+    pred = df[["y_px", "x_px"]].to_numpy()
+    b = 4
+    pred = pred[(pred >= b).all(1) & (pred <= np.array(image.shape) - 1 - b).all(1)]
+    m = point_metrics(pred, truth, radius_nm=0.05, pixel_size_nm=PS)
+    assert m.recall >= 0.9
+    assert m.precision >= 0.9
+    assert m.rms_error_pm < 15.0
+    spacing = np.median(cKDTree(truth).query(truth, k=2)[0][:, 1]) * PS
+    assert df["nn_spacing_nm"].median() == pytest.approx(spacing, rel=0.1)
