@@ -4,7 +4,7 @@ Usage (needs a display; on a headless machine run it under Xvfb)::
 
     OMP_NUM_THREADS=1 xvfb-run -a -s "-screen 0 1600x1000x24" \\
         python docs/make_widget_screenshots.py [--only pt sto graphene simulate]
-        [--atoms-model NAME_OR_CARD] [--segment-model NAME_OR_CARD]
+        [--atoms-model NAME_OR_CARD] [--segment-model NAME_OR_CARD] [--thread-check]
 
 Screenshots (each a fresh viewer with one docked widget, canvas and widget together):
 
@@ -71,6 +71,7 @@ def _text(viewer: Any, text: str) -> None:
     overlays.scale_bar.visible = True
     overlays.scale_bar.colored = True
     overlays.scale_bar.font_size = 14
+    overlays.scale_bar.position = "bottom_left"
     overlays.text.visible = True
     overlays.text.text = text
     overlays.text.font_size = 11
@@ -167,7 +168,12 @@ def shot_sto(model: str | None) -> None:
     (layer,) = viewer.open(str(path), plugin="napari-atomseg")
     layer.contrast_limits = tuple(np.percentile(layer.data, [0.5, 99.5]))
     direct = _direct_call(layer, model)
-    seconds = _run_find_atoms(viewer, widget, layer, model)
+    first = _run_find_atoms(viewer, widget, layer, model)
+    first_timings = dict(
+        viewer.layers[f"{layer.name} columns"].metadata["heatmaps"][0][1].timings_s
+    )
+    seconds = _run_find_atoms(viewer, widget, layer, model)  # threads now warm, as the direct call
+    print(f"widget run 1: {first:.1f} s (network {first_timings['network_s']:.2f} s), run 2:")
     points = viewer.layers[f"{layer.name} columns"]
     spacing = np.nanmedian(points.features["nn_spacing_nm"])
     print(f"sto: {len(points.data)} columns, median NN {spacing:.4f} nm, {seconds:.1f} s")
@@ -179,7 +185,7 @@ def shot_sto(model: str | None) -> None:
     )
     viewer.layers.selection.active = points
     viewer.reset_view()
-    viewer.camera.zoom *= 2.0  # the centre quarter, so single columns are visible
+    viewer.camera.zoom *= 1.6  # the centre, so single columns are visible
     _save(viewer, "widget_find_atoms_sto.png")
 
 
@@ -281,6 +287,49 @@ def shot_simulate() -> None:
     _save(viewer, "widget_simulate.png")
 
 
+def thread_check(model: str | None, repeats: int = 5) -> None:
+    """Network time of the same prediction: direct call vs the widgets' worker, interleaved.
+
+    napari >= 0.5 users reported torch running much slower inside ``thread_worker``. Both
+    paths run ``repeats`` times, alternating, after one warm-up each (the first call in a
+    fresh pool thread pays a one-off set-up); the backend's own ``network_s`` is compared.
+    """
+    from qtpy.QtWidgets import QApplication
+
+    import napari
+    from napari_atomseg._napari.widgets._runner import RunPanel
+    from napari_atomseg.atoms import detect
+    from napari_atomseg.io import read_image
+
+    image, cal = read_image(DATA / "formats" / "openNCEM" / "16_STOimage.emi")
+    size, name = cal.pixel_size_nm, model or "default"
+    viewer = napari.Viewer(show=True)
+    viewer.add_image(image)
+    app = QApplication.instance()
+
+    def job() -> Any:
+        return (yield from detect.iter_predict_heatmap(image, size, name))
+
+    def in_worker() -> float:
+        panel, out = RunPanel(), []
+        panel.start(job, on_result=lambda r: out.append(r.timings_s["network_s"]))
+        while panel.busy:
+            app.processEvents()
+            time.sleep(0.02)
+        return out[0]
+
+    def direct() -> float:
+        return detect.predict_heatmap(image, size, name).timings_s["network_s"]
+
+    direct(), in_worker()
+    pairs = [(direct(), in_worker()) for _ in range(repeats)]
+    d, w = (np.array(v) for v in zip(*pairs))
+    print(f"network s over {repeats} interleaved runs (1024x1024 SrTiO3, model {name}):")
+    print(f"  direct call: median {np.median(d):.3f} (min {d.min():.3f}, max {d.max():.3f})")
+    print(f"  widget worker: median {np.median(w):.3f} (min {w.min():.3f}, max {w.max():.3f})")
+    viewer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -288,8 +337,15 @@ def main() -> None:
         choices=["pt", "sto", "graphene", "simulate"],
     )  # fmt: skip
     parser.add_argument("--atoms-model", default=None)
+    parser.add_argument(
+        "--thread-check", action="store_true",
+        help="only compare the network time in the widget's worker with a direct call",
+    )  # fmt: skip
     parser.add_argument("--segment-model", default=None)
     args = parser.parse_args()
+    if args.thread_check:
+        thread_check(args.atoms_model)
+        return
     if "pt" in args.only:
         shot_pt(args.atoms_model)
     if "sto" in args.only:
