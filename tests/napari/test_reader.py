@@ -210,7 +210,7 @@ _QT_FILES = [
 def test_qt_viewer_opens_real_files_with_scale(make_napari_viewer) -> None:
     expected = {c.path: c for c in EXPECTED}
     viewer = make_napari_viewer()
-    viewer.scale_bar.visible = True
+    viewer.canvas.overlays.scale_bar.visible = True
     for rel in _QT_FILES:
         path = shared_path("formats", *rel.split("/"))
         viewer.layers.clear()
