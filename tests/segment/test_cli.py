@@ -142,3 +142,28 @@ def test_rank_images_api_and_table_order(folder):
     ranked = ranking_table(rows)
     assert list(ranked["file"]) == ["c", "a", "b"]
     assert list(ranked["rank"].astype("object")) == [1, 2, pd.NA]
+
+
+def test_plain_pictures_are_read_uncalibrated(tmp_path, capsys):
+    """PNG files (like the published graphene set) are ranked too, without a pixel size."""
+    import imageio.v3 as iio
+
+    from napari_atomseg.segment.sorting import read_any, supported_files
+
+    d = tmp_path / "png"
+    d.mkdir()
+    shape = (160, 160)
+    for name, radius in (("clean", 0), ("lots", 45)):
+        mask = disc(shape, (80, 80), radius) if radius else np.zeros(shape, bool)
+        image, _ = contaminated_lattice(shape, mask=mask, seed=radius)
+        grey = np.clip((image - image.min()) / np.ptp(image) * 255, 0, 255).astype(np.uint8)
+        iio.imwrite(d / f"{name}.png", grey)
+    (d / "notes.txt").write_text("not an image")
+    files = supported_files(d)
+    assert [f.name for f in files] == ["clean.png", "lots.png"]
+    image, cal = read_any(files[1])
+    assert image.shape == shape and image.dtype == np.float32
+    assert cal.pixel_size_nm is None
+    assert main(["sort", str(d), "--method", "bragg"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("clean.png") < out.index("lots.png")  # best (cleanest) first

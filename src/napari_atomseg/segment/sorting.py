@@ -5,8 +5,10 @@ area fraction of each class, and rank the images -- best first -- by the clean-c
 fraction (``task="contamination"``) or the particle fraction (``task="particles"``).
 The table is what the CLI writes as CSV and what the napari widget shows.
 
-Files are read with :func:`napari_atomseg.io.read_image`; a file that cannot be read or
-segmented gets a row with its ``error`` and no rank, and the others go on.
+Files are read with :func:`napari_atomseg.io.read_image`; plain 8/16-bit pictures (PNG,
+JPEG, BMP -- e.g. the published graphene set) are read as uncalibrated grey images (the
+U-Net then estimates the pixel size). A file that cannot be read or segmented gets a row
+with its ``error`` and no rank, and the others go on.
 """
 
 from __future__ import annotations
@@ -27,17 +29,35 @@ from .api import TASK_CLASSES, SegmentationResult, iter_segment
 RANK_BY: dict[str, str] = {"contamination": "fraction_crystal", "particles": "fraction_particle"}
 
 
+#: Plain picture formats read (uncalibrated, grey) besides the microscope formats of io.
+PICTURE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
+
+
 def supported_files(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` that :func:`napari_atomseg.io.read_image` can read, sorted."""
+    """Image files in ``folder`` that :func:`read_any` can read, sorted."""
     from ..io import SUPPORTED_EXTENSIONS
 
     root = Path(folder)
     if not root.is_dir():
         raise FileReadError(f"{root}: is not a folder")
     pattern = "**/*" if recursive else "*"
-    return sorted(
-        p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-    )
+    known = (*SUPPORTED_EXTENSIONS, *PICTURE_EXTENSIONS)
+    return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in known)
+
+
+def read_any(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
+    """``(image, Calibration)``: microscope files via :func:`napari_atomseg.io.read_image`,
+    plain pictures (:data:`PICTURE_EXTENSIONS`) as uncalibrated grey images."""
+    from ..io import Calibration, read_image
+
+    p = Path(path)
+    if p.suffix.lower() not in PICTURE_EXTENSIONS:
+        return read_image(p)
+    if not p.is_file():
+        raise FileReadError(f"{p}: no such file")
+    from .data import _read_grey_png
+
+    return _read_grey_png(p).astype(np.float32), Calibration.uncalibrated(2, source=str(p))
 
 
 def result_row(name: str, result: SegmentationResult) -> dict[str, Any]:
@@ -98,14 +118,12 @@ def iter_rank_images(
     writes the label TIFF there). Errors a user can cause (unreadable file, bad image,
     missing model) become the row's ``error``; they never stop the other files.
     """
-    from ..io import read_image
-
     files = [Path(p) for p in paths]
     rows: list[dict[str, Any]] = []
     for i, path in enumerate(files):
         yield Progress(i, len(files), path.name)
         try:
-            image, cal = read_image(path)
+            image, cal = read_any(path)
             size = pixel_size_nm if pixel_size_nm is not None else cal.pixel_size_nm
             result = drain(iter_segment(image, size, task, method, **options))  # type: ignore[arg-type]
             if on_result is not None:

@@ -1,0 +1,85 @@
+"""The shipped segmentation models: cards, verified weights, defaults and sane results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_atomseg.backend import get_model  # noqa: E402
+from napari_atomseg.backend.cards import MODELS_DIR, load_card  # noqa: E402
+from napari_atomseg.segment import segment  # noqa: E402
+from napari_atomseg.segment._unet import default_model  # noqa: E402
+from napari_atomseg.segment.metrics import MaskScores  # noqa: E402
+from tests._data import REPO_ROOT, shared_path  # noqa: E402
+
+SHIPPED = {
+    "segment_contamination": ("crystal", "amorphous", "vacuum"),
+    "segment_contamination_synthetic": ("crystal", "amorphous", "vacuum"),
+    "segment_particles": ("background", "particle"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_card_and_weights(name):
+    card = load_card(name)
+    assert card.task == "segmentation" and tuple(card.channels) == SHIPPED[name]
+    assert (MODELS_DIR / f"{name}.safetensors").is_file()
+    loaded = get_model(name, device="cpu")  # verifies the sha256 in the card
+    assert loaded.card.weights.sha256 == card.weights.sha256
+    # Produced by the train command from a committed config, with its seed and metrics.
+    training = card.training
+    assert "napari-atomseg train" in training["command"]
+    assert (REPO_ROOT / training["config_file"]).is_file()
+    assert training["seed"] == 0 and training["steps"] > 0
+    assert card.metrics["validation"]
+
+
+def test_defaults_are_the_shipped_models():
+    assert default_model("contamination").name == "segment_contamination"
+    assert default_model("particles").name == "segment_particles"
+    assert load_card("segment_contamination").training["init_from"]["name"] == (
+        "segment_contamination_synthetic"
+    )
+
+
+def test_contamination_on_a_real_graphene_image():
+    """In-sample (the shipped model was fine-tuned on all 31 images): a sanity check only;
+    the held-out numbers come from benchmarks/segmentation.py (k-fold)."""
+    from napari_atomseg.segment.data import load_graphene_contamination
+
+    folder = shared_path("graphene_contamination")
+    items = {it.name: it for it in load_graphene_contamination(folder)}
+    it = items["2013_1213_Gr_129"]
+    res = segment(it.image, it.pixel_size_nm)
+    assert res.details["model"] == "segment_contamination"
+    frac = res.class_fractions()["amorphous"]
+    assert frac == pytest.approx(float(it.mask.mean()), abs=0.06)
+    assert MaskScores.from_masks(it.mask, res.flagged_mask).summary(1)["jaccard"] > 0.6
+    # Clean image: (almost) nothing flagged.
+    clean = items["2014_0601_Gr_FS_017_layer_0014"]
+    assert segment(clean.image, clean.pixel_size_nm).flagged_mask.mean() < 0.05
+
+
+def test_particles_on_a_fixed_synthetic_image():
+    from napari_atomseg.simulate import SimulationParameters, simulate
+
+    sim = simulate(
+        SimulationParameters(
+            material="Pt",
+            scene="particles",
+            mode="haadf",
+            shape_px=(192, 192),
+            pixel_size_nm=0.06,
+            n_particles=2,
+            particle_diameter_nm=3.0,
+            support_thickness_nm=4.0,
+            seed=123_456_789,
+        )
+    )
+    truth = np.asarray(sim.masks["particle"]) > 0
+    assert 0.02 < truth.mean() < 0.5
+    res = segment(sim.image, sim.pixel_size_nm, task="particles")
+    assert res.details["model"] == "segment_particles"
+    assert MaskScores.from_masks(truth, res.flagged_mask).summary(1)["f1"] > 0.85
