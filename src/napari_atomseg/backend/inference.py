@@ -21,6 +21,7 @@ a two-channel model; ``benchmarks/backend_tiling.py`` measures it):
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ def iter_predict(
             view[:, r : r + 512] *= inv_rows[r : r + 512, None] * inv_cols[None, :]
         if resampled:
             yield Progress(total, total, "mapping back to the image grid")
-            out = resample(view, work, px, output_shape=orig_shape)
+            # Mapping the smooth logits back onto a much finer original grid is harmless
+            # (the up-sampling cap guards the *input*, not the output).
+            out = resample(view, work, px, output_shape=orig_shape, max_upsample=math.inf)
         elif (h, w) != plan.padded_shape:
             out = np.ascontiguousarray(view)  # drop the padding
         else:
