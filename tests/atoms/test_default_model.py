@@ -77,3 +77,15 @@ def test_default_model_finds_the_columns_of_a_haadf_image(haadf):
     assert m.rms_error_pm < 15.0
     spacing = np.median(cKDTree(truth).query(truth, k=2)[0][:, 1]) * PS
     assert df["nn_spacing_nm"].median() == pytest.approx(spacing, rel=0.1)
+
+
+def test_images_much_finer_than_the_working_grid_map_back():
+    # 0.005 nm/px is 6x finer than the model's 0.03 nm/px: the heatmap is up-sampled 6x
+    # on the way back (this failed with the input's 4x up-sampling cap before).
+    from napari_atomseg.atoms.detect import predict_heatmap
+
+    rng = np.random.default_rng(0)
+    image = rng.poisson(100, (200, 200)).astype(np.float32)
+    res = predict_heatmap(image, 0.005, threads=1)
+    assert res.heatmap.shape == image.shape
+    assert np.isfinite(res.heatmap).all()
