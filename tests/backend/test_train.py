@@ -278,3 +278,44 @@ def test_cli_trains_from_a_yaml_file(tmp_path, capsys):
     assert cli.main(["train", str(bad)]) == 1
     assert "unknown key" in capsys.readouterr().err
     json.dumps(card.to_dict())  # the card is plain data
+
+
+def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
+    from napari_atomseg.backend import train as train_mod
+
+    calls = []
+    original = train_mod._pool_example
+
+    def counting(task, seed, j):
+        calls.append(j)
+        return original(task, seed, j)
+
+    monkeypatch.setattr(train_mod, "_pool_example", counting)
+    a = train(config(tmp_path, "pool", example_pool=10), log=None)
+    assert sorted(calls) == list(range(10))  # simulated once each
+    pool_file = tmp_path / "pool" / "example_pool.npz"
+    assert pool_file.is_file()
+    assert "example pool: 10 examples" in (tmp_path / "pool" / "pool.train_log.txt").read_text()
+    # the same config reuses the cached pool (no new simulation) and gives the same model
+    calls.clear()
+    b = train(config(tmp_path, "pool", example_pool=10), log=None)
+    assert calls == []
+    assert same_weights(a.card, b.card)
+    # a pool differs from simulating every example
+    c = train(config(tmp_path, "nopool"), log=None)
+    assert not same_weights(a.card, c.card)
+    # a changed task invalidates the cache
+    calls.clear()
+    train(config(tmp_path, "pool", example_pool=10, task_options={"patch_px": 40}), log=None)
+    assert sorted(calls) == list(range(10))
+
+
+def test_example_pool_in_worker_processes_matches_one_process(tmp_path):
+    a = train(config(tmp_path, "p1", example_pool=6, workers=0), log=None).card
+    b = train(config(tmp_path, "p2", example_pool=6, workers=2), log=None).card
+    assert same_weights(a, b)
+
+
+def test_example_pool_must_be_a_count(tmp_path):
+    with pytest.raises(InputError, match="example_pool"):
+        train(config(tmp_path, example_pool=-1), log=None)

@@ -131,6 +131,11 @@ class TrainConfig:
     val_pairs: str | None = None
     pairs_fraction: float = 1.0
     crop_px: int = 256
+    #: > 0: simulate this many task examples once (in parallel, ``workers`` processes,
+    #: cached in ``out_dir``) and draw every training example from that pool with fresh
+    #: crops and augmentation. On a CPU, simulation costs more than a training step, so a
+    #: pool buys several times more steps in the same time; 0 simulates every example.
+    example_pool: int = 0
     init_from: str | None = None
     out_dir: str | None = None
     export_dir: str | None = None
@@ -184,6 +189,8 @@ class TrainConfig:
             positive(name, getattr(self, name))
         if not isinstance(self.val_examples, int) or self.val_examples < 0:
             raise InputError("training config: val_examples must be >= 0")
+        if not isinstance(self.example_pool, int) or self.example_pool < 0:
+            raise InputError("training config: example_pool must be an integer >= 0")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise InputError("training config: workers must be >= 0")
         if self.schedule not in _SCHEDULES:
@@ -309,6 +316,8 @@ class ExampleSource:
         self.crop_px = cfg.crop_px
         self.augment_cfg = AugmentConfig.from_value(cfg.augment) if augment else None
         self.channels_out = task.channels_out
+        #: Pre-simulated task examples (see ``TrainConfig.example_pool``), or None.
+        self.pool: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def example(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, self.stream, int(k)])
@@ -323,6 +332,10 @@ class ExampleSource:
             j = int(self.library_indices[int(rng.integers(len(self.library_indices)))])
             img, tgt = self.task.example_from_library(self.library.record(j), rng)
             where = "task.example_from_library"
+        elif self.pool:
+            img, tgt = self.pool[int(rng.integers(len(self.pool)))]
+            img, tgt = random_crop(img, tgt, self.crop_px, rng)
+            where = "example pool"
         else:
             img, tgt = self.task.make_example(rng)
             where = "task.make_example"
@@ -333,6 +346,58 @@ class ExampleSource:
             if callable(extra):
                 img, tgt = check_example(*extra(img, tgt, rng), self.channels_out, "task.augment")
         return img, tgt
+
+
+POOL_STREAM = 7
+
+
+def _pool_example(task: Any, seed: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    return task.make_example(np.random.default_rng([seed, POOL_STREAM, j]))
+
+
+def build_example_pool(
+    task: Any, cfg: TrainConfig, cache: Path | None = None
+) -> ProgressGenerator[list[tuple[np.ndarray, np.ndarray]]]:
+    """Simulate ``cfg.example_pool`` task examples, index-seeded (reproducible whatever
+    the number of processes), in ``cfg.workers`` processes; reuse ``cache`` when it holds
+    the same pool (same config fingerprint and size)."""
+    n = int(cfg.example_pool)
+    what = {"task": cfg.task, "task_options": cfg.task_options, "seed": cfg.seed, "n": n}
+    key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            stored = str(z["key"]) if "key" in z.files else ""
+        if stored == key:
+            pool = load_pairs(cache)
+            yield Progress(n, n, f"example pool: {n} examples from {cache}")
+            return pool
+    pool: list[tuple[np.ndarray, np.ndarray]] = []
+    if cfg.workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(
+            cfg.workers, mp_context=ctx, initializer=_worker_init, initargs=(0,)
+        ) as ex:
+            work = partial(_pool_example, task, int(cfg.seed))
+            for j, item in enumerate(ex.map(work, range(n), chunksize=8)):
+                pool.append(item)
+                if (j + 1) % 50 == 0 or j + 1 == n:
+                    yield Progress(j + 1, n, "simulating the example pool")
+    else:
+        for j in range(n):
+            pool.append(_pool_example(task, int(cfg.seed), j))
+            if (j + 1) % 50 == 0 or j + 1 == n:
+                yield Progress(j + 1, n, "simulating the example pool")
+    if cache is not None:
+        # same layout as train_data.save_pairs, plus the key of the config that made it,
+        # so a changed config never reuses a stale pool
+        arrays = {f"image_{j:06d}": img for j, (img, _) in enumerate(pool)}
+        arrays.update({f"target_{j:06d}": tgt for j, (_, tgt) in enumerate(pool)})
+        np.savez(cache, key=np.array(key), **arrays)
+    return pool
 
 
 def _make_dataset(source: ExampleSource) -> Any:
@@ -645,6 +710,17 @@ def iter_train(
             task, cfg, TRAIN_STREAM, library, lib_train, pairs, augment=True
         )
         val_source = ExampleSource(task, cfg, VAL_STREAM, library, lib_val, None, augment=False)
+        if cfg.example_pool and cfg.steps > start:
+            t_pool = time.perf_counter()
+            train_source.pool = yield from build_example_pool(
+                task, cfg, out_dir / "example_pool.npz"
+            )
+            _log_line(
+                log,
+                text_log,
+                f"example pool: {len(train_source.pool)} examples "
+                f"({time.perf_counter() - t_pool:.0f} s)",
+            )
         if lib_val is not None and len(lib_val):
             val_source.library_fraction = 1.0
         val = _val_batches(
