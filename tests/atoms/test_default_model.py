@@ -89,3 +89,17 @@ def test_images_much_finer_than_the_working_grid_map_back():
     res = predict_heatmap(image, 0.005, threads=1)
     assert res.heatmap.shape == image.shape
     assert np.isfinite(res.heatmap).all()
+
+
+def test_every_shipped_atoms_model_loads_with_its_recorded_provenance():
+    from napari_atomseg.backend import list_models
+
+    cards = list_models("atoms")
+    assert [c.name for c in cards][:1] == ["atoms_default"]  # the default first
+    for c in cards:
+        assert sha256_file(c.weights_path) == c.weights.sha256
+        assert c.training["command"].startswith("napari-atomseg train configs/atoms_")
+        assert get_model(c.name, "cpu").card.name == c.name
+    pt = next(c for c in cards if c.name == "atoms_pt_carbon")
+    assert not pt.default
+    assert pt.training["init_from"]["sha256"] == cards[0].weights.sha256
