@@ -185,7 +185,9 @@ def graphene(
     return rows
 
 
-def particles(n_per_material: int, seed: int) -> dict[str, dict[str, float]]:
+def particles(
+    n_per_material: int, seed: int, extra_models: list[str] | None = None
+) -> dict[str, dict[str, float]]:
     try:
         from napari_atomseg.simulate import SimulationParameters, list_materials, simulate
     except ImportError as exc:
@@ -199,6 +201,10 @@ def particles(n_per_material: int, seed: int) -> dict[str, dict[str, float]]:
     if name is not None:
         methods[f"unet {name}"] = lambda im, px: (
             segment(im, px, task="particles", method="unet").flagged_mask
+        )
+    for model in extra_models or []:
+        methods[f"unet {model}"] = lambda im, px, model=model: (
+            segment(im, px, task="particles", model=model).flagged_mask
         )
     rows: dict[str, dict[str, float]] = {}
     everything: dict[str, list[MaskScores]] = {m: [] for m in methods}
@@ -307,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--particles-per-material", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--particle-model",
+        action="append",
+        default=[],
+        help="also score this particle model (name or card path; repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="also write all rows to this JSON file")
     parser.add_argument(
         "--write-card-metrics",
@@ -334,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         results["graphene"] = rows
     if "particles" in sections:
         print("\n## Particles vs amorphous carbon, synthetic held-out set (pooled Dice = f1)")
-        rows = particles(args.particles_per_material, args.seed)
+        rows = particles(args.particles_per_material, args.seed, args.particle_model)
         if rows:
             print(
                 pd.DataFrame(rows)
