@@ -19,7 +19,10 @@ from . import __version__
 #: so they must be light at import time (no torch, abtem or Qt at module level).
 #: Each owner adds one line here when its module exists.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("napari_atomseg._cli_demo", "the main job end to end: simulate (or read) an image, find atoms, segment, write results, open napari"),
+    "demo": (
+        "napari_atomseg._cli_demo",
+        "the main job end to end: simulate (or read) an image, find atoms, segment, write results, open napari",
+    ),
     "train": (
         "napari_atomseg.backend._cli",
         "train or fine-tune a model from a YAML config (writes safetensors + model card)",
