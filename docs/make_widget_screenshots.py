@@ -10,8 +10,8 @@ Screenshots (each a fresh viewer with one docked widget, canvas and widget toget
 
 - ``widget_find_atoms_pt.png``  -- Find atoms on a real HAADF-STEM image of single Pt
   atoms on carbon (``../shared/data/pt_single_atoms``, image 027, 0.0293 nm/px) with the
-  shipped ``atoms_pt_carbon`` model when installed (fine-tuned on images 021 and 025 only),
-  the hand-placed positions scored against the result (F1 within 3 px) in the overlay;
+  ``atoms_pt_carbon`` model when one is installed (fine-tuned on images 021 and 025 only),
+  else the default; the hand-placed positions overlaid and scored (F1 within 3 px);
 - ``widget_find_atoms_sto.png`` -- Find atoms on a real instrument file opened by the
   reader (``formats/openNCEM/16_STOimage.emi``, SrTiO3, FEI TIA, 0.0100 nm/px);
 - ``widget_segment_graphene.png`` -- Segment regions on a real HRTEM graphene image
