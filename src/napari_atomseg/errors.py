@@ -24,8 +24,12 @@ class FileWriteError(AtomsegError, OSError):
     """A result could not be written (it would overwrite an input, the folder is missing...)."""
 
 
-class ModelError(AtomsegError, RuntimeError):
-    """A shipped or user model is missing, corrupt (sha256 mismatch) or inconsistent with its card."""
+class ModelError(AtomsegError):
+    """A shipped or user model is missing, corrupt (sha256 mismatch) or inconsistent with its card.
+
+    Deliberately not a ``RuntimeError``: superqt's worker threads (napari's
+    ``thread_worker``) silently drop ``RuntimeError``s, which left a widget waiting for ever.
+    """
 
 
 class Cancelled(AtomsegError):
