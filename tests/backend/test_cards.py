@@ -138,9 +138,16 @@ def test_shipped_cards_are_valid():
     for path in MODELS_DIR.glob("*.yaml"):
         card = load_card(path)
         assert card.weights is not None, f"{path} ships without weights"
-    for task in ("atoms", "segmentation"):
-        defaults = [c for c in list_models(task) if c.default]
-        assert len(defaults) <= 1, f"more than one default {task} model"
-        if not defaults:
-            with pytest.raises(ModelError, match="no default"):
-                default_model_name(task)
+    defaults = [c for c in list_models("atoms") if c.default]
+    assert len(defaults) <= 1, "more than one default atoms model"
+    if not defaults:
+        with pytest.raises(ModelError, match="no default"):
+            default_model_name("atoms")
+    # segmentation cards serve several segment tasks (contamination, particles): at most
+    # one default per segment task
+    from napari_atomseg.segment._unet import card_fits_task
+
+    for seg_task in ("contamination", "particles"):
+        fitting = [c for c in list_models("segmentation") if card_fits_task(c, seg_task)]
+        defaults = [c.name for c in fitting if c.default]
+        assert len(defaults) <= 1, f"more than one default {seg_task} model: {defaults}"
