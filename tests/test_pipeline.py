@@ -15,34 +15,14 @@ import pytest
 from napari_atomseg.errors import FileWriteError, InputError
 from napari_atomseg.io import Calibration, read_image, read_points_csv, write_image_tiff
 from napari_atomseg.pipeline import flag_atoms, process_image
+from tests._models import export_tiny_atoms_model
 
 PS = 0.02
 
 
 @pytest.fixture(scope="module")
 def tiny_atoms_model(tmp_path_factory):
-    import torch
-
-    from napari_atomseg.backend.cards import card_from_dict
-    from napari_atomseg.backend.registry import build_from_card, export_model
-
-    card = card_from_dict(
-        {
-            "name": "atoms_tiny_pipeline",
-            "task": "atoms",
-            "architecture": {"type": "unet", "base_channels": 4, "depth": 1},
-            "outputs": [{"name": "heatmap", "activation": "sigmoid"}],
-            "input": {
-                "normalisation": "robust_zscore",
-                "working_pixel_size_nm": 0.025,
-                "pixel_size_range_nm": [0.002, 0.1],
-                "tile_px": 64,
-                "overlap_px": 16,
-            },
-        }
-    )
-    torch.manual_seed(0)
-    return export_model(build_from_card(card), card, tmp_path_factory.mktemp("model"))
+    return export_tiny_atoms_model(tmp_path_factory.mktemp("model"), "atoms_tiny_pipeline")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from napari_atomseg.atoms._cli import SUMMARY_NAME, expand_inputs, output_names
 from napari_atomseg.atoms.detect import find_atoms
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_points_csv, write_image_tiff
+from tests._models import export_tiny_atoms_model
 from tests.atoms.synth import hex_lattice_px, render
 
 PS = 0.025
@@ -23,28 +24,7 @@ PS = 0.025
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    import torch
-
-    from napari_atomseg.backend.cards import card_from_dict
-    from napari_atomseg.backend.registry import build_from_card, export_model
-
-    card = card_from_dict(
-        {
-            "name": "atoms_cli_test",
-            "task": "atoms",
-            "architecture": {"type": "unet", "base_channels": 4, "depth": 1},
-            "outputs": [{"name": "heatmap", "activation": "sigmoid"}],
-            "input": {
-                "normalisation": "robust_zscore",
-                "working_pixel_size_nm": 0.025,
-                "pixel_size_range_nm": [0.002, 0.1],
-                "tile_px": 64,
-                "overlap_px": 16,
-            },
-        }
-    )
-    torch.manual_seed(0)
-    return export_model(build_from_card(card), card, tmp_path_factory.mktemp("model"))
+    return export_tiny_atoms_model(tmp_path_factory.mktemp("model"), "atoms_cli_test")
 
 
 def _image(seed: int, shape=(96, 96)) -> np.ndarray:
