@@ -33,6 +33,7 @@ and the field.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -467,11 +468,24 @@ def load_card(name_or_path: str | Path) -> ModelCard:
             f"unknown model {str(name_or_path)!r}; shipped models: {known or 'none'}; "
             "or pass the path of a card (.yaml)"
         )
+    return card_from_dict(copy.deepcopy(_read_card_yaml(path)), path=path)
+
+
+#: Parsed card YAML keyed by (path, mtime, size): widgets and batch jobs look cards up on
+#: every call (default model, class names...), and parsing the YAML cost ~0.1 s each.
+_YAML_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def _read_card_yaml(path: Path) -> Any:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        if key not in _YAML_CACHE:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            _YAML_CACHE[key] = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
     except (OSError, yaml.YAMLError) as exc:
         raise ModelError(f"model card {path}: cannot be read as YAML ({exc})") from exc
-    return card_from_dict(data, path=path)
+    return _YAML_CACHE[key]
 
 
 def save_card(card: ModelCard, path: str | Path) -> Path:
