@@ -10,6 +10,13 @@ The simulated images are segmented with ``segment_contamination_synthetic`` (tra
 such images); the default ``segment_contamination`` is that model fine-tuned on real
 graphene HRTEM, best there but worse on simulated and HAADF images (docs/segmentation.md).
 
+Your own files are segmented with the Bragg filter unless ``--segment-method unet`` is
+given: the contamination U-Nets were trained on 2-D materials (graphene, hBN, MoS2, WS2)
+and call other crystals amorphous (a clean SrTiO3 [001] HAADF image comes out 100 %
+amorphous), while the Bragg filter works on any crystal and scores within 0.005 Jaccard of
+the fine-tuned U-Net on the real graphene benchmark. Plain PNG/JPEG pictures are read as
+uncalibrated grey images (give ``--pixel-size-nm``).
+
 For each image it finds every atomic column, segments contamination / amorphous / vacuum,
 flags columns inside contamination and writes ``NAME_atoms.csv``, ``NAME_regions.tif``
 and ``NAME_summary.json`` to ``--out``. When a display exists (and ``--no-viewer`` is not
@@ -64,9 +71,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--segment-method",
-        choices=("unet", "bragg"),
-        default="unet",
-        help="contamination segmentation method (default: the shipped U-Net)",
+        choices=("auto", "unet", "bragg"),
+        default="auto",
+        help="contamination segmentation method; auto (default): the U-Net for the simulated "
+        "demo images, the Bragg filter for your files (see the module docstring)",
     )
 
 
@@ -130,20 +138,29 @@ def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any,
             overwrite=True,
         )
         jobs.append((name, sim.image, cal, (), sim))
-    if args.segment_model is None and args.segment_method == "unet":
-        args.segment_model = SIMULATED_SEGMENT_MODEL
+    if args.segment_method == "auto":
+        args.segment_method = "unet"
+        if args.segment_model is None:
+            args.segment_model = SIMULATED_SEGMENT_MODEL
     return jobs
 
 
 def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tuple, Any]], int]:
     from .errors import AtomsegError
-    from .io import Calibration, read_images
+    from .io import Calibration, ImageData, read_images
+    from .segment.sorting import PICTURE_EXTENSIONS, read_any
 
+    if args.segment_method == "auto":
+        args.segment_method = "bragg"
     jobs, failures = [], 0
     for item in args.inputs:
         path = Path(item)
         try:
-            images = read_images(path)
+            if path.suffix.lower() in PICTURE_EXTENSIONS:
+                data, cal = read_any(path)
+                images = [ImageData(data=data, calibration=cal, name=path.stem)]
+            else:
+                images = read_images(path)
         except (AtomsegError, OSError) as exc:
             print(f"[demo] {path}: skipped: {exc}", file=sys.stderr)
             failures += 1
