@@ -17,10 +17,11 @@ set and k-fold splits), :mod:`.tuning` (choose Bragg parameters by cross-validat
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from .._lazy import lazy_exports
 
 _LAZY = {
     "segment": ".api",
@@ -38,20 +39,7 @@ _LAZY = {
     "rank_images": ".sorting",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'napari_atomseg.segment' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
 
 
 class _CallableModule(types.ModuleType):
