@@ -106,10 +106,45 @@ def flatfield(
     return (img / surface * mean).astype(np.float32)
 
 
+def _median3(img: np.ndarray) -> np.ndarray:
+    """Exact 3 x 3 median of a float32 image with mirror edges (= ``ndi.median_filter``).
+
+    Sorting network instead of a rank filter (about 8x faster): sort each vertical
+    triple into (low, mid, high); the median of the 9 pixels is then the median of
+    (max of the 3 lows, median of the 3 mids, min of the 3 highs) of the neighbouring
+    columns (Paeth, Graphics Gems, 1990). Only min/max are used, so the result is the
+    same pixel value the rank filter picks, ties and all.
+    """
+    p = np.pad(img, 1, mode="reflect")  # numpy "reflect" = ndimage "mirror"
+    a, b, c = p[:-2], p[1:-1], p[2:]
+    lo = np.minimum(a, b)
+    hi = np.maximum(a, b)
+    mid = np.minimum(hi, c)
+    np.maximum(lo, mid, out=mid)
+    np.minimum(lo, c, out=lo)
+    np.maximum(hi, c, out=hi)
+    lows = np.maximum(lo[:, :-2], lo[:, 1:-1])
+    np.maximum(lows, lo[:, 2:], out=lows)
+    highs = np.minimum(hi[:, :-2], hi[:, 1:-1])
+    np.minimum(highs, hi[:, 2:], out=highs)
+    mids = np.minimum(mid[:, :-2], mid[:, 1:-1])
+    tmp = np.maximum(mid[:, :-2], mid[:, 1:-1])
+    np.minimum(tmp, mid[:, 2:], out=tmp)
+    np.maximum(mids, tmp, out=mids)
+    # median(lows, mids, highs)
+    np.maximum(lows, mids, out=tmp)
+    np.minimum(tmp, highs, out=tmp)
+    np.minimum(lows, mids, out=lows)
+    np.maximum(lows, tmp, out=lows)
+    return lows
+
+
 def median_filter(image: np.ndarray, size_px: int = 3) -> np.ndarray:
     """Plain ``size_px`` x ``size_px`` median filter (mirror-padded edges)."""
     img = as_image2d(image)
     size_px = int(check_range(size_px, 1, 31, "median size_px"))
+    if size_px == 3:
+        return _median3(img)
     return ndi.median_filter(img, size=size_px, mode="mirror")
 
 
@@ -127,18 +162,21 @@ def remove_spikes(
     """
     img = as_image2d(image)
     threshold_sigma = check_range(threshold_sigma, 1.0, 1e6, "spike threshold_sigma")
-    med = median_filter(img, size_px)
+    size_px = int(check_range(size_px, 1, 31, "median size_px"))
+    med = _median3(img) if size_px == 3 else ndi.median_filter(img, size=size_px, mode="mirror")
     diff = img - med
-    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(diff - np.median(diff))))
+    absdev = np.abs(diff - np.median(diff))
+    sigma = _MAD_TO_SIGMA * float(np.median(absdev, overwrite_input=True))
     if sigma == 0.0:
         # Piecewise-constant images (masks, synthetic step images): fall back to the std.
         sigma = float(diff.std())
     if sigma == 0.0:
         return img, 0
-    spikes = np.abs(diff) > threshold_sigma * sigma
-    out = img.copy()
-    out[spikes] = med[spikes]
-    return out, int(np.count_nonzero(spikes))
+    np.abs(diff, out=diff)
+    spikes = diff > threshold_sigma * sigma
+    # ``img`` is already a private float32 copy (as_image2d): replace in place.
+    img[spikes] = med[spikes]
+    return img, int(np.count_nonzero(spikes))
 
 
 def standardise(image: np.ndarray, robust: bool = False) -> np.ndarray:
