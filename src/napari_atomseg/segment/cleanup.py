@@ -30,6 +30,8 @@ from ..errors import InputError
 _EIGHT = np.ones((3, 3), dtype=bool)
 #: Gaussian kernels are cut at 3 sigma (the default 4 costs a third more for <1 % change).
 _TRUNCATE = 3.0
+#: Added to a pixel's own class before the arg-max, so that exact ties keep the label.
+_OWN_CLASS_BONUS = 1e-4
 
 
 def _as_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -45,40 +47,207 @@ def _as_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
     return arr
 
 
+def _classes(lab: np.ndarray) -> np.ndarray:
+    """Sorted label values present (``np.unique``; a bincount for small label values)."""
+    if lab.dtype.itemsize <= 2 and lab.dtype.kind == "u":
+        return np.flatnonzero(np.bincount(lab.ravel(), minlength=1)).astype(lab.dtype)
+    return np.unique(lab)
+
+
+def _block_runs(
+    active: np.ndarray,
+    block_px: int,
+    shape: tuple[int, int],
+    margin_px: int,
+    key: np.ndarray | None = None,
+):
+    """Crops covering every active block: ``(core, crop, key)`` triples.
+
+    ``active`` is a boolean grid of ``block_px`` blocks; each row of blocks is split into
+    runs of consecutive active blocks with the same ``key`` (any integer grid; ``None``:
+    one key, and runs closer than ``2 * margin_px`` merge since their margins would
+    overlap anyway). ``core`` is the run itself, ``crop`` the run widened by
+    ``margin_px`` on every side, clipped to the image.
+    """
+    h, w = shape
+    if key is None:
+        key = np.zeros(active.shape, dtype=np.int64)
+        gap_blocks = 2 * margin_px // block_px + 1
+    else:
+        gap_blocks = 1
+    for i in np.flatnonzero(active.any(axis=1)):
+        cols = np.flatnonzero(active[i])
+        keys = key[i, cols]
+        breaks = np.flatnonzero((np.diff(cols) > gap_blocks) | (np.diff(keys) != 0))
+        starts = np.concatenate(([0], breaks + 1))
+        stops = np.concatenate((breaks, [cols.size - 1]))
+        r0, r1 = i * block_px, min((i + 1) * block_px, h)
+        for s0, s1 in zip(starts, stops):
+            c0, c1 = cols[s0] * block_px, min((cols[s1] + 1) * block_px, w)
+            core = (slice(r0, r1), slice(c0, c1))
+            crop = (
+                slice(max(r0 - margin_px, 0), min(r1 + margin_px, h)),
+                slice(max(c0 - margin_px, 0), min(c1 + margin_px, w)),
+            )
+            yield core, crop, int(keys[s0])
+
+
+def _inner(core: tuple[slice, slice], crop: tuple[slice, slice]) -> tuple[slice, slice]:
+    """``core`` in the coordinates of ``crop``."""
+    return tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, crop))
+
+
+def _blur(indicator: np.ndarray, sigma_px: float) -> np.ndarray:
+    return ndi.gaussian_filter(
+        indicator.astype(np.float32), sigma_px, mode="nearest", truncate=_TRUNCATE
+    )
+
+
+def _smooth_reference(lab: np.ndarray, classes: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Majority smoothing of all of ``lab`` among ``classes`` (the plain algorithm).
+
+    Two classes: one blur and a 0.5 threshold (exact ties keep the pixel's label). More:
+    the arg-max of every class's blurred indicator, the pixel's own class winning ties.
+    """
+    out = lab.copy()
+    if classes.size == 2:
+        lo, hi = classes
+        frac = _blur(lab == hi, sigma_px)
+        out[frac > 0.5] = hi
+        out[frac < 0.5] = lo
+        return out
+    best = np.full(lab.shape, -1.0, dtype=np.float32)
+    for c in classes:
+        inside = lab == c
+        blurred = _blur(inside, sigma_px)
+        # A small bonus for the pixel's own class breaks exact ties in its favour.
+        blurred += inside * np.float32(_OWN_CLASS_BONUS)
+        better = blurred > best
+        out[better] = c
+        best[better] = blurred[better]
+    return out
+
+
+def _smooth_pair(lab: np.ndarray, a: int, b: int, sigma_px: float) -> np.ndarray:
+    """The many-class arg-max of :func:`_smooth_reference` where only ``a < b`` occur.
+
+    One blur instead of two: the blurred indicator of ``a`` is 1 minus that of ``b`` (the
+    kernel sums to 1), so this matches the two-blur arg-max except where the two scores
+    agree to within float32 rounding (~1e-7; never met on the graphene masks).
+    """
+    own_b = lab == b
+    blur_b = _blur(own_b, sigma_px)
+    bonus = np.float32(_OWN_CLASS_BONUS)
+    score_b = blur_b + own_b * bonus
+    score_a = np.float32(1.0) - blur_b
+    score_a += ~own_b * bonus
+    out = lab.copy()
+    out[score_b > score_a] = b
+    out[score_b <= score_a] = a
+    return out
+
+
 def smooth_boundaries(labels: np.ndarray, sigma_px: float) -> np.ndarray:
     """Majority smoothing: per-class Gaussian-blurred indicators, then arg-max.
 
     Ties keep the original label. ``sigma_px`` = 0 returns a copy.
+
+    Computed block by block: a block whose neighbourhood (the kernel's reach) holds a
+    single class keeps its labels; one whose neighbourhood holds two classes needs only
+    one blur (see :func:`_smooth_pair`); the rest run the plain arg-max over the classes
+    present, on a crop widened by the kernel radius (the same numbers as blurring the
+    whole image).
     """
     lab = _as_labels(labels)
     sigma_px = check_range(sigma_px, 0.0, 1e4, "smooth_sigma_px")
     if sigma_px == 0:
         return lab.copy()
-    classes = np.unique(lab)
+    classes = _classes(lab)
     if classes.size < 2:
         return lab.copy()
-    if classes.size == 2:
-        # Two classes: one blur and a 0.5 threshold (exact ties keep the pixel's label).
-        lo, hi = classes
-        frac = ndi.gaussian_filter(
-            (lab == hi).astype(np.float32), sigma_px, mode="nearest", truncate=_TRUNCATE
-        )
-        out = lab.copy()
-        out[frac > 0.5] = hi
-        out[frac < 0.5] = lo
-        return out
-    best = np.full(lab.shape, -1.0, dtype=np.float32)
+    if classes.size > 62:
+        return _smooth_reference(lab, classes, sigma_px)
+    # scipy's kernel radius for this sigma and truncation.
+    radius = int(_TRUNCATE * float(sigma_px) + 0.5)
+    block = max(64, 2 * radius)
+    rows = np.arange(0, lab.shape[0], block)
+    cols = np.arange(0, lab.shape[1], block)
+    # Bit i of ``present``: class ``classes[i]`` occurs in the block's neighbourhood.
+    present = np.zeros((rows.size, cols.size), dtype=np.int64)
+    for i, c in enumerate(classes):
+        has = np.logical_or.reduceat(np.logical_or.reduceat(lab == c, rows, axis=0), cols, axis=1)
+        present |= has.astype(np.int64) << i
+    reach = -(-radius // block)  # blocks a kernel centred in a block can touch, each side
+    padded = np.pad(present, reach)
+    neighbourhood = np.zeros_like(present)
+    for dy in range(2 * reach + 1):
+        for dx in range(2 * reach + 1):
+            neighbourhood |= padded[dy : dy + rows.size, dx : dx + cols.size]
+    counts = np.array([bin(int(k)).count("1") for k in range(int(neighbourhood.max()) + 1)])
+    mixed = counts[neighbourhood] >= 2
+    if classes.size == 2 and mixed.mean() > 0.7:
+        return _smooth_reference(lab, classes, sigma_px)  # crops would only add margins
     out = lab.copy()
-    for c in classes:
-        blurred = ndi.gaussian_filter(
-            (lab == c).astype(np.float32), sigma_px, mode="nearest", truncate=_TRUNCATE
-        )
-        # A small bonus for the pixel's own class breaks exact ties in its favour.
-        blurred += (lab == c) * np.float32(1e-4)
-        better = blurred > best
-        out[better] = c
-        best[better] = blurred[better]
+    for core, crop, key in _block_runs(mixed, block, lab.shape, radius, neighbourhood):
+        sub = lab[crop]
+        local = classes[[i for i in range(classes.size) if key >> i & 1]]
+        if classes.size == 2:
+            smoothed = _smooth_reference(sub, classes, sigma_px)
+        elif local.size == 2:
+            smoothed = _smooth_pair(sub, int(local[0]), int(local[1]), sigma_px)
+        else:
+            # Absent classes blur to 0 and can never win the arg-max: skip them.
+            smoothed = _smooth_reference(sub, local, sigma_px)
+        out[core] = smoothed[_inner(core, crop)]
     return out
+
+
+def _nearest_kept(lab: np.ndarray, drop: np.ndarray, margin_px: int = 16) -> np.ndarray:
+    """``lab`` with every ``drop`` pixel given the label of the nearest pixel not dropped.
+
+    The Euclidean feature transform runs on crops around the dropped pixels only. A crop
+    is widened by ``margin_px``; a dropped pixel whose nearest kept pixel (in the crop)
+    lies farther away than the crop's inner edges is redone with a 4x wider margin, so
+    the answer is the same as on the whole image (up to the choice among equidistant
+    kept pixels).
+    """
+    h, w = lab.shape
+    out = lab.copy()
+    block = 128
+    rows = np.arange(0, h, block)
+    cols = np.arange(0, w, block)
+    todo = drop
+    while True:
+        active = np.logical_or.reduceat(np.logical_or.reduceat(todo, rows, axis=0), cols, axis=1)
+        if not active.any():
+            return out
+        failed = np.zeros_like(drop)
+        for core, crop, _ in _block_runs(active, block, (h, w), margin_px):
+            sub_drop = drop[crop]
+            if sub_drop.all():
+                failed[core] = todo[core]
+                continue
+            dist, (iy, ix) = ndi.distance_transform_edt(sub_drop, return_indices=True)
+            inner = _inner(core, crop)
+            want = todo[core]
+            # Distance from each core pixel to the crop's edges that are not image edges.
+            yy = np.arange(core[0].start, core[0].stop)[:, None]
+            xx = np.arange(core[1].start, core[1].stop)[None, :]
+            room = np.full(want.shape, np.inf)
+            if crop[0].start > 0:
+                room = np.minimum(room, yy - crop[0].start + 1)
+            if crop[0].stop < h:
+                room = np.minimum(room, crop[0].stop - yy)
+            if crop[1].start > 0:
+                room = np.minimum(room, xx - crop[1].start + 1)
+            if crop[1].stop < w:
+                room = np.minimum(room, crop[1].stop - xx)
+            good = want & (dist[inner] <= room)
+            src = lab[crop][iy[inner], ix[inner]]
+            out[core][good] = src[good]
+            failed[core] = want & ~good
+        todo = failed
+        margin_px *= 4
 
 
 def remove_small_regions(labels: np.ndarray, min_region_px: int) -> np.ndarray:
@@ -92,18 +261,52 @@ def remove_small_regions(labels: np.ndarray, min_region_px: int) -> np.ndarray:
     if min_region_px <= 1:
         return lab.copy()
     drop = np.zeros(lab.shape, dtype=bool)
-    for c in np.unique(lab):
+    for c in _classes(lab):
         comp, n = ndi.label(lab == c, structure=_EIGHT)
         if n == 0:
             continue
         sizes = np.bincount(comp.ravel())
         small = sizes < min_region_px
         small[0] = False
-        drop |= small[comp]
+        if not small.any():
+            continue
+        if np.count_nonzero(small) <= 64:
+            # A few small regions: mark them through their bounding boxes.
+            for k, box in enumerate(ndi.find_objects(comp), start=1):
+                if box is not None and small[k]:
+                    drop[box] |= comp[box] == k
+        else:
+            drop |= small[comp]
     if not drop.any() or drop.all():
         return lab.copy()
-    _, (iy, ix) = ndi.distance_transform_edt(drop, return_indices=True)
-    return lab[iy, ix]
+    return _nearest_kept(lab, drop)
+
+
+def _holes(inside: np.ndarray) -> np.ndarray:
+    """``binary_fill_holes(inside) & ~inside``, computed on the bounding box of ``inside``.
+
+    A hole lies inside the bounding box (from any pixel outside it a straight line
+    reaches the border without meeting ``inside``), and the parts of the complement
+    4-connected to the box's edge are connected to the image border too.
+    """
+    holes = np.zeros(inside.shape, dtype=bool)
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
+    if rows.size < 3 or cols.size < 3:
+        return holes
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    comp, n = ndi.label(~inside[box])  # 4-connected, as binary_fill_holes
+    if n == 0:
+        return holes
+    open_ = np.zeros(n + 1, dtype=bool)
+    for edge in (comp[0], comp[-1], comp[:, 0], comp[:, -1]):
+        open_[edge] = True
+    if open_[1:].all():
+        return holes
+    enclosed = ~open_
+    enclosed[0] = False
+    holes[box] = enclosed[comp]
+    return holes
 
 
 def fill_holes(
@@ -122,13 +325,12 @@ def fill_holes(
     if max_hole_px is not None:
         max_hole_px = int(check_range(max_hole_px, 0, lab.size, "max_hole_px"))
     out = lab.copy()
-    todo = [c for c in np.unique(lab) if c != 0] if classes is None else list(classes)
+    todo = [c for c in _classes(lab) if c != 0] if classes is None else list(classes)
     for c in todo:
         inside = out == c
         if not inside.any():
             continue
-        filled = ndi.binary_fill_holes(inside)
-        holes = filled & ~inside
+        holes = _holes(inside)
         if not holes.any():
             continue
         if max_hole_px is not None:
