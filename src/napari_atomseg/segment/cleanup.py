@@ -19,6 +19,7 @@ or lattice-relative sizes to pixels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -48,9 +49,11 @@ def _as_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
 
 
 def _classes(lab: np.ndarray) -> np.ndarray:
-    """Sorted label values present (``np.unique``; a bincount for small label values)."""
-    if lab.dtype.itemsize <= 2 and lab.dtype.kind == "u":
-        return np.flatnonzero(np.bincount(lab.ravel(), minlength=1)).astype(lab.dtype)
+    """Sorted label values present (``np.unique``)."""
+    if lab.size and lab.dtype.kind in "iu":
+        top = int(lab.max())
+        if top < 16:  # a few equality tests beat sorting or counting every pixel
+            return np.array([c for c in range(top + 1) if (lab == c).any()], dtype=lab.dtype)
     return np.unique(lab)
 
 
@@ -97,10 +100,26 @@ def _inner(core: tuple[slice, slice], crop: tuple[slice, slice]) -> tuple[slice,
     return tuple(slice(c.start - p.start, c.stop - p.start) for c, p in zip(core, crop))
 
 
+@functools.lru_cache(maxsize=16)
+def _gauss_weights(sigma_px: float) -> np.ndarray:
+    """The 1-D kernel ``ndi.gaussian_filter`` uses (truncated at ``_TRUNCATE`` sigma)."""
+    radius = int(_TRUNCATE * sigma_px + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma_px * sigma_px) * x**2)
+    return phi / phi.sum()
+
+
 def _blur(indicator: np.ndarray, sigma_px: float) -> np.ndarray:
-    return ndi.gaussian_filter(
-        indicator.astype(np.float32), sigma_px, mode="nearest", truncate=_TRUNCATE
-    )
+    """``ndi.gaussian_filter(indicator as float32, sigma_px, mode="nearest")``, same numbers.
+
+    Calls the two 1-D passes directly with a cached kernel: the smoothing runs on many
+    small crops, where rebuilding the kernel cost as much as the filtering.
+    """
+    weights = _gauss_weights(float(sigma_px))
+    out = np.empty(indicator.shape, dtype=np.float32)
+    ndi.correlate1d(indicator.astype(np.float32), weights, 0, out, mode="nearest")
+    ndi.correlate1d(out, weights, 1, out, mode="nearest")
+    return out
 
 
 def _smooth_reference(lab: np.ndarray, classes: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -128,22 +147,32 @@ def _smooth_reference(lab: np.ndarray, classes: np.ndarray, sigma_px: float) -> 
     return out
 
 
-def _smooth_pair(lab: np.ndarray, a: int, b: int, sigma_px: float) -> np.ndarray:
-    """The many-class arg-max of :func:`_smooth_reference` where only ``a < b`` occur.
+def _smooth_local(lab: np.ndarray, local: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The many-class arg-max of :func:`_smooth_reference` where only ``local`` occur.
 
-    One blur instead of two: the blurred indicator of ``a`` is 1 minus that of ``b`` (the
-    kernel sums to 1), so this matches the two-blur arg-max except where the two scores
-    agree to within float32 rounding (~1e-7; never met on the graphene masks).
+    One blur fewer: the blurred indicator of the most frequent class is 1 minus the sum
+    of the others' (the kernel sums to 1), so this matches the reference except where
+    two scores agree to within float32 rounding (~1e-7; never met on the graphene masks).
     """
-    own_b = lab == b
-    blur_b = _blur(own_b, sigma_px)
+    counts = [np.count_nonzero(lab == c) for c in local]
+    implied = int(np.argmax(counts))
     bonus = np.float32(_OWN_CLASS_BONUS)
-    score_b = blur_b + own_b * bonus
-    score_a = np.float32(1.0) - blur_b
-    score_a += ~own_b * bonus
-    out = lab.copy()
-    out[score_b > score_a] = b
-    out[score_b <= score_a] = a
+    scores = np.empty((local.size, *lab.shape), dtype=np.float32)
+    rest = np.ones(lab.shape, dtype=np.float32)
+    for i, c in enumerate(local):
+        if i != implied:
+            scores[i] = _blur(lab == c, sigma_px)
+            rest -= scores[i]
+    scores[implied] = rest
+    out = np.full(lab.shape, local[0], dtype=lab.dtype)
+    best = scores[0]
+    best += (lab == local[0]) * bonus
+    for i in range(1, local.size):
+        score = scores[i]
+        score += (lab == local[i]) * bonus
+        better = score > best
+        out[better] = local[i]
+        np.maximum(best, score, out=best)
     return out
 
 
@@ -153,10 +182,10 @@ def smooth_boundaries(labels: np.ndarray, sigma_px: float) -> np.ndarray:
     Ties keep the original label. ``sigma_px`` = 0 returns a copy.
 
     Computed block by block: a block whose neighbourhood (the kernel's reach) holds a
-    single class keeps its labels; one whose neighbourhood holds two classes needs only
-    one blur (see :func:`_smooth_pair`); the rest run the plain arg-max over the classes
-    present, on a crop widened by the kernel radius (the same numbers as blurring the
-    whole image).
+    single class keeps its labels; the others are blurred on a crop widened by the
+    kernel radius (the same numbers as blurring the whole image), only for the classes
+    present there and one blur fewer for more than two classes (see
+    :func:`_smooth_local`).
     """
     lab = _as_labels(labels)
     sigma_px = check_range(sigma_px, 0.0, 1e4, "smooth_sigma_px")
@@ -169,35 +198,73 @@ def smooth_boundaries(labels: np.ndarray, sigma_px: float) -> np.ndarray:
         return _smooth_reference(lab, classes, sigma_px)
     # scipy's kernel radius for this sigma and truncation.
     radius = int(_TRUNCATE * float(sigma_px) + 0.5)
-    block = max(64, 2 * radius)
-    rows = np.arange(0, lab.shape[0], block)
-    cols = np.arange(0, lab.shape[1], block)
-    # Bit i of ``present``: class ``classes[i]`` occurs in the block's neighbourhood.
-    present = np.zeros((rows.size, cols.size), dtype=np.int64)
-    for i, c in enumerate(classes):
-        has = np.logical_or.reduceat(np.logical_or.reduceat(lab == c, rows, axis=0), cols, axis=1)
-        present |= has.astype(np.int64) << i
-    reach = -(-radius // block)  # blocks a kernel centred in a block can touch, each side
-    padded = np.pad(present, reach)
-    neighbourhood = np.zeros_like(present)
-    for dy in range(2 * reach + 1):
-        for dx in range(2 * reach + 1):
-            neighbourhood |= padded[dy : dy + rows.size, dx : dx + cols.size]
+    cell = 8
+    per_block = max(4, -(-2 * radius // cell))  # cells per block side
+    block = per_block * cell
+    reach = -(-radius // cell)  # cells a kernel reaches beyond its block, each side
+    h, w = lab.shape
+    rows = np.arange(0, h, cell)
+    cols = np.arange(0, w, cell)
+    # Bit i of ``present``: class ``classes[i]`` occurs in the cell.
+    if int(classes[-1]) < 8:
+        # One pass: OR of 1 << label per cell, then label bits -> class-index bits.
+        bits = np.left_shift(np.uint8(1), lab.astype(np.uint8, copy=False))
+        value_bits = np.bitwise_or.reduceat(
+            np.bitwise_or.reduceat(bits, rows, axis=0), cols, axis=1
+        )
+        lut = np.zeros(256, dtype=np.int64)
+        for i, c in enumerate(classes):
+            lut |= ((np.arange(256) >> int(c)) & 1) << i
+        present = lut[value_bits]
+    else:
+        present = np.zeros((rows.size, cols.size), dtype=np.int64)
+        for i, c in enumerate(classes):
+            has = np.logical_or.reduceat(
+                np.logical_or.reduceat(lab == c, rows, axis=0), cols, axis=1
+            )
+            present |= has.astype(np.int64) << i
+    nby, nbx = -(-rows.size // per_block), -(-cols.size // per_block)
+    padded = np.pad(
+        present,
+        (
+            (reach, nby * per_block - rows.size + reach),
+            (reach, nbx * per_block - cols.size + reach),
+        ),
+    )
+    # Classes within the kernel's reach of each block.
+    neighbourhood = np.zeros((nby, nbx), dtype=np.int64)
+    span = per_block + 2 * reach
+    for dy in range(span):
+        for dx in range(span):
+            neighbourhood |= padded[
+                dy : dy + nby * per_block : per_block, dx : dx + nbx * per_block : per_block
+            ]
     counts = np.array([bin(int(k)).count("1") for k in range(int(neighbourhood.max()) + 1)])
     mixed = counts[neighbourhood] >= 2
-    if classes.size == 2 and mixed.mean() > 0.7:
-        return _smooth_reference(lab, classes, sigma_px)  # crops would only add margins
+    two = classes.size == 2
+    runs = list(_block_runs(mixed, block, lab.shape, radius, None if two else neighbourhood))
+
+    def n_blurs(key: int) -> int:
+        return 1 if two else max(bin(key).count("1") - 1, 1)
+
+    crop_cost = sum(
+        (crop[0].stop - crop[0].start) * (crop[1].stop - crop[1].start) * n_blurs(key)
+        for _, crop, key in runs
+    )
+    if crop_cost >= 0.9 * lab.size * n_blurs((1 << classes.size) - 1):
+        # Boundaries everywhere: crops would only add their margins.
+        if two:
+            return _smooth_reference(lab, classes, sigma_px)
+        return _smooth_local(lab, classes, sigma_px)
     out = lab.copy()
-    for core, crop, key in _block_runs(mixed, block, lab.shape, radius, neighbourhood):
+    for core, crop, key in runs:
         sub = lab[crop]
-        local = classes[[i for i in range(classes.size) if key >> i & 1]]
-        if classes.size == 2:
+        if two:
             smoothed = _smooth_reference(sub, classes, sigma_px)
-        elif local.size == 2:
-            smoothed = _smooth_pair(sub, int(local[0]), int(local[1]), sigma_px)
         else:
-            # Absent classes blur to 0 and can never win the arg-max: skip them.
-            smoothed = _smooth_reference(sub, local, sigma_px)
+            # Classes absent from the neighbourhood blur to 0 and never win: skip them.
+            local = classes[[i for i in range(classes.size) if key >> i & 1]]
+            smoothed = _smooth_local(sub, local, sigma_px)
         out[core] = smoothed[_inner(core, crop)]
     return out
 
@@ -262,20 +329,14 @@ def remove_small_regions(labels: np.ndarray, min_region_px: int) -> np.ndarray:
         return lab.copy()
     drop = np.zeros(lab.shape, dtype=bool)
     for c in _classes(lab):
-        comp, n = ndi.label(lab == c, structure=_EIGHT)
-        if n == 0:
+        inside = lab == c
+        comp, n = ndi.label(inside, structure=_EIGHT)
+        if n == 0 or (n == 1 and np.count_nonzero(inside) >= min_region_px):
             continue
         sizes = np.bincount(comp.ravel())
         small = sizes < min_region_px
         small[0] = False
-        if not small.any():
-            continue
-        if np.count_nonzero(small) <= 64:
-            # A few small regions: mark them through their bounding boxes.
-            for k, box in enumerate(ndi.find_objects(comp), start=1):
-                if box is not None and small[k]:
-                    drop[box] |= comp[box] == k
-        else:
+        if small.any():
             drop |= small[comp]
     if not drop.any() or drop.all():
         return lab.copy()
