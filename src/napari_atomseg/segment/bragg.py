@@ -348,27 +348,90 @@ def _aperture_half_plane(
         # Distance in cycles/px with rows wrapping (ky is periodic on the FFT grid).
         dy = ((rows / hp - gy + 0.5) % 1.0) - 0.5
         dx = cols / full_width - gx
-        gauss = np.exp(-(dy[:, None] ** 2 + dx[None, :] ** 2) / two_s2).astype(np.float32)
+        gauss = np.outer(np.exp(-(dy**2) / two_s2), np.exp(-(dx**2) / two_s2)).astype(np.float32)
         idx = np.ix_(rows % hp, cols)
         aperture[idx] = np.maximum(aperture[idx], gauss)
     return aperture
 
 
-def _envelope_inside_fraction(shape: tuple[int, int], sigma_px: float) -> np.ndarray:
+def _envelope_inside_fraction(
+    shape: tuple[int, int], sigma_px: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Fraction of a Gaussian (std ``sigma_px``) centred on each pixel lying inside the image.
 
     The convolution of the image's indicator with the aperture's real-space envelope; it
-    is separable, a product of two erf profiles. 1 in the interior, ~0.5 on an edge,
-    ~0.25 in a corner.
+    is separable, a product of two erf profiles, returned as the float32 row and column
+    profiles (their outer product is 1 in the interior, ~0.5 on an edge, ~0.25 in a
+    corner).
     """
     from scipy.special import erf
 
     def profile(n: int) -> np.ndarray:
         x = np.arange(n, dtype=np.float64)
         scale = math.sqrt(2.0) * sigma_px
-        return 0.5 * (erf((x + 0.5) / scale) - erf((x - n + 0.5) / scale))
+        return (0.5 * (erf((x + 0.5) / scale) - erf((x - n + 0.5) / scale))).astype(np.float32)
 
-    return np.outer(profile(shape[0]), profile(shape[1]))
+    return profile(shape[0]), profile(shape[1])
+
+
+def _divide_by_envelope(values: np.ndarray, shape: tuple[int, int], sigma_px: float) -> np.ndarray:
+    """``values[:h, :w]`` divided by :func:`_envelope_inside_fraction`, as float32, separably."""
+    h, w = shape
+    rows, cols = _envelope_inside_fraction(shape, sigma_px)
+    out = np.divide(values[:h, :w], rows[:, None], dtype=np.float32)
+    out /= cols[None, :]
+    return out
+
+
+def _gaussian_kernel(sigma_px: float, truncate: float = 4.0) -> np.ndarray:
+    """The 1-D kernel of ``ndi.gaussian_filter`` (same radius and normalisation)."""
+    radius = int(truncate * sigma_px + 0.5)
+    x = np.arange(-radius, radius + 1)
+    phi = np.exp(-0.5 / (sigma_px * sigma_px) * x**2)
+    return phi / phi.sum()
+
+
+def _lowpass_pair(
+    first: np.ndarray, second: np.ndarray | None, sigma_px: float
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``ndi.gaussian_filter(a, sigma_px, mode="reflect")`` of one or two float32 images.
+
+    The same truncated kernel applied through the FFT: the images are mirror-padded by
+    the kernel radius (what ``mode="reflect"`` does) and, when there are two, carried as
+    the real and imaginary parts of one complex transform (the kernel's transform is
+    real, so they do not mix). It agrees with the direct filter to float32 rounding
+    (~1e-6 of the image range) at a third of its cost on 2048^2 images.
+    """
+    weights = _gaussian_kernel(sigma_px)
+    radius = (weights.size - 1) // 2
+    h, w = first.shape
+    if radius >= min(h, w):  # multiply-reflected borders: leave them to ndimage
+        low = [
+            None if a is None else ndi.gaussian_filter(a, sigma_px, mode="reflect")
+            for a in (first, second)
+        ]
+        return low[0], low[1]
+    ny = sfft.next_fast_len(h + 2 * radius)
+    nx = sfft.next_fast_len(w + 2 * radius)
+
+    def transfer(n: int) -> np.ndarray:
+        k = np.zeros(n)
+        k[: radius + 1] = weights[radius:]
+        if radius:
+            k[-radius:] = weights[:radius]
+        return np.fft.fft(k).real.astype(np.float32)
+
+    field = np.zeros((ny, nx), dtype=np.complex64)
+    field.real[: h + 2 * radius, : w + 2 * radius] = np.pad(first, radius, mode="symmetric")
+    if second is not None:
+        field.imag[: h + 2 * radius, : w + 2 * radius] = np.pad(second, radius, mode="symmetric")
+    spec = sfft.fft2(field, workers=_FFT_WORKERS, overwrite_x=True)
+    spec *= transfer(ny)[:, None]
+    spec *= transfer(nx)[None, :]
+    out = sfft.ifft2(spec, workers=_FFT_WORKERS, overwrite_x=True)[
+        radius : radius + h, radius : radius + w
+    ]
+    return out.real.copy(), (None if second is None else out.imag.copy())
 
 
 def residual_threshold(residual: np.ndarray, params: BraggParameters) -> float:
@@ -379,28 +442,26 @@ def residual_threshold(residual: np.ndarray, params: BraggParameters) -> float:
     return max(float(params.mask_threshold) * level, float(params.min_threshold))
 
 
-def _lattice_amplitude(
+def _fringe_modulus(
     spectrum: np.ndarray,
     centres: list[tuple[float, float]],
     shape: tuple[int, int],
     full_width: int,
     p: BraggParameters,
     g_ref: float,
-) -> np.ndarray:
-    """Local fringe strength: |wide-aperture Bragg image| low-passed over >= 1/2 period."""
-    h, w = shape
+) -> np.ndarray | None:
+    """|wide-aperture Bragg image| (no zero beam), float32; ``None`` without peaks.
+
+    Low-passed over >= 1/2 period it is the local fringe strength (``lattice_amplitude``).
+    """
     if not centres:
-        return np.zeros(shape, dtype=np.float32)
+        return None
     sigma_cycles = p.lattice_aperture_sigma_rel * g_ref
     aperture = _aperture_half_plane(spectrum.shape, full_width, np.asarray(centres), sigma_cycles)
-    fringes = sfft.irfft2(
-        spectrum * aperture, s=(spectrum.shape[0], full_width), workers=_FFT_WORKERS
-    )
-    fringes = fringes[:h, :w] / _envelope_inside_fraction(
-        shape, 1.0 / (2.0 * math.pi * sigma_cycles)
-    )
-    sigma_lp = max(p.lowpass_sigma_periods, 0.5) / g_ref
-    return ndi.gaussian_filter(np.abs(fringes), sigma_lp, mode="reflect").astype(np.float32)
+    spectrum = spectrum * aperture
+    fringes = sfft.irfft2(spectrum, s=(spectrum.shape[0], full_width), workers=_FFT_WORKERS)
+    fringes = _divide_by_envelope(fringes, shape, 1.0 / (2.0 * math.pi * sigma_cycles))
+    return np.abs(fringes, out=fringes)
 
 
 def default_min_frequency(params: BraggParameters, pixel_size_nm: float | None) -> float:
@@ -466,14 +527,25 @@ def bragg_filter(
         centres += [tuple(c) for c in refined_arr]
     aperture = _aperture_half_plane(spectrum.shape, wp, np.asarray(centres), sigma_cycles)
     bragg_padded = sfft.irfft2(spectrum * aperture, s=(hp, wp), workers=_FFT_WORKERS)
-    inside = _envelope_inside_fraction((h, w), kernel_px) if pad else 1.0
-    bragg = (bragg_padded[:h, :w] / inside).astype(np.float32)
+    if pad:
+        bragg = _divide_by_envelope(bragg_padded, (h, w), kernel_px)
+    else:
+        bragg = bragg_padded[:h, :w].astype(np.float32)
 
-    sigma_lp = p.lowpass_sigma_periods / g_ref
     residual = np.abs(img - bragg)
-    if sigma_lp > 0:
-        residual = ndi.gaussian_filter(residual, sigma_lp, mode="reflect")
-    lattice = _lattice_amplitude(spectrum, centres[1:], (h, w), wp, p, g_ref)
+    fringes = _fringe_modulus(spectrum, centres[1:], (h, w), wp, p, g_ref)
+    sigma_lp = p.lowpass_sigma_periods / g_ref
+    sigma_lattice = max(p.lowpass_sigma_periods, 0.5) / g_ref
+    if fringes is None:
+        lattice = np.zeros((h, w), dtype=np.float32)
+        if sigma_lp > 0:
+            residual = _lowpass_pair(residual, None, sigma_lp)[0]
+    elif sigma_lp == sigma_lattice:
+        residual, lattice = _lowpass_pair(residual, fringes, sigma_lp)
+    else:
+        lattice = _lowpass_pair(fringes, None, sigma_lattice)[0]
+        if sigma_lp > 0:
+            residual = _lowpass_pair(residual, None, sigma_lp)[0]
     threshold = residual_threshold(residual, p)
     if pixel_size_nm is not None and not peaks.empty:
         peaks = peaks.assign(g_per_nm=peaks["g_cycles_per_px"] / pixel_size_nm)
@@ -481,8 +553,8 @@ def bragg_filter(
         peaks=peaks.reset_index(drop=True),
         lattice_frequency_cycles_per_px=g1,
         bragg_image=bragg,
-        residual=residual.astype(np.float32),
-        lattice_amplitude=lattice,
+        residual=residual.astype(np.float32, copy=False),
+        lattice_amplitude=lattice.astype(np.float32, copy=False),
         threshold=threshold,
         mask=residual > threshold,
         parameters=p,
