@@ -33,6 +33,7 @@ image tiled 8 x 8, so the lattice and contamination are realistic), median of re
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -97,46 +99,255 @@ def _installed_model(task: str) -> str | None:
         return None
 
 
-def _finetuned_cv(items: list, splits: list, steps: int) -> dict[str, float]:
-    """Fine-tune the synthetic model per fold (training folds only), score the held-out fold.
+def _recipe_stamp(config: dict, train_names: list[str]) -> dict:
+    """What a fold model depends on: the (overridden) config and its training images."""
+    return {"config": config, "train_images": sorted(train_names)}
 
-    Same recipe as the shipped model (configs/segment_contamination.yaml), except that no
-    synthetic validation set is drawn (nothing here reads it).
+
+def fold_recipe(config: Path, steps: int) -> tuple[dict, str]:
+    """The config as each fold runs it (name left out) and a short hash of it."""
+    from napari_atomseg.segment.finetune import _read_config
+
+    cfg = {**_read_config(config), "steps": steps, "val_examples": 0, "name": None}
+    recipe = json.loads(json.dumps(cfg, default=str))
+    return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def fold_models(
+    items: list,
+    splits: list,
+    steps: int,
+    config: Path = FINETUNE_CONFIG,
+    keep_dir: Path | None = None,
+) -> list[Path]:
+    """One fine-tuned model per fold (training folds only); returns their card paths.
+
+    With ``keep_dir`` the models persist in ``keep_dir/recipe-HASH/foldK/`` (HASH: of the
+    config as run, its name left out) beside a ``recipe.json`` (that config and the
+    training images); a later run with the same recipe -- from any config file -- reuses
+    them instead of training again, so post-processing variants can be scored without
+    re-training.
     """
     import tempfile
 
     from napari_atomseg._progress import drain
-    from napari_atomseg.segment.finetune import iter_finetune, real_pairs, task_from_config
+    from napari_atomseg.segment.finetune import (
+        _read_config,
+        iter_finetune,
+        real_pairs,
+        task_from_config,
+    )
 
-    task = task_from_config(FINETUNE_CONFIG)
+    task = task_from_config(config)
     pairs = real_pairs(items, task)
+    base = _read_config(config)
+    if keep_dir is None:
+        keep_dir = Path(tempfile.mkdtemp(prefix="segment_cv_"))
+    overrides = {"steps": steps, "val_examples": 0}
+    recipe, digest = fold_recipe(config, steps)
+    cards: list[Path] = []
+    for k, (train_idx, _test_idx) in enumerate(splits):
+        # Distinct names per recipe keep the backend's model cache apart.
+        name = f"{base['name']}_cv{digest}_fold{k}"
+        stamp = _recipe_stamp(recipe, [items[i].name for i in train_idx])
+        folder = Path(keep_dir) / f"recipe-{digest}" / f"fold{k}"
+        stamp_path = folder / "recipe.json"
+        found = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+        if stamp_path.is_file() and found and json.loads(stamp_path.read_text()) == stamp:
+            print(f"  fold {k}: reusing {found[0]}")
+            cards.append(found[0])
+            continue
+        t0 = time.perf_counter()
+        result = drain(
+            iter_finetune(config, [pairs[i] for i in train_idx], folder, name=name, **overrides)
+        )
+        stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
+        cards.append(Path(result.card_path))
+        print(
+            f"  fold {k}: fine-tuned on {len(train_idx)} images, {steps} steps, "
+            f"{time.perf_counter() - t0:.0f} s -> {result.card_path}"
+        )
+    return cards
+
+
+def _finetuned_cv(items: list, splits: list, cards: list[Path]) -> dict[str, float]:
+    """Each held-out fold scored by its own fold model with the defaults of segment()."""
     scores: list[MaskScores | None] = [None] * len(items)
-    with tempfile.TemporaryDirectory(prefix="segment_cv_") as tmp:
-        for k, (train_idx, test_idx) in enumerate(splits):
-            t0 = time.perf_counter()
-            result = drain(
-                iter_finetune(
-                    FINETUNE_CONFIG,
-                    [pairs[i] for i in train_idx],
-                    Path(tmp) / f"fold{k}",
-                    name=f"segment_contamination_cv_fold{k}",
-                    steps=steps,
-                    val_examples=0,
-                )
-            )
-            for i in test_idx:
-                it = items[i]
-                res = segment(it.image, it.pixel_size_nm, model=str(result.card_path))
-                scores[i] = MaskScores.from_masks(it.mask, res.flagged_mask)
-            print(
-                f"  fold {k}: fine-tuned on {len(train_idx)} images, {steps} steps, "
-                f"{time.perf_counter() - t0:.0f} s; scored {len(test_idx)} held-out images"
-            )
+    for (_train_idx, test_idx), card in zip(splits, cards):
+        for i in test_idx:
+            it = items[i]
+            res = segment(it.image, it.pixel_size_nm, model=str(card))
+            scores[i] = MaskScores.from_masks(it.mask, res.flagged_mask)
     return _pooled_row([s for s in scores if s is not None])
 
 
+#: Post-processing grid of the fold models' variants (chosen per fold on training images):
+#: threshold on p(amorphous) (None = arg-max, the default), clean-up lengths in nm
+#: (smooth sigma, min region side; the defaults are 0.1 and 1.0), and the weight of the
+#: U-Net in an average with a Bragg-derived contamination map.
+VARIANT_THRESHOLDS = (None, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+VARIANT_CLEANUP_THRESHOLDS = (None, 0.4, 0.5)
+VARIANT_SMOOTH_NM = (0.0, 0.1, 0.2)
+VARIANT_MIN_REGION_NM = (0.5, 1.0, 2.0)
+VARIANT_UNET_WEIGHT = (0.7, 0.5)
+VARIANT_MIX_THRESHOLDS = (0.35, 0.4, 0.45, 0.5)
+
+
+def _d4(image: np.ndarray, t: int) -> np.ndarray:
+    """The t-th of the 8 rotations/flips (t = 0 identity, t = 1 left-right flip)."""
+    out = image[..., ::-1] if t % 2 else image
+    return np.rot90(out, t // 2, axes=(-2, -1))
+
+
+def _d4_inverse(maps: np.ndarray, t: int) -> np.ndarray:
+    out = np.rot90(maps, -(t // 2), axes=(-2, -1))
+    return out[..., ::-1] if t % 2 else out
+
+
+def _unet_probabilities(card: Path, it: Any) -> dict[str, np.ndarray]:
+    """Class probabilities at image resolution: plain, flip-averaged (2x), D4-averaged (8x)."""
+    maps = []
+    for t in range(8):
+        res = segment(np.ascontiguousarray(_d4(it.image, t)), it.pixel_size_nm, model=str(card))
+        maps.append(_d4_inverse(res.probabilities, t))
+    return {
+        "none": maps[0],
+        "flip": (maps[0] + maps[1]) / 2,
+        "d4": np.mean(maps, axis=0),
+    }
+
+
+def _bragg_map(it: Any) -> np.ndarray:
+    """A contamination 'probability' from the default Bragg filter: 0.5 at its threshold."""
+    from napari_atomseg.segment import bragg as _bragg
+    from napari_atomseg.segment.api import _DEFAULT_PREPROCESS
+    from napari_atomseg.segment.preprocess import preprocess
+
+    res = _bragg.bragg_filter(preprocess(it.image, _DEFAULT_PREPROCESS["contamination"]))
+    if not (np.isfinite(res.threshold) and res.threshold > 0):
+        return np.zeros(it.image.shape, dtype=np.float32)
+    ratio = res.residual / float(res.threshold)
+    return (1.0 / (1.0 + np.exp(-6.0 * (ratio - 1.0)))).astype(np.float32)
+
+
+def _variant_confusions(
+    probs: np.ndarray, bragg_map: np.ndarray, it: Any, candidates: list[tuple]
+) -> np.ndarray:
+    """(n_candidates, 2, 2) confusion matrices of one image for (w, t, smooth, min) tuples."""
+    from napari_atomseg.segment.cleanup import clean_labels
+    from napari_atomseg.segment.metrics import confusion_matrix
+
+    px = float(it.pixel_size_nm)
+    other = np.where(probs[2] > probs[0], 2, 0).astype(np.uint8)
+    out = np.zeros((len(candidates), 2, 2), dtype=np.int64)
+    for c, (w, t, smooth, min_region) in enumerate(candidates):
+        if t is None:
+            flagged = np.argmax(probs, axis=0) == 1
+        else:
+            score = probs[1] if w == 1 else w * probs[1] + (1 - w) * bragg_map
+            flagged = score > t
+        labels = np.where(flagged, 1, other).astype(np.uint8)
+        labels = clean_labels(
+            labels,
+            smooth_sigma_px=smooth / px,
+            min_region_px=round((min_region / px) ** 2),
+            fill=True,
+        )
+        out[c] = confusion_matrix(it.mask, labels == 1, 2)
+    return out
+
+
+def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dict[str, float]]:
+    """Post-processing variants of the fold models, every choice made on training images.
+
+    Each fold model predicts every image (plain, with a left-right flip averaged in, and
+    averaged over all 8 rotations/flips). Tuned variants choose their parameters per fold
+    by the pooled Jaccard of that fold's *training* images, in one of two ways:
+
+    - ``in-sample``: scored by the fold's own model (which was fine-tuned on them);
+    - ``cross-fitted``: each training image scored by the fold model that held it out
+      (no held-out label enters the choice, but those models were trained on the held-out
+      fold's images).
+
+    The held-out fold is then scored with the chosen parameters.
+    """
+    fold_of = np.zeros(len(items), dtype=int)
+    for k, (_tr, te) in enumerate(splits):
+        fold_of[te] = k
+    fixed = [(1.0, None, 0.1, 1.0)]
+    tuned_t = [(1.0, t, 0.1, 1.0) for t in VARIANT_THRESHOLDS]
+    tuned = [
+        (1.0, t, s, m)
+        for t in VARIANT_CLEANUP_THRESHOLDS
+        for s in VARIANT_SMOOTH_NM
+        for m in VARIANT_MIN_REGION_NM
+    ]
+    bragg_mix = tuned_t + [
+        (w, t, 0.1, 1.0) for w in VARIANT_UNET_WEIGHT for t in VARIANT_MIX_THRESHOLDS
+    ]
+    candidates = list(dict.fromkeys(fixed + tuned + bragg_mix))
+    index = {c: n for n, c in enumerate(candidates)}
+    t0 = time.perf_counter()
+    bragg_maps = [_bragg_map(it) for it in items]
+    tta_modes = ("none", "flip", "d4")
+    # confusion[tta][k, i, c]
+    confusion = {
+        m: np.zeros((len(cards), len(items), len(candidates), 2, 2), np.int64) for m in tta_modes
+    }
+    for k, card in enumerate(cards):
+        for i, it in enumerate(items):
+            maps = _unet_probabilities(card, it)
+            for mode in tta_modes:
+                cands = {"none": candidates, "flip": tuned_t, "d4": fixed}[mode]
+                cm = _variant_confusions(maps[mode], bragg_maps[i], it, cands)
+                for c, cand in enumerate(cands):
+                    confusion[mode][k, i, index[cand]] = cm[c]
+        print(
+            f"  variants: fold model {k} scored on all {len(items)} images "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
+
+    def pooled_choice(mode: str, subset: list[tuple], how: str) -> tuple[dict, list]:
+        cols = [index[c] for c in subset]
+        scores: list[MaskScores] = []
+        chosen = []
+        for k, (train, test) in enumerate(splits):
+            if how == "in-sample":
+                cm = confusion[mode][k, train][:, cols].sum(axis=0)
+            else:
+                cm = sum(confusion[mode][fold_of[i], i][cols] for i in train)
+            jac = cm[:, 1, 1] / np.maximum(cm[:, 1, 1] + cm[:, 0, 1] + cm[:, 1, 0], 1)
+            best = cols[int(np.argmax(jac))]
+            chosen.append(candidates[best])
+            scores += [MaskScores(confusion[mode][k, i, best], ("other", "flagged")) for i in test]
+        return _pooled_row(scores), chosen
+
+    rows: dict[str, dict[str, float]] = {}
+    for mode, label in (("none", "default"), ("flip", "flip TTA 2x"), ("d4", "D4 TTA 8x")):
+        rows[label], _ = pooled_choice(mode, fixed, "in-sample")
+    for how in ("in-sample", "cross-fitted"):
+        for mode, subset, what in (
+            ("none", tuned_t, "threshold"),
+            ("flip", tuned_t, "flip TTA 2x + threshold"),
+            ("none", tuned, "threshold + clean-up"),
+            ("none", bragg_mix, "U-Net/Bragg average + threshold"),
+        ):
+            row, chosen = pooled_choice(mode, subset, how)
+            name = f"{what} ({how})"
+            rows[name] = row
+            print(f"  {name}: chosen (w_unet, t, smooth_nm, min_nm) per fold {chosen}")
+    return rows
+
+
 def graphene(
-    folds: int, seed: int, grid: BraggGrid, finetune_steps: int | None
+    folds: int,
+    seed: int,
+    grid: BraggGrid,
+    finetune_steps: int | None,
+    config: Path = FINETUNE_CONFIG,
+    keep_dir: Path | None = None,
+    bragg: bool = True,
+    variants: bool = True,
 ) -> dict[str, dict[str, float]]:
     items = load_graphene_contamination()
     groups = [it.series for it in items]
@@ -148,7 +359,11 @@ def graphene(
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        grid_future = pool.submit(bragg_grid_scores, [(it.image, it.mask) for it in items], grid)
+        grid_future = None
+        if bragg:
+            grid_future = pool.submit(
+                bragg_grid_scores, [(it.image, it.mask) for it in items], grid
+            )
         for label, model in (
             ("unet synthetic only (segment_contamination_synthetic)", SYNTHETIC_MODEL),
             ("unet shipped, saw all 31 (in-sample, reference only)", "segment_contamination"),
@@ -165,8 +380,15 @@ def graphene(
                 continue
             rows[label] = _pooled_row(scores)
         if finetune_steps is not None:
-            rows["unet fine-tuned (5-fold CV)"] = _finetuned_cv(items, splits, finetune_steps)
-        grid_scores = grid_future.result()
+            cards = fold_models(items, splits, finetune_steps, config, keep_dir)
+            rows["unet fine-tuned (5-fold CV)"] = _finetuned_cv(items, splits, cards)
+            if variants:
+                for name, row in unet_variants(items, splits, cards).items():
+                    rows[f"unet fine-tuned (5-fold CV), {name}"] = row
+        grid_scores = grid_future.result() if grid_future is not None else None
+    if grid_scores is None:
+        rows.update(PAPER)
+        return rows
     cv = cross_validated(grid_scores, splits, objective="jaccard")
     rows["bragg (CV-tuned)"] = _pooled_row(cv.per_image)
     print(
@@ -311,6 +533,26 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="steps per fold of the CV fine-tuning (default: the config's; 0 = skip)",
     )
+    parser.add_argument(
+        "--finetune-config",
+        type=Path,
+        default=FINETUNE_CONFIG,
+        help="fine-tuning recipe repeated per fold (default: the shipped model's config)",
+    )
+    parser.add_argument(
+        "--keep-models",
+        type=Path,
+        default=Path("runs") / "segment_cv",
+        help="keep the fold models here and reuse them when the recipe is unchanged",
+    )
+    parser.add_argument(
+        "--no-bragg", action="store_true", help="skip the Bragg grid (U-Net experiments)"
+    )
+    parser.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip the post-processing variants of the fold models",
+    )
     parser.add_argument("--particles-per-material", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
@@ -338,9 +580,18 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## Contamination on the real graphene images (held-out, pooled over pixels)")
         steps = args.finetune_steps
         if steps is None:
-            steps = int(yaml.safe_load(FINETUNE_CONFIG.read_text())["steps"])
+            steps = int(yaml.safe_load(args.finetune_config.read_text())["steps"])
         steps = steps or None  # 0: skip the CV fine-tuning
-        rows = graphene(args.folds, args.seed, BraggGrid(), steps)
+        rows = graphene(
+            args.folds,
+            args.seed,
+            BraggGrid(),
+            steps,
+            config=args.finetune_config,
+            keep_dir=args.keep_models,
+            bragg=not args.no_bragg,
+            variants=not args.no_variants,
+        )
         table = pd.DataFrame(rows).T.reindex(columns=[*COLUMNS, "jaccard_mean_per_image"])
         print(table.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-"))
         results["graphene"] = rows
