@@ -150,12 +150,11 @@ def _smooth_reference(lab: np.ndarray, classes: np.ndarray, sigma_px: float) -> 
 def _smooth_local(lab: np.ndarray, local: np.ndarray, sigma_px: float) -> np.ndarray:
     """The many-class arg-max of :func:`_smooth_reference` where only ``local`` occur.
 
-    One blur fewer: the blurred indicator of the most frequent class is 1 minus the sum
-    of the others' (the kernel sums to 1), so this matches the reference except where
+    One blur fewer: the blurred indicator of the first class is 1 minus the sum of the
+    others' (the kernel sums to 1), so this matches the reference except where
     two scores agree to within float32 rounding (~1e-7; never met on the graphene masks).
     """
-    counts = [np.count_nonzero(lab == c) for c in local]
-    implied = int(np.argmax(counts))
+    implied = 0
     bonus = np.float32(_OWN_CLASS_BONUS)
     scores = np.empty((local.size, *lab.shape), dtype=np.float32)
     rest = np.ones(lab.shape, dtype=np.float32)

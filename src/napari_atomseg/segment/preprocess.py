@@ -41,7 +41,7 @@ def _block_mean(image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, np.nda
     by = max(1, int(np.ceil(h / max_side_px)))
     bx = max(1, int(np.ceil(w / max_side_px)))
     hh, ww = h // by, w // bx
-    small = image[: hh * by, : ww * bx].reshape(hh, by, ww, bx).mean(axis=(1, 3))
+    small = image[: hh * by, : ww * bx].reshape(hh, by, ww, bx).mean(axis=(1, 3), dtype=np.float64)
     rows = np.arange(hh) * by + (by - 1) / 2.0
     cols = np.arange(ww) * bx + (bx - 1) / 2.0
     return small, rows, cols
@@ -57,7 +57,7 @@ def fit_polynomial_surface(image: np.ndarray, order: int = 2) -> np.ndarray:
     img = as_image2d(image)
     order = int(check_range(order, 0, 6, "flatfield_order"))
     h, w = img.shape
-    small, rows, cols = _block_mean(img.astype(np.float64), _FIT_SIDE_PX)
+    small, rows, cols = _block_mean(img, _FIT_SIDE_PX)
     to_unit_y = 2.0 / max(h - 1, 1)
     to_unit_x = 2.0 / max(w - 1, 1)
     yy = rows * to_unit_y - 1.0
@@ -102,8 +102,12 @@ def flatfield(
             "is not count-like, e.g. it was background-subtracted); use mode='subtract'"
         )
     if mode == "subtract" or not count_like:
-        return (img - surface + mean).astype(np.float32)
-    return (img / surface * mean).astype(np.float32)
+        out = img - surface
+        out += mean
+    else:
+        out = img / surface
+        out *= mean
+    return out.astype(np.float32)
 
 
 def _median3(img: np.ndarray) -> np.ndarray:
