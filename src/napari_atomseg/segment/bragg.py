@@ -212,7 +212,8 @@ def welch_power_spectrum(image: np.ndarray, tile_px: int = WELCH_TILE_PX) -> np.
     rows = _tile_starts(h, th, per_axis)
     cols = _tile_starts(w, tw, per_axis)
     window = np.outer(np.hanning(th), np.hanning(tw)).astype(np.float32)
-    tiles = np.stack([image[r : r + th, c : c + tw] for r in rows for c in cols]).astype(np.float32)
+    tiles = np.stack([image[r : r + th, c : c + tw] for r in rows for c in cols])
+    tiles = tiles.astype(np.float32, copy=False)
     tiles -= tiles.mean(axis=(1, 2), keepdims=True)
     spec = sfft.fft2(tiles * window, axes=(1, 2), workers=_FFT_WORKERS)
     power = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2).mean(axis=0)
@@ -300,10 +301,11 @@ def lattice_frequency(peaks: pd.DataFrame, strong_fraction: float = 0.1) -> floa
 
 
 def _refine_on_grid(
-    spectrum_abs: np.ndarray, full_width: int, ky: float, kx: float, radius_bins: int
+    spectrum: np.ndarray, full_width: int, ky: float, kx: float, radius_bins: int
 ) -> tuple[float, float]:
-    """Refine a spot (cycles/px) on an rfft grid (rows: full ky, cols: kx >= 0)."""
-    hp, wr = spectrum_abs.shape
+    """Refine a spot (cycles/px) on the complex rfft grid ``spectrum`` (rows: full ky, cols:
+    kx >= 0); only the moduli of the patch around the spot are computed."""
+    hp, wr = spectrum.shape
     cy, cx = ky * hp, kx * full_width
     r0 = round(cy) - radius_bins
     c0 = max(round(cx) - radius_bins, 0)
@@ -311,7 +313,7 @@ def _refine_on_grid(
     cols = np.arange(c0, min(round(cx) + radius_bins + 1, wr - 1))
     if cols.size < 3:
         return ky, kx
-    patch = spectrum_abs[np.ix_(rows, cols)]
+    patch = np.abs(spectrum[np.ix_(rows, cols)])
     a, b = np.unravel_index(int(np.argmax(patch)), patch.shape)
     if not (0 < a < patch.shape[0] - 1 and 0 < b < patch.shape[1] - 1):
         return ky, kx
@@ -510,13 +512,12 @@ def bragg_filter(
 
     centres = [(0.0, 0.0)]
     if not peaks.empty:
-        mag = np.abs(spectrum)
         radius = max(2, math.ceil(hp / WELCH_TILE_PX))
         refined = []
         for ky, kx in peaks[["ky_cycles_per_px", "kx_cycles_per_px"]].to_numpy():
             # Refine the kx >= 0 member of each Friedel pair; the mate is its negative.
             sign = 1.0 if (kx > 0 or (kx == 0 and ky >= 0)) else -1.0
-            ry, rx = _refine_on_grid(mag, wp, sign * ky, sign * kx, radius)
+            ry, rx = _refine_on_grid(spectrum, wp, sign * ky, sign * kx, radius)
             refined.append((sign * ry, sign * rx))
         refined_arr = np.asarray(refined)
         peaks = peaks.assign(
