@@ -232,3 +232,38 @@ def test_find_atoms_rejects_bad_input_before_running(tiny_model):
         find_atoms(_RNG.random((64, 64)), 5.0, model=path)
     with pytest.raises(ModelError, match="unknown model"):
         find_atoms(_RNG.random((64, 64)), 0.02, model="no_such_model")
+
+
+def test_card_postprocess_sets_the_defaults_and_explicit_options_win(lattice, tmp_path):
+    """A model card's recommended ``postprocess`` (e.g. its calibrated threshold) is what
+    heatmap_to_atoms uses when the caller gives nothing; the caller's options win."""
+    from napari_atomseg.atoms.detect import card_postprocess, model_postprocess
+    from napari_atomseg.backend import load_card
+    from tests._models import export_tiny_atoms_model
+
+    img, heat, true = lattice
+    weak = heat.copy()
+    weak[:, :128] *= 0.5  # left half peaks ~0.5x: below 0.6, above 0.2
+    plain = HeatmapResult.from_arrays(img, weak, PS)
+    calibrated = HeatmapResult.from_arrays(img, weak, PS)
+    calibrated.postprocess = {"threshold": 0.3, "refine": "none"}
+    plain_df = heatmap_to_atoms(plain, refine="none")  # module default 0.5
+    assert plain_df.attrs["threshold"] == 0.5 and (plain_df["x_px"] > 120).all()
+    low = heatmap_to_atoms(calibrated)
+    assert low.attrs["threshold"] == 0.3 and low.attrs["refine"] == "none"
+    assert _metrics(low, true).recall > 0.95 and len(low) > 1.5 * len(plain_df)
+    high = heatmap_to_atoms(calibrated, threshold=0.6, refine="com")
+    assert high.attrs["threshold"] == 0.6 and high.attrs["refine"] == "com"
+    assert (high["x_px"] > 120).all()
+
+    card = export_tiny_atoms_model(
+        tmp_path, "atoms_pp_test", postprocess={"threshold": 0.3, "bogus": 1}
+    )
+    loaded = load_card(card.path)
+    assert loaded.postprocess["threshold"] == 0.3
+    assert card_postprocess(loaded) == {"threshold": 0.3}  # unknown keys are not options
+    assert model_postprocess(str(card.path)) == {"threshold": 0.3}
+    assert model_postprocess("no_such_model") == {}
+    res = predict_heatmap(img, PS, model=str(card.path))
+    assert res.postprocess == {"threshold": 0.3}
+    assert heatmap_to_atoms(res, refine="none").attrs["threshold"] == 0.3

@@ -146,3 +146,21 @@ def test_errors_become_notifications(qtbot, tmp_path):
     messages = [str(n.message) for n in seen]
     assert any("missing.yaml" in m or "constant" in m for m in messages), messages
     assert "failed" in w.panel.status.value
+
+
+def test_choosing_a_model_moves_the_sliders_to_its_recommended_settings(qtbot, tmp_path):
+    """Each model card may record its calibrated threshold and refinement: picking the
+    model sets the sliders (the user can still move them)."""
+    from tests._models import export_tiny_atoms_model
+
+    card = export_tiny_atoms_model(
+        tmp_path, "atoms_pp_widget", postprocess={"threshold": 0.27, "refine": "com"}
+    )
+    viewer = ViewerModel()
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.model_card.value = str(card.path)
+    assert w.threshold.value == pytest.approx(0.27)
+    assert w.refine.value == "com"
+    assert w.settings()["threshold"] == pytest.approx(0.27)
+    w.threshold.value = 0.6  # the user's choice stands until the model changes again
+    assert w.settings()["threshold"] == pytest.approx(0.6)

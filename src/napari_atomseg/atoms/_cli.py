@@ -55,7 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="confidence lower bound on the heatmap, 0-1 (default 0.5)",
+        help="confidence lower bound on the heatmap, 0-1 (default: the model card's "
+        "recommended value, else 0.5)",
     )
     parser.add_argument(
         "--min-separation-nm",
@@ -72,9 +73,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refine",
         choices=("gaussian", "com", "none"),
-        default="gaussian",
-        help="sub-pixel refinement on the image: 2-D Gaussian fit (default), centre of "
-        "mass, or none",
+        default=None,
+        help="sub-pixel refinement on the image: 2-D Gaussian fit, centre of mass, or none "
+        "(default: the model card's recommendation, else gaussian)",
     )
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda, then mps, then cpu)"
@@ -143,7 +144,9 @@ def output_names(files: list[Path]) -> dict[Path, str]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"refine": args.refine}
+    options: dict[str, Any] = {}
+    if args.refine is not None:
+        options["refine"] = args.refine
     if args.threshold is not None:
         options["threshold"] = args.threshold
     if args.min_separation_nm is not None:

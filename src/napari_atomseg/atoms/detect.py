@@ -36,7 +36,7 @@ from scipy import ndimage as ndi
 
 from .._progress import Progress, ProgressGenerator, drain
 from .._validate import as_image2d, check_pixel_size_nm, check_range
-from ..errors import InputError
+from ..errors import AtomsegError, InputError
 from .peaks import find_peaks, suppress
 from .refine import refine_center_of_mass, refine_gaussian
 from .spacing import lattice_spacing_px, nearest_neighbour_distances_px
@@ -92,6 +92,9 @@ class HeatmapResult:
     model_name: str = ""
     #: Wall time of the prediction stages (from the backend), seconds.
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    #: The model card's recommended post-processing (``postprocess`` in the card): the
+    #: defaults :func:`heatmap_to_atoms` uses for options the caller does not give.
+    postprocess: Mapping[str, Any] = field(default_factory=dict)
     _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -201,7 +204,25 @@ def iter_predict_heatmap(
         spacing_nm=spacing,
         model_name=pred.model_name,
         timings_s=dict(pred.timings_s),
+        postprocess=card_postprocess(loaded.card),
     )
+
+
+def card_postprocess(card: Any) -> dict[str, Any]:
+    """The post-processing defaults a model card recommends (known options only)."""
+    pp = getattr(card, "postprocess", None) or {}
+    return {k: v for k, v in pp.items() if k in POSTPROCESS_OPTIONS}
+
+
+def model_postprocess(model: Any = "default") -> dict[str, Any]:
+    """``card_postprocess`` of a model given by name or card path (for GUIs); {} if none."""
+    from ..backend import default_model_name, load_card
+
+    try:
+        name = default_model_name("atoms") if model in (None, "default") else model
+        return card_postprocess(load_card(name))
+    except AtomsegError:
+        return {}
 
 
 def predict_heatmap(
@@ -261,11 +282,11 @@ def columns_are_dark(
 
 def heatmap_to_atoms(
     result: HeatmapResult,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
     min_separation_nm: float | None = None,
     min_separation_px: float | None = None,
-    nms_fraction: float = DEFAULT_NMS_FRACTION,
-    refine: str = "gaussian",
+    nms_fraction: float | None = None,
+    refine: str | None = None,
     method: str = "heatmap",
     contrast: str = "auto",
     exclude_border_px: int = 0,
@@ -279,7 +300,8 @@ def heatmap_to_atoms(
         From :func:`predict_heatmap` (or :meth:`HeatmapResult.from_arrays`). Not modified.
     threshold
         Confidence lower bound on the heatmap (0-1); for ``method="hough"`` the level that
-        segments the column discs.
+        segments the column discs. Default: the model card's recommended value
+        (``postprocess.threshold``, chosen on held-out synthetic data), else 0.5.
     min_separation_nm, min_separation_px
         Minimum distance between two columns (one of them; default 0.07 nm, or 2 px
         without a pixel size).
@@ -288,7 +310,11 @@ def heatmap_to_atoms(
         spacing head (models without one use ``min_separation`` alone).
     refine
         ``"gaussian"`` (2-D Gaussian fit, most precise), ``"com"`` (centre of mass, faster),
-        ``"none"`` (heatmap peak, parabolic sub-pixel).
+        ``"none"`` (heatmap peak, parabolic sub-pixel). Default: the card's
+        ``postprocess.refine``, else ``"gaussian"``.
+
+    Options left as None take the model card's ``postprocess`` value where it has one
+    (:attr:`HeatmapResult.postprocess`), else the module defaults.
     method
         ``"heatmap"`` (peaks + NMS) or ``"hough"`` (circular Hough on the segmented heatmap).
     contrast
@@ -299,6 +325,15 @@ def heatmap_to_atoms(
     hough_score
         Hough only: minimum fraction of a circle's perimeter on disc edges (0-1).
     """
+    pp = result.postprocess or {}
+    if threshold is None:
+        threshold = pp.get("threshold", DEFAULT_THRESHOLD)
+    if nms_fraction is None:
+        nms_fraction = pp.get("nms_fraction", DEFAULT_NMS_FRACTION)
+    if refine is None:
+        refine = pp.get("refine", "gaussian")
+    if min_separation_nm is None and min_separation_px is None:
+        min_separation_nm = pp.get("min_separation_nm")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:

@@ -26,6 +26,7 @@ and the card records how the model was trained and how well it did::
     weights: {file: atoms_unet_v1.safetensors, sha256: <64 hex>, size_bytes: 123456}
     training: {command: ..., config: {...}, seed: 0, steps: ..., wall_time_s: ..., hardware: ...}
     metrics: {command: ..., f1: ...}
+    postprocess: {threshold: 0.4}     # recommended post-processing (optional)
 
 Every malformed card raises :class:`~napari_atomseg.errors.ModelError` naming the file
 and the field.
@@ -65,6 +66,7 @@ _TOP_KEYS = {
     "training",
     "metrics",
     "notes",
+    "postprocess",
 }
 _INPUT_KEYS = {
     "normalisation",
@@ -186,6 +188,10 @@ class ModelCard:
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
+    #: Recommended post-processing settings of the task (e.g. the atom finder's detection
+    #: ``threshold``), chosen on held-out data and recorded with how; callers' explicit
+    #: options win.
+    postprocess: Mapping[str, Any] = field(default_factory=dict)
     #: The YAML file this card was read from (None for an in-memory card).
     path: Path | None = field(default=None, compare=False)
 
@@ -231,6 +237,8 @@ class ModelCard:
         out["metrics"] = _plain(self.metrics)
         if self.notes:
             out["notes"] = self.notes
+        if self.postprocess:
+            out["postprocess"] = _plain(self.postprocess)
         return _plain(out)
 
     def with_updates(self, **changes: Any) -> ModelCard:
@@ -418,7 +426,7 @@ def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCa
             )
         weights = WeightsSpec(wfile, sha, int(w.get("size_bytes", -1)))
 
-    for key in ("training", "metrics"):
+    for key in ("training", "metrics", "postprocess"):
         if data.get(key) is not None and not isinstance(data[key], Mapping):
             raise ModelError(f"model card{where}: {key} must be a mapping")
     return ModelCard(
@@ -435,6 +443,7 @@ def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCa
         training=dict(data.get("training") or {}),
         metrics=dict(data.get("metrics") or {}),
         notes=str(data.get("notes", "")),
+        postprocess=dict(data.get("postprocess") or {}),
         path=path,
     )
 

@@ -100,6 +100,20 @@ class FindAtomsWidget(Container):
         self._preview_pending = False
         for w in (self.threshold, self.separation_nm, self.refine):
             w.changed.connect(self._schedule_preview)
+        self.model.changed.connect(self._apply_model_defaults)
+        self.model_card.changed.connect(self._apply_model_defaults)
+        self._apply_model_defaults()
+
+    def _apply_model_defaults(self, _value: Any = None) -> None:
+        """Move the sliders to the chosen model's recommended post-processing (its card's
+        ``postprocess``): each model is calibrated for its own threshold."""
+        pp = detect.model_postprocess(self.chosen_model())
+        if "threshold" in pp:
+            self.threshold.value = float(pp["threshold"])
+        if "min_separation_nm" in pp:
+            self.separation_nm.value = float(pp["min_separation_nm"])
+        if pp.get("refine") in REFINE_CHOICES:
+            self.refine.value = pp["refine"]
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
