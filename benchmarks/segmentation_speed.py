@@ -11,7 +11,9 @@ lattice and the contamination are realistic. Each stage is what
 :func:`napari_atomseg.segment` runs for the default contamination task:
 
 - U-Net: pre-processing (spike filter + flat-field), network (shared backend: the same
-  code in both columns), labels (arg-max), mask clean-up, and ``segment()`` as a whole;
+  code in both columns), the Bragg filter when ``segment()`` averages its map with the
+  U-Net's (``bragg_weight`` > 0 by default), labels (arg-max), mask clean-up, and
+  ``segment()`` as a whole;
 - Bragg: pre-processing (spike filter + flat-field + standardisation), Bragg filter,
   labels, clean-up, and ``segment()``.
 
@@ -123,7 +125,7 @@ def method_stages(method: str, image: np.ndarray, pixel_size_nm: float, old: dic
     """``{stage: (old_fn, new_fn)}`` for one method on one image, as segment() runs it."""
     from napari_atomseg import segment
     from napari_atomseg._progress import drain
-    from napari_atomseg.segment import _unet
+    from napari_atomseg.segment import _unet, api
     from napari_atomseg.segment.api import (
         _DEFAULT_CLEANUP,
         _DEFAULT_PREPROCESS,
@@ -152,6 +154,14 @@ def method_stages(method: str, image: np.ndarray, pixel_size_nm: float, old: dic
             lambda: drain(_unet.iter_unet(pre, pixel_size_nm, "contamination")),
         )
         probabilities = run.probabilities
+        # segment() may also run the Bragg filter to average its map with the U-Net's
+        # (api._DEFAULT_UNET's bragg_weight > 0); time it too when it does.
+        unet_defaults = getattr(api, "_DEFAULT_UNET", {}).get("contamination")
+        if getattr(unet_defaults, "bragg_weight", 0) > 0:
+            stages["Bragg filter (U-Net average)"] = tuple(  # type: ignore[assignment]
+                (lambda m=m: m["bragg"].bragg_filter(pre, m["bragg"].BraggParameters()))
+                for m in (old, new)
+            )
         stages["labels (arg-max)"] = (
             None,
             lambda: np.argmax(probabilities, axis=0).astype(np.uint8),

@@ -101,7 +101,14 @@ def test_blur_is_ndimage_gaussian_bit_for_bit():
 
 @pytest.mark.parametrize(
     ("n_classes", "sigma", "rare_last"),
-    [(2, 1.0, False), (2, 6.3, False), (3, 2.97, True), (3, 1.5, False), (4, 2.0, True)],
+    [
+        (2, 1.0, False),
+        (2, 6.3, False),
+        (3, 2.97, True),
+        (3, 1.5, False),
+        (4, 2.0, True),
+        (12, 2.0, False),  # label values >= 8: the general class-presence path
+    ],
 )
 def test_smoothing_equals_whole_image_algorithm(n_classes, sigma, rare_last):
     for seed in range(3):

@@ -238,8 +238,8 @@ def smooth_boundaries(labels: np.ndarray, sigma_px: float) -> np.ndarray:
             neighbourhood |= padded[
                 dy : dy + nby * per_block : per_block, dx : dx + nbx * per_block : per_block
             ]
-    counts = np.array([bin(int(k)).count("1") for k in range(int(neighbourhood.max()) + 1)])
-    mixed = counts[neighbourhood] >= 2
+    n_present = sum((neighbourhood >> i) & 1 for i in range(classes.size))
+    mixed = n_present >= 2
     two = classes.size == 2
     runs = list(_block_runs(mixed, block, lab.shape, radius, None if two else neighbourhood))
 
