@@ -79,6 +79,8 @@ PAPER = {
 #: The stage-1 model (synthetic only) and the recipe of the shipped fine-tuned one.
 SYNTHETIC_MODEL = "segment_contamination_synthetic"
 FINETUNE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "segment_contamination.yaml"
+#: Bragg parameters of the grid that shape the Bragg map of the U-Net/Bragg average.
+BRAGG_MAP_OPTIONS = ("aperture_sigma_rel", "lowpass_sigma_periods", "mask_threshold")
 COLUMNS = ["pixel_accuracy", "balanced_accuracy", "jaccard", "f1", "precision", "recall"]
 
 
@@ -170,13 +172,18 @@ def fold_models(
     return cards
 
 
-def _finetuned_cv(items: list, splits: list, cards: list[Path]) -> dict[str, float]:
-    """Each held-out fold scored by its own fold model with the defaults of segment()."""
+def _finetuned_cv(
+    items: list, splits: list, cards: list[Path], fold_options: list[dict] | None = None
+) -> dict[str, float]:
+    """Each held-out fold scored by its own fold model through segment() (its defaults,
+    plus that fold's ``fold_options``, e.g. the Bragg parameters chosen on its training
+    images for the U-Net/Bragg average)."""
     scores: list[MaskScores | None] = [None] * len(items)
-    for (_train_idx, test_idx), card in zip(splits, cards):
+    for k, ((_train_idx, test_idx), card) in enumerate(zip(splits, cards)):
+        options = (fold_options or [{}] * len(cards))[k]
         for i in test_idx:
             it = items[i]
-            res = segment(it.image, it.pixel_size_nm, model=str(card))
+            res = segment(it.image, it.pixel_size_nm, model=str(card), **options)
             scores[i] = MaskScores.from_masks(it.mask, res.flagged_mask)
     return _pooled_row([s for s in scores if s is not None])
 
@@ -217,17 +224,17 @@ def _unet_probabilities(card: Path, it: Any) -> dict[str, np.ndarray]:
     }
 
 
-def _bragg_map(it: Any) -> np.ndarray:
-    """A contamination 'probability' from the default Bragg filter: 0.5 at its threshold."""
+def _bragg_map(it: Any, bragg_options: dict) -> np.ndarray:
+    """The Bragg map of the U-Net/Bragg average (as segment() computes it)."""
+    from dataclasses import replace
+
     from napari_atomseg.segment import bragg as _bragg
-    from napari_atomseg.segment.api import _DEFAULT_PREPROCESS
+    from napari_atomseg.segment.api import _DEFAULT_PREPROCESS, bragg_contamination_map
     from napari_atomseg.segment.preprocess import preprocess
 
-    res = _bragg.bragg_filter(preprocess(it.image, _DEFAULT_PREPROCESS["contamination"]))
-    if not (np.isfinite(res.threshold) and res.threshold > 0):
-        return np.zeros(it.image.shape, dtype=np.float32)
-    ratio = res.residual / float(res.threshold)
-    return (1.0 / (1.0 + np.exp(-6.0 * (ratio - 1.0)))).astype(np.float32)
+    pre = replace(_DEFAULT_PREPROCESS["contamination"], standardise=False)
+    params = _bragg.with_options(None, **bragg_options)
+    return bragg_contamination_map(_bragg.bragg_filter(preprocess(it.image, pre), params))
 
 
 def _variant_confusions(
@@ -257,7 +264,9 @@ def _variant_confusions(
     return out
 
 
-def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dict[str, float]]:
+def unet_variants(
+    items: list, splits: list, cards: list[Path], bragg_options: list[dict]
+) -> dict[str, dict[str, float]]:
     """Post-processing variants of the fold models, every choice made on training images.
 
     Each fold model predicts every image (plain, with a left-right flip averaged in, and
@@ -269,7 +278,8 @@ def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dic
       (no held-out label enters the choice, but those models were trained on the held-out
       fold's images).
 
-    The held-out fold is then scored with the chosen parameters.
+    The held-out fold is then scored with the chosen parameters. The Bragg map of fold
+    ``k`` uses ``bragg_options[k]`` (the Bragg parameters chosen on its training images).
     """
     fold_of = np.zeros(len(items), dtype=int)
     for k, (_tr, te) in enumerate(splits):
@@ -288,7 +298,7 @@ def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dic
     candidates = list(dict.fromkeys(fixed + tuned + bragg_mix))
     index = {c: n for n, c in enumerate(candidates)}
     t0 = time.perf_counter()
-    bragg_maps = [_bragg_map(it) for it in items]
+    bragg_maps = [[_bragg_map(it, opts) for it in items] for opts in bragg_options]
     tta_modes = ("none", "flip", "d4")
     # confusion[tta][k, i, c]
     confusion = {
@@ -299,7 +309,7 @@ def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dic
             maps = _unet_probabilities(card, it)
             for mode in tta_modes:
                 cands = {"none": candidates, "flip": tuned_t, "d4": fixed}[mode]
-                cm = _variant_confusions(maps[mode], bragg_maps[i], it, cands)
+                cm = _variant_confusions(maps[mode], bragg_maps[k][i], it, cands)
                 for c, cand in enumerate(cands):
                     confusion[mode][k, i, index[cand]] = cm[c]
         print(
@@ -323,7 +333,11 @@ def unet_variants(items: list, splits: list, cards: list[Path]) -> dict[str, dic
         return _pooled_row(scores), chosen
 
     rows: dict[str, dict[str, float]] = {}
-    for mode, label in (("none", "default"), ("flip", "flip TTA 2x"), ("d4", "D4 TTA 8x")):
+    for mode, label in (
+        ("none", "U-Net alone (arg-max)"),
+        ("flip", "U-Net alone, flip TTA 2x"),
+        ("d4", "U-Net alone, D4 TTA 8x"),
+    ):
         rows[label], _ = pooled_choice(mode, fixed, "in-sample")
     for how in ("in-sample", "cross-fitted"):
         for mode, subset, what in (
@@ -379,13 +393,23 @@ def graphene(
                 print(f"  ({label}: {exc})")
                 continue
             rows[label] = _pooled_row(scores)
+        cards = None
         if finetune_steps is not None:
             cards = fold_models(items, splits, finetune_steps, config, keep_dir)
-            rows["unet fine-tuned (5-fold CV)"] = _finetuned_cv(items, splits, cards)
-            if variants:
-                for name, row in unet_variants(items, splits, cards).items():
-                    rows[f"unet fine-tuned (5-fold CV), {name}"] = row
         grid_scores = grid_future.result() if grid_future is not None else None
+    # The U-Net/Bragg average of fold k uses the Bragg parameters chosen on fold k's
+    # training images (the shipped Bragg defaults were chosen on all 31 images).
+    fold_bragg = [{} for _ in splits]
+    if grid_scores is not None:
+        cv = cross_validated(grid_scores, splits, objective="jaccard")
+        fold_bragg = [{n: c[n] for n in BRAGG_MAP_OPTIONS} for c in cv.chosen]
+    if cards is not None:
+        rows["unet fine-tuned (5-fold CV)"] = _finetuned_cv(
+            items, splits, cards, [{**b} for b in fold_bragg]
+        )
+        if variants:
+            for name, row in unet_variants(items, splits, cards, fold_bragg).items():
+                rows[f"unet fine-tuned (5-fold CV), {name}"] = row
     if grid_scores is None:
         rows.update(PAPER)
         return rows

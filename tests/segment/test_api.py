@@ -89,7 +89,13 @@ def test_options_are_routed_and_checked():
     with pytest.raises(InputError, match="only apply to method='unet'"):
         segment(image, method="bragg", model="x")
     with pytest.raises(InputError, match="only apply to method='bragg'"):
-        segment(image, method="unet", mask_threshold=1.0)
+        segment(image, method="unet", mask_threshold=1.0, bragg_weight=0)
+    with pytest.raises(InputError, match="only apply to method='unet'"):
+        segment(image, method="bragg", bragg_weight=0.5)
+    with pytest.raises(InputError, match="contamination' only"):
+        segment(image, task="particles", bragg_weight=0.5)
+    with pytest.raises(InputError, match="bragg_weight"):
+        segment(image, bragg_weight=1.5)
     with pytest.raises(InputError, match="task"):
         segment(image, task="cells", method="bragg")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="method"):
@@ -164,9 +170,16 @@ def test_unet_maps_channels_by_name(monkeypatch):
 
     calls = _fake_backend(monkeypatch, [_Card("atoms", "atoms", ("heatmap",)), card], outputs)
     result = segment(
-        image, pixel_size_nm=0.03, method="unet", tile_px=256, smooth_sigma=0, min_region_size=0
+        image,
+        pixel_size_nm=0.03,
+        method="unet",
+        tile_px=256,
+        smooth_sigma=0,
+        min_region_size=0,
+        bragg_weight=0,  # the U-Net alone: arg-max of its probabilities
     )
     assert calls["model"] == "seg_v1" and calls["kw"]["tile_px"] == 256
+    assert "bragg_weight" not in calls["kw"]
     np.testing.assert_array_equal(result.flagged_mask, truth)
     assert result.probabilities.shape == (3, *image.shape)
     np.testing.assert_allclose(result.probabilities[1], truth * 0.9 + 0.05, atol=1e-6)
@@ -186,3 +199,44 @@ def test_unet_particle_sigmoid_and_missing_model(monkeypatch):
         segment(image, task="contamination")
     with pytest.raises(ModelError, match="cannot segment task 'contamination'"):
         segment(image, task="contamination", model="np_v1")
+
+
+def test_bragg_contamination_map_is_a_logistic_of_residual_over_threshold():
+    from napari_atomseg.segment.api import bragg_contamination_map
+    from napari_atomseg.segment.bragg import bragg_filter
+
+    image, truth = contaminated_lattice(seed=8)
+    res = bragg_filter(image)
+    q = bragg_contamination_map(res)
+    assert q.dtype == np.float32 and q.shape == image.shape
+    assert float(q.min()) >= 0.0 and float(q.max()) <= 1.0
+    # 0.5 exactly at the filter's own threshold: q > 0.5 is the Bragg mask.
+    np.testing.assert_array_equal(q > 0.5, res.mask)
+    assert float(q[truth].mean()) > 0.8 > 0.2 > float(q[~truth].mean())
+
+
+def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
+    from napari_atomseg.segment.api import bragg_contamination_map
+    from napari_atomseg.segment.bragg import bragg_filter
+    from napari_atomseg.segment.preprocess import PreprocessOptions, preprocess
+
+    image, truth = contaminated_lattice(seed=9)
+    card = _Card("seg_v1", "segmentation", ("crystal", "amorphous", "vacuum"), default=True)
+    p_am = np.full(image.shape, 0.6, np.float32)
+    p_am[:, :20] = 0.0  # the U-Net is sure there is no contamination here
+    _fake_backend(
+        monkeypatch, [card], lambda img, c: np.stack([1 - p_am, p_am, np.zeros_like(p_am)])
+    )
+    result = segment(image, 0.03, smooth_sigma=0, min_region_size=0, fill_holes=False)
+    assert result.details["unet_options"].bragg_weight == 0.5
+    q = bragg_contamination_map(bragg_filter(preprocess(image, PreprocessOptions())))
+    # (1 - w) p + w q > 0.5 with w = 0.5: p + q > 1.
+    expected = p_am + q > 1.0
+    assert (result.flagged_mask != expected).mean() < 1e-3
+    assert not result.flagged_mask[:, :20].any()
+    assert MaskScores.from_masks(truth, result.flagged_mask).summary(1)["jaccard"] > 0.7
+    # The Bragg options shape its map; bragg_weight=0 gives the U-Net's arg-max alone.
+    strict = segment(image, 0.03, mask_threshold=50.0, smooth_sigma=0, min_region_size=0)
+    assert not strict.flagged_mask.any()
+    alone = segment(image, 0.03, bragg_weight=0, smooth_sigma=0, min_region_size=0)
+    assert alone.flagged_mask[:, 20:].all()
