@@ -19,7 +19,11 @@ radius: ``min(0.1 nm, 0.5 x median true spacing)``.
 Baselines (``napari_atomseg.atoms.baselines``: blob_log, blob_dog, peak_local_max,
 atomap_like) are tuned by grid search *on a separate tuning set* of the same groups
 (other seeds), told the true contrast (bright/dark atoms), and then applied unchanged:
-one setting for all synthetic images, as the plugin uses its defaults for all.
+one setting for all synthetic images, as the plugin uses its defaults for all. With
+``--calibrate`` the plugin's detection threshold is chosen the same way (best pooled F1
+over a grid, on the same tuning images), then the refinement (Gaussian fit or centre of
+mass, whichever has the lower RMS error there); ``--update-card`` stores both in the model
+card's ``postprocess``, which find_atoms, the CLI and the widget use by default.
 
 Real (``../shared/data/pt_single_atoms``, isolated Pt atoms on carbon, 0.0293 nm/px,
 hand labels, match radius 0.1 nm): the baselines are tuned on images 021 and 025 (the
@@ -261,11 +265,61 @@ def score(preds: list[np.ndarray], cases: list[Case]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- methods
+#: Post-processing options of the plugin in this run (set by --calibrate; else the card's).
+PLUGIN_OPTIONS: dict = {}
+
+
 def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
     from napari_atomseg.atoms.detect import find_atoms
 
-    df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads)
+    options = PLUGIN_OPTIONS if model == PLUGIN_OPTIONS.get("_model") else {}
+    options = {k: v for k, v in options.items() if not k.startswith("_")}
+    df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads, **options)
     return df[["y_px", "x_px"]].to_numpy(float)
+
+
+#: Thresholds tried when calibrating the plugin's detection threshold (--calibrate).
+THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.15, 0.701, 0.05))
+
+
+def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dict:
+    """The plugin's detection threshold, chosen like the baselines' parameters: the best
+    pooled F1 on the tuning images (never the test images). The network runs once per
+    image; only the peak finding is repeated (refinement does not change what is found)."""
+    from napari_atomseg.atoms.detect import heatmap_to_atoms, predict_heatmap
+
+    t0 = time.perf_counter()
+    heats = [predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads) for c in cases]
+    f1 = {}
+    for t in THRESHOLD_GRID:
+        preds = [
+            heatmap_to_atoms(h, threshold=t, refine="none")[["y_px", "x_px"]].to_numpy(float)
+            for h in heats
+        ]
+        f1[t] = score(preds, cases)["f1"]
+    best = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
+    # Then the refinement: the one with the lower RMS error on the same tuning images.
+    rms = {}
+    for refine in ("gaussian", "com"):
+        preds = [
+            heatmap_to_atoms(h, threshold=best, refine=refine)[["y_px", "x_px"]].to_numpy(float)
+            for h in heats
+        ]
+        rms[refine] = score(preds, cases)["rms_pm"]
+    refine = min(rms, key=lambda r: (rms[r], r != "gaussian"))
+    log(
+        f"  calibrated the plugin on {len(cases)} tuning images: threshold {best} "
+        f"(tuning F1 {f1[best]:.3f}; grid {', '.join(f'{t}: {v:.3f}' for t, v in f1.items())}), "
+        f"refine {refine} (RMS {', '.join(f'{k} {v:.1f} pm' for k, v in rms.items())}; "
+        f"{time.perf_counter() - t0:.0f} s)"
+    )
+    return {
+        "threshold": best,
+        "tuning_f1": round(f1[best], 4),
+        "grid_f1": f1,
+        "refine": refine,
+        "tuning_rms_pm": {k: round(v, 2) for k, v in rms.items()},
+    }
 
 
 def tune_baselines(cases: list[Case], log) -> dict[str, dict[str, float]]:
@@ -330,9 +384,10 @@ def timing(model: str, threads: int, params: dict, repeats: int, log) -> dict[st
             times.append(time.perf_counter() - t0)
         return float(np.median(times))
 
-    find_atoms(img, 0.02, model=model, threads=threads)  # load + warm up
-    out["napari-atomseg"] = run(lambda: find_atoms(img, 0.02, model=model, threads=threads))
-    df = find_atoms(img, 0.02, model=model, threads=threads)
+    opts = {k: v for k, v in PLUGIN_OPTIONS.items() if not k.startswith("_")}
+    find_atoms(img, 0.02, model=model, threads=threads, **opts)  # load + warm up
+    out["napari-atomseg"] = run(lambda: find_atoms(img, 0.02, model=model, threads=threads, **opts))
+    df = find_atoms(img, 0.02, model=model, threads=threads, **opts)
     out["_plugin_columns"] = len(df)
     for name, base in BASELINES.items():
         out[name] = run(lambda b=base, p=params[name]: b(img, 0.02, **p))
@@ -374,7 +429,14 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--update-card",
         action="store_true",
-        help="write each scored model's rows into its card's metrics.benchmark",
+        help="write each scored model's rows into its card's metrics.benchmark (and, with "
+        "--calibrate, the chosen threshold into its postprocess)",
+    )
+    ap.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose the plugin's detection threshold on the synthetic tuning images (as "
+        "the baselines are tuned) and use it for --model in this run",
     )
     args = ap.parse_args(argv)
 
@@ -392,11 +454,20 @@ def main(argv=None) -> int:
 
     log(f"model {card.name} (sha256 {card.weights.sha256[:12]}), torch threads {args.threads}")
     results: dict[str, dict] = {}
-    params_syn = params_pt = None
+    params_syn = params_pt = calibration = None
     if "synthetic" in args.sections or "timing" in args.sections:
         tune_cases = [c for g in GROUPS for c in synthetic_cases(g, args.n_tune, 10_000)]
         log(f"synthetic tuning set: {len(tune_cases)} images")
         params_syn = tune_baselines(tune_cases, log)
+        if args.calibrate:
+            calibration = calibrate_threshold(tune_cases, model, args.threads, log)
+            PLUGIN_OPTIONS.update(
+                {
+                    "_model": model,
+                    "threshold": calibration["threshold"],
+                    "refine": calibration["refine"],
+                }
+            )
     if "synthetic" in args.sections:
         for g in GROUPS:
             cases = synthetic_cases(g, args.n, 0)
@@ -443,6 +514,7 @@ def main(argv=None) -> int:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "baseline_params_synthetic": params_syn,
         "baseline_params_pt": params_pt,
+        "calibration": calibration,
     }
     print(f"\n{json.dumps({k: info[k] for k in ('model', 'threads', 'load_average', 'wall_s')})}")
     if args.json:
@@ -454,6 +526,8 @@ def main(argv=None) -> int:
         scored += [(m, f"napari-atomseg ({Path(m).stem})") for m in args.also]
         for name, label in scored:
             update_card(name, label, results, timings if name == model else None, info)
+        if calibration is not None:
+            record_threshold(model, calibration, info)
     return 0
 
 
@@ -487,6 +561,33 @@ def update_card(name: str, label: str, results: dict, timings: dict | None, info
     metrics = {**dict(card.metrics), "benchmark": bench}
     save_card(card.with_updates(metrics=metrics), card.path)
     print(f"updated {card.path}", file=sys.stderr)
+
+
+def record_threshold(name: str, calibration: dict, info: dict) -> None:
+    """Store the calibrated threshold as the card's recommended ``postprocess.threshold``
+    (what find_atoms, the CLI and the widget then use by default), with how it was chosen."""
+    from napari_atomseg.backend.cards import load_card, save_card
+
+    card = load_card(name)
+    postprocess = {
+        **dict(card.postprocess),
+        "threshold": calibration["threshold"],
+        "refine": calibration["refine"],
+    }
+    metrics = dict(card.metrics)
+    metrics["threshold_calibration"] = {
+        "command": info["command"],
+        "how": "best pooled F1 of the grid on the benchmark's synthetic tuning images "
+        "(seeds apart from the test images; the baselines are tuned on the same images)",
+        "chosen": calibration["threshold"],
+        "tuning_f1": calibration["tuning_f1"],
+        "grid_f1": {str(k): round(v, 4) for k, v in calibration["grid_f1"].items()},
+        "refine_how": "lower pooled RMS error of gaussian / com at that threshold, same images",
+        "refine": calibration["refine"],
+        "tuning_rms_pm": calibration["tuning_rms_pm"],
+    }
+    save_card(card.with_updates(postprocess=postprocess, metrics=metrics), card.path)
+    print(f"recorded threshold {calibration['threshold']} in {card.path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
