@@ -81,3 +81,14 @@ def test_bragg_maps_match_the_direct_lowpass():
     direct = ndi.gaussian_filter(np.abs(img - res.bragg_image), sigma, mode="reflect")
     np.testing.assert_allclose(res.residual, direct, rtol=0, atol=1e-5)
     assert res.mask.sum() > 0
+
+
+def test_residual_and_mask_without_the_lattice_map():
+    image, _mask = contaminated_lattice((192, 224), period_px=6.3, seed=5)
+    full = bragg_filter(image)
+    lean = bragg_filter(image, lattice_amplitude=False)
+    assert lean.lattice_amplitude is None and full.lattice_amplitude is not None
+    np.testing.assert_allclose(lean.residual, full.residual, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(lean.mask, full.mask)
+    np.testing.assert_array_equal(lean.bragg_image, full.bragg_image)
+    assert lean.threshold == pytest.approx(full.threshold, rel=1e-6)

@@ -168,7 +168,8 @@ class BraggResult:
         Low-passed ``|image - Bragg image|``, in image std units (what is thresholded).
     lattice_amplitude:
         Low-passed modulus of the wide-aperture Bragg image (no zero beam), in image std
-        units: the local strength of the lattice fringes.
+        units: the local strength of the lattice fringes. ``None`` when
+        :func:`bragg_filter` was asked not to compute it.
     threshold:
         The residual threshold used, in image std units.
     mask:
@@ -179,7 +180,7 @@ class BraggResult:
     lattice_frequency_cycles_per_px: float
     bragg_image: np.ndarray
     residual: np.ndarray
-    lattice_amplitude: np.ndarray
+    lattice_amplitude: np.ndarray | None
     threshold: float
     mask: np.ndarray
     parameters: BraggParameters
@@ -479,6 +480,8 @@ def bragg_filter(
     image: np.ndarray,
     params: BraggParameters | None = None,
     pixel_size_nm: float | None = None,
+    *,
+    lattice_amplitude: bool = True,
 ) -> BraggResult:
     """Run the Bragg filter on a (pre-processed) image; see the module docstring.
 
@@ -486,6 +489,9 @@ def bragg_filter(
     matter). ``pixel_size_nm`` only sets the default lowest search frequency and adds a
     ``g_per_nm`` column to the peaks. When no Bragg peak is found (no lattice in view) the
     Bragg image is the zero beam alone and everything above the threshold is masked.
+    ``lattice_amplitude=False`` skips the fringe-strength map (about a quarter of the
+    time) for callers that use only the residual and the mask (the residual then agrees
+    with the full run's to float32 rounding).
     """
     p = (params or BraggParameters()).validated()
     pixel_size_nm = check_pixel_size_nm(pixel_size_nm)
@@ -534,11 +540,15 @@ def bragg_filter(
         bragg = bragg_padded[:h, :w].astype(np.float32)
 
     residual = np.abs(img - bragg)
-    fringes = _fringe_modulus(spectrum, centres[1:], (h, w), wp, p, g_ref)
+    fringes = None
+    if lattice_amplitude:
+        fringes = _fringe_modulus(spectrum, centres[1:], (h, w), wp, p, g_ref)
     sigma_lp = p.lowpass_sigma_periods / g_ref
     sigma_lattice = max(p.lowpass_sigma_periods, 0.5) / g_ref
+    lattice: np.ndarray | None = None
     if fringes is None:
-        lattice = np.zeros((h, w), dtype=np.float32)
+        if lattice_amplitude:  # no Bragg peak: no fringes anywhere
+            lattice = np.zeros((h, w), dtype=np.float32)
         if sigma_lp > 0:
             residual = _lowpass_pair(residual, None, sigma_lp)[0]
     elif sigma_lp == sigma_lattice:
@@ -555,7 +565,7 @@ def bragg_filter(
         lattice_frequency_cycles_per_px=g1,
         bragg_image=bragg,
         residual=residual.astype(np.float32, copy=False),
-        lattice_amplitude=lattice.astype(np.float32, copy=False),
+        lattice_amplitude=lattice,
         threshold=threshold,
         mask=residual > threshold,
         parameters=p,
