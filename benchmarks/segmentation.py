@@ -378,14 +378,20 @@ def graphene(
             grid_future = pool.submit(
                 bragg_grid_scores, [(it.image, it.mask) for it in items], grid
             )
-        for label, model in (
-            ("unet synthetic only (segment_contamination_synthetic)", SYNTHETIC_MODEL),
-            ("unet shipped, saw all 31 (in-sample, reference only)", "segment_contamination"),
+        for label, model, options in (
+            # The synthetic model alone (U-Net arg-max, no Bragg average): what it learnt.
+            (
+                "unet synthetic only (segment_contamination_synthetic)",
+                SYNTHETIC_MODEL,
+                {"bragg_weight": 0},
+            ),
+            ("unet shipped, saw all 31 (in-sample, reference only)", "segment_contamination", {}),
         ):
             try:
                 scores = [
                     MaskScores.from_masks(
-                        it.mask, segment(it.image, it.pixel_size_nm, model=model).flagged_mask
+                        it.mask,
+                        segment(it.image, it.pixel_size_nm, model=model, **options).flagged_mask,
                     )
                     for it in items
                 ]
