@@ -234,7 +234,8 @@ def _bragg_map(it: Any, bragg_options: dict) -> np.ndarray:
 
     pre = replace(_DEFAULT_PREPROCESS["contamination"], standardise=False)
     params = _bragg.with_options(None, **bragg_options)
-    return bragg_contamination_map(_bragg.bragg_filter(preprocess(it.image, pre), params))
+    res = _bragg.bragg_filter(preprocess(it.image, pre), params, lattice_amplitude=False)
+    return bragg_contamination_map(res)
 
 
 def _variant_confusions(

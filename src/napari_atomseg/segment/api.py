@@ -338,7 +338,7 @@ def iter_segment(
             yield Progress(2, total, "Bragg filter")
             # As in the cross-validation that chose it: no pixel size (lattice-relative).
             params = _bragg.with_options(None, **bragg_opts)
-            bres = _bragg.bragg_filter(pre_img, params)
+            bres = _bragg.bragg_filter(pre_img, params, lattice_amplitude=False)
             labels = _unet_bragg_labels(
                 probabilities, bragg_contamination_map(bres), unet_opts, FLAGGED_CLASS[task]
             )
