@@ -54,7 +54,10 @@ def test_post_processing_finds_and_refines_every_column(lattice, refine, max_rms
     # Nearest of six jittered (0.3 px) neighbours: slightly below the lattice spacing.
     assert df["nn_spacing_nm"].median() == pytest.approx(0.29, rel=0.02)
     assert (np.diff(df["confidence"].to_numpy()) <= 0).all()
-    assert df.attrs["lattice_spacing_px"] == pytest.approx(15.0, rel=0.02)
+    assert df.attrs["median_nn_spacing_px"] == pytest.approx(df["nn_spacing_px"].median())
+    assert HeatmapResult.from_arrays(img, heat, PS).lattice_spacing_px == pytest.approx(
+        15.0, rel=0.02
+    )
     assert df.attrs["contrast"] == "bright"
     if refine == "gaussian":
         assert df["refined"].all()
