@@ -24,7 +24,9 @@ repeat each in turn, so a change of machine load hits both; the table gives the 
 wall time and the median CPU time of this process (less sensitive to other load), and
 the number of label pixels where old and new ``segment()`` differ. The load average is
 printed with every table: on a shared machine wall times are only comparable at a
-similar load.
+similar load. The network (torch, 2 threads) suffers most: with one other busy process
+its 2048^2 wall time ranges from 0.9 to 5 s between runs, so a ``segment()`` total
+measured on a shared machine can exceed the sum of its stage medians.
 """
 
 from __future__ import annotations
