@@ -320,6 +320,9 @@ def update_card(
             if k.startswith("blob_")
         },
     }
+    # The recommended threshold becomes the card's post-processing default, which
+    # find_atoms, the atoms CLI and the Find atoms widget use when none is given.
+    data["postprocess"] = {**(data.get("postprocess") or {}), "threshold": float(np.median(thrs))}
     save_card(card_from_dict(data), card.path)
     log(f"updated {card.path}")
 

@@ -50,6 +50,8 @@ def test_card_records_recipe_and_cross_validation(card):
     assert cv["command"].startswith("python benchmarks/atoms_pt_cv.py")
     assert cv["n_images"] == 11 and cv["folds"] == 4
     assert 0.0 < cv["f1"] <= 1.0 and 0.0 < threshold(card) < 1.0
+    # ... and it is the card's post-processing default (find_atoms, CLI, widget).
+    assert card.postprocess["threshold"] == threshold(card)
 
 
 def synthetic_single_atoms(amplitude: float, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
