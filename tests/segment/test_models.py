@@ -32,7 +32,8 @@ def test_shipped_card_and_weights(name):
     training = card.training
     assert "napari-atomseg train" in training["command"]
     assert (REPO_ROOT / training["config_file"]).is_file()
-    assert training["seed"] == 0 and training["steps"] > 0
+    assert isinstance(training["seed"], int) and training["steps"] > 0
+    assert training["seed"] == training["config"]["seed"]
     assert card.metrics["validation"]
 
 
@@ -41,6 +42,10 @@ def test_defaults_are_the_shipped_models():
     assert default_model("particles").name == "segment_particles"
     assert load_card("segment_contamination").training["init_from"]["name"] == (
         "segment_contamination_synthetic"
+    )
+    # The particle model is stage 2 of configs/segment_particles_stage1.yaml + this one.
+    assert load_card("segment_particles").training["init_from"]["name"] == (
+        "segment_particles_stage1"
     )
 
 
