@@ -132,14 +132,20 @@ class HeatmapResult:
         return self._lattice_spacing_px
 
 
+def _model_name(model: Any) -> Any:
+    """``"default"``/None -> the default atoms model's name; anything else unchanged."""
+    from ..backend import default_model_name
+
+    return default_model_name("atoms") if model in (None, "default") else model
+
+
 def _resolve_model(model: Any, device: Any) -> Any:
-    from ..backend import default_model_name, get_model
+    from ..backend import get_model
     from ..backend.registry import LoadedModel
 
     if isinstance(model, LoadedModel):
         return model
-    name = default_model_name("atoms") if model in (None, "default") else model
-    return get_model(name, device)
+    return get_model(_model_name(model), device)
 
 
 def _spacing_scale_nm(card: Any) -> float:
@@ -215,11 +221,10 @@ def card_postprocess(card: Any) -> dict[str, Any]:
 
 def model_postprocess(model: Any = "default") -> dict[str, Any]:
     """``card_postprocess`` of a model given by name or card path (for GUIs); {} if none."""
-    from ..backend import default_model_name, load_card
+    from ..backend import load_card
 
     try:
-        name = default_model_name("atoms") if model in (None, "default") else model
-        return card_postprocess(load_card(name))
+        return card_postprocess(load_card(_model_name(model)))
     except AtomsegError:
         return {}
 
