@@ -240,3 +240,27 @@ def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
     assert not strict.flagged_mask.any()
     alone = segment(image, 0.03, bragg_weight=0, smooth_sigma=0, min_region_size=0)
     assert alone.flagged_mask[:, 20:].all()
+
+
+def test_unet_vacuum_needs_no_lattice():
+    """The U-Net/Bragg default: a pixel the U-Net calls vacuum stays vacuum only where the
+    Bragg filter sees no lattice fringes; contamination labels are never touched."""
+    from napari_atomseg.segment import bragg as _bragg
+    from napari_atomseg.segment.api import _vacuum_needs_no_lattice
+
+    shape = (256, 256)
+    hole = disc(shape, (190, 70), 35)
+    contamination = disc(shape, (70, 180), 40)
+    image, _ = contaminated_lattice(shape, mask=contamination, vacuum=hole, seed=2)
+    bres = _bragg.bragg_filter(image, _bragg.with_options(None))
+    # A U-Net that got crystal vs vacuum wrong everywhere outside the contamination.
+    labels = np.where(contamination, 1, 2).astype(np.uint8)
+    before = labels.copy()
+    fixed = _vacuum_needs_no_lattice(labels, bres, 0.3)
+    np.testing.assert_array_equal(labels, before)  # input not modified
+    np.testing.assert_array_equal(fixed[contamination], 1)
+    lattice = ~hole & ~contamination
+    assert (fixed[lattice] == 0).mean() > 0.9  # lattice is crystal again
+    assert (fixed[hole] == 2).mean() > 0.6  # the hole stays vacuum
+    # No vacuum rule (vacuum_fraction None): unchanged.
+    np.testing.assert_array_equal(_vacuum_needs_no_lattice(labels, bres, None), labels)

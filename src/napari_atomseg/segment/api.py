@@ -243,6 +243,25 @@ def _cleanup_px(
     return opts.smooth_sigma * scale, round((opts.min_region_size * scale) ** 2)
 
 
+def _vacuum_needs_no_lattice(
+    labels: np.ndarray, result: _bragg.BraggResult, vacuum_fraction: float | None
+) -> np.ndarray:
+    """Unflagged pixels the U-Net calls vacuum where the Bragg filter sees lattice
+    fringes (fringe strength >= ``vacuum_fraction`` x the 90th percentile off the
+    contamination, the Bragg method's own vacuum rule) are crystal: vacuum has no lattice.
+    The contaminated (flagged) pixels are not touched."""
+    lattice = result.lattice_amplitude
+    if vacuum_fraction is None or lattice is None or result.peaks.empty:
+        return labels
+    clean = labels != 1
+    if not clean.any():
+        return labels
+    reference = float(np.percentile(lattice[clean], 90))
+    out = labels.copy()
+    out[(labels == 2) & (lattice >= vacuum_fraction * reference)] = 0
+    return out
+
+
 def _bragg_labels(
     result: _bragg.BraggResult, task: str, vacuum_fraction: float | None, particle_fraction: float
 ) -> np.ndarray:
@@ -338,10 +357,11 @@ def iter_segment(
             yield Progress(2, total, "Bragg filter")
             # As in the cross-validation that chose it: no pixel size (lattice-relative).
             params = _bragg.with_options(None, **bragg_opts)
-            bres = _bragg.bragg_filter(pre_img, params, lattice_amplitude=False)
+            bres = _bragg.bragg_filter(pre_img, params)
             labels = _unet_bragg_labels(
                 probabilities, bragg_contamination_map(bres), unet_opts, FLAGGED_CLASS[task]
             )
+            labels = _vacuum_needs_no_lattice(labels, bres, params.vacuum_fraction)
             details["bragg_parameters"] = params
             details["lattice_period_px"] = bres.lattice_period_px
         else:
