@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.chdir(ROOT)  # configs and runs/ paths are relative to the repository root
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_atomseg.atoms.baselines import BASELINES  # noqa: E402
+from napari_atomseg.atoms.baselines import BASELINES, grid_search  # noqa: E402
 from napari_atomseg.atoms.detect import (  # noqa: E402
     DEFAULT_THRESHOLD,
     find_atoms,
@@ -253,30 +253,14 @@ class BaselineCache:
         return total
 
     def tune(self, keys: list[str]) -> dict:
-        """The rule of ``atoms.baselines.tune`` (grid + one midpoint round) on ``keys``."""
-        grid = {k: sorted(float(v) for v in vals) for k, vals in self.base.grid.items()}
-        names = sorted(grid)
-        scores: dict[tuple, Counts] = {}
+        """``atoms.baselines.tune``'s rule (its ``grid_search``) on ``keys``, with cached
+        detections: the folds share most training images."""
 
-        def evaluate(values: tuple) -> None:
-            if values not in scores:
-                scores[values] = self.pooled(dict(zip(names, values)), keys)
+        def score(params: dict) -> tuple[float, float]:
+            c = self.pooled(params, keys)
+            return c.f1, c.rms_pm
 
-        def rank(values: tuple) -> tuple:
-            c = scores[values]
-            return c.f1, -(c.rms_pm if math.isfinite(c.rms_pm) else 1e9)
-
-        import itertools
-
-        for values in itertools.product(*(grid[k] for k in names)):
-            evaluate(values)
-        best = max(scores, key=rank)
-        for i, k in enumerate(names):
-            j = grid[k].index(best[i])
-            for nb in (j - 1, j + 1):
-                if 0 <= nb < len(grid[k]):
-                    evaluate((*best[:i], math.sqrt(grid[k][j] * grid[k][nb]), *best[i + 1 :]))
-        best = max(scores, key=rank)
+        names, _, best = grid_search(self.base.grid, score)
         self.path.write_text(json.dumps(self.store))
         return dict(zip(names, best))
 

@@ -229,6 +229,39 @@ def pooled_f1(
     return f1, rms
 
 
+def grid_search(
+    grid: Mapping[str, Sequence[float]],
+    score: Callable[[dict[str, float]], tuple[float, float]],
+) -> tuple[list[str], dict[tuple[float, ...], tuple[float, float]], tuple[float, ...]]:
+    """The baselines' tuning rule: every point of ``grid``, then one round of geometric
+    midpoints between the best value of each parameter and its grid neighbours (others
+    held fixed). ``score(params)`` gives (pooled F1, RMS error); the best is the highest
+    F1, ties to the smaller RMS. Returns (parameter names, every score, best values)."""
+    values_of = {k: sorted(float(v) for v in vals) for k, vals in grid.items()}
+    keys = sorted(values_of)
+    scores: dict[tuple[float, ...], tuple[float, float]] = {}
+
+    def evaluate(values: tuple[float, ...]) -> None:
+        if values not in scores:
+            scores[values] = score(dict(zip(keys, values)))
+
+    def rank(values: tuple[float, ...]) -> tuple[float, float]:
+        f1, rms = scores[values]
+        return f1, -(rms if math.isfinite(rms) else 1e9)
+
+    for values in itertools.product(*(values_of[k] for k in keys)):
+        evaluate(values)
+    # A grid is coarse: try the midpoints next to the best value of each parameter.
+    best = max(scores, key=rank)
+    for i, k in enumerate(keys):
+        j = values_of[k].index(best[i])
+        for nb in (j - 1, j + 1):
+            if 0 <= nb < len(values_of[k]):
+                mid = math.sqrt(values_of[k][j] * values_of[k][nb])
+                evaluate((*best[:i], mid, *best[i + 1 :]))
+    return keys, scores, max(scores, key=rank)
+
+
 def tune(
     name: str,
     images: Sequence[np.ndarray],
@@ -250,35 +283,11 @@ def tune(
     if not (len(images) == len(truths) == len(pixel_sizes_nm)) or not images:
         raise InputError("tune: need the same, non-zero number of images, truths and pixel sizes")
     base = BASELINES[name]
-    grid = {
-        k: sorted(float(v) for v in vals)
-        for k, vals in (base.grid if grid is None else grid).items()
-    }
-    keys = sorted(grid)
-    scores: dict[tuple[float, ...], tuple[float, float]] = {}
-
-    def evaluate(values: tuple[float, ...]) -> None:
-        if values not in scores:
-            params = dict(zip(keys, values))
-            scores[values] = pooled_f1(
-                base, params, images, truths, pixel_sizes_nm, radius_nm, bright_atoms
-            )
-
-    def rank(values: tuple[float, ...]) -> tuple[float, float]:
-        f1, rms = scores[values]
-        return f1, -(rms if math.isfinite(rms) else 1e9)
-
-    for values in itertools.product(*(grid[k] for k in keys)):
-        evaluate(values)
-    # One round of refinement: a grid is coarse, so try the geometric midpoints between
-    # the best value of each parameter and its grid neighbours (others held fixed).
-    best = max(scores, key=rank)
-    for i, k in enumerate(keys):
-        j = grid[k].index(best[i])
-        for nb in (j - 1, j + 1):
-            if 0 <= nb < len(grid[k]):
-                mid = math.sqrt(grid[k][j] * grid[k][nb])
-                evaluate((*best[:i], mid, *best[i + 1 :]))
-    best = max(scores, key=rank)
+    keys, scores, best = grid_search(
+        base.grid if grid is None else grid,
+        lambda params: pooled_f1(
+            base, params, images, truths, pixel_sizes_nm, radius_nm, bright_atoms
+        ),
+    )
     table = [{**dict(zip(keys, v)), "f1": f, "rms_nm": r} for v, (f, r) in scores.items()]
     return TuningResult(name, dict(zip(keys, best)), scores[best][0], table)
