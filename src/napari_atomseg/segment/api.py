@@ -243,22 +243,28 @@ def _cleanup_px(
     return opts.smooth_sigma * scale, round((opts.min_region_size * scale) ** 2)
 
 
+def _fringes(result: _bragg.BraggResult, clean: np.ndarray, vacuum_fraction: float) -> np.ndarray:
+    """Where the Bragg filter sees lattice fringes: fringe strength >= ``vacuum_fraction`` x
+    the "full lattice" level (its 90th percentile over the ``clean`` pixels). Vacuum is
+    what lies below it (and has no residual either)."""
+    lattice = result.lattice_amplitude
+    reference = float(np.percentile(lattice[clean], 90))
+    return lattice >= vacuum_fraction * reference
+
+
 def _vacuum_needs_no_lattice(
     labels: np.ndarray, result: _bragg.BraggResult, vacuum_fraction: float | None
 ) -> np.ndarray:
-    """Unflagged pixels the U-Net calls vacuum where the Bragg filter sees lattice
-    fringes (fringe strength >= ``vacuum_fraction`` x the 90th percentile off the
-    contamination, the Bragg method's own vacuum rule) are crystal: vacuum has no lattice.
-    The contaminated (flagged) pixels are not touched."""
-    lattice = result.lattice_amplitude
-    if vacuum_fraction is None or lattice is None or result.peaks.empty:
+    """Unflagged pixels the U-Net calls vacuum where the Bragg filter sees lattice fringes
+    (:func:`_fringes`, the Bragg method's own vacuum rule) are crystal: vacuum has no
+    lattice. The contaminated (flagged) pixels are not touched."""
+    if vacuum_fraction is None or result.lattice_amplitude is None or result.peaks.empty:
         return labels
     clean = labels != 1
     if not clean.any():
         return labels
-    reference = float(np.percentile(lattice[clean], 90))
     out = labels.copy()
-    out[(labels == 2) & (lattice >= vacuum_fraction * reference)] = 0
+    out[(labels == 2) & _fringes(result, clean, vacuum_fraction)] = 0
     return out
 
 
@@ -276,13 +282,9 @@ def _bragg_labels(
         return labels
     labels[result.mask] = 1
     if vacuum_fraction is not None and not result.peaks.empty:
-        lattice = result.lattice_amplitude
         clean = ~result.mask
         if clean.any():
-            # "Full lattice" = a high percentile of the fringe strength off the amorphous
-            # areas; vacuum = well below it, and no residual either.
-            reference = float(np.percentile(lattice[clean], 90))
-            labels[clean & (lattice < vacuum_fraction * reference)] = 2
+            labels[clean & ~_fringes(result, clean, vacuum_fraction)] = 2
     return labels
 
 
