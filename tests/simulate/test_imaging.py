@@ -199,3 +199,52 @@ def test_visibility_tracks_dose_for_light_columns():
     assert s_hi == 1.0
     assert s_lo < 0.5
     assert hi.columns[hi.columns.elements == "Mo"].visible.all()
+
+
+def test_shoulder_columns_are_not_visible_in_haadf():
+    """GaN [11-20] in HAADF: each N column sits 0.11 nm from a Ga column and shows no peak
+    of its own (a shoulder), so it is not visible, whatever its own signal."""
+    r = simulate(
+        SimulationParameters(
+            material="GaN",
+            zone_axis="11-20",
+            shape_px=(128, 128),
+            pixel_size_nm=0.03,
+            dose_e_per_A2=1e5,
+            seed=3,
+        )
+    )
+    cols = r.columns
+    is_n = ~cols.elements.str.contains("Ga")
+    assert is_n.sum() > 50 and (~is_n).sum() > 50
+    assert cols[~is_n].visible.mean() == 1.0
+    assert cols[is_n].visible.mean() < 0.05
+    # ...while a light column that is resolved (S2 in MoS2, 0.18 nm from Mo) stays visible.
+    mos2 = simulate(
+        SimulationParameters(material="MoS2", shape_px=(96, 96), dose_e_per_A2=1e7, seed=1)
+    )
+    assert mos2.columns[mos2.columns.elements == "S2"].visible.all()
+
+
+def test_hrtem_visibility_follows_the_image_and_is_per_sublattice():
+    """SrTiO3 [001] HRTEM near zero defocus shows the heavy columns as strong dark blobs
+    (non-linear contrast): they are visible, and equivalent columns share one contrast and
+    one resolved vote (only their local noise and clutter still differ)."""
+    r = simulate(
+        SimulationParameters(
+            mode="hrtem",
+            material="SrTiO3",
+            zone_axis="001",
+            shape_px=(128, 128),
+            pixel_size_nm=0.016,
+            defocus_nm=1.6,
+            dose_e_per_A2=1e4,
+            seed=2,
+        )
+    )
+    cols = r.columns
+    heavy = cols.elements.str.contains("Sr|Ti")
+    assert cols[heavy].visible.mean() > 0.9
+    for _, group in cols.groupby(["elements", "region"]):
+        if len(group) >= 5:
+            assert group.visible.mean() >= 0.9 or group.visible.mean() <= 0.1

@@ -56,3 +56,42 @@ def test_empty_target():
         (16, 16), np.zeros(0), np.zeros(0), np.zeros(0, np.int32), 0.2, 2.0, 0.3, 2.0
     )
     assert heat.sum() == 0 and labels.sum() == 0 and sigma.size == 0
+
+
+def test_resolved_columns_needs_a_peak_of_its_own():
+    from napari_atomseg.simulate.groundtruth import resolved_columns
+
+    yy, xx = np.mgrid[0:64, 0:64].astype(float)
+
+    def blob(y, x, a, s=2.0):
+        return a * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))
+
+    # A strong column, a weak one 3 px away (shoulder), and a weak one 12 px away (own peak).
+    img = blob(20, 20, 1.0) + blob(20, 23, 0.1) + blob(40, 40, 1.0) + blob(40, 52, 0.1)
+    ys = np.array([20.0, 20.0, 40.0, 40.0])
+    xs = np.array([20.0, 23.0, 40.0, 52.0])
+    assert resolved_columns(img, ys, xs).tolist() == [True, False, True, True]
+    # Dark columns: the same test on the inverted contrast.
+    assert resolved_columns(-img, ys, xs, sign=-1.0).tolist() == [True, False, True, True]
+    assert not resolved_columns(-img, ys, xs, sign=1.0)[:2].any()
+    assert resolved_columns(img, np.zeros(0), np.zeros(0)).shape == (0,)
+
+
+def test_group_consensus_equalises_equivalent_columns():
+    from napari_atomseg.simulate.groundtruth import group_consensus
+
+    counts = np.array([[1, 0]] * 6 + [[0, 2]] * 6 + [[3, 0]] * 2)
+    region = np.zeros(14, int)
+    values = np.array([1.0, 2, 3, 4, 5, 6, 10, 10, 10, 11, 12, 100, 7, 8])
+    out = group_consensus(values, counts, region)
+    assert np.allclose(out[:6], 3.5) and np.allclose(out[6:12], 10.5)
+    assert out[12:].tolist() == [7.0, 8.0]  # groups below min_group keep their own values
+    votes = np.array([True] * 4 + [False] * 2 + [False] * 5 + [True] + [True, False])
+    assert group_consensus(votes, counts, region).tolist() == [True] * 6 + [False] * 6 + [
+        True,
+        False,
+    ]
+    # A different region is a different group.
+    region2 = region.copy()
+    region2[:3] = 1
+    assert group_consensus(values, counts, region2)[0] == 1.0

@@ -15,10 +15,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import uniform_filter
 
 from .._progress import Progress, ProgressGenerator, drain
 from . import detector as det
-from .groundtruth import column_table, inside_field, local_std, sample_nearest
+from .groundtruth import (
+    column_table,
+    group_consensus,
+    inside_field,
+    local_std,
+    resolved_columns,
+    sample_nearest,
+)
 from .parameters import SimulationParameters
 from .scene import Scene, build_scene
 from .targets import heatmap_and_labels, mean_spacing
@@ -146,7 +154,8 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     c = c + det.lowpass_delay_px(p.scan_lowpass_px)
     keep = np.nonzero(inside_field(r, c, p.shape_px))[0]
     r, c = r[keep], c[keep]
-    signal = electrons * img.column_signal_A2[keep] * img.psf_peak_per_A2
+    # Equivalent columns (same composition and region) are equally bright.
+    signal = electrons * img.psf_peak_per_A2 * _consensus(scene, keep, img.column_signal_A2[keep])
     signal = signal * sample_nearest(ramp, r, c)
     shot_var = sample_nearest(expected, r, c)
     read_var = (p.read_noise_counts / p.detector_gain) ** 2
@@ -156,7 +165,12 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     # which averages white noise but not the correlated clutter of amorphous material.
     footprint_px = max(1.0, img.psf_area_A2 / (px * px))
     snr = signal / np.sqrt((shot_var + read_var) / footprint_px + clutter**2 + 1e-12)
-    visible = snr >= p.visibility_snr
+    # Resolved: a peak of its own in the noise-free image of the columns (same detector lag).
+    resolved = resolved_columns(
+        det.scan_lowpass(img.columns.astype(np.float32), p.scan_lowpass_px), r, c
+    )
+    resolved = _consensus(scene, keep, resolved)
+    visible = (snr >= p.visibility_snr) & resolved
     probe_positions = probe_yx if probe_yx is not None else _pixel_centres_A(p)
     return _finish(
         p,
@@ -203,6 +217,9 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     if p.drift_blur_nm > 0:
         angle = noise.uniform(0, 2 * np.pi)
         intensity = det.motion_blur(intensity, p.drift_blur_nm / p.pixel_size_nm, angle)
+    # What the specimen shows (before the slowly varying background and ramp): the
+    # ground truth's "visible" is read from this noise-free image.
+    seen = det.apply_mtf(intensity, p.mtf_at_nyquist)
     if p.background_level > 0:
         bg = det.smooth_background(p.shape_px, noise, scale_px=max(p.shape_px) / 3)
         intensity = intensity + np.float32(p.background_level * float(intensity.mean())) * bg
@@ -228,7 +245,15 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     c = scene.column_yx_A[:, 1] / px
     keep = np.nonzero(inside_field(r, c, p.shape_px))[0]
     r, c = r[keep], c[keep]
-    contrast = np.abs(sample_nearest(det.apply_mtf(img.column_contrast, p.mtf_at_nyquist), r, c))
+    # A column's contrast is what the noise-free image shows at it against the local mean
+    # (HRTEM contrast is non-linear and delocalised: the linear image of the column alone
+    # can be ~0 at a heavy column that the image shows as a strong dark blob). Equivalent
+    # columns (same composition and region) share one value, so it cannot flicker with
+    # the sub-pixel position.
+    window = max(5, round(0.6 / p.pixel_size_nm))
+    local_mean = uniform_filter(seen.astype(np.float64), max(3, window | 1), mode="reflect")
+    signed = _consensus(scene, keep, sample_nearest(seen - local_mean, r, c))
+    contrast = np.abs(signed)
     window = max(5, round(0.6 / p.pixel_size_nm))
     clutter = sample_nearest(
         local_std(det.apply_mtf(img.other_contrast, p.mtf_at_nyquist), window), r, c
@@ -239,7 +264,10 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     )
     footprint_px = max(1.0, img.psf_area_A2 / (px * px))
     snr = contrast / np.sqrt(noise_rel2 / footprint_px + clutter**2 + 1e-12)
-    visible = snr >= p.visibility_snr
+    # Resolved: a peak (bright or dark, as the column's contrast) of its own in that image.
+    sign = np.where(signed >= 0, 1.0, -1.0)
+    resolved = _consensus(scene, keep, resolved_columns(seen, r, c, sign))
+    visible = (snr >= p.visibility_snr) & resolved
     return _finish(
         p,
         scene,
@@ -255,6 +283,11 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
 
 
 # --- common ----------------------------------------------------------------------------------
+def _consensus(scene: Scene, keep: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-column ``values`` made equal over equivalent columns (see group_consensus)."""
+    return group_consensus(values, scene.column_counts[keep], scene.column_region[keep])
+
+
 def _finish(
     p: SimulationParameters,
     scene: Scene,

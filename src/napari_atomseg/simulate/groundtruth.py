@@ -4,7 +4,14 @@ Columns come from the scene (atoms within ``merge_distance_nm`` laterally are al
 column). Each row states where the column *appears* in the image (after scan distortion
 and detector lag), its summed Z, atom count, composition, the region it belongs to, and
 whether it is ``visible``: its own signal must exceed ``visibility_snr`` times the local
-noise (shot noise, read noise and the clutter of amorphous material around it).
+noise (shot noise, read noise and the clutter of amorphous material around it), *and* it
+must be resolved -- the noise-free image of the columns alone must have its own peak at
+the column (:func:`resolved_columns`). A light column on the shoulder of a heavy one
+(N beside Ga in a GaN [11-20] dumbbell, O beside Sr) has signal but no peak of its own:
+no eye, peak finder or network can place it, so it is not a visible column. Equivalent
+columns (same composition, same region) share one signal level and one resolved vote
+(:func:`group_consensus`): whether a column counts must not flicker with its sub-pixel
+position, or training targets and scores would mark a random subset of one sublattice.
 Amorphous support and contamination atoms are not columns and are not listed; they are
 described by the class masks.
 """
@@ -14,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from ase.data import atomic_numbers
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import maximum_filter, uniform_filter
+from scipy.spatial import cKDTree
 
 from .scene import REGIONS, Scene
 
@@ -98,3 +106,67 @@ def sample_nearest(image: np.ndarray, y_px: np.ndarray, x_px: np.ndarray) -> np.
 
 def inside_field(y_px: np.ndarray, x_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return (y_px >= -0.5) & (y_px < shape[0] - 0.5) & (x_px >= -0.5) & (x_px < shape[1] - 0.5)
+
+
+def resolved_columns(
+    column_image: np.ndarray,
+    y_px: np.ndarray,
+    x_px: np.ndarray,
+    sign: np.ndarray | float = 1.0,
+    radius_fraction: float = 0.3,
+) -> np.ndarray:
+    """Which columns have their own peak in ``column_image`` (noise-free, columns only).
+
+    A column is resolved when ``sign * column_image`` has a local maximum (3 x 3
+    neighbourhood, above the image's median) within ``max(1 px, radius_fraction x`` the
+    distance to the nearest other column``)`` of its position: a column that is only a
+    shoulder of a brighter neighbour has no maximum of its own there. ``sign`` is +1 for
+    bright columns and -1 for dark ones (per column or one for all)."""
+    n = len(y_px)
+    if n == 0:
+        return np.zeros(0, bool)
+    yx = np.column_stack([y_px, x_px]).astype(np.float64)
+    if n >= 2:
+        nn = cKDTree(yx).query(yx, k=2)[0][:, 1]
+    else:
+        nn = np.full(1, np.inf)
+    radius = np.maximum(1.0, radius_fraction * nn)
+    sign = np.broadcast_to(np.asarray(sign, np.float64), (n,))
+    out = np.zeros(n, bool)
+    img = np.asarray(column_image, np.float64)
+    for s in (1.0, -1.0):
+        sel = sign * s > 0
+        if not sel.any():
+            continue
+        im = s * img
+        peaks = (maximum_filter(im, size=3, mode="nearest") == im) & (im > np.median(im))
+        pk = np.argwhere(peaks).astype(np.float64)
+        if len(pk) == 0:
+            continue
+        d = cKDTree(pk).query(yx[sel])[0]
+        out[sel] = d <= radius[sel] + 1e-9
+    return out
+
+
+def group_consensus(
+    values: np.ndarray, counts: np.ndarray, region: np.ndarray, min_group: int = 5
+) -> np.ndarray:
+    """Each column's ``values`` replaced by the median over its equivalent columns.
+
+    Equivalent = same atom counts per element and same region code; groups smaller than
+    ``min_group`` keep their own values. For a boolean ``values`` this is a majority vote
+    (ties count as True)."""
+    values = np.asarray(values)
+    n = len(values)
+    out = values.astype(np.float64).copy()
+    if n == 0:
+        return values.copy()
+    keys = np.column_stack([np.asarray(counts).reshape(n, -1), np.asarray(region).reshape(n, 1)])
+    _, inverse, sizes = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = np.asarray(inverse).ravel()
+    for g in np.flatnonzero(sizes >= min_group):
+        sel = inverse == g
+        out[sel] = np.median(out[sel])
+    if values.dtype == bool:
+        return out >= 0.5
+    return out.astype(values.dtype, copy=False)
