@@ -413,6 +413,9 @@ def fmt_table(results: dict, timings: dict | None) -> str:
                 + (f"{t:.2f}" if t is not None else "")
                 + " |"
             )
+    if timings:
+        lines += ["", "| method | s / 1024^2 (full pipeline) |", "|---|---|"]
+        lines += [f"| {m} | {t:.2f} |" for m, t in timings.items() if not m.startswith("_")]
     return "\n".join(lines)
 
 
