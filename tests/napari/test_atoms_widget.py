@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from napari.components import ViewerModel
@@ -164,3 +166,22 @@ def test_choosing_a_model_moves_the_sliders_to_its_recommended_settings(qtbot, t
     assert w.settings()["threshold"] == pytest.approx(0.27)
     w.threshold.value = 0.6  # the user's choice stands until the model changes again
     assert w.settings()["threshold"] == pytest.approx(0.6)
+
+
+def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch):
+    """Choosing a model moves the sliders to its card's postprocess; a card that names no
+    refinement (or threshold) gets the library default, not the previous model's."""
+    cards = {
+        "a.yaml": {"threshold": 0.3, "refine": "com", "min_separation_nm": 0.1},
+        "b.yaml": {},
+    }
+    monkeypatch.setattr(detect, "model_postprocess", lambda m: cards.get(Path(m).name, {}))
+    w = atoms_widget.FindAtomsWidget(ViewerModel())
+    w.live_preview.value = False
+    w.model_card.value = "a.yaml"
+    assert (w.threshold.value, w.refine.value) == (pytest.approx(0.3), "com")
+    assert w.separation_nm.value == pytest.approx(0.1)
+    w.model_card.value = "b.yaml"
+    assert w.threshold.value == pytest.approx(detect.DEFAULT_THRESHOLD)
+    assert w.refine.value == detect.DEFAULT_REFINE
+    assert w.separation_nm.value == pytest.approx(detect.DEFAULT_MIN_SEPARATION_NM)

@@ -47,6 +47,8 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_SEPARATION_NM = 0.07
 #: Default minimum separation when no pixel size is known, px.
 DEFAULT_MIN_SEPARATION_PX = 2.0
+#: Default sub-pixel refinement when neither the caller nor the model card names one.
+DEFAULT_REFINE = "gaussian"
 #: Fraction of the local spacing used as suppression radius.
 DEFAULT_NMS_FRACTION = 0.5
 #: Refinement window: this fraction of the nearest-neighbour distance (Atomap uses 0.4) ...
@@ -335,7 +337,7 @@ def heatmap_to_atoms(
     if nms_fraction is None:
         nms_fraction = pp.get("nms_fraction", DEFAULT_NMS_FRACTION)
     if refine is None:
-        refine = pp.get("refine", "gaussian")
+        refine = pp.get("refine", DEFAULT_REFINE)
     if min_separation_nm is None and min_separation_px is None:
         min_separation_nm = pp.get("min_separation_nm")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")

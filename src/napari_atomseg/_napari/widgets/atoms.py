@@ -106,14 +106,15 @@ class FindAtomsWidget(Container):
 
     def _apply_model_defaults(self, _value: Any = None) -> None:
         """Move the sliders to the chosen model's recommended post-processing (its card's
-        ``postprocess``): each model is calibrated for its own threshold."""
+        ``postprocess``): each model is calibrated for its own threshold. What the card
+        does not say goes back to the library default, never the previous model's value."""
         pp = detect.model_postprocess(self.chosen_model())
-        if "threshold" in pp:
-            self.threshold.value = float(pp["threshold"])
-        if "min_separation_nm" in pp:
-            self.separation_nm.value = float(pp["min_separation_nm"])
-        if pp.get("refine") in REFINE_CHOICES:
-            self.refine.value = pp["refine"]
+        self.threshold.value = float(pp.get("threshold", detect.DEFAULT_THRESHOLD))
+        self.separation_nm.value = float(
+            pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
+        )
+        refine = pp.get("refine", detect.DEFAULT_REFINE)
+        self.refine.value = refine if refine in REFINE_CHOICES else detect.DEFAULT_REFINE
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
