@@ -133,6 +133,30 @@ def test_fold_batchnorm_keeps_outputs_and_removes_norms():
     assert torch.allclose(before, after, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["batch", "group", "none"])
+@pytest.mark.parametrize("upsample", ["bilinear", "transpose"])
+def test_inference_decoder_without_cat_matches_the_training_path(norm, upsample):
+    """Eval mode splits each decoder's first convolution instead of concatenating the
+    skip connection (faster on CPU); it must compute the same function as training mode."""
+    torch.manual_seed(1)
+    net = build_model({"base_channels": 6, "depth": 3, "norm": norm, "upsample": upsample}, [1])
+    if norm == "batch":
+        randomise_batchnorm(net)
+    x = torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        net.eval()
+        split = net(x)
+        net.train()
+        if (
+            norm == "batch"
+        ):  # training-mode batch norm uses batch statistics: compare the cat path in eval
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
+        cat = net(x)
+    assert torch.allclose(split, cat, atol=1e-5)
+
+
 def test_shipped_models_load_and_run():
     """Every shipped model verifies, loads and runs (none shipped yet: nothing to do)."""
     for path in MODELS_DIR.glob("*.yaml"):

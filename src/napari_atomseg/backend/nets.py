@@ -169,11 +169,31 @@ class UNet(nn.Module):
                 x = self.up[j](x)
             else:
                 x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = self.dec[j](torch.cat([x, skip], dim=1))
+            if self.training:
+                x = self.dec[j](torch.cat([x, skip], dim=1))
+            else:
+                x = self._decode_without_cat(self.dec[j], x, skip)
         x = self.head(x)
         if self.stem_stride > 1:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return x
+
+    @staticmethod
+    def _decode_without_cat(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``block(torch.cat([x, skip], 1))`` without the concatenation: the first
+        convolution is split along its input channels, conv(cat(x, s)) = conv_x(x) +
+        conv_s(s). Same result (to float rounding); on CPU the channels-last copy that
+        ``cat`` makes costs more than the extra convolution call (~15 % of a forward)."""
+        first = block[0]
+        conv = first[0]
+        c = x.shape[1]
+        y = F.conv2d(x, conv.weight[:, :c], conv.bias, conv.stride, conv.padding)
+        y = y + F.conv2d(skip, conv.weight[:, c:], None, conv.stride, conv.padding)
+        for layer in list(first)[1:]:
+            y = layer(y)
+        for layer in list(block)[1:]:
+            y = layer(y)
+        return y
 
 
 _ARCH_KEYS = {
