@@ -308,6 +308,11 @@ def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
     calls.clear()
     train(config(tmp_path, "pool", example_pool=10, task_options={"patch_px": 40}), log=None)
     assert sorted(calls) == list(range(10))
+    # ...and so does changed simulator/task code (same config)
+    calls.clear()
+    monkeypatch.setattr(train_mod, "_generator_digest", lambda task: "other-code")
+    train(config(tmp_path, "pool", example_pool=10, task_options={"patch_px": 40}), log=None)
+    assert sorted(calls) == list(range(10))
 
 
 def test_example_pool_in_worker_processes_matches_one_process(tmp_path):

@@ -42,6 +42,7 @@ A config (YAML)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -355,6 +356,22 @@ def _pool_example(task: Any, seed: int, j: int) -> tuple[np.ndarray, np.ndarray]
     return task.make_example(np.random.default_rng([seed, POOL_STREAM, j]))
 
 
+def _generator_digest(task: Any) -> str:
+    """sha256 of the source that makes examples: the task's module and the simulator."""
+    import importlib
+    import inspect
+
+    simulator = importlib.import_module(__package__.rsplit(".", 1)[0] + ".simulate")
+    files = sorted(Path(simulator.__file__).parent.rglob("*.py"))
+    with contextlib.suppress(TypeError, OSError):
+        files.append(Path(inspect.getfile(type(task))))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def build_example_pool(
     task: Any, cfg: TrainConfig, cache: Path | None = None
 ) -> ProgressGenerator[list[tuple[np.ndarray, np.ndarray]]]:
@@ -362,7 +379,14 @@ def build_example_pool(
     the number of processes), in ``cfg.workers`` processes; reuse ``cache`` when it holds
     the same pool (same config fingerprint and size)."""
     n = int(cfg.example_pool)
-    what = {"task": cfg.task, "task_options": cfg.task_options, "seed": cfg.seed, "n": n}
+    what = {
+        "task": cfg.task,
+        "task_options": cfg.task_options,
+        "seed": cfg.seed,
+        "n": n,
+        # A pool made by older simulator/task code is stale even for the same config.
+        "code": _generator_digest(task),
+    }
     key = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
