@@ -12,7 +12,7 @@ import yaml
 
 from napari_atomseg.backend import registry
 from napari_atomseg.backend.cards import MODELS_DIR, card_from_dict, load_card
-from napari_atomseg.backend.nets import build_model, fold_batchnorm
+from napari_atomseg.backend.nets import build_model, fold_batchnorm, prune_into
 from napari_atomseg.backend.registry import clear_cache, export_model, get_model, verify_weights
 from napari_atomseg.errors import ModelError
 from tests.backend.conftest import card_dict, randomise_batchnorm
@@ -167,3 +167,40 @@ def test_shipped_models_load_and_run():
             out = loaded.module(torch.zeros(1, card.architecture.get("in_channels", 1), side, side))
         assert out.shape[1] == card.n_channels_out
         assert np.isfinite(out.numpy()).all()
+
+
+@pytest.mark.parametrize("convs_per_block", [1, 2])
+def test_pruning_keeps_live_channels_and_reproduces_the_teacher(convs_per_block):
+    """A base-12 teacher whose every layer has 4 dead output channels (zero filter,
+    zero scale and shift) computes the same function as the base-8 student pruned from
+    it: pruning must keep the live channels and wire skips/decoders correctly."""
+    torch.manual_seed(3)
+    arch = {"depth": 3, "convs_per_block": convs_per_block}
+    teacher = build_model({"base_channels": 12, **arch}, [1, 2])
+    randomise_batchnorm(teacher)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in teacher.modules():
+            if isinstance(m, torch.nn.Sequential) and isinstance(m[0], torch.nn.Conv2d):
+                n = m[0].out_channels
+                dead = torch.randperm(n, generator=gen)[: n // 3]
+                m[0].weight[dead] = 0
+                m[1].weight[dead] = 0
+                m[1].bias[dead] = 0
+                # dead channels must also look unimportant after the running statistics
+                m[1].running_mean[dead] = 0
+    student = build_model({"base_channels": 8, **arch}, [1, 2])
+    prune_into(teacher, student)
+    teacher.eval()
+    student.eval()
+    x = torch.randn(2, 1, 40, 40)
+    with torch.no_grad():
+        assert torch.allclose(teacher(x), student(x), atol=1e-5)
+
+
+def test_pruning_refuses_other_layouts():
+    teacher = build_model({"base_channels": 8, "depth": 3}, [1])
+    with pytest.raises(ModelError, match="pruning"):
+        prune_into(teacher, build_model({"base_channels": 8, "depth": 2}, [1]))
+    with pytest.raises(ModelError, match="wider"):
+        prune_into(teacher, build_model({"base_channels": 12, "depth": 3}, [1]))

@@ -324,3 +324,32 @@ def test_example_pool_in_worker_processes_matches_one_process(tmp_path):
 def test_example_pool_must_be_a_count(tmp_path):
     with pytest.raises(InputError, match="example_pool"):
         train(config(tmp_path, example_pool=-1), log=None)
+
+
+def test_init_from_a_wider_model_prunes_it(tmp_path):
+    """A narrower card with init_from a trained wider model starts from the pruned
+    teacher (not from random weights) and records where it came from."""
+    base = train(
+        config(tmp_path, "wide", steps=6, card={"architecture": {"base_channels": 8, "depth": 1}}),
+        log=None,
+    ).card
+    narrow = train(
+        config(
+            tmp_path,
+            "narrow",
+            steps=1,
+            lr=1e-12,  # (one step that moves nothing: the weights are the pruned teacher)
+            init_from=str(base.path),
+            card={"architecture": {"base_channels": 6, "depth": 1}},
+        ),
+        log=None,
+    ).card
+    assert narrow.architecture["base_channels"] == 6
+    info = narrow.training["init_from"]
+    assert info["sha256"] == base.weights.sha256
+    assert info["pruned_from_architecture"]["base_channels"] == 8
+    w_wide, w_narrow = weights(base), weights(narrow)
+    assert w_narrow["stem.0.weight"].shape[0] == 6
+    # every kept stem filter is one of the teacher's
+    for f in w_narrow["stem.0.weight"]:
+        assert any(torch.allclose(f, g, atol=1e-6) for g in w_wide["stem.0.weight"])

@@ -263,3 +263,86 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _conv_layers(net: UNet) -> list[tuple[str, nn.Module]]:
+    """(role, ConvNormAct) in forward order; role 'dec<j>' marks a decoder's first conv."""
+    out: list[tuple[str, nn.Module]] = [("seq", net.stem)]
+    for level, block in enumerate(net.enc):
+        for i, layer in enumerate(block if isinstance(block, Block) else []):
+            out.append((f"enc{level}" if i == 0 else "seq", layer))
+    for j, block in enumerate(net.dec):
+        for i, layer in enumerate(block):
+            out.append((f"dec{j}" if i == 0 else "seq", layer))
+    return out
+
+
+@torch.no_grad()
+def prune_into(teacher: UNet, student: UNet) -> UNet:
+    """Initialise a narrower ``student`` U-Net from a trained ``teacher`` (same depth,
+    blocks, heads and upsampling; fewer channels per level) by structured pruning.
+
+    At every convolution the student keeps the teacher's output channels that matter
+    most -- the L1 norm of the channel's filter times its normalisation scale, plus the
+    magnitude of its constant shift -- and the input channels the previous layer kept (for
+    a decoder, the kept channels of the upsampled path and of the skip connection). The
+    student then starts close to the teacher's function and is fine-tuned (a distilled,
+    faster network for CPUs: base 8 instead of 12 runs ~2.5x faster with oneDNN).
+    Returns ``student`` (modified in place)."""
+    t_layers, s_layers = _conv_layers(teacher), _conv_layers(student)
+    same = (
+        teacher.depth == student.depth
+        and teacher.stem_stride == student.stem_stride
+        and teacher.upsample_mode == student.upsample_mode == "bilinear"
+        and teacher.head_channels == student.head_channels
+        and len(t_layers) == len(s_layers)
+    )
+    if not same:
+        raise ModelError(
+            "pruning needs the same U-Net layout (depth, blocks, stem, heads, bilinear "
+            "upsampling) with fewer channels"
+        )
+
+    def importance(layer: nn.Module) -> torch.Tensor:
+        conv, norm = layer[0], layer[1]
+        w = conv.weight.abs().sum(dim=(1, 2, 3))
+        shift = conv.bias.abs() if conv.bias is not None else torch.zeros_like(w)
+        if isinstance(norm, nn.BatchNorm2d):
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            shift = (norm.bias - norm.running_mean * scale).abs()
+            w = w * scale.abs()
+        elif isinstance(norm, nn.GroupNorm):
+            w = w * norm.weight.abs()
+            shift = norm.bias.abs()
+        return w + shift
+
+    def copy(t_layer: nn.Module, s_layer: nn.Module, in_sel: torch.Tensor) -> torch.Tensor:
+        k = s_layer[0].out_channels
+        if k > t_layer[0].out_channels or len(in_sel) != s_layer[0].in_channels:
+            raise ModelError("pruning: the student must not be wider than the teacher")
+        out_sel = torch.sort(torch.topk(importance(t_layer), k).indices).values
+        s_layer[0].weight.copy_(t_layer[0].weight[out_sel][:, in_sel])
+        if s_layer[0].bias is not None and t_layer[0].bias is not None:
+            s_layer[0].bias.copy_(t_layer[0].bias[out_sel])
+        tn, sn = t_layer[1], s_layer[1]
+        if isinstance(sn, (nn.BatchNorm2d, nn.GroupNorm)):
+            sn.weight.copy_(tn.weight[out_sel])
+            sn.bias.copy_(tn.bias[out_sel])
+        if isinstance(sn, nn.BatchNorm2d):
+            sn.running_mean.copy_(tn.running_mean[out_sel])
+            sn.running_var.copy_(tn.running_var[out_sel])
+        return out_sel
+
+    sel = torch.arange(t_layers[0][1][0].in_channels)
+    skip_sel: list[tuple[torch.Tensor, int]] = []  # kept channels + teacher width, per level
+    for (role, t_layer), (_, s_layer) in zip(t_layers, s_layers):
+        if role.startswith("enc") and role != "enc0":
+            skip_sel.append((sel, t_layer[0].in_channels))  # the previous level's output
+        if role.startswith("dec"):
+            skip, _ = skip_sel.pop()
+            width_x = t_layer[0].in_channels - t_layer[0].out_channels
+            sel = torch.cat([sel, skip + width_x])
+        sel = copy(t_layer, s_layer, sel)
+    student.head.weight.copy_(teacher.head.weight[:, sel])
+    student.head.bias.copy_(teacher.head.bias)
+    return student

@@ -704,8 +704,19 @@ def iter_train(
     with torch_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
         model = build_from_card(card)
+        pruned_from = None
         if init_card is not None:
-            load_weights(init_card, model)
+            if dict(init_card.architecture) == dict(card.architecture):
+                load_weights(init_card, model)
+            else:
+                # A narrower network from a trained one: structured pruning, then this
+                # run fine-tunes it (nets.prune_into).
+                from .nets import prune_into
+
+                teacher = load_weights(init_card, build_from_card(init_card))
+                prune_into(teacher, model)
+                pruned_from = dict(init_card.architecture)
+                del teacher
         model.to(device)
         decay, no_decay = [], []
         for p in model.parameters():
@@ -891,6 +902,8 @@ def iter_train(
                 "name": init_card.name,
                 "sha256": init_card.weights.sha256,
             }
+            if pruned_from is not None:
+                final["training"]["init_from"]["pruned_from_architecture"] = pruned_from
         final["metrics"] = {
             "command": final["training"]["command"],
             "validation": {k: round(v, 6) for k, v in val_metrics.items()},
