@@ -254,7 +254,6 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     local_mean = uniform_filter(seen.astype(np.float64), max(3, window | 1), mode="reflect")
     signed = _consensus(scene, keep, sample_nearest(seen - local_mean, r, c))
     contrast = np.abs(signed)
-    window = max(5, round(0.6 / p.pixel_size_nm))
     clutter = sample_nearest(
         local_std(det.apply_mtf(img.other_contrast, p.mtf_at_nyquist), window), r, c
     )

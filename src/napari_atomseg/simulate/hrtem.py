@@ -38,10 +38,9 @@ MIN_SAMPLING_A = 0.12
 
 @dataclass
 class FastHrtemImage:
-    """Image intensity (vacuum = 1) and linear column / background contrast per pixel."""
+    """Image intensity (vacuum = 1) and linear background contrast per pixel."""
 
     intensity: np.ndarray  # (H, W)
-    column_contrast: np.ndarray  # linear (weak-phase) image of the columns alone
     other_contrast: np.ndarray  # linear image of the amorphous material alone
     psf_area_A2: float  # area of the central lobe of the linear point response (A^2)
 
@@ -206,7 +205,6 @@ def render_hrtem(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) ->
 
     # Linear (weak-phase) contrast: 2 sigma V convolved with the lens' -Im(T) response.
     linear = (-2.0 * sigma) * transfer[:, : rshape[1]].imag
-    col_lin = sfft.irfft2(v_cols * linear, s=grid.shape, workers=workers)
     response = sfft.irfft2(linear.astype(np.complex64), s=grid.shape, workers=workers)
     centre = abs(float(response[0, 0]))
     near = _distance_A(grid) <= 0.8 / hrtem_transfer_cutoff_per_A(p)
@@ -214,7 +212,6 @@ def render_hrtem(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) ->
     other_lin = sfft.irfft2(v_other * linear, s=grid.shape, workers=workers)
     return FastHrtemImage(
         intensity=grid.bin_to_output(intensity).astype(np.float32),
-        column_contrast=grid.bin_to_output(col_lin).astype(np.float32),
         other_contrast=grid.bin_to_output(other_lin).astype(np.float32),
         psf_area_A2=max(area, grid.sampling_A**2),
     )
