@@ -18,7 +18,9 @@ radius: ``min(0.1 nm, 0.5 x median true spacing)``.
 
 Baselines (``napari_atomseg.atoms.baselines``: blob_log, blob_dog, peak_local_max,
 atomap_like) are tuned by grid search *on a separate tuning set* of the same groups
-(other seeds), told the true contrast (bright/dark atoms), and then applied unchanged:
+(other seeds), told the true contrast (bright/dark atoms; the plugin is told it too:
+``contrast=``, which shows its network the inverted image for dark atoms), and then
+applied unchanged:
 one setting for all synthetic images, as the plugin uses its defaults for all. With
 ``--calibrate`` the plugin's detection threshold is chosen the same way (best pooled F1
 over a grid, on the same tuning images), then the refinement (Gaussian fit or centre of
@@ -276,6 +278,8 @@ def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
 
     options = PLUGIN_OPTIONS if model == PLUGIN_OPTIONS.get("_model") else {}
     options = {k: v for k, v in options.items() if not k.startswith("_")}
+    # Equal settings: the plugin is told the columns' contrast, as the baselines are.
+    options.setdefault("contrast", "bright" if case.bright else "dark")
     df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads, **options)
     return df[["y_px", "x_px"]].to_numpy(float)
 
@@ -291,12 +295,23 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     from napari_atomseg.atoms.detect import heatmap_to_atoms, predict_heatmap
 
     t0 = time.perf_counter()
-    heats = [predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads) for c in cases]
+
+    def contrast(c: Case) -> str:
+        return "bright" if c.bright else "dark"
+
+    heats = [
+        predict_heatmap(
+            c.image, c.pixel_size_nm, model=model, threads=threads, contrast=contrast(c)
+        )
+        for c in cases
+    ]
     f1 = {}
     for t in THRESHOLD_GRID:
         preds = [
-            heatmap_to_atoms(h, threshold=t, refine="none")[["y_px", "x_px"]].to_numpy(float)
-            for h in heats
+            heatmap_to_atoms(h, threshold=t, refine="none", contrast=contrast(c))[
+                ["y_px", "x_px"]
+            ].to_numpy(float)
+            for h, c in zip(heats, cases)
         ]
         f1[t] = score(preds, cases)["f1"]
     best = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
@@ -304,8 +319,10 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     rms = {}
     for refine in ("gaussian", "com"):
         preds = [
-            heatmap_to_atoms(h, threshold=best, refine=refine)[["y_px", "x_px"]].to_numpy(float)
-            for h in heats
+            heatmap_to_atoms(h, threshold=best, refine=refine, contrast=contrast(c))[
+                ["y_px", "x_px"]
+            ].to_numpy(float)
+            for h, c in zip(heats, cases)
         ]
         rms[refine] = score(preds, cases)["rms_pm"]
     refine = min(rms, key=lambda r: (rms[r], r != "gaussian"))

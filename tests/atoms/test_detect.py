@@ -202,6 +202,27 @@ def tiny_model(tmp_path_factory):
     return export_model(module, card, tmp_path_factory.mktemp("model"))
 
 
+def test_dark_contrast_shows_the_network_the_inverted_image(lattice, tiny_model):
+    """contrast='dark' runs the network on the inverted image (and refines on it): the
+    same columns as the inverted image given as bright, while the result keeps the
+    original image."""
+    img, _, _ = lattice
+    dark = img.max() - img
+    path = str(tiny_model.path)
+    res = predict_heatmap(dark, PS, model=path, contrast="dark")
+    np.testing.assert_array_equal(res.image, dark)
+    inv = predict_heatmap(-dark, PS, model=path)
+    np.testing.assert_allclose(res.heatmap, inv.heatmap, atol=1e-6)
+    as_dark = find_atoms(dark, PS, model=path, contrast="dark", refine="com", threshold=0.0)
+    as_bright = find_atoms(-dark, PS, model=path, contrast="bright", refine="com", threshold=0.0)
+    np.testing.assert_allclose(
+        as_dark[["y_px", "x_px"]].to_numpy(), as_bright[["y_px", "x_px"]].to_numpy(), atol=1e-4
+    )
+    assert as_dark.attrs["contrast"] == "dark"
+    with pytest.raises(InputError, match="contrast"):
+        predict_heatmap(dark, PS, model=path, contrast="black")
+
+
 def test_find_atoms_runs_the_model_end_to_end(lattice, tiny_model):
     img, _, _ = lattice
     steps = []

@@ -166,6 +166,7 @@ def iter_predict_heatmap(
     overlap_px: int | None = None,
     batch_size: int | None = None,
     threads: int | None = None,
+    contrast: str = "auto",
 ) -> ProgressGenerator[HeatmapResult]:
     """Run the atom model on ``image``: a generator yielding Progress, returning a HeatmapResult.
 
@@ -180,11 +181,19 @@ def iter_predict_heatmap(
         loaded model from :func:`napari_atomseg.backend.get_model`.
     device, tile_px, overlap_px, batch_size, threads
         Passed to the backend (device choice, tiling, batching, CPU threads).
+    contrast
+        ``"dark"``: the columns are known to be darker than their surroundings
+        (black-atom HRTEM), so the network sees the inverted image -- bright columns,
+        the case it is surest of -- instead of having to decide which of the bright and
+        dark blobs of a phase-contrast lattice are the atoms. ``"auto"``/``"bright"``:
+        the image as it is. The returned ``image`` is always the original.
     """
     from ..backend import iter_predict
 
     img = as_image2d(image)
     px = check_pixel_size_nm(pixel_size_nm)
+    if contrast not in CONTRASTS:
+        raise InputError(f"contrast: expected one of {CONTRASTS}, got {contrast!r}")
     loaded = _resolve_model(model, device)
     if loaded.card.task != "atoms":
         raise InputError(
@@ -192,7 +201,7 @@ def iter_predict_heatmap(
         )
     pred = yield from iter_predict(
         loaded,
-        img,
+        -img if contrast == "dark" else img,
         px,
         tile_px=tile_px,
         overlap_px=overlap_px,
@@ -325,7 +334,9 @@ def heatmap_to_atoms(
         ``"heatmap"`` (peaks + NMS) or ``"hough"`` (circular Hough on the segmented heatmap).
     contrast
         Column contrast for refinement: ``"bright"`` (HAADF, white atoms), ``"dark"``
-        (black-atom HRTEM: the image is inverted for refinement) or ``"auto"``.
+        (black-atom HRTEM: the image is inverted for refinement) or ``"auto"``. Given to
+        :func:`find_atoms`, ``"dark"`` also shows the network the inverted image (see
+        :func:`iter_predict_heatmap`); say it when you know it.
     exclude_border_px
         Drop columns whose heatmap peak is closer than this to the edge.
     hough_score
@@ -491,7 +502,9 @@ def iter_find_atoms(
     ):
         if key in post_opts and post_opts[key] not in allowed:
             raise InputError(f"{key}: expected one of {allowed}, got {post_opts[key]!r}")
-    result = yield from iter_predict_heatmap(image, pixel_size_nm, model, **predict_opts)
+    result = yield from iter_predict_heatmap(
+        image, pixel_size_nm, model, contrast=post_opts.get("contrast", "auto"), **predict_opts
+    )
     yield Progress(0, 1, "finding and refining columns")
     df = heatmap_to_atoms(result, **post_opts)
     yield Progress(1, 1, f"{len(df)} columns")
