@@ -156,3 +156,17 @@ def test_expand_and_names(tmp_path):
     assert [f.name for f in files] == ["a.tif", "b.mrc"] and not problems
     names = output_names([tmp_path / "x" / "a.tif", tmp_path / "y" / "a.dm4"])
     assert sorted(names.values()) == ["a_atoms.csv", "a_atoms_2.csv"]
+
+
+def test_contrast_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys):
+    out = tmp_path / "out"
+    model = str(tiny_model.path)
+    args = [folder / "a.tif", "--out", out, "--model", model, "--threshold", "0.05"]
+    code, err = _run([*args, "--refine", "com", "--contrast", "dark"], capsys)
+    assert code == 0, err
+    pts, _ = read_points_csv(out / "a_atoms.csv")
+    direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="com", contrast="dark")
+    np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
+    with pytest.raises(SystemExit) as usage:  # argparse: exit code 2 with the choices
+        main(["atoms", *map(str, args), "--contrast", "black"])
+    assert usage.value.code == 2

@@ -78,6 +78,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: the model card's recommendation, else gaussian)",
     )
     parser.add_argument(
+        "--contrast",
+        choices=("auto", "bright", "dark"),
+        default=None,
+        help="the columns' contrast: bright (HAADF, white atoms), dark (black-atom HRTEM: "
+        "the network and the refinement see the inverted image) or auto (default)",
+    )
+    parser.add_argument(
         "--device", default=None, help="torch device (default: cuda, then mps, then cpu)"
     )
     parser.add_argument("--recursive", action="store_true", help="look into sub-folders too")
@@ -147,6 +154,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if args.refine is not None:
         options["refine"] = args.refine
+    if args.contrast is not None:
+        options["contrast"] = args.contrast
     if args.threshold is not None:
         options["threshold"] = args.threshold
     if args.min_separation_nm is not None:
