@@ -211,6 +211,7 @@ def test_dark_contrast_shows_the_network_the_inverted_image(lattice, tiny_model)
     path = str(tiny_model.path)
     res = predict_heatmap(dark, PS, model=path, contrast="dark")
     np.testing.assert_array_equal(res.image, dark)
+    assert res.contrast == "dark"
     inv = predict_heatmap(-dark, PS, model=path)
     np.testing.assert_allclose(res.heatmap, inv.heatmap, atol=1e-6)
     as_dark = find_atoms(dark, PS, model=path, contrast="dark", refine="com", threshold=0.0)

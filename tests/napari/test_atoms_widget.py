@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,17 @@ def fake_network(monkeypatch):
     """Replace the network by the synthetic heatmap and count how often it runs."""
     image, heat, true, heights = lattice()
     calls = []
+    contrasts = []
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(model)
+        contrasts.append(kw.get("contrast", "auto"))
         yield Progress(0, 1, "fake network")
-        return detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        return dataclasses.replace(result, contrast=kw.get("contrast", "auto"))
 
     monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    fake.contrasts = contrasts
     return image, true, heights, calls
 
 
@@ -185,3 +190,25 @@ def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch)
     assert w.threshold.value == pytest.approx(detect.DEFAULT_THRESHOLD)
     assert w.refine.value == detect.DEFAULT_REFINE
     assert w.separation_nm.value == pytest.approx(detect.DEFAULT_MIN_SEPARATION_NM)
+
+
+def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fake_network):
+    image, _, _, calls = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.contrast.value = "dark"
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    assert detect.iter_predict_heatmap.contrasts == ["dark"]
+    points = viewer.layers["lat columns"]
+    assert points.metadata["settings"]["contrast"] == "dark"
+    # Changing the choice does not re-run anything; a preview keeps the network's contrast.
+    w.contrast.value = "bright"
+    w.threshold.value = 0.2
+    w.preview()
+    _wait(qtbot, w)
+    assert len(calls) == 1
+    assert viewer.layers["lat columns"].metadata["settings"]["contrast"] == "dark"

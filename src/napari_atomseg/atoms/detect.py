@@ -96,6 +96,8 @@ class HeatmapResult:
     #: The model card's recommended post-processing (``postprocess`` in the card): the
     #: defaults :func:`heatmap_to_atoms` uses for options the caller does not give.
     postprocess: Mapping[str, Any] = field(default_factory=dict)
+    #: The contrast the network was told (``"dark"``: it saw the inverted image).
+    contrast: str = "auto"
     _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -221,6 +223,7 @@ def iter_predict_heatmap(
         model_name=pred.model_name,
         timings_s=dict(pred.timings_s),
         postprocess=card_postprocess(loaded.card),
+        contrast=contrast,
     )
 
 

@@ -35,9 +35,13 @@ class FrameAtoms:
 
 
 def _post_options(
-    heat: detect.HeatmapResult, threshold: float, separation_nm: float, refine: str
+    heat: detect.HeatmapResult,
+    threshold: float,
+    separation_nm: float,
+    refine: str,
+    contrast: str = "auto",
 ) -> dict[str, Any]:
-    options: dict[str, Any] = {"threshold": threshold, "refine": refine}
+    options: dict[str, Any] = {"threshold": threshold, "refine": refine, "contrast": contrast}
     if heat.pixel_size_nm is not None:
         options["min_separation_nm"] = separation_nm
     return options
@@ -60,7 +64,9 @@ def find_atoms_steps(
     """Network + post-processing for every frame (generator yielding Progress)."""
     out = []
     for k, frame in enumerate(frames):
-        steps = detect.iter_predict_heatmap(frame.data, pixel_size_nm, model)
+        steps = detect.iter_predict_heatmap(
+            frame.data, pixel_size_nm, model, contrast=settings.get("contrast", "auto")
+        )
         heat = yield from frames_progress(steps, k, len(frames), "frame")
         out.append(postprocess(heat, frame.index, **settings))
     yield Progress(len(frames), len(frames), "done")

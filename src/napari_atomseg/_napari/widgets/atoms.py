@@ -74,6 +74,11 @@ class FindAtomsWidget(Container):
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
         )
         self.refine = ComboBox(choices=REFINE_CHOICES, value="gaussian", label="refinement")
+        self.contrast = ComboBox(
+            choices=detect.CONTRASTS, value="auto", label="columns",
+            tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
+            "refinement see the inverted image) or auto; a change takes effect on Find atoms",
+        )  # fmt: skip
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
@@ -87,6 +92,7 @@ class FindAtomsWidget(Container):
                 self.threshold,
                 self.separation_nm,
                 self.refine,
+                self.contrast,
                 self.live_preview,
                 self.run_button,
                 self.panel,
@@ -126,6 +132,7 @@ class FindAtomsWidget(Container):
             "threshold": float(self.threshold.value),
             "separation_nm": float(self.separation_nm.value),
             "refine": self.refine.value,
+            "contrast": self.contrast.value,
         }
 
     def chosen_model(self) -> str:
@@ -194,7 +201,7 @@ class FindAtomsWidget(Container):
             "model": first.model_name,
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
-            "settings": self.settings(),
+            "settings": {**self.settings(), "contrast": first.contrast},
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
@@ -249,11 +256,14 @@ class FindAtomsWidget(Container):
         points = find_layer(self._viewer, points_name, "points")
         labels = find_layer(self._viewer, labels_name, "labels")
         geometry = Geometry.from_layer(points)
+        # The contrast the network ran with stays until Find atoms runs it again.
+        settings = self.settings()
+        settings["contrast"] = heatmaps[0][1].contrast
         return self.panel.start(
             refresh_steps,
             heatmaps,
             labels is not None and labels.visible,
-            **self.settings(),
+            **settings,
             on_result=lambda res: self._show(layer, geometry, res),
             on_finish=self._after_preview,
         )
