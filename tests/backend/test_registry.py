@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import numpy as np
@@ -28,6 +29,15 @@ def test_export_writes_safetensors_and_a_matching_card(make_model):
     assert "stem.0.weight" in header
     assert card.weights.size_bytes == len(raw)
     assert verify_weights(card) == path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_exported_weights_are_readable_by_others(make_model):
+    """safetensors writes 0600; an exported model gets the usual (umask) permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = make_model().weights_path.stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask
 
 
 def test_cache_returns_the_same_object_until_cleared(make_model):

@@ -14,6 +14,7 @@ reloaded: the cache entry remembers the sha256 it was loaded with.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,10 @@ def export_model(module: torch.nn.Module, card: ModelCard, out_dir: str | Path) 
     wpath = out / f"{card.name}.safetensors"
     tmp = wpath.with_suffix(".safetensors.tmp")
     save_file(state, str(tmp), metadata={"name": card.name, "format": "pt"})
+    # safetensors writes 0600; a model meant to be shared gets the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp.replace(wpath)
     weights = WeightsSpec(
         file=wpath.name, sha256=sha256_file(wpath), size_bytes=wpath.stat().st_size
