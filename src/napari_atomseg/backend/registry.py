@@ -14,7 +14,6 @@ reloaded: the cache entry remembers the sha256 it was loaded with.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,14 +205,12 @@ def export_model(module: torch.nn.Module, card: ModelCard, out_dir: str | Path) 
         raise ModelError(
             f"export_model: the module does not match the architecture of card {card.name!r}"
         )
+    from ..io.writers import atomic_path
+
     wpath = out / f"{card.name}.safetensors"
-    tmp = wpath.with_suffix(".safetensors.tmp")
-    save_file(state, str(tmp), metadata={"name": card.name, "format": "pt"})
-    # safetensors writes 0600; a model meant to be shared gets the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp.replace(wpath)
+    # (atomic, and with the usual permissions: safetensors alone writes 0600)
+    with atomic_path(wpath) as tmp:
+        save_file(state, tmp, metadata={"name": card.name, "format": "pt"})
     weights = WeightsSpec(
         file=wpath.name, sha256=sha256_file(wpath), size_bytes=wpath.stat().st_size
     )

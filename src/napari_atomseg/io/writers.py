@@ -102,7 +102,7 @@ def write_points_csv(
             continue
         table[name] = values
     target = _check_target(path, calibration, overwrite, overwrite_input, inputs, ".csv")
-    with _atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         table.to_csv(tmp, index=False, float_format="%.10g")
     return target
 
@@ -181,7 +181,7 @@ def write_labels_tiff(
     if calibration is not None and calibration.metadata.get("source_path"):
         metadata["atomseg_source"] = Path(str(calibration.metadata["source_path"])).name
     target = _check_target(path, calibration, overwrite, overwrite_input, inputs, ".tif")
-    with _atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         tifffile.imwrite(
             tmp,
             out,
@@ -229,7 +229,7 @@ def write_image_tiff(
         if facts:
             metadata["Info"] = "\n".join(f"{k} = {v}" for k, v in facts.items())
     target = _check_target(path, calibration, overwrite, overwrite_input, inputs, ".tif")
-    with _atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         tifffile.imwrite(
             tmp,
             arr,
@@ -371,8 +371,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _atomic(target: Path) -> Iterator[str]:
-    """Yield a temporary path beside ``target``; move it over ``target`` on success."""
+def atomic_path(target: Path) -> Iterator[str]:
+    """Yield a temporary path beside ``target``; move it over ``target`` on success, with
+    the usual (umask) permissions. Used by every writer here and by model export."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
     try:
