@@ -116,6 +116,11 @@ class Case:
     radius_nm: float
     border_nm: float = 0.0  # band along the edges that is out of the score
 
+    @property
+    def contrast(self) -> str:
+        """What the plugin is told (``contrast=``), as the baselines get ``bright_atoms``."""
+        return "bright" if self.bright else "dark"
+
 
 def _mix(overrides: dict):
     from napari_atomseg.simulate import load_mix
@@ -281,7 +286,7 @@ def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
     options = PLUGIN_OPTIONS if model == PLUGIN_OPTIONS.get("_model") else {}
     options = {k: v for k, v in options.items() if not k.startswith("_")}
     # Equal settings: the plugin is told the columns' contrast, as the baselines are.
-    options.setdefault("contrast", "bright" if case.bright else "dark")
+    options.setdefault("contrast", case.contrast)
     df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads, **options)
     return df[["y_px", "x_px"]].to_numpy(float)
 
@@ -298,19 +303,14 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
 
     t0 = time.perf_counter()
 
-    def contrast(c: Case) -> str:
-        return "bright" if c.bright else "dark"
-
     heats = [
-        predict_heatmap(
-            c.image, c.pixel_size_nm, model=model, threads=threads, contrast=contrast(c)
-        )
+        predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads, contrast=c.contrast)
         for c in cases
     ]
     f1 = {}
     for t in THRESHOLD_GRID:
         preds = [
-            heatmap_to_atoms(h, threshold=t, refine="none", contrast=contrast(c))[
+            heatmap_to_atoms(h, threshold=t, refine="none", contrast=c.contrast)[
                 ["y_px", "x_px"]
             ].to_numpy(float)
             for h, c in zip(heats, cases)
@@ -321,7 +321,7 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     rms = {}
     for refine in ("gaussian", "com"):
         preds = [
-            heatmap_to_atoms(h, threshold=best, refine=refine, contrast=contrast(c))[
+            heatmap_to_atoms(h, threshold=best, refine=refine, contrast=c.contrast)[
                 ["y_px", "x_px"]
             ].to_numpy(float)
             for h, c in zip(heats, cases)

@@ -334,12 +334,12 @@ def prune_into(teacher: UNet, student: UNet) -> UNet:
         return out_sel
 
     sel = torch.arange(t_layers[0][1][0].in_channels)
-    skip_sel: list[tuple[torch.Tensor, int]] = []  # kept channels + teacher width, per level
+    skip_sel: list[torch.Tensor] = []  # kept channels of each level's output (the skips)
     for (role, t_layer), (_, s_layer) in zip(t_layers, s_layers):
         if role.startswith("enc") and role != "enc0":
-            skip_sel.append((sel, t_layer[0].in_channels))  # the previous level's output
+            skip_sel.append(sel)  # the previous level's output
         if role.startswith("dec"):
-            skip, _ = skip_sel.pop()
+            skip = skip_sel.pop()
             width_x = t_layer[0].in_channels - t_layer[0].out_channels
             sel = torch.cat([sel, skip + width_x])
         sel = copy(t_layer, s_layer, sel)
