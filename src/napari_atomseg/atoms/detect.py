@@ -498,11 +498,8 @@ def iter_find_atoms(
     """Generator form of :func:`find_atoms`: yields Progress, returns the DataFrame."""
     predict_opts, post_opts = _split_options(options)
     # Validate post-processing options before the (slow) network runs.
-    for key, allowed in (
-        ("refine", REFINE_METHODS),
-        ("method", PEAK_METHODS),
-        ("contrast", CONTRASTS),
-    ):
+    # (contrast is checked by iter_predict_heatmap, also before the network)
+    for key, allowed in (("refine", REFINE_METHODS), ("method", PEAK_METHODS)):
         if key in post_opts and post_opts[key] not in allowed:
             raise InputError(f"{key}: expected one of {allowed}, got {post_opts[key]!r}")
     result = yield from iter_predict_heatmap(

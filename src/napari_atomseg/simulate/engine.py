@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import uniform_filter
 
 from .._progress import Progress, ProgressGenerator, drain
 from . import detector as det
@@ -23,6 +22,7 @@ from .groundtruth import (
     column_table,
     group_consensus,
     inside_field,
+    local_mean,
     local_std,
     resolved_columns,
     sample_nearest,
@@ -251,8 +251,7 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     # columns (same composition and region) share one value, so it cannot flicker with
     # the sub-pixel position.
     window = max(5, round(0.6 / p.pixel_size_nm))
-    local_mean = uniform_filter(seen.astype(np.float64), max(3, window | 1), mode="reflect")
-    signed = _consensus(scene, keep, sample_nearest(seen - local_mean, r, c))
+    signed = _consensus(scene, keep, sample_nearest(seen - local_mean(seen, window), r, c))
     contrast = np.abs(signed)
     clutter = sample_nearest(
         local_std(det.apply_mtf(img.other_contrast, p.mtf_at_nyquist), window), r, c

@@ -90,11 +90,15 @@ def column_table(
     )[COLUMNS]
 
 
+def local_mean(image: np.ndarray, size_px: int) -> np.ndarray:
+    """Mean of ``image`` in a moving ``size_px`` window (odd, at least 3)."""
+    return uniform_filter(image.astype(np.float64), max(3, int(size_px) | 1), mode="reflect")
+
+
 def local_std(image: np.ndarray, size_px: int) -> np.ndarray:
     """Standard deviation of ``image`` in a moving ``size_px`` window."""
-    size = max(3, int(size_px) | 1)
-    mean = uniform_filter(image.astype(np.float64), size, mode="reflect")
-    sq = uniform_filter(image.astype(np.float64) ** 2, size, mode="reflect")
+    mean = local_mean(image, size_px)
+    sq = local_mean(image.astype(np.float64) ** 2, size_px)
     return np.sqrt(np.maximum(sq - mean**2, 0.0))
 
 
