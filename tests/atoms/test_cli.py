@@ -167,6 +167,13 @@ def test_contrast_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys
     pts, _ = read_points_csv(out / "a_atoms.csv")
     direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="com", contrast="dark")
     np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
+    # --no-contrast-check keeps heatmap peaks that are not image maxima, as find_atoms.
+    code, err = _run([*args, "--refine", "none", "--no-contrast-check", "--overwrite"], capsys)
+    assert code == 0, err
+    pts, _ = read_points_csv(out / "a_atoms.csv")
+    direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="none",
+                        contrast_check=False)  # fmt: skip
+    np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
     with pytest.raises(SystemExit) as usage:  # argparse: exit code 2 with the choices
         main(["atoms", *map(str, args), "--contrast", "black"])
     assert usage.value.code == 2

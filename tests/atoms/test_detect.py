@@ -292,3 +292,49 @@ def test_card_postprocess_sets_the_defaults_and_explicit_options_win(lattice, tm
     res = predict_heatmap(img, PS, model=str(card.path))
     assert res.postprocess == {"threshold": 0.3}
     assert heatmap_to_atoms(res, refine="none").attrs["threshold"] == 0.3
+
+
+def _hollows(true: np.ndarray, spacing_px: float, shape: tuple[int, int]) -> np.ndarray:
+    """Centres of the lattice's triangles (no column there), inside the field."""
+    dy = spacing_px * np.sqrt(3) / 2
+    h = true + np.array([dy / 3, spacing_px / 2])
+    inside = (h >= 4).all(axis=1) & (h[:, 0] < shape[0] - 4) & (h[:, 1] < shape[1] - 4)
+    return h[inside]
+
+
+def test_contrast_check_drops_heatmap_peaks_that_are_not_image_maxima(lattice):
+    img, heat, true = lattice
+    hollows = _hollows(true, 0.3 / PS, img.shape)
+    # A network that also marks every hollow (its lattice prior), as strongly as a column.
+    fooled = np.maximum(heat, heatmap_for(img.shape, hollows, 0.045 / PS))
+    res = HeatmapResult.from_arrays(img, fooled, PS)
+    off = heatmap_to_atoms(res, refine="none", contrast_check=False)
+    assert _metrics(off, true).precision < 0.55  # about one hollow per column
+    on = heatmap_to_atoms(res, refine="none")  # on by default
+    m = _metrics(on, true)
+    # A hollow here is flat background (no dip), so a few survive on the noise, most of
+    # them on the border where the ring leaves the field.
+    assert m.recall == 1.0 and m.precision > 0.98
+    assert on.attrs["contrast_check"] is True
+    removed = on.attrs["contrast_check_removed"]
+    assert removed == len(off) - len(on) > 0.97 * len(hollows)
+    # Dark columns: the hollows are now the image's maxima and the columns its minima.
+    dark = img.max() - img
+    on_dark = heatmap_to_atoms(HeatmapResult.from_arrays(dark, fooled, PS), contrast="dark")
+    assert _metrics(on_dark, true).precision > 0.98
+    # Told the wrong contrast, the check keeps the hollows and drops the columns.
+    wrong = heatmap_to_atoms(HeatmapResult.from_arrays(dark, fooled, PS), contrast="bright")
+    assert _metrics(wrong, true).recall < 0.05
+
+
+def test_contrast_check_keeps_a_light_column_beside_a_heavy_one():
+    # SrTiO3-like: a weak column 0.2 nm from a heavy one whose tail tilts the weak one's
+    # surroundings; the heatmap peak is 0.5 px off the weak column's image maximum.
+    shape = (96, 96)
+    heavy = np.array([[48.0, 38.0]])
+    light = np.array([[48.0, 48.0]])
+    img = render(shape, heavy, 0.06 / PS, 1000, 10) + render(shape, light, 0.04 / PS, 120, 0)
+    heat = heatmap_for(shape, np.vstack([heavy, light + np.array([0.0, 0.5])]), 0.045 / PS)
+    df = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS), refine="none")
+    assert len(df) == 2
+    assert df.attrs["contrast_check_removed"] == 0

@@ -125,3 +125,25 @@ def test_lattice_spacing_is_nan_without_a_lattice():
     pts = rng.uniform(0, 256, (20, 2))
     img = rng.poisson(render((256, 256), pts, 2.0, 30.0, 50.0)).astype(float)
     assert np.isnan(lattice_spacing_px(img))
+
+
+def test_local_prominence_is_positive_on_columns_and_negative_on_hollows():
+    from napari_atomseg.atoms.peaks import local_prominence
+    from tests.atoms.synth import hex_lattice_px, render
+
+    shape, s = (128, 128), 12.0
+    cols = hex_lattice_px(shape, s, margin_px=6, seed=1)
+    img = render(shape, cols, 2.0, 100.0, 5.0)
+    hollows = cols + np.array([s * np.sqrt(3) / 6, s / 2])
+    hollows = hollows[((hollows > 12) & (hollows < 116)).all(axis=1)]
+    pts = np.vstack([cols, hollows])
+    d = np.full(len(pts), s)
+    score = local_prominence(img, pts, d)
+    assert (score[: len(cols)] > 20).all()
+    assert (score[len(cols) :] < -10).all()
+    # Inverted image: the signs swap; NaN / infinite distances fall back to the median.
+    inv = local_prominence(-img, pts, np.where(np.arange(len(pts)) % 7, d, np.nan))
+    assert (inv[: len(cols)] < 0).all() and (inv[len(cols) :] > 0).all()
+    assert local_prominence(img, np.zeros((0, 2)), np.zeros(0)).shape == (0,)
+    with pytest.raises(InputError, match="distance_px"):
+        local_prominence(img, pts, d[:-1])

@@ -91,6 +91,9 @@ def test_stack_all_frames_and_pixel_override(qtbot, fake_network):
     layer = viewer.add_image(np.stack([image, image[::-1]]), name="stack")  # in pixels
     w = atoms_widget.FindAtomsWidget(viewer)
     w.threshold.value = 0.1
+    # The fake network gives frame 1 (flipped) frame 0's heatmap: its peaks are not all on
+    # that frame's columns, so the image check would rightly drop a few.
+    w.contrast_check.value = False
     w.all_frames.value = True
     w.pixel_size_nm.value = 0.025
     w.run()
@@ -177,7 +180,12 @@ def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch)
     """Choosing a model moves the sliders to its card's postprocess; a card that names no
     refinement (or threshold) gets the library default, not the previous model's."""
     cards = {
-        "a.yaml": {"threshold": 0.3, "refine": "com", "min_separation_nm": 0.1},
+        "a.yaml": {
+            "threshold": 0.3,
+            "refine": "com",
+            "min_separation_nm": 0.1,
+            "contrast_check": False,
+        },
         "b.yaml": {},
     }
     monkeypatch.setattr(detect, "model_postprocess", lambda m: cards.get(Path(m).name, {}))
@@ -186,10 +194,12 @@ def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch)
     w.model_card.value = "a.yaml"
     assert (w.threshold.value, w.refine.value) == (pytest.approx(0.3), "com")
     assert w.separation_nm.value == pytest.approx(0.1)
+    assert w.contrast_check.value is False and w.settings()["contrast_check"] is False
     w.model_card.value = "b.yaml"
     assert w.threshold.value == pytest.approx(detect.DEFAULT_THRESHOLD)
     assert w.refine.value == detect.DEFAULT_REFINE
     assert w.separation_nm.value == pytest.approx(detect.DEFAULT_MIN_SEPARATION_NM)
+    assert w.contrast_check.value is detect.DEFAULT_CONTRAST_CHECK
 
 
 def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fake_network):

@@ -85,6 +85,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the network and the refinement see the inverted image) or auto (default)",
     )
     parser.add_argument(
+        "--contrast-check",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep only heatmap peaks that are a local maximum of the image (minimum for "
+        "dark columns); default: the model card's setting, else on",
+    )
+    parser.add_argument(
         "--device", default=None, help="torch device (default: cuda, then mps, then cpu)"
     )
     parser.add_argument("--recursive", action="store_true", help="look into sub-folders too")
@@ -156,6 +163,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["refine"] = args.refine
     if args.contrast is not None:
         options["contrast"] = args.contrast
+    if args.contrast_check is not None:
+        options["contrast_check"] = args.contrast_check
     if args.threshold is not None:
         options["threshold"] = args.threshold
     if args.min_separation_nm is not None:

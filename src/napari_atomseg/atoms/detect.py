@@ -36,7 +36,7 @@ from scipy import ndimage as ndi
 from .._progress import Progress, ProgressGenerator, drain
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import AtomsegError, InputError
-from .peaks import find_peaks, suppress
+from .peaks import find_peaks, local_prominence, suppress
 from .refine import refine_center_of_mass, refine_gaussian
 from .spacing import lattice_spacing_px, nearest_neighbour_distances_px
 
@@ -49,6 +49,8 @@ DEFAULT_MIN_SEPARATION_NM = 0.07
 DEFAULT_MIN_SEPARATION_PX = 2.0
 #: Default sub-pixel refinement when neither the caller nor the model card names one.
 DEFAULT_REFINE = "gaussian"
+#: Drop heatmap peaks that are not a local extremum of the image (see heatmap_to_atoms).
+DEFAULT_CONTRAST_CHECK = True
 #: Fraction of the local spacing used as suppression radius.
 DEFAULT_NMS_FRACTION = 0.5
 #: Refinement window: this fraction of the nearest-neighbour distance (Atomap uses 0.4) ...
@@ -71,6 +73,7 @@ POSTPROCESS_OPTIONS = (
     "contrast",
     "exclude_border_px",
     "hough_score",
+    "contrast_check",
 )
 PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads")
 
@@ -309,6 +312,7 @@ def heatmap_to_atoms(
     contrast: str = "auto",
     exclude_border_px: int = 0,
     hough_score: float = 0.5,
+    contrast_check: bool | None = None,
 ) -> pd.DataFrame:
     """Columns from a :class:`HeatmapResult` (post-processing only; no network).
 
@@ -344,6 +348,12 @@ def heatmap_to_atoms(
         Drop columns whose heatmap peak is closer than this to the edge.
     hough_score
         Hough only: minimum fraction of a circle's perimeter on disc edges (0-1).
+    contrast_check
+        Drop heatmap peaks that are not a local extremum of the image in the columns'
+        contrast (a maximum for bright columns, a minimum for dark ones; see
+        :func:`~napari_atomseg.atoms.peaks.local_prominence`): the network's lattice prior
+        otherwise marks hollows, tunnels and the midpoints of dumbbells in some HRTEM
+        images. Default: the card's ``postprocess.contrast_check``, else True.
     """
     pp = result.postprocess or {}
     if threshold is None:
@@ -354,6 +364,8 @@ def heatmap_to_atoms(
         refine = pp.get("refine", DEFAULT_REFINE)
     if min_separation_nm is None and min_separation_px is None:
         min_separation_nm = pp.get("min_separation_nm")
+    if contrast_check is None:
+        contrast_check = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:
@@ -405,18 +417,28 @@ def heatmap_to_atoms(
         order = np.argsort(-conf, kind="stable")
         pos, conf = pos[order], conf[order]
 
-    # --- refinement on the image -----------------------------------------------------
+    # --- the columns' contrast, and the image check of each peak ---------------------
     nn = nearest_neighbour_distances_px(pos)
     window_max = WINDOW_MAX_NM / ps if ps is not None else 6.0
     window_max = max(window_max, 2.5)
-    radius = np.clip(
-        np.where(np.isfinite(nn), WINDOW_FRACTION_OF_NN * nn, window_max), 1.5, window_max
-    )
-    typical = float(np.median(nn)) if np.isfinite(nn).any() else 4.0 * window_max
+    typical = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 4.0 * window_max
     dark = contrast == "dark" or (
         contrast == "auto" and columns_are_dark(result.image, pos, min(0.5 * typical, window_max))
     )
     img = -result.image if dark else result.image
+    n_checked_out = 0
+    if contrast_check and len(pos):
+        # An isolated peak is judged against a ring at its refinement window's scale.
+        keep = local_prominence(img, pos, np.where(np.isfinite(nn), nn, 2.0 * window_max)) > 0
+        n_checked_out = int((~keep).sum())
+        if n_checked_out:
+            pos, conf = pos[keep], conf[keep]
+            nn = nearest_neighbour_distances_px(pos)
+
+    # --- refinement on the image -----------------------------------------------------
+    radius = np.clip(
+        np.where(np.isfinite(nn), WINDOW_FRACTION_OF_NN * nn, window_max), 1.5, window_max
+    )
     n = len(pos)
     refined_ok = np.ones(n, dtype=bool)
     sigma_px = np.full(n, np.nan)
@@ -475,6 +497,8 @@ def heatmap_to_atoms(
             "refine": refine,
             "method": method,
             "contrast": "dark" if dark else "bright",
+            "contrast_check": bool(contrast_check),
+            "contrast_check_removed": n_checked_out,
         }
     )
     return df
@@ -528,7 +552,8 @@ def find_atoms(
     **options
         Post-processing (see :func:`heatmap_to_atoms`): ``threshold``,
         ``min_separation_nm`` / ``min_separation_px``, ``nms_fraction``, ``refine``,
-        ``method``, ``contrast``, ``exclude_border_px``, ``hough_score``; prediction:
+        ``method``, ``contrast``, ``exclude_border_px``, ``hough_score``,
+        ``contrast_check``; prediction:
         ``device``, ``tile_px``, ``overlap_px``, ``batch_size``, ``threads``.
 
     Returns

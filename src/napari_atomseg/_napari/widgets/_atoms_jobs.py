@@ -40,8 +40,14 @@ def _post_options(
     separation_nm: float,
     refine: str,
     contrast: str = "auto",
+    contrast_check: bool = detect.DEFAULT_CONTRAST_CHECK,
 ) -> dict[str, Any]:
-    options: dict[str, Any] = {"threshold": threshold, "refine": refine, "contrast": contrast}
+    options: dict[str, Any] = {
+        "threshold": threshold,
+        "refine": refine,
+        "contrast": contrast,
+        "contrast_check": contrast_check,
+    }
     if heat.pixel_size_nm is not None:
         options["min_separation_nm"] = separation_nm
     return options

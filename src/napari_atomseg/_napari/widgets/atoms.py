@@ -79,6 +79,11 @@ class FindAtomsWidget(Container):
             tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
             "refinement see the inverted image) or auto; a change takes effect on Find atoms",
         )  # fmt: skip
+        self.contrast_check = CheckBox(
+            value=detect.DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
+            tooltip="drop heatmap peaks that are not a local extremum of the image in the "
+            "columns' contrast (hollows, tunnels, dumbbell midpoints)",
+        )  # fmt: skip
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
@@ -93,6 +98,7 @@ class FindAtomsWidget(Container):
                 self.separation_nm,
                 self.refine,
                 self.contrast,
+                self.contrast_check,
                 self.live_preview,
                 self.run_button,
                 self.panel,
@@ -104,7 +110,7 @@ class FindAtomsWidget(Container):
         self._timer.setInterval(PREVIEW_DELAY_MS)
         self._timer.timeout.connect(self.preview)
         self._preview_pending = False
-        for w in (self.threshold, self.separation_nm, self.refine):
+        for w in (self.threshold, self.separation_nm, self.refine, self.contrast_check):
             w.changed.connect(self._schedule_preview)
         self.model.changed.connect(self._apply_model_defaults)
         self.model_card.changed.connect(self._apply_model_defaults)
@@ -121,6 +127,7 @@ class FindAtomsWidget(Container):
         )
         refine = pp.get("refine", detect.DEFAULT_REFINE)
         self.refine.value = refine if refine in REFINE_CHOICES else detect.DEFAULT_REFINE
+        self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
@@ -133,6 +140,7 @@ class FindAtomsWidget(Container):
             "separation_nm": float(self.separation_nm.value),
             "refine": self.refine.value,
             "contrast": self.contrast.value,
+            "contrast_check": bool(self.contrast_check.value),
         }
 
     def chosen_model(self) -> str:
