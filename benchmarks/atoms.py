@@ -25,8 +25,9 @@ atomap_like) are tuned by grid search *on a separate tuning set* of the same gro
 applied unchanged:
 one setting for all synthetic images, as the plugin uses its defaults for all. With
 ``--calibrate`` the plugin's detection threshold is chosen the same way (best pooled F1
-over a grid, on the same tuning images), then the refinement (Gaussian fit, centre of
-mass, or the heatmap peak itself: whichever has the lower RMS error there);
+over a grid, on the same tuning images), then the refinement (Gaussian fit or centre of
+mass on the image, centre of mass of the heatmap, or the heatmap peak itself: whichever
+has the lower RMS error there);
 ``--update-card`` stores both in the model card's ``postprocess``, which find_atoms, the
 CLI and the widget use by default. The plugin runs with its defaults otherwise
 (``contrast_check`` on: heatmap peaks must be image maxima, minima for dark columns).
@@ -333,7 +334,7 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     best = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
     # Then the refinement: the one with the lower RMS error on the same tuning images.
     rms = {}
-    for refine in ("gaussian", "com", "none"):
+    for refine in ("gaussian", "com", "heatmap", "none"):
         preds = [
             heatmap_to_atoms(h, threshold=best, refine=refine, contrast=c.contrast)[
                 ["y_px", "x_px"]
@@ -623,7 +624,8 @@ def record_threshold(name: str, calibration: dict, info: dict) -> None:
         "chosen": calibration["threshold"],
         "tuning_f1": calibration["tuning_f1"],
         "grid_f1": {str(k): round(v, 4) for k, v in calibration["grid_f1"].items()},
-        "refine_how": "lower pooled RMS error of gaussian / com / none at that threshold, same "
+        "refine_how": "lower pooled RMS error of gaussian / com / heatmap / none at that "
+        "threshold, same "
         "images",
         "refine": calibration["refine"],
         "tuning_rms_pm": calibration["tuning_rms_pm"],

@@ -72,10 +72,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--refine",
-        choices=("gaussian", "com", "none"),
+        choices=("gaussian", "com", "heatmap", "none"),
         default=None,
-        help="sub-pixel refinement on the image: 2-D Gaussian fit, centre of mass, or none "
-        "(default: the model card's recommendation, else gaussian)",
+        help="sub-pixel position: 2-D Gaussian fit or centre of mass on the image, centre of "
+        "mass of the network's heatmap, or its peak (none) (default: the model card's "
+        "recommendation, else gaussian)",
     )
     parser.add_argument(
         "--contrast",

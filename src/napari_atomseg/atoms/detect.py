@@ -60,7 +60,7 @@ WINDOW_MAX_NM = 0.12
 #: Spacing channel scale used when the card does not record one (nm).
 DEFAULT_SPACING_SCALE_NM = 1.0
 
-REFINE_METHODS = ("gaussian", "com", "none")
+REFINE_METHODS = ("gaussian", "com", "heatmap", "none")
 PEAK_METHODS = ("heatmap", "hough")
 CONTRASTS = ("auto", "bright", "dark")
 POSTPROCESS_OPTIONS = (
@@ -331,9 +331,10 @@ def heatmap_to_atoms(
         Suppression radius as a fraction of the local column spacing from the model's
         spacing head (models without one use ``min_separation`` alone).
     refine
-        ``"gaussian"`` (2-D Gaussian fit, most precise), ``"com"`` (centre of mass, faster),
-        ``"none"`` (heatmap peak, parabolic sub-pixel). Default: the card's
-        ``postprocess.refine``, else ``"gaussian"``.
+        On the image: ``"gaussian"`` (2-D Gaussian fit; also gives column widths),
+        ``"com"`` (centre of mass, faster); on the network's heatmap: ``"heatmap"`` (its
+        centre of mass in the same disc), ``"none"`` (the peak, parabolic sub-pixel).
+        Default: the card's ``postprocess.refine``, else ``"gaussian"``.
 
     Options left as None take the model card's ``postprocess`` value where it has one
     (:attr:`HeatmapResult.postprocess`), else the module defaults.
@@ -442,10 +443,15 @@ def heatmap_to_atoms(
     n = len(pos)
     refined_ok = np.ones(n, dtype=bool)
     sigma_px = np.full(n, np.nan)
-    if refine == "none" or n == 0:
+    if refine in ("none", "heatmap") or n == 0:
         final = pos.copy()
+        if refine == "heatmap" and n:
+            # Centre of mass of the heatmap in the same disc: more of the network's answer
+            # than the 3-sample parabola of the peak (tuning images: RMS 10.7 -> 9.6 pm at
+            # moderate dose, 16.8 -> 15.7 pm at low dose).
+            final = refine_center_of_mass(heat, pos, radius, n_iter=2).positions_px
         intensity = (
-            ndi.map_coordinates(img, pos.T, order=1, mode="nearest").astype(np.float64)
+            ndi.map_coordinates(img, final.T, order=1, mode="nearest").astype(np.float64)
             if n
             else np.zeros(0)
         )

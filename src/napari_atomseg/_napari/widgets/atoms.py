@@ -52,7 +52,7 @@ from ._common import layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
-REFINE_CHOICES = ("gaussian", "com", "none")
+REFINE_CHOICES = ("gaussian", "com", "heatmap", "none")
 PREVIEW_DELAY_MS = 150
 
 
