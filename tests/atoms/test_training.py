@@ -143,3 +143,22 @@ def test_smoke_training_with_the_backend_loop(tmp_path):
     assert card.input.working_pixel_size_nm == 0.025
     assert {"f1", "precision", "recall", "loss"} <= set(result.validation)
     assert result.weights_path.is_file()
+
+
+def test_atoms_distill_loss_follows_the_teacher_and_skips_ignored_pixels():
+    import torch
+
+    from napari_atomseg.atoms.training import AtomsTask
+
+    task = AtomsTask()
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, task.channels_out, 16, 16, generator=g)
+    target = torch.zeros(2, task.channels_out, 16, 16)
+    target[:, 0, :4] = -1.0  # ignored rows
+    far = torch.zeros_like(teacher)
+    assert task.distill_loss(teacher, teacher, target) < task.distill_loss(far, teacher, target)
+    changed = teacher.clone()
+    changed[:, 0, :4] += 5.0  # only ignored pixels differ
+    assert torch.isclose(
+        task.distill_loss(changed, teacher, target), task.distill_loss(teacher, teacher, target)
+    )

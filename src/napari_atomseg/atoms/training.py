@@ -326,6 +326,21 @@ class AtomsTask:
             loss = loss + 10.0 * (l1 * sp_valid).sum() / sp_valid.sum().clamp(min=1.0)
         return loss
 
+    def distill_loss(self, logits: Any, teacher_logits: Any, target: Any) -> Any:
+        """BCE of the student's heatmap against the teacher's probabilities (every pixel the
+        target does not mark as ignored), + L1 between the spacing channels."""
+        import torch
+        from torch.nn import functional as F
+
+        valid = (target[:, 0] >= 0).float()
+        soft = torch.sigmoid(teacher_logits[:, 0])
+        bce = F.binary_cross_entropy_with_logits(logits[:, 0], soft, reduction="none")
+        loss = (bce * valid).sum() / valid.sum().clamp(min=1.0)
+        if self.spacing_head:
+            l1 = (torch.sigmoid(logits[:, 1]) - torch.sigmoid(teacher_logits[:, 1])).abs()
+            loss = loss + 10.0 * (l1 * valid).sum() / valid.sum().clamp(min=1.0)
+        return loss
+
     def validation_metrics(self, logits: Any, target: Any) -> dict[str, float]:
         """Detection of heatmap peaks vs the target's peaks (pooled over the batch)."""
         import torch

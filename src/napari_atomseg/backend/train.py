@@ -138,6 +138,12 @@ class TrainConfig:
     #: pool buys several times more steps in the same time; 0 simulates every example.
     example_pool: int = 0
     init_from: str | None = None
+    #: Knowledge distillation: a trained model (card name or path) whose outputs the
+    #: student also learns, with weight ``distill_weight`` (the task's ``distill_loss``).
+    #: A narrow network pruned from a wide one (``init_from``) can learn the wide one's
+    #: answer on every pixel, not only the sparse targets.
+    teacher: str | None = None
+    distill_weight: float = 0.0
     out_dir: str | None = None
     export_dir: str | None = None
     device: str | None = None
@@ -204,6 +210,14 @@ class TrainConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise InputError(f"training config: {name} must be in [0, 1], got {v}")
+        if not (0.0 <= self.distill_weight <= 100.0 and math.isfinite(self.distill_weight)):
+            raise InputError(
+                f"training config: distill_weight must be in [0, 100], got {self.distill_weight}"
+            )
+        if bool(self.teacher) != (self.distill_weight > 0):
+            raise InputError(
+                "training config: 'teacher' and a positive 'distill_weight' go together"
+            )
         if self.library_fraction > 0 and not self.library:
             raise InputError("training config: library_fraction > 0 needs 'library: PATH'")
         if ":" not in self.task:
@@ -476,7 +490,10 @@ def _hardware(device: Any) -> dict[str, Any]:
 def _config_fingerprint(cfg: TrainConfig) -> str:
     """Hash of what must not change between a checkpoint and its resumption."""
     keys = ("task", "task_options", "card", "seed", "batch_size", "library", "pairs", "init_from")
-    blob = json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True, default=str)
+    data = {k: getattr(cfg, k) for k in keys}
+    if cfg.teacher:  # (absent otherwise, so older checkpoints keep their fingerprint)
+        data["teacher"] = [cfg.teacher, cfg.distill_weight]
+    blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -718,6 +735,22 @@ def iter_train(
                 pruned_from = dict(init_card.architecture)
                 del teacher
         model.to(device)
+        teacher_model = teacher_card = None
+        if cfg.teacher:
+            if not callable(getattr(task, "distill_loss", None)):
+                raise InputError(
+                    f"training task {cfg.task!r} cannot distil (no distill_loss method)"
+                )
+            teacher_card = load_card(cfg.teacher)
+            if teacher_card.n_channels_out != card.n_channels_out:
+                raise InputError(
+                    f"teacher {teacher_card.name}: {teacher_card.n_channels_out} output "
+                    f"channel(s), the student has {card.n_channels_out}"
+                )
+            teacher_model = load_weights(teacher_card, build_from_card(teacher_card))
+            teacher_model.to(device).eval()
+            for p in teacher_model.parameters():
+                p.requires_grad_(False)
         decay, no_decay = [], []
         for p in model.parameters():
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -807,7 +840,14 @@ def iter_train(
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
+                if teacher_model is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher_model(x)
             loss = task.loss(logits.float(), y)
+            if teacher_model is not None:
+                loss = loss + cfg.distill_weight * task.distill_loss(
+                    logits.float(), teacher_logits.float(), y
+                )
             if not torch.isfinite(loss):
                 raise ModelError(
                     f"training {cfg.name}: the loss became {float(loss)} at step {step + 1}; "
@@ -904,6 +944,13 @@ def iter_train(
             }
             if pruned_from is not None:
                 final["training"]["init_from"]["pruned_from_architecture"] = pruned_from
+        if teacher_card is not None and teacher_card.weights is not None:
+            final["training"]["teacher"] = {
+                "name": teacher_card.name,
+                "sha256": teacher_card.weights.sha256,
+                "architecture": dict(teacher_card.architecture),
+                "distill_weight": cfg.distill_weight,
+            }
         final["metrics"] = {
             "command": final["training"]["command"],
             "validation": {k: round(v, 6) for k, v in val_metrics.items()},
