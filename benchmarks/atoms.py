@@ -306,42 +306,43 @@ def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
 THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.15, 0.701, 0.05))
 
 
+def heatmaps(cases: list[Case], model: str, threads: int) -> list:
+    """The network's answer for each case (told the case's contrast), computed once."""
+    from napari_atomseg.atoms.detect import predict_heatmap
+
+    return [
+        predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads, contrast=c.contrast)
+        for c in cases
+    ]
+
+
+def columns_from(heats: list, cases: list[Case], threshold: float, refine: str = "none"):
+    """Post-processing only (every other option at its default): (row, col) per case."""
+    from napari_atomseg.atoms.detect import heatmap_to_atoms
+
+    return [
+        heatmap_to_atoms(h, threshold=threshold, refine=refine, contrast=c.contrast)[
+            ["y_px", "x_px"]
+        ].to_numpy(float)
+        for h, c in zip(heats, cases)
+    ]
+
+
 def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dict:
     """The plugin's detection threshold, chosen like the baselines' parameters: the best
     pooled F1 on the tuning images (never the test images). The network runs once per
     image; only the peak finding is repeated (refinement does not change what is found)."""
-    from napari_atomseg.atoms.detect import (
-        DEFAULT_CONTRAST_CHECK,
-        heatmap_to_atoms,
-        predict_heatmap,
-    )
+    from napari_atomseg.atoms.detect import DEFAULT_CONTRAST_CHECK
 
     t0 = time.perf_counter()
-
-    heats = [
-        predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads, contrast=c.contrast)
-        for c in cases
-    ]
-    f1 = {}
-    for t in THRESHOLD_GRID:
-        preds = [
-            heatmap_to_atoms(h, threshold=t, refine="none", contrast=c.contrast)[
-                ["y_px", "x_px"]
-            ].to_numpy(float)
-            for h, c in zip(heats, cases)
-        ]
-        f1[t] = score(preds, cases)["f1"]
+    heats = heatmaps(cases, model, threads)
+    f1 = {t: score(columns_from(heats, cases, t), cases)["f1"] for t in THRESHOLD_GRID}
     best = max(THRESHOLD_GRID, key=lambda t: (round(f1[t], 4), t))
     # Then the refinement: the one with the lower RMS error on the same tuning images.
-    rms = {}
-    for refine in ("gaussian", "com", "heatmap", "none"):
-        preds = [
-            heatmap_to_atoms(h, threshold=best, refine=refine, contrast=c.contrast)[
-                ["y_px", "x_px"]
-            ].to_numpy(float)
-            for h, c in zip(heats, cases)
-        ]
-        rms[refine] = score(preds, cases)["rms_pm"]
+    rms = {
+        refine: score(columns_from(heats, cases, best, refine), cases)["rms_pm"]
+        for refine in ("gaussian", "com", "heatmap", "none")
+    }
     refine = min(rms, key=lambda r: (rms[r], r != "gaussian"))
     log(
         f"  calibrated the plugin on {len(cases)} tuning images: threshold {best} "

@@ -36,8 +36,6 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from napari_atomseg.atoms.detect import heatmap_to_atoms, predict_heatmap
-
     if args.offset < 1000:
         parser.error("--offset: seeds 0-999 hold the benchmark's test images")
     cases = {g: bench.synthetic_cases(g, args.n_tune, args.offset) for g in bench.GROUPS}
@@ -45,25 +43,9 @@ def main(argv=None) -> int:
     print("| model | threshold | pooled F1 | " + " | ".join(cases) + " |")
     print("|---|---|---|" + "---|" * len(cases))
     for model in args.models:
-        heats = {
-            g: [
-                predict_heatmap(
-                    c.image, c.pixel_size_nm, model=model, threads=args.threads, contrast=c.contrast
-                )
-                for c in cs
-            ]
-            for g, cs in cases.items()
-        }
+        heats = {g: bench.heatmaps(cs, model, args.threads) for g, cs in cases.items()}
         for t in args.thresholds:
-            preds = {
-                g: [
-                    heatmap_to_atoms(h, threshold=t, refine="none", contrast=c.contrast)[
-                        ["y_px", "x_px"]
-                    ].to_numpy(float)
-                    for h, c in zip(heats[g], cs)
-                ]
-                for g, cs in cases.items()
-            }
+            preds = {g: bench.columns_from(heats[g], cs, t) for g, cs in cases.items()}
             pooled = bench.score([p for g in cases for p in preds[g]], every)["f1"]
             groups = " | ".join(f"{bench.score(preds[g], cs)['f1']:.4f}" for g, cs in cases.items())
             print(f"| {Path(model).stem} | {t} | {pooled:.4f} | {groups} |", flush=True)
