@@ -436,7 +436,7 @@ def heatmap_to_atoms(
             pos, conf = pos[keep], conf[keep]
             nn = nearest_neighbour_distances_px(pos)
 
-    # --- refinement on the image -----------------------------------------------------
+    # --- sub-pixel position: on the heatmap or on the image ---------------------------
     radius = np.clip(
         np.where(np.isfinite(nn), WINDOW_FRACTION_OF_NN * nn, window_max), 1.5, window_max
     )
