@@ -332,7 +332,7 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     """The plugin's detection threshold, chosen like the baselines' parameters: the best
     pooled F1 on the tuning images (never the test images). The network runs once per
     image; only the peak finding is repeated (refinement does not change what is found)."""
-    from napari_atomseg.atoms.detect import DEFAULT_CONTRAST_CHECK
+    from napari_atomseg.atoms.detect import DEFAULT_CONTRAST_CHECK, REFINE_METHODS
 
     t0 = time.perf_counter()
     heats = heatmaps(cases, model, threads)
@@ -341,7 +341,7 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     # Then the refinement: the one with the lower RMS error on the same tuning images.
     rms = {
         refine: score(columns_from(heats, cases, best, refine), cases)["rms_pm"]
-        for refine in ("gaussian", "com", "heatmap", "none")
+        for refine in REFINE_METHODS
     }
     refine = min(rms, key=lambda r: (rms[r], r != "gaussian"))
     log(

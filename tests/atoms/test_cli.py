@@ -177,3 +177,18 @@ def test_contrast_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys
     with pytest.raises(SystemExit) as usage:  # argparse: exit code 2 with the choices
         main(["atoms", *map(str, args), "--contrast", "black"])
     assert usage.value.code == 2
+
+
+def test_cli_choices_are_the_library_s():
+    """The parser keeps its own copy of the choices (it must not import the heavy detect
+    module); they must not drift from the library's."""
+    import argparse
+
+    from napari_atomseg.atoms import detect
+    from napari_atomseg.atoms._cli import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
+    assert choices["refine"] == detect.REFINE_METHODS
+    assert choices["contrast"] == detect.CONTRASTS

@@ -52,7 +52,6 @@ from ._common import layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
-REFINE_CHOICES = ("gaussian", "com", "heatmap", "none")
 PREVIEW_DELAY_MS = 150
 
 
@@ -73,7 +72,9 @@ class FindAtomsWidget(Container):
         self.separation_nm = FloatSlider(
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
         )
-        self.refine = ComboBox(choices=REFINE_CHOICES, value="gaussian", label="refinement")
+        self.refine = ComboBox(
+            choices=detect.REFINE_METHODS, value=detect.DEFAULT_REFINE, label="refinement"
+        )
         self.contrast = ComboBox(
             choices=detect.CONTRASTS, value="auto", label="columns",
             tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
@@ -126,7 +127,7 @@ class FindAtomsWidget(Container):
             pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
         )
         refine = pp.get("refine", detect.DEFAULT_REFINE)
-        self.refine.value = refine if refine in REFINE_CHOICES else detect.DEFAULT_REFINE
+        self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
         self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
 
     # --- settings --------------------------------------------------------------------
