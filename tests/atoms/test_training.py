@@ -113,6 +113,29 @@ def test_card_defaults_and_option_errors():
         AtomsTask(working_pixel_size_nm=0)
 
 
+def test_background_option_flattens_examples_and_is_written_to_the_card():
+    plain = AtomsTask(working_pixel_size_nm=0.03, patch_px=64)
+    flat = AtomsTask(working_pixel_size_nm=0.03, patch_px=64, background_sigma_nm=0.9)
+    assert "background_sigma_nm" not in plain.card_defaults()["input"]
+    assert flat.card_defaults()["input"]["background_sigma_nm"] == 0.9
+    # Columns on a support that thickens fast from left to right (a wedge 30x the atoms).
+    y, x = np.mgrid[:96, :96]
+    cols = _table([(r, c) for r in range(8, 96, 10) for c in range(8, 96, 10)])
+    atoms = sum(
+        np.exp(-((y - r) ** 2 + (x - c) ** 2) / 4.0) for r, c in cols[["y_px", "x_px"]].to_numpy()
+    )
+    wedge = atoms + 0.3 * x
+    img_flat, _ = flat.example_from_simulation(wedge, 0.03, cols, np.random.default_rng(0))
+    ref_flat, _ = flat.example_from_simulation(atoms, 0.03, cols, np.random.default_rng(0))
+    img_plain, _ = plain.example_from_simulation(wedge, 0.03, cols, np.random.default_rng(0))
+    ref_plain, _ = plain.example_from_simulation(atoms, 0.03, cols, np.random.default_rng(0))
+    # With the option the network sees (almost) the wedge-free example; without, not.
+    assert np.abs(img_flat - ref_flat).max() < 0.1 * np.ptp(ref_flat)
+    assert np.abs(img_plain - ref_plain).max() > 0.5 * np.ptp(ref_plain)
+    with pytest.raises(InputError, match="background_sigma_nm"):
+        AtomsTask(background_sigma_nm=0)
+
+
 def test_render_heatmap_handles_columns_outside_the_window():
     heat = render_heatmap((16, 16), np.array([[-2.0, 8.0], [100.0, 100.0]]), np.array([2.0, 2.0]))
     assert heat[0, 8] == pytest.approx(np.exp(-4 / 8), rel=1e-5)

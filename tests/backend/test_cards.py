@@ -50,6 +50,24 @@ def test_normalisation_with_parameters_survives_round_trip(tmp_path):
     }
 
 
+def test_background_width_is_optional_validated_and_survives_round_trip(tmp_path):
+    plain = card_from_dict(card_dict())
+    assert plain.input.background_sigma_nm is None
+    assert "background_sigma_nm" not in plain.input.to_dict()  # old cards stay unchanged
+    assert plain.input.background_sigma_px(0.02) is None
+    data = card_dict()
+    data["input"]["background_sigma_nm"] = 1.2
+    card = card_from_dict(data)
+    assert load_card(save_card(card, tmp_path / "bg.yaml")).input.background_sigma_nm == 1.2
+    assert card.input.background_sigma_px(0.03) == pytest.approx(40.0)
+    with pytest.raises(InputError, match="pixel size"):
+        card.input.background_sigma_px(None)
+    for bad in (0, -1.0, "wide"):
+        data["input"]["background_sigma_nm"] = bad
+        with pytest.raises(ModelError, match="background_sigma_nm"):
+            card_from_dict(data)
+
+
 def test_multichannel_sigmoid_names():
     card = card_from_dict(
         card_dict(outputs=[{"name": "spacing", "activation": "identity", "channels": 2}])

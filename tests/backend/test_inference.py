@@ -174,3 +174,28 @@ def test_worker_thread_gives_the_same_result_and_restores_threads(make_model):
     t.start()
     t.join()
     assert np.allclose(out["p"].outputs, main.outputs, atol=1e-6)
+
+
+def test_card_background_is_subtracted_at_the_working_sampling(make_model):
+    from napari_atomseg.backend.normalise import subtract_background
+
+    inp = {
+        "normalisation": "robust_zscore",
+        "working_pixel_size_nm": 0.02,
+        "pixel_size_range_nm": [0.005, 0.1],
+        "tile_px": 64,
+        "overlap_px": 16,
+    }
+    plain = make_model("plain", seed=3, input=inp)
+    flat = make_model("flat", seed=3, input={**inp, "background_sigma_nm": 0.6})
+    _y, x = np.mgrid[:96, :112]
+    img = (image((96, 112)) + 300.0 * x).astype(np.float32)  # a thickness wedge
+    keep = img.copy()
+    got = predict(flat.path, img, 0.02).outputs
+    assert np.array_equal(img, keep)
+    # The same network on the image flattened by hand (0.6 nm = 30 working px) ...
+    want = predict(plain.path, subtract_background(img, 30.0), 0.02).outputs
+    same = np.abs(got - want).max()
+    assert same < 1e-5
+    # ... and the wedge no longer reaches the network.
+    assert np.abs(got - predict(plain.path, img, 0.02).outputs).max() > 100 * max(same, 1e-7)

@@ -182,6 +182,31 @@ def test_prepare_pair_resamples_images_and_class_maps(tmp_path):
         prepare_pair(img, labels[:50], 0.01, base)
 
 
+def test_prepare_pair_subtracts_the_card_s_background(tmp_path):
+    from napari_atomseg.backend.cards import card_from_dict, save_card
+    from napari_atomseg.backend.normalise import subtract_background
+
+    base = train(config(tmp_path, "base", steps=3), log=None).card
+    data = base.to_dict()
+    data["input"]["background_sigma_nm"] = 0.4
+    flat = load_card(save_card(card_from_dict(data), tmp_path / "flat" / "flat.yaml"))
+    img = np.random.default_rng(2).random((60, 70)).astype(np.float32) + np.arange(70) * 0.5
+    target = np.zeros((60, 70), np.float32)
+    x, _ = prepare_pair(img, target, 0.02, flat)  # working 0.02: 0.4 nm = 20 px
+    want = normalise(subtract_background(img, 20.0), "robust_zscore")
+    assert np.allclose(x[0], want, atol=1e-5)
+
+
+ARCH = {"architecture": {"base_channels": 4, "depth": 1}}
+
+
+def test_card_and_task_must_prepare_images_alike(tmp_path):
+    with pytest.raises(InputError, match="background_sigma_nm"):
+        train(config(tmp_path, card={**ARCH, "input": {"background_sigma_nm": 1.0}}), log=None)
+    with pytest.raises(InputError, match="normalisation"):
+        train(config(tmp_path, card={**ARCH, "input": {"normalisation": "zscore"}}), log=None)
+
+
 def test_library_source(tmp_path):
     zarr = pytest.importorskip("zarr")
     rng = np.random.default_rng(0)

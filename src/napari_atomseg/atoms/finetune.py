@@ -99,7 +99,7 @@ def point_pairs(
     pairs = []
     for image, ps, points in items:
         img = resample(np.asarray(image, np.float32), ps, work, max_upsample=task.max_upsample)
-        x = normalise(img, task.normalisation).astype(np.float32)[None]
+        x = normalise(task.flatten(img), task.normalisation).astype(np.float32)[None]
         cols = pd.DataFrame({"y_px": points[:, 0], "x_px": points[:, 1], "visible": True})
         target = task.render_target(cols, ps, (0, 0), img.shape)
         pairs.append((np.ascontiguousarray(x), np.ascontiguousarray(target)))

@@ -130,6 +130,10 @@ class AtomsTask:
         Add a spacing-regression channel (spacing capped at ``spacing_scale_nm``).
     normalisation
         Normalisation name (must equal the card's; see ``card_defaults``).
+    background_sigma_nm
+        If set, the slowly varying background (a Gaussian of this width, nm) is subtracted
+        from the resampled image before it is cropped and normalised; the card's
+        ``input.background_sigma_nm`` makes inference do the same.
     """
 
     mix: str = "default"
@@ -143,6 +147,7 @@ class AtomsTask:
     spacing_head: bool = False
     spacing_scale_nm: float = 1.0
     normalisation: str = "robust_zscore"
+    background_sigma_nm: float | None = None
     max_upsample: float = 4.0
     _mix_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -155,6 +160,8 @@ class AtomsTask:
         check_range(self.sigma_min_px, 0.3, 10.0, "sigma_min_px")
         check_range(self.positive_weight, 0.0, 1e3, "positive_weight")
         check_range(self.spacing_scale_nm, 0.05, 10.0, "spacing_scale_nm")
+        if self.background_sigma_nm is not None:
+            check_range(self.background_sigma_nm, 0.05, 100.0, "background_sigma_nm")
 
     # ----------------------------------------------------------------- contract
     @property
@@ -167,11 +174,17 @@ class AtomsTask:
         if self.spacing_head:
             outputs.append({"name": "spacing", "activation": "sigmoid"})
         work = float(self.working_pixel_size_nm)
+        background = (
+            {}
+            if self.background_sigma_nm is None
+            else {"background_sigma_nm": float(self.background_sigma_nm)}
+        )
         return {
             "task": "atoms",
             "outputs": outputs,
             "input": {
                 "normalisation": self.normalisation,
+                **background,
                 "working_pixel_size_nm": work,
                 # Finer images are down-sampled (anti-aliased) without harm; coarser ones
                 # only up to the backend's up-sampling cap.
@@ -237,6 +250,7 @@ class AtomsTask:
 
         work = float(self.working_pixel_size_nm)
         img = resample(image, pixel_size_nm, work, max_upsample=self.max_upsample + 1e-6)
+        img = self.flatten(img)
         p = int(self.patch_px)
         h, w = img.shape
         if h < p or w < p:
@@ -248,6 +262,16 @@ class AtomsTask:
         x = normalise(img, self.normalisation).astype(np.float32)[None]
         target = self.render_target(columns, pixel_size_nm, (r0, c0), (p, p))
         return np.ascontiguousarray(x), np.ascontiguousarray(target)
+
+    def flatten(self, image_at_working: np.ndarray) -> np.ndarray:
+        """The background subtraction of ``background_sigma_nm`` (if set) on a working-grid image."""
+        if self.background_sigma_nm is None:
+            return image_at_working
+        from ..backend.normalise import subtract_background
+
+        return subtract_background(
+            image_at_working, float(self.background_sigma_nm) / float(self.working_pixel_size_nm)
+        )
 
     def render_target(
         self,

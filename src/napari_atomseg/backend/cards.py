@@ -18,6 +18,7 @@ and the card records how the model was trained and how well it did::
     classes: [vacuum, crystal, amorphous]                    # segmentation only
     input:
       normalisation: robust_zscore    # or {name: robust_zscore, low_pct: 1, high_pct: 99}
+      background_sigma_nm: 1.2        # optional: subtract a Gaussian background first
       working_pixel_size_nm: 0.02     # null = use the image as it is
       pixel_size_range_nm: [0.005, 0.08]
       tile_px: 512
@@ -70,6 +71,7 @@ _TOP_KEYS = {
 }
 _INPUT_KEYS = {
     "normalisation",
+    "background_sigma_nm",
     "working_pixel_size_nm",
     "pixel_size_range_nm",
     "tile_px",
@@ -128,12 +130,25 @@ class InputSpec:
 
     normalisation: str = "robust_zscore"
     normalisation_params: Mapping[str, Any] = field(default_factory=dict)
+    #: Width (nm) of the slowly varying background subtracted before normalising (None: none).
+    background_sigma_nm: float | None = None
     working_pixel_size_nm: float | None = None
     pixel_size_range_nm: tuple[float, float] | None = None
     tile_px: int = 512
     overlap_px: int = 64
     batch_size: int | None = None
     scale_reference: ScaleReference | None = None
+
+    def background_sigma_px(self, pixel_size_nm: float | None) -> float | None:
+        """The background width in pixels of an image sampled at ``pixel_size_nm`` (None: off)."""
+        if self.background_sigma_nm is None:
+            return None
+        if pixel_size_nm is None:
+            raise InputError(
+                "this model subtracts a background of a width given in nm, so it needs the "
+                "image's pixel size (nm/px)"
+            )
+        return self.background_sigma_nm / float(pixel_size_nm)
 
     @property
     def normalisation_spec(self) -> str | dict[str, Any]:
@@ -143,8 +158,10 @@ class InputSpec:
         return {"name": self.normalisation, **self.normalisation_params}
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "normalisation": self.normalisation_spec,
+        out: dict[str, Any] = {"normalisation": self.normalisation_spec}
+        if self.background_sigma_nm is not None:
+            out["background_sigma_nm"] = self.background_sigma_nm
+        out |= {
             "working_pixel_size_nm": self.working_pixel_size_nm,
             "pixel_size_range_nm": list(self.pixel_size_range_nm)
             if self.pixel_size_range_nm
@@ -359,6 +376,9 @@ def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCa
     working = _positive(
         inp.get("working_pixel_size_nm"), "input.working_pixel_size_nm", where, allow_none=True
     )
+    background = _positive(
+        inp.get("background_sigma_nm"), "input.background_sigma_nm", where, allow_none=True
+    )
     rng = inp.get("pixel_size_range_nm")
     if rng is not None:
         if not isinstance(rng, Sequence) or len(rng) != 2:
@@ -401,6 +421,7 @@ def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCa
     input_spec = InputSpec(
         normalisation=norm_name,
         normalisation_params=norm_params,
+        background_sigma_nm=background,
         working_pixel_size_nm=working,
         pixel_size_range_nm=rng,
         tile_px=tile_px,

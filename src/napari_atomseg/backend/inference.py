@@ -35,7 +35,7 @@ from .._validate import as_image2d, check_pixel_size_nm
 from ..errors import InputError
 from .cards import ModelCard
 from .device import torch_threads
-from .normalise import normalise
+from .normalise import normalise, subtract_background
 from .registry import LoadedModel, get_model
 from .sampling import resample, resampled_shape
 from .tiling import pad_image, plan_tiles, tile_weight, weight_sums
@@ -180,7 +180,10 @@ def iter_predict(
             img = resample(img, px, work)  # the float32 copy of the input is freed here
         timings["resample_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        # ``img`` is this function's own float32 array: normalise it in place.
+        # ``img`` is this function's own float32 array: flatten and normalise it in place.
+        bg_px = card.input.background_sigma_px(work if work is not None else px)
+        if bg_px is not None:
+            subtract_background(img, bg_px, out=img)
         x_all = pad_image(normalise(img, card.input.normalisation_spec, out=img), plan.padded_shape)
         del img
         timings["normalise_s"] = time.perf_counter() - t

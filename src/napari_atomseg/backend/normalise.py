@@ -105,6 +105,84 @@ def minmax(image: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     return _finish(image, lo, hi - lo, None, out)
 
 
+#: Block size of the background estimate: the Gaussian is applied to block means of about
+#: sigma / this many pixels, which is exact enough for a background of that width and
+#: costs a few ms instead of a 2-D filter with a kernel of hundreds of taps.
+_BACKGROUND_BLOCK_PER_SIGMA = 4.0
+
+
+def subtract_background(
+    image: np.ndarray, sigma_px: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``image`` minus its slowly varying background (a Gaussian of ``sigma_px``), float32.
+
+    Removes what the atom model should not have to learn: thickness wedges, vacuum next to
+    the support, contamination halos and detector drifts. Without it the normalisation's
+    intensity range is set by the step between vacuum and a thick support, and single
+    atoms on that support shrink to a few hundredths of the network's input range.
+
+    The Gaussian is applied to block means (blocks of about ``sigma_px / 4`` pixels) and
+    interpolated back linearly, row chunk by row chunk, so a huge image needs no more
+    than a fraction of its own size in extra memory. ``out`` may be ``image`` itself (a
+    float32 array the caller owns); the input is otherwise never modified.
+    """
+    from scipy import ndimage as ndi
+
+    sigma = float(sigma_px)
+    if not np.isfinite(sigma) or sigma <= 0:
+        raise InputError(
+            f"background sigma: expected a positive number of pixels, got {sigma_px!r}"
+        )
+    arr = np.asarray(image)
+    if arr.ndim != 2:
+        raise InputError(f"subtract_background: expected a 2-D image, got shape {arr.shape}")
+    if out is None:
+        out = np.empty(arr.shape, np.float32)
+    elif out.shape != arr.shape or out.dtype != np.float32:
+        raise InputError(
+            f"subtract_background: out must be float32 {arr.shape}, got {out.dtype} {out.shape}"
+        )
+    h, w = arr.shape
+    # Blocks of about sigma/4 px, but at least 4 of them along each side when the image
+    # allows it (the plane needs more than one block to be seen).
+    f = max(1, min(int(sigma / _BACKGROUND_BLOCK_PER_SIGMA), min(h, w) // 4))
+    ys, xs = np.arange(0, h, f), np.arange(0, w, f)
+    # Block means (the last block of a row/column may be partial).
+    small = np.add.reduceat(np.add.reduceat(arr, ys, axis=0, dtype=np.float64), xs, axis=1)
+    ny = np.diff(np.append(ys, h)).astype(np.float64)
+    nx = np.diff(np.append(xs, w)).astype(np.float64)
+    small /= ny[:, None] * nx[None, :]
+    cy = 0.5 * (ys + np.minimum(ys + f, h)) - 0.5
+    cx = 0.5 * (xs + np.minimum(xs + f, w)) - 0.5
+    # A plane first (least squares over the blocks, evaluated exactly at every pixel), then
+    # the Gaussian on what is left: a reflected ramp would leave a band of +-slope*sigma
+    # along the edges, and interpolating a ramp would bend it beyond the outer blocks.
+    gy, gx = np.meshgrid(cy, cx, indexing="ij")
+    design = np.stack([np.ones(small.size), gy.ravel(), gx.ravel()], axis=1)
+    c0, c1, c2 = np.linalg.lstsq(design, small.ravel(), rcond=None)[0]
+    rest = ndi.gaussian_filter(
+        small - (c0 + c1 * gy + c2 * gx), sigma / f, mode="reflect", truncate=3.0
+    )
+    # The smooth rest back onto the pixel grid: linear between block centres, constant
+    # beyond the outer ones; row chunks keep the extra memory small.
+    cols = np.arange(w, dtype=np.float64)
+    along_x = np.stack([np.interp(cols, cx, row) for row in rest])
+    along_x += c0 + c2 * cols[None, :]
+    along_x = along_x.astype(np.float32)
+    rows = np.arange(h, dtype=np.float64)
+    pos_y = np.interp(rows, cy, np.arange(len(ys), dtype=np.float64))
+    i0 = np.floor(pos_y).astype(np.intp)
+    i1 = np.minimum(i0 + 1, len(ys) - 1)
+    t = (pos_y - i0).astype(np.float32)[:, None]
+    ramp_y = (c1 * rows).astype(np.float32)[:, None]
+    for r in range(0, h, 256):
+        sl = slice(r, min(r + 256, h))
+        bg = along_x[i0[sl]] * (1.0 - t[sl]) + along_x[i1[sl]] * t[sl]
+        bg += ramp_y[sl]
+        np.subtract(arr[sl], bg, out=out[sl], dtype=np.float32)
+    return out
+
+
 NORMALISATIONS: dict[str, Callable[..., np.ndarray]] = {
     "robust_zscore": robust_zscore,
     "zscore": zscore,

@@ -687,6 +687,17 @@ def iter_train(
     card_data["name"] = cfg.name
     card_data.pop("weights", None)
     card = card_from_dict(card_data)
+    if callable(defaults):
+        # The input the task trains on must be the input the card makes inference give it
+        # (an init model's card or the config's card section must not change it silently).
+        want, have = defaults().get("input", {}), card.input.to_dict()
+        for key in ("normalisation", "background_sigma_nm"):
+            if (key in want or key in have) and want.get(key) != have.get(key):
+                raise InputError(
+                    f"training: the card's input.{key} ({have.get(key)!r}) differs from "
+                    f"the task's ({want.get(key)!r}); set it in task_options so that "
+                    "training and inference prepare images the same way"
+                )
     if card.n_channels_out != task.channels_out:
         raise InputError(
             f"training: the card's outputs have {card.n_channels_out} channel(s) but the task "
@@ -1026,7 +1037,7 @@ def prepare_pair(
     target)`` ready for ``iter_train(..., pairs=[...])``.
     """
     from .._validate import as_image2d
-    from .normalise import normalise
+    from .normalise import normalise, subtract_background
     from .sampling import resample, resample_labels
 
     card = load_card(card) if not isinstance(card, ModelCard) else card
@@ -1041,6 +1052,9 @@ def prepare_pair(
             tgt = resample_labels(tgt, pixel_size_nm, work, output_shape=img.shape)
         else:
             tgt = resample(tgt.astype(np.float32), pixel_size_nm, work, output_shape=img.shape)
+    bg_px = card.input.background_sigma_px(work if work is not None else pixel_size_nm)
+    if bg_px is not None:
+        img = subtract_background(img, bg_px)
     img = normalise(img, card.input.normalisation_spec)[None]
     if tgt.dtype.kind in "iub":
         tgt = tgt.astype(np.int64)
