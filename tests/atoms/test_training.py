@@ -132,6 +132,11 @@ def test_background_option_flattens_examples_and_is_written_to_the_card():
     # With the option the network sees (almost) the wedge-free example; without, not.
     assert np.abs(img_flat - ref_flat).max() < 0.1 * np.ptp(ref_flat)
     assert np.abs(img_plain - ref_plain).max() > 0.5 * np.ptp(ref_plain)
+    # The pixel-size estimator reads images before any preparation: the scale reference
+    # is measured on the same examples without the subtraction.
+    raw = flat.scale_reference_task()
+    assert raw.background_sigma_nm is None and raw.patch_px == 64
+    assert plain.scale_reference_task() is plain
     with pytest.raises(InputError, match="background_sigma_nm"):
         AtomsTask(background_sigma_nm=0)
 

@@ -37,9 +37,14 @@ class BlobTask:
     """Heatmap of Gaussian blobs; ``with_mask`` adds a 2-class softmax head."""
 
     def __init__(
-        self, patch_px: int = 48, with_mask: bool = False, working_pixel_size_nm: float = 0.02
+        self,
+        patch_px: int = 48,
+        with_mask: bool = False,
+        working_pixel_size_nm: float = 0.02,
+        sigma_px: float = 1.8,
     ):
         self.patch_px = int(patch_px)
+        self.sigma_px = float(sigma_px)
         self.with_mask = bool(with_mask)
         self.working_pixel_size_nm = working_pixel_size_nm
         self.channels_out = 3 if with_mask else 1
@@ -62,7 +67,7 @@ class BlobTask:
         return card
 
     def make_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        img, clean = blob_image(rng, (self.patch_px, self.patch_px))
+        img, clean = blob_image(rng, (self.patch_px, self.patch_px), sigma_px=self.sigma_px)
         x = normalise(img, "robust_zscore")[None]
         if not self.with_mask:
             return x, clean[None]

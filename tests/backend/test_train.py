@@ -123,6 +123,28 @@ def test_card_round_trip_and_prediction_matches_the_network(tmp_path):
     assert np.allclose(pred.outputs, want, atol=1e-5)
 
 
+def test_scale_reference_is_measured_on_the_task_s_raw_examples(tmp_path):
+    class Prepared(BlobTask):
+        """Trains on narrow blobs but says the estimator will see wide ones."""
+
+        def scale_reference_task(self):
+            return BlobTask(patch_px=self.patch_px, sigma_px=4.0)
+
+    plain = train(config(tmp_path, "plain", steps=2), log=None).card
+    prepared = train(config(tmp_path, "prep", steps=2), task=Prepared(patch_px=32), log=None).card
+    # Same training examples (same seed), so the same validation loss; only the scale
+    # reference comes from the other task's (wider) images.
+    assert prepared.metrics["validation"]["loss"] == pytest.approx(
+        plain.metrics["validation"]["loss"], rel=1e-6
+    )
+    ratio = (
+        prepared.input.scale_reference.feature_sigma_nm
+        / plain.input.scale_reference.feature_sigma_nm
+    )
+    assert ratio > 1.5
+    assert prepared.input.scale_reference.n_examples == 8
+
+
 def test_learned_model_finds_blobs(tmp_path):
     result = train(
         config(

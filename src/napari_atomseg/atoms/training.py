@@ -32,7 +32,7 @@ spacing channel. Validation reports detection F1 / precision / recall and the RM
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -262,6 +262,14 @@ class AtomsTask:
         x = normalise(img, self.normalisation).astype(np.float32)[None]
         target = self.render_target(columns, pixel_size_nm, (r0, c0), (p, p))
         return np.ascontiguousarray(x), np.ascontiguousarray(target)
+
+    def scale_reference_task(self) -> AtomsTask:
+        """This task without the background subtraction: its examples are what the pixel-size
+        estimator sees (it reads the image before any preparation), so the card's
+        ``input.scale_reference`` is measured on them."""
+        if self.background_sigma_nm is None:
+            return self
+        return replace(self, background_sigma_nm=None)
 
     def flatten(self, image_at_working: np.ndarray) -> np.ndarray:
         """The background subtraction of ``background_sigma_nm`` (if set) on a working-grid image."""

@@ -917,7 +917,17 @@ def iter_train(
         input_spec = card.to_dict()["input"]
         work = card.input.working_pixel_size_nm
         if work is not None and val and not val_pairs:
-            imgs = [x[i, 0].numpy() for x, _ in val for i in range(x.shape[0])]
+            # The estimator reads the image as it comes (before any background
+            # subtraction): a task that prepares its inputs further names the task whose
+            # examples are the same images without that step.
+            raw_task = getattr(task, "scale_reference_task", lambda: task)()
+            if raw_task is task:
+                imgs = [x[i, 0].numpy() for x, _ in val for i in range(x.shape[0])]
+            else:
+                raw = ExampleSource(
+                    raw_task, cfg, VAL_STREAM, library, lib_val, None, augment=False
+                )
+                imgs = [raw.example(k)[0][0] for k in range(cfg.val_examples)]
             try:
                 input_spec["scale_reference"] = scale_reference_from_examples(imgs, work).to_dict()
             except InputError as exc:
