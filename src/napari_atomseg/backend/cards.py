@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError, ModelError
-from .normalise import parse_normalisation
+from .normalise import normalise, parse_normalisation, subtract_background
 
 #: Folder of the shipped cards and weights.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -149,6 +149,16 @@ class InputSpec:
                 "image's pixel size (nm/px)"
             )
         return self.background_sigma_nm / float(pixel_size_nm)
+
+    def prepare(self, image: Any, pixel_size_nm: float | None, *, out: Any = None) -> Any:
+        """Background subtraction (if the card has one) then normalisation, as the network
+        expects its input; ``image`` is at ``pixel_size_nm`` (the working sampling). ``out``
+        may be ``image`` itself when the caller owns a float32 copy."""
+        bg_px = self.background_sigma_px(pixel_size_nm)
+        if bg_px is not None:
+            image = subtract_background(image, bg_px, out=out)
+            out = image  # a new float32 array (or ``out``): normalise it in place
+        return normalise(image, self.normalisation_spec, out=out)
 
     @property
     def normalisation_spec(self) -> str | dict[str, Any]:

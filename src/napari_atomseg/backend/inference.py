@@ -12,7 +12,9 @@ a two-channel model; ``benchmarks/backend_tiling.py`` measures it):
 2. its pixel size is the one given, or estimated from the image
    (:func:`~napari_atomseg.backend.scale.estimate_pixel_size_nm`) when None;
 3. it is resampled to the card's working pixel size, anti-aliased (sampling.py);
-4. it is normalised as the card says, on the *whole* field of view (normalise.py);
+4. it is prepared as the card says, on the *whole* field of view: its slowly varying
+   background subtracted (only if the card has ``input.background_sigma_nm``), then
+   normalised (``InputSpec.prepare``, normalise.py);
 5. it is cut into overlapping tiles (tiling.py), batched through the network under
    ``torch.inference_mode``, and the logits blended with smooth weights;
 6. the blended logits are mapped back exactly onto the original pixel grid and the
@@ -35,7 +37,6 @@ from .._validate import as_image2d, check_pixel_size_nm
 from ..errors import InputError
 from .cards import ModelCard
 from .device import torch_threads
-from .normalise import normalise, subtract_background
 from .registry import LoadedModel, get_model
 from .sampling import resample, resampled_shape
 from .tiling import pad_image, plan_tiles, tile_weight, weight_sums
@@ -180,11 +181,10 @@ def iter_predict(
             img = resample(img, px, work)  # the float32 copy of the input is freed here
         timings["resample_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        # ``img`` is this function's own float32 array: flatten and normalise it in place.
-        bg_px = card.input.background_sigma_px(work if work is not None else px)
-        if bg_px is not None:
-            subtract_background(img, bg_px, out=img)
-        x_all = pad_image(normalise(img, card.input.normalisation_spec, out=img), plan.padded_shape)
+        # ``img`` is this function's own float32 array: prepare it in place.
+        x_all = pad_image(
+            card.input.prepare(img, work if work is not None else px, out=img), plan.padded_shape
+        )
         del img
         timings["normalise_s"] = time.perf_counter() - t
 

@@ -1047,7 +1047,6 @@ def prepare_pair(
     target)`` ready for ``iter_train(..., pairs=[...])``.
     """
     from .._validate import as_image2d
-    from .normalise import normalise, subtract_background
     from .sampling import resample, resample_labels
 
     card = load_card(card) if not isinstance(card, ModelCard) else card
@@ -1062,10 +1061,7 @@ def prepare_pair(
             tgt = resample_labels(tgt, pixel_size_nm, work, output_shape=img.shape)
         else:
             tgt = resample(tgt.astype(np.float32), pixel_size_nm, work, output_shape=img.shape)
-    bg_px = card.input.background_sigma_px(work if work is not None else pixel_size_nm)
-    if bg_px is not None:
-        img = subtract_background(img, bg_px)
-    img = normalise(img, card.input.normalisation_spec)[None]
+    img = card.input.prepare(img, work if work is not None else pixel_size_nm)[None]
     if tgt.dtype.kind in "iub":
         tgt = tgt.astype(np.int64)
     else:
