@@ -268,6 +268,25 @@ def memory_section(folder: Path) -> None:
             f"{r['peak_extra_mb']:.0f} MB | {r['seconds']:.0f} s |",
             flush=True,
         )
+    # The shipped default atom model, background subtraction included (its card says so).
+    from napari_atomseg.backend.registry import get_model
+
+    card = get_model("atoms_default").card
+    working = card.input.working_pixel_size_nm
+    for px in (working, 0.02):
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, str(card.path), "8192", str(px)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"| atoms_default (shipped; background {card.input.background_sigma_nm} nm) | "
+            f"{px} -> {working} | {r['output_mb']:.0f} MB | {r['peak_extra_mb']:.0f} MB | "
+            f"{r['seconds']:.0f} s |",
+            flush=True,
+        )
 
 
 def main() -> None:
