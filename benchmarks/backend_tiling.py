@@ -254,8 +254,18 @@ def memory_section(folder: Path) -> None:
         ("mem_atoms_rs", ATOM_CANDIDATES["a16_d3_s2"], "atoms", (1,), 0.02, 0.015),
         ("mem_seg", SEG_CANDIDATES["s16_d4_s4"], "segmentation", (3,), 0.05, 0.04),
     ]
+    rows = []  # (label, card path, pixel size of the image, working pixel size)
     for name, arch, task, heads, working, px in cases:
         path = _export(arch, name, folder, task=task, working=working, heads=heads)
+        rows.append((f"{name} ({len(heads)} head, {heads[0]} ch)", path, px, working))
+    # The shipped default atom model, background subtraction included (its card says so).
+    from napari_atomseg.backend.cards import load_card
+
+    card = load_card("atoms_default")
+    working = card.input.working_pixel_size_nm
+    label = f"atoms_default (shipped; background {card.input.background_sigma_nm} nm)"
+    rows += [(label, card.path, px, working) for px in (working, 0.02)]
+    for label, path, px, working in rows:
         out = subprocess.run(
             [sys.executable, "-c", _MEMORY_CHILD, str(path), "8192", str(px)],
             capture_output=True,
@@ -264,27 +274,8 @@ def memory_section(folder: Path) -> None:
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(
-            f"| {name} ({len(heads)} head, {heads[0]} ch) | {px} -> {working} | {r['output_mb']:.0f} MB | "
+            f"| {label} | {px} -> {working} | {r['output_mb']:.0f} MB | "
             f"{r['peak_extra_mb']:.0f} MB | {r['seconds']:.0f} s |",
-            flush=True,
-        )
-    # The shipped default atom model, background subtraction included (its card says so).
-    from napari_atomseg.backend.registry import get_model
-
-    card = get_model("atoms_default").card
-    working = card.input.working_pixel_size_nm
-    for px in (working, 0.02):
-        out = subprocess.run(
-            [sys.executable, "-c", _MEMORY_CHILD, str(card.path), "8192", str(px)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(
-            f"| atoms_default (shipped; background {card.input.background_sigma_nm} nm) | "
-            f"{px} -> {working} | {r['output_mb']:.0f} MB | {r['peak_extra_mb']:.0f} MB | "
-            f"{r['seconds']:.0f} s |",
             flush=True,
         )
 
