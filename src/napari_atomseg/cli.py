@@ -44,6 +44,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "rank a folder of images by clean-lattice fraction",
     ),
     "atoms": ("napari_atomseg.atoms._cli", "find atomic columns; one CSV per image + a summary"),
+    "finetune": (
+        "napari_atomseg.atoms._cli_finetune",
+        "fine-tune the atom finder on your hand-corrected atom positions (image + CSV)",
+    ),
     "simulate": (
         "napari_atomseg.simulate._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",
