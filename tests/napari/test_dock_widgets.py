@@ -9,7 +9,7 @@ from napari_atomseg.atoms import detect
 from tests.napari._synth import lattice
 from tests.napari.conftest import PS_NM
 
-WIDGETS = ("Find atoms", "Segment regions", "Simulate micrograph")
+WIDGETS = ("Find atoms", "Segment regions", "Simulate micrograph", "Fine-tune atom finder")
 
 
 def test_every_widget_docks(make_napari_viewer):
@@ -20,6 +20,8 @@ def test_every_widget_docks(make_napari_viewer):
     # Running with no image is a message (notification), not an exception.
     assert widgets["Find atoms"].run() is None
     assert widgets["Segment regions"].run() is None
+    assert widgets["Fine-tune atom finder"].run() is None
+    assert "choose an image" in widgets["Fine-tune atom finder"].panel.status.value
     assert "Image layer" in widgets["Find atoms"].panel.status.value
     # Layer pickers follow the layer list.
     layer = viewer.add_image(np.random.default_rng(0).random((64, 64)), name="img")

@@ -1,0 +1,198 @@
+"""The "Fine-tune atom finder" widget: corrected Points layers -> a model adapted to them.
+
+After Find atoms, correct the columns with napari's own tools (add / delete / move), then
+fine-tune the network on the corrected image(s) and run the new model on the rest of the
+series (pick its card as "model card" in Find atoms, or ``napari-atomseg atoms --model``).
+
+Pairs: choose an image and the Points layer that marks **every** atom in it, press "Add
+pair" (repeat for more images); with no pair added, the chosen image and points are used.
+For a 3-D stack the frame shown is used, with the points on that frame. Points are taken
+from world coordinates into the image's pixels (scale and translate of both layers), so
+a Points layer in nm over a calibrated image works as well as one in pixels.
+
+Training runs in a worker (:func:`napari_atomseg.atoms.finetune_user.iter_finetune_atoms`)
+with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+from napari_atomseg.atoms import finetune_user
+from napari_atomseg.errors import AtomsegError, InputError
+
+from ..image_source import current_frame_index, image_frames, layer_pixel_size_nm
+from ._common import layer_combo, model_names
+from ._runner import RunPanel, notify_error
+
+
+def points_in_image_px(points_layer: Any, image_layer: Any, frame: int | None = None) -> np.ndarray:
+    """(N, 2) row, col in the image's pixels of the points (on ``frame`` for a stack)."""
+    data = np.asarray(points_layer.data, dtype=np.float64)
+    if data.size == 0:
+        return np.zeros((0, 2))
+    world = data * np.asarray(points_layer.scale) + np.asarray(points_layer.translate)
+    img_scale = np.asarray(image_layer.scale, dtype=np.float64)
+    img_translate = np.asarray(image_layer.translate, dtype=np.float64)
+    if world.shape[1] < 2:
+        raise InputError(f"points layer {points_layer.name!r}: needs 2-D positions")
+    yx = (world[:, -2:] - img_translate[-2:]) / img_scale[-2:]
+    if frame is not None and world.shape[1] >= 3 and len(img_scale) >= 3:
+        f = (world[:, -3] - img_translate[-3]) / img_scale[-3]
+        yx = yx[np.round(f) == frame]
+    return yx
+
+
+class FinetuneAtomsWidget(Container):
+    """Dock widget: fine-tune the atom finder on hand-corrected Points layers."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self.image = layer_combo(viewer, "image", "image")
+        self.points = layer_combo(viewer, "points", "atoms (points)")
+        self.add_pair = PushButton(text="Add pair")
+        self.clear_pairs = PushButton(text="Clear pairs")
+        self.pairs_label = Label(value="pairs: none (the image and points above are used)")
+        self.base = ComboBox(choices=self._models, label="start from")
+        self.base_card = FileEdit(mode="r", filter="*.yaml", label="or model card", value="")
+        self.contrast = ComboBox(
+            choices=("bright", "dark"), value="bright", label="columns",
+            tooltip="bright (HAADF) or dark (black-atom HRTEM: the network learns the "
+            "inverted image; use contrast 'dark' in Find atoms too)",
+        )  # fmt: skip
+        self.steps = SpinBox(
+            value=finetune_user.RECIPE["steps"], min=10, max=20000, step=50, label="steps",
+            tooltip=f"training steps of {finetune_user.RECIPE['batch_size']} crops",
+        )  # fmt: skip
+        self.folder = FileEdit(mode="d", label="save to folder", value="")
+        self.model_name = LineEdit(value=finetune_user.DEFAULT_NAME, label="model name")
+        self.run_button = PushButton(text="Fine-tune")
+        self.panel = RunPanel()
+        self.card_path: Path | None = None
+        self._pairs: list[tuple[Any, Any, int | None]] = []
+        super().__init__(
+            widgets=[
+                self.image,
+                self.points,
+                self.add_pair,
+                self.clear_pairs,
+                self.pairs_label,
+                self.base,
+                self.base_card,
+                self.contrast,
+                self.steps,
+                self.folder,
+                self.model_name,
+                self.run_button,
+                self.panel,
+            ]
+        )
+        self.add_pair.changed.connect(self._add_pair)
+        self.clear_pairs.changed.connect(self._clear_pairs)
+        self.run_button.changed.connect(self.run)
+
+    @staticmethod
+    def _models(_widget: Any = None) -> list[str]:
+        return model_names("atoms") or ["default"]
+
+    def chosen_base(self) -> str:
+        """The model to start from: the card file when one is chosen, else the name."""
+        card = str(self.base_card.value or "").strip()
+        if card and card != "." and card.endswith((".yaml", ".yml")):
+            return card
+        return self.base.value or "default"
+
+    def _frame(self, layer: Any) -> int | None:
+        return current_frame_index(layer, self._viewer.dims.point)
+
+    def _add_pair(self, _value: Any = None) -> None:
+        image, points = self.image.value, self.points.value
+        if image is None or points is None:
+            notify_error(InputError("choose an image and its points layer first"))
+            return
+        self._pairs.append((image, points, self._frame(image)))
+        self._show_pairs()
+
+    def _clear_pairs(self, _value: Any = None) -> None:
+        self._pairs.clear()
+        self._show_pairs()
+
+    def _show_pairs(self) -> None:
+        if not self._pairs:
+            self.pairs_label.value = "pairs: none (the image and points above are used)"
+            return
+        names = [
+            f"{img.name}{'' if f is None else f' [{f}]'} + {pts.name}"
+            for img, pts, f in self._pairs
+        ]
+        self.pairs_label.value = "pairs: " + "; ".join(names)
+
+    def training_data(self) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+        """(images, points px, pixel sizes) of the pairs (or of the current choice)."""
+        pairs = list(self._pairs)
+        if not pairs:
+            image, points = self.image.value, self.points.value
+            if image is None or points is None:
+                raise InputError("choose an image and the Points layer marking its atoms")
+            pairs = [(image, points, self._frame(image))]
+        images, pts, sizes = [], [], []
+        for image, points, frame in pairs:
+            ps = layer_pixel_size_nm(image)
+            if ps is None:
+                raise InputError(
+                    f"image {image.name!r} has no pixel size; calibrate it first (type the "
+                    "pixel size in Find atoms, or open the file with its calibration)"
+                )
+            (plane,) = image_frames(image, frame)
+            images.append(np.asarray(plane.data))
+            pts.append(points_in_image_px(points, image, frame))
+            sizes.append(ps)
+        return images, pts, sizes
+
+    def output_folder(self) -> Path:
+        value = str(self.folder.value or "").strip()
+        if not value or value == ".":
+            raise InputError("choose a folder to save the fine-tuned model in")
+        return Path(value)
+
+    def run(self) -> Any:
+        """Start fine-tuning; returns the worker (None when the input was refused)."""
+        try:
+            images, points, sizes = self.training_data()
+            folder = self.output_folder()
+            name = str(self.model_name.value).strip() or finetune_user.DEFAULT_NAME
+            return self.panel.start(
+                finetune_user.iter_finetune_atoms,
+                images,
+                points,
+                sizes,
+                folder,
+                base=self.chosen_base(),
+                name=name,
+                contrast=self.contrast.value,
+                steps=int(self.steps.value),
+                on_result=self._done,
+            )
+        except AtomsegError as exc:
+            notify_error(exc)
+            self.panel.status.value = f"not started: {exc}"[:200]
+            return None
+
+    def _done(self, card_path: Path) -> str:
+        from napari_atomseg.backend.cards import load_card
+
+        self.card_path = Path(card_path)
+        card = load_card(card_path)
+        threshold = card.postprocess.get("threshold")
+        f1 = card.metrics.get("fine_tuning", {}).get("training_f1")
+        return (
+            f"wrote {card_path} (threshold {threshold}, F1 {f1} on these images); pick it "
+            "as 'model card' in Find atoms"
+        )
