@@ -177,8 +177,11 @@ def test_fine_tuning_teaches_what_the_labels_say(tmp_path):
     assert card.postprocess["threshold"] in [float(t) for t in tuned["grid_f1"]]
     assert tuned["training_f1"] == max(tuned["grid_f1"].values())
     assert any("threshold" in line for line in lines)
-    # the input preparation of the base model is kept (background subtraction)
-    assert card.input.background_sigma_nm == load_card("atoms_default").input.background_sigma_nm
+    # the input preparation of the base model is kept (background subtraction), and its
+    # scale reference (no synthetic validation set here to measure one)
+    base = load_card("atoms_default")
+    assert card.input.background_sigma_nm == base.input.background_sigma_nm
+    assert card.input.scale_reference == base.input.scale_reference is not None
 
 
 # --------------------------------------------------------------------------- CLI

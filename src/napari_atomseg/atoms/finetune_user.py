@@ -34,6 +34,7 @@ The recipe was chosen by 4-fold cross-validation on the 11 hand-labelled real Pt
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -417,7 +418,16 @@ def iter_finetune_atoms(
         "wall_time_s": round(time.perf_counter() - t0, 1),
     }
     postprocess = {**dict(card.postprocess), "threshold": threshold}
-    save_card(card.with_updates(postprocess=postprocess, metrics=metrics), card.path)
+    changes: dict[str, Any] = {"postprocess": postprocess, "metrics": metrics}
+    base_card = load_card(cfg.init_from)
+    if card.input.scale_reference is None and base_card.input.scale_reference is not None:
+        # Without synthetic validation examples no scale reference is measured; the base
+        # model's describes the same working sampling, so uncalibrated images still get
+        # an estimated pixel size.
+        changes["input"] = dataclasses.replace(
+            card.input, scale_reference=base_card.input.scale_reference
+        )
+    save_card(card.with_updates(**changes), card.path)
     if log is not None:
         log(
             f"threshold {threshold} (F1 {curve[threshold]:.3f} on the labelled images, "
