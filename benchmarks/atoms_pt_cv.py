@@ -65,6 +65,8 @@ from napari_atomseg.atoms.finetune import (  # noqa: E402
 from napari_atomseg.atoms.metrics import point_metrics  # noqa: E402
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
+#: The start model of configs/atoms_pt_carbon*.yaml (scored without fine-tuning).
+INIT_MODEL = "runs/atoms_stage2/atoms_stage2.yaml"
 
 
 @dataclass
@@ -315,13 +317,27 @@ def update_card(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/atoms_pt_carbon.yaml")
+    ap.add_argument(
+        "--user-recipe",
+        default=None,
+        metavar="BASE",
+        help="instead of --config: the recipe of 'napari-atomseg finetune' starting from "
+        "model BASE (e.g. default), as atoms.finetune_user.finetune_config builds it",
+    )
+    ap.add_argument("--lr", type=float, default=None, help="with --user-recipe: peak lr")
+    ap.add_argument(
+        "--synthetic-fraction",
+        type=float,
+        default=None,
+        help="with --user-recipe: share of synthetic examples (default: the recipe's)",
+    )
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--steps", type=int, default=None, help="override the config's steps")
     ap.add_argument("--out", type=Path, default=Path("runs/atoms_pt_cv"))
     ap.add_argument("--radius-nm", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baselines", nargs="*", default=["blob_dog", "blob_log"])
-    ap.add_argument("--init-model", default="runs/atoms_stage2/atoms_stage2.yaml")
+    ap.add_argument("--init-model", default=INIT_MODEL)
     ap.add_argument("--only-train", action="store_true", help="train the fold models and stop")
     ap.add_argument(
         "--train-folds", type=int, nargs="*", default=None, help="with --only-train: these folds"
@@ -353,7 +369,21 @@ def main(argv: list[str] | None = None) -> int:
     cases = load_cases(folder)
     by_key = {c.key: c for c in cases}
     folds = cv_folds([c.key for c in cases], args.folds)
-    base = yaml.safe_load(Path(args.config).read_text())
+    if args.user_recipe:
+        from napari_atomseg.atoms.finetune_user import SYNTHETIC_FRACTION, finetune_config
+
+        fraction = (
+            SYNTHETIC_FRACTION if args.synthetic_fraction is None else args.synthetic_fraction
+        )
+        base = finetune_config(
+            args.user_recipe, args.out, "atoms_finetuned", lr=args.lr, synthetic_fraction=fraction
+        )
+        base["threads"] = args.threads
+        args.config = f"user recipe from {args.user_recipe}"
+        if args.init_model == INIT_MODEL:
+            args.init_model = base["init_from"]
+    else:
+        base = yaml.safe_load(Path(args.config).read_text())
     args.out.mkdir(parents=True, exist_ok=True)
     log(f"{len(cases)} images, folds {folds}")
 
@@ -415,8 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.init_model and Path(args.init_model).is_file() and not args.only_baselines:
         start = Counts()
         heat0 = heatmaps(Path(args.init_model), cases, args.threads)
-        start = counts_at(heat0, cases, DEFAULT_THRESHOLD, args.radius_nm)
-        rows[f"start model {Path(args.init_model).stem} (threshold 0.5, no fine-tuning)"] = start
+        from napari_atomseg.backend.cards import load_card
+
+        t0 = float(load_card(args.init_model).postprocess.get("threshold", DEFAULT_THRESHOLD))
+        start = counts_at(heat0, cases, t0, args.radius_nm)
+        rows[f"start model {Path(args.init_model).stem} (threshold {t0}, no fine-tuning)"] = start
 
     width = max(len(k) for k in rows) + 2
     print(f"\nReal Pt single atoms, {len(folds)}-fold CV, pooled over {len(cases)} held-out images")
