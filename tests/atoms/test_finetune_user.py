@@ -94,7 +94,7 @@ def test_points_file_is_found_beside_the_image_name(tmp_path):
 
 # --------------------------------------------------------------------------- config
 def test_config_reproduces_the_base_model_s_task():
-    cfg = finetune_config("default", "out", "mine", steps=50, seed=3)
+    cfg = finetune_config("default", "out", "mine", steps=50, seed=3, synthetic_fraction=0.1)
     base = load_card("atoms_default")
     opts = base.training["config"]["task_options"]
     assert cfg["task"] == base.training["config"]["task"]
@@ -108,8 +108,11 @@ def test_config_reproduces_the_base_model_s_task():
     from pathlib import Path
 
     assert Path(cfg["task_options"]["mix"]).is_file()  # resolved for any working directory
-    no_syn = finetune_config("default", "out", synthetic_fraction=0)
-    assert no_syn["pairs_fraction"] == 1.0 and no_syn["example_pool"] == 0
+    plain = finetune_config("default", "out", work_dir="runs/x", description="mine")
+    assert plain["pairs_fraction"] == 1.0 and plain["example_pool"] == 0  # the default
+    assert plain["val_examples"] == 0
+    assert (plain["out_dir"], plain["export_dir"]) == ("runs/x", "out")
+    assert plain["card"]["description"] == "mine"
 
 
 def test_config_refuses_models_it_cannot_fine_tune(tmp_path):

@@ -36,6 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder for the model")
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name (default: %(default)s)")
     parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="folder for the checkpoint and training log (default: --out)",
+    )
+    parser.add_argument("--description", default=None, help="the model card's description")
+    parser.add_argument(
         "--base",
         default="default",
         help="model to start from: name or card path (default: shipped)",
@@ -128,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             base=args.base,
             name=args.name,
+            work_dir=args.work_dir,
+            description=args.description,
             contrast=args.contrast,
             steps=args.steps,
             seed=args.seed,
