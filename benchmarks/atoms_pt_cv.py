@@ -276,13 +276,14 @@ def update_card(
     per_fold: list,
     thrs: list,
     n_images: int,
+    recipe: dict,
 ) -> None:
-    """Record this run in ``metrics.cross_validation`` of model ``name``'s card."""
+    """Record this run in ``metrics.cross_validation`` of model ``name``'s card (which must
+    have been trained with the same ``recipe`` on all images)."""
     from napari_atomseg.backend.cards import card_from_dict, load_card, save_card
 
     card = load_card(name)
     trained = (card.training or {}).get("config", {})
-    recipe = yaml.safe_load(Path(args.config).read_text())
     for key in ("task_options", "pairs_fraction", "lr", "steps", "seed", "init_from"):
         if trained.get(key) != recipe.get(key):
             raise SystemExit(f"{name}: its {key} differs from {args.config}'s; not updating")
@@ -381,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         base["threads"] = args.threads
         args.config = f"user recipe from {args.user_recipe}"
         if args.init_model == INIT_MODEL:
-            args.init_model = base["init_from"]
+            from napari_atomseg.backend.cards import load_card
+
+            args.init_model = str(load_card(base["init_from"]).path)
     else:
         base = yaml.safe_load(Path(args.config).read_text())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -469,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t_start
     print(f"wall {wall:.0f} s, load average {os.getloadavg()}")
     if args.update_card and cards:
-        update_card(args.update_card, args, command, folds, rows, per_fold, thrs, len(cases))
+        update_card(args.update_card, args, command, folds, rows, per_fold, thrs, len(cases), base)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

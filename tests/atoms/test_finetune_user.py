@@ -98,7 +98,7 @@ def test_config_reproduces_the_base_model_s_task():
     base = load_card("atoms_default")
     opts = base.training["config"]["task_options"]
     assert cfg["task"] == base.training["config"]["task"]
-    assert cfg["init_from"] == str(base.path)
+    assert cfg["init_from"] == "atoms_default"  # a shipped model by name, portable
     # the same targets and input preparation as the base model (background subtraction)
     for key in ("working_pixel_size_nm", "sigma_fraction", "background_sigma_nm"):
         assert cfg["task_options"][key] == opts[key]
@@ -174,7 +174,7 @@ def test_fine_tuning_teaches_what_the_labels_say(tmp_path):
     assert after > 0.9 and after > before + 0.1
     card = load_card(card_path)
     assert card.name == "mine" and card_path.name == "mine.yaml"
-    assert card.training["config"]["init_from"] == str(load_card("atoms_default").path)
+    assert card.training["config"]["init_from"] == "atoms_default"
     tuned = card.metrics["fine_tuning"]
     assert tuned["images"] == 3 and tuned["atoms"] == 120
     assert card.postprocess["threshold"] in [float(t) for t in tuned["grid_f1"]]

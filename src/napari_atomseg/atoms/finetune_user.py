@@ -214,7 +214,8 @@ def finetune_config(
         "name": name,
         "task": task,
         "task_options": options,
-        "init_from": str(card.path),
+        # A shipped model by name (portable in the card's record), a card file by path.
+        "init_from": str(card.path) if Path(str(base)).suffix in (".yaml", ".yml") else card.name,
         "pairs_fraction": round(1.0 - synthetic_fraction, 6),
         "card": {
             "description": description
