@@ -187,13 +187,16 @@ def train_fold(cfg: dict, train_cases: list[Case], command: str) -> Path:
 
 
 # --------------------------------------------------------------------------- plugin
-def heatmaps(card_path: Path, cases: list[Case], threads: int) -> dict[str, object]:
-    """HeatmapResult per image (cached beside the model, keyed by its weights' sha256)."""
+def heatmaps(
+    card_path: Path, cases: list[Case], threads: int, cache_dir: Path | None = None
+) -> dict[str, object]:
+    """HeatmapResult per image, cached in ``cache_dir`` (default: beside the model; never
+    give a shipped model's folder) keyed by the weights' sha256."""
     from napari_atomseg.atoms.detect import HeatmapResult
     from napari_atomseg.backend.cards import load_card
 
     sha = load_card(card_path).weights.sha256
-    cache = card_path.parent / f"heatmaps_{sha[:12]}.npz"
+    cache = (cache_dir or card_path.parent) / f"heatmaps_{sha[:12]}.npz"
     stored = {}
     if cache.is_file():
         with np.load(cache) as z:
@@ -447,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.init_model and Path(args.init_model).is_file() and not args.only_baselines:
         start = Counts()
-        heat0 = heatmaps(Path(args.init_model), cases, args.threads)
+        heat0 = heatmaps(Path(args.init_model), cases, args.threads, cache_dir=args.out)
         from napari_atomseg.backend.cards import load_card
 
         t0 = float(load_card(args.init_model).postprocess.get("threshold", DEFAULT_THRESHOLD))
