@@ -73,7 +73,10 @@ class FinetuneAtomsWidget(Container):
         )  # fmt: skip
         self.folder = FileEdit(mode="d", label="save to folder", value="")
         self.model_name = LineEdit(value=finetune_user.DEFAULT_NAME, label="model name")
-        self.run_button = PushButton(text="Fine-tune")
+        self.run_button = PushButton(
+            text="Fine-tune",
+            tooltip="when done, pick the new card as 'or model card' in Find atoms",
+        )
         self.panel = RunPanel()
         self.card_path: Path | None = None
         self._pairs: list[tuple[Any, Any, int | None]] = []
@@ -94,6 +97,9 @@ class FinetuneAtomsWidget(Container):
                 self.panel,
             ]
         )
+        for label in (self.pairs_label, self.panel.status):  # long paths must not widen the dock
+            label.native.setWordWrap(True)
+            label.native.setMinimumHeight(4 * label.native.fontMetrics().lineSpacing())
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.run_button.changed.connect(self.run)
@@ -192,7 +198,5 @@ class FinetuneAtomsWidget(Container):
         card = load_card(card_path)
         threshold = card.postprocess.get("threshold")
         f1 = card.metrics.get("fine_tuning", {}).get("training_f1")
-        return (
-            f"wrote {card_path} (threshold {threshold}, F1 {f1} on these images); pick it "
-            "as 'model card' in Find atoms"
-        )
+        f1_text = f"; F1 {f1:.2f} on these images" if isinstance(f1, float) else ""
+        return f"done: {card_path} (threshold {threshold}{f1_text})"
