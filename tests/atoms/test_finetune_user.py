@@ -123,6 +123,8 @@ def test_config_refuses_models_it_cannot_fine_tune(tmp_path):
         finetune_config(tiny.path, tmp_path)
     with pytest.raises(InputError, match="synthetic_fraction"):
         finetune_config("default", tmp_path, synthetic_fraction=0.95)
+    with pytest.raises(InputError, match="model name 'my model'"):
+        finetune_config("default", tmp_path, "my model")
 
 
 def test_bad_inputs_are_refused_before_training(tmp_path):

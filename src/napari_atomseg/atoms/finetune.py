@@ -1,6 +1,11 @@
 """Fine-tuning pairs for the atom finder from real images with hand-placed atom positions.
 
-Two steps make a fine-tuned model (both driven by one training config)::
+:func:`point_pairs` is what every fine-tuning path uses, including the users' command
+``napari-atomseg finetune`` (:mod:`.finetune_user`, which also makes the shipped
+``atoms_pt_carbon`` since 2026-11-29). This module also keeps the config-driven path of
+the earlier dedicated Pt recipe and the Pt data helpers of the cross-validation.
+
+With a config, two steps make a fine-tuned model::
 
     python -m napari_atomseg.atoms.finetune configs/atoms_pt_carbon.yaml --images all
     napari-atomseg train configs/atoms_pt_carbon.yaml

@@ -206,6 +206,10 @@ def finetune_config(
     The model is exported to ``out_dir``; the checkpoint and training log go to
     ``work_dir`` (default: ``out_dir``).
     """
+    from ..backend.cards import _NAME_RE
+
+    if not _NAME_RE.match(str(name)):
+        raise InputError(f"model name {name!r}: use letters, digits, '_', '-' and '.' only")
     card, task, options = base_task(base)
     synthetic_fraction = check_range(synthetic_fraction, 0.0, 0.9, "synthetic_fraction")
     if synthetic_fraction > 0:
