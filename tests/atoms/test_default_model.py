@@ -99,5 +99,11 @@ def test_every_shipped_atoms_model_loads_with_its_recorded_provenance():
     assert [c.name for c in cards][:1] == ["atoms_default"]  # the default first
     for c in cards:
         assert sha256_file(c.weights_path) == c.weights.sha256
-        assert c.training["command"].startswith("napari-atomseg train configs/atoms_")
+        # made by one of the project's own commands: a training config in configs/, or the
+        # users' fine-tuning command starting from another shipped model
+        command = c.training["command"]
+        if command.startswith("napari-atomseg finetune "):
+            assert c.training["config"]["init_from"] in [other.name for other in cards]
+        else:
+            assert command.startswith("napari-atomseg train configs/atoms_")
         assert get_model(c.name, "cpu").card.name == c.name
