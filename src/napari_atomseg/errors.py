@@ -34,3 +34,9 @@ class ModelError(AtomsegError):
 
 class Cancelled(AtomsegError):
     """The user cancelled a long computation (raised between tiles / images)."""
+
+
+class ResultWarning(UserWarning):
+    """A result was made, but something about it needs the user's eye (e.g. the network's
+    columns disagree with the image's contrast). The same text is in the result's
+    ``attrs["warnings"]``, which the widgets show and the CLI prints and records."""

@@ -79,3 +79,12 @@ def heatmap_for(shape: tuple[int, int], centres_px: np.ndarray, sigma_px: float)
         sub = np.ix_(rows[rv], cols[cv])
         heat[sub] = np.maximum(heat[sub], g)
     return heat.astype(np.float32)
+
+
+def hex_hollows_px(true: np.ndarray, spacing_px: float, shape: tuple[int, int]) -> np.ndarray:
+    """Centres of a :func:`hex_lattice_px` lattice's triangles (no column there), inside
+    the field: where a network fooled by a phase-contrast pattern puts its peaks."""
+    dy = spacing_px * np.sqrt(3) / 2
+    h = np.asarray(true, dtype=float) + np.array([dy / 3, spacing_px / 2])
+    inside = (h >= 4).all(axis=1) & (h[:, 0] < shape[0] - 4) & (h[:, 1] < shape[1] - 4)
+    return h[inside]

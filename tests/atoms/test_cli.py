@@ -17,7 +17,7 @@ from napari_atomseg.atoms.detect import find_atoms
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_points_csv, write_image_tiff
 from tests._models import export_tiny_atoms_model
-from tests.atoms.synth import hex_lattice_px, render
+from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
 
 PS = 0.025
 
@@ -192,3 +192,40 @@ def test_cli_choices_are_the_library_s():
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
     assert choices["refine"] == detect.REFINE_METHODS
     assert choices["contrast"] == detect.CONTRASTS
+
+
+def test_warnings_are_printed_and_recorded_in_the_summary(
+    folder, tmp_path, tiny_model, capsys, monkeypatch
+):
+    """A network whose peaks all sit between the columns: the CSV is still written; the
+    summary's warnings column and stderr say why the result needs a look."""
+    from napari_atomseg._progress import Progress
+    from napari_atomseg.atoms import detect
+
+    def between_columns(image, pixel_size_nm=None, model="default", *, contrast="auto", **kw):
+        true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=1)
+        hollows = hex_hollows_px(true, 0.25 / PS, (96, 96))
+        yield Progress(0, 1, "network")
+        res = detect.HeatmapResult.from_arrays(
+            image, heatmap_for((96, 96), hollows, 0.04 / PS), pixel_size_nm
+        )
+        res.contrast = contrast
+        return res
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", between_columns)
+    out = tmp_path / "out"
+    img = folder / "a.tif"
+    code, err = _run(
+        [img, "--out", out, "--model", tiny_model.path, "--contrast", "bright"], capsys
+    )
+    assert code == 0, err
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    (warning,) = summary["warnings"]
+    assert "the image check removed" in warning and "hollows" in warning
+    assert f"warning: {img}: the image check removed" in err
+    assert (out / "a_atoms.csv").is_file()
+    # An ordinary result leaves the column empty.
+    monkeypatch.undo()
+    code, err = _run([img, "--out", out, "--model", tiny_model.path, "--overwrite"], capsys)
+    assert code == 0 and "warning:" not in err
+    assert pd.read_csv(out / SUMMARY_NAME)["warnings"].isna().all()

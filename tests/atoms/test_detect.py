@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from napari_atomseg._progress import Progress, drain
 from napari_atomseg.atoms.detect import (
     HeatmapResult,
+    check_disagrees,
     find_atoms,
     heatmap_to_atoms,
     iter_find_atoms,
@@ -15,8 +18,8 @@ from napari_atomseg.atoms.detect import (
     predict_heatmap,
 )
 from napari_atomseg.atoms.metrics import point_metrics
-from napari_atomseg.errors import InputError, ModelError
-from tests.atoms.synth import heatmap_for, hex_lattice_px, render
+from napari_atomseg.errors import InputError, ModelError, ResultWarning
+from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
 
 PS = 0.02
 _RNG = np.random.default_rng(123)
@@ -296,17 +299,9 @@ def test_card_postprocess_sets_the_defaults_and_explicit_options_win(lattice, tm
     assert heatmap_to_atoms(res, refine="none").attrs["threshold"] == 0.3
 
 
-def _hollows(true: np.ndarray, spacing_px: float, shape: tuple[int, int]) -> np.ndarray:
-    """Centres of the lattice's triangles (no column there), inside the field."""
-    dy = spacing_px * np.sqrt(3) / 2
-    h = true + np.array([dy / 3, spacing_px / 2])
-    inside = (h >= 4).all(axis=1) & (h[:, 0] < shape[0] - 4) & (h[:, 1] < shape[1] - 4)
-    return h[inside]
-
-
 def test_contrast_check_drops_heatmap_peaks_that_are_not_image_maxima(lattice):
     img, heat, true = lattice
-    hollows = _hollows(true, 0.3 / PS, img.shape)
+    hollows = hex_hollows_px(true, 0.3 / PS, img.shape)
     # A network that also marks every hollow (its lattice prior), as strongly as a column.
     fooled = np.maximum(heat, heatmap_for(img.shape, hollows, 0.045 / PS))
     res = HeatmapResult.from_arrays(img, fooled, PS)
@@ -353,3 +348,109 @@ def test_heatmap_centre_of_mass_averages_out_heatmap_noise(lattice):
         for r in ("none", "heatmap")
     }
     assert rms["heatmap"] < 0.3 * rms["none"], rms
+
+
+# ------------------------------------------- the network's peaks against the contrast
+
+
+def test_a_result_whose_peaks_are_not_image_extrema_carries_a_warning(lattice):
+    img, heat, true = lattice
+    hollows = hex_hollows_px(true, 0.3 / PS, img.shape)
+    on_hollows = heatmap_for(img.shape, hollows, 0.045 / PS)
+    wrong = heatmap_to_atoms(HeatmapResult.from_arrays(img, on_hollows, PS), contrast="bright")
+    removed = wrong.attrs["contrast_check_removed"]
+    assert removed > 0.9 * len(hollows)
+    (message,) = wrong.attrs["warnings"]
+    assert f"removed {removed} of the network's" in message
+    assert "set the contrast to 'dark'" in message and "hollows" in message
+    # The right peaks: nothing to say.
+    right = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS), contrast="bright")
+    assert right.attrs["warnings"] == [] and right.attrs["network_input"] == "as is"
+    # Without the check nothing is removed, so nothing is said either.
+    unchecked = heatmap_to_atoms(
+        HeatmapResult.from_arrays(img, on_hollows, PS), contrast_check=False
+    )
+    assert unchecked.attrs["warnings"] == []
+
+
+@pytest.mark.parametrize(
+    "removed, candidates, disagrees",
+    [(7, 9, False), (6, 10, False), (7, 10, True), (480, 1000, False), (950, 1000, True)],
+)
+def test_check_disagrees_needs_a_majority_of_enough_peaks(removed, candidates, disagrees):
+    assert check_disagrees(removed, candidates) is disagrees
+
+
+@pytest.fixture()
+def two_faced_network(lattice, monkeypatch):
+    """A network that marks the columns of the image as it is and the hollows of the
+    inverted one (the phase-contrast ambiguity the second look is for); records calls."""
+    from napari_atomseg.atoms import detect
+
+    img, heat, true = lattice
+    hollows = heatmap_for(img.shape, hex_hollows_px(true, 0.3 / PS, img.shape), 0.045 / PS)
+    calls = []
+
+    def fake(image, pixel_size_nm=None, model="default", *, contrast="auto", invert=None, **kw):
+        inverted = contrast == "dark" if invert is None else invert
+        calls.append(inverted)
+        yield Progress(0, 1, "network")
+        res = HeatmapResult.from_arrays(image, hollows if inverted else heat, pixel_size_nm)
+        res.contrast, res.inverted = contrast, inverted
+        return res
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    return img.max() - img, true, calls
+
+
+def test_second_look_shows_the_network_the_other_way_round_and_keeps_the_better(
+    two_faced_network,
+):
+    # Dark columns: the network sees the inverted image first, marks the hollows, the
+    # check removes them; the second look (the image as it is) finds the columns.
+    dark, true, calls = two_faced_network
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResultWarning)  # a solved case says nothing
+        df = find_atoms(dark, PS, contrast="dark", refine="none")
+    assert calls == [True, False]
+    m = _metrics(df, true)
+    assert m.recall > 0.99 and m.precision > 0.98
+    assert df.attrs["network_input"] == "as is"
+    assert df.attrs["second_look"].startswith("kept: the network saw the image as is")
+    assert df.attrs["warnings"] == []
+
+
+def test_no_second_look_when_the_contrast_is_auto_or_the_peaks_agree(two_faced_network, lattice):
+    dark, true, calls = two_faced_network
+    df = find_atoms(dark, PS, contrast="auto", refine="none")
+    assert calls == [False] and "second_look" not in df.attrs
+    calls.clear()
+    img, _, _ = lattice
+    df = find_atoms(img, PS, contrast="bright", refine="none")
+    assert calls == [False] and "second_look" not in df.attrs
+    assert _metrics(df, true).f1 > 0.99
+
+
+def test_a_second_look_that_is_no_better_is_discarded_and_the_warning_stays(lattice, monkeypatch):
+    from napari_atomseg.atoms import detect
+
+    img, _, true = lattice
+    hollows = heatmap_for(img.shape, hex_hollows_px(true, 0.3 / PS, img.shape), 0.045 / PS)
+    calls = []
+
+    def always_hollows(image, pixel_size_nm=None, model="default", *, contrast="auto", **kw):
+        invert = kw.pop("invert", None)
+        calls.append(invert)
+        yield Progress(0, 1, "network")
+        res = HeatmapResult.from_arrays(image, hollows, pixel_size_nm)
+        res.contrast = contrast
+        res.inverted = contrast == "dark" if invert is None else invert
+        return res
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", always_hollows)
+    with pytest.warns(ResultWarning, match="the image check removed"):
+        df = find_atoms(img, PS, contrast="bright", refine="none")
+    assert calls == [None, True]
+    assert df.attrs["second_look"].startswith("discarded")
+    assert df.attrs["network_input"] == "as is"
+    assert len(df.attrs["warnings"]) == 1

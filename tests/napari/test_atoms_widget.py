@@ -27,16 +27,21 @@ def fake_network(monkeypatch):
     image, heat, true, heights = lattice()
     calls = []
     contrasts = []
+    inverts = []
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(model)
         contrasts.append(kw.get("contrast", "auto"))
+        inverts.append(kw.get("invert"))
         yield Progress(0, 1, "fake network")
         result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
-        return dataclasses.replace(result, contrast=kw.get("contrast", "auto"))
+        contrast = kw.get("contrast", "auto")
+        inverted = contrast == "dark" if kw.get("invert") is None else kw["invert"]
+        return dataclasses.replace(result, contrast=contrast, inverted=inverted)
 
     monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
     fake.contrasts = contrasts
+    fake.inverts = inverts
     return image, true, heights, calls
 
 
@@ -212,7 +217,13 @@ def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fa
     _wait(qtbot, w)
     w.run()
     _wait(qtbot, w)
-    assert detect.iter_predict_heatmap.contrasts == ["dark"]
+    # The columns are bright, so told "dark" the image check removes the network's
+    # peaks: a second look shows it the image the other way round (this fake network
+    # answers the same), the first answer stays and the status line says why.
+    assert detect.iter_predict_heatmap.contrasts == ["dark", "dark"]
+    assert detect.iter_predict_heatmap.inverts == [None, False]
+    assert "WARNING: the image check removed" in w.panel.status.value
+    assert "set the contrast to 'bright'" in w.panel.status.value
     points = viewer.layers["lat columns"]
     assert points.metadata["settings"]["contrast"] == "dark"
     # Changing the choice does not re-run anything; a preview keeps the network's contrast.
@@ -220,5 +231,46 @@ def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fa
     w.threshold.value = 0.2
     w.preview()
     _wait(qtbot, w)
-    assert len(calls) == 1
+    assert len(calls) == 2
     assert viewer.layers["lat columns"].metadata["settings"]["contrast"] == "dark"
+
+
+def test_second_look_when_the_network_marks_the_hollows(qtbot, monkeypatch):
+    """Dark columns; the network, shown the inverted image, marks the hollows between
+    them, and shown the image as it is, the columns: the widget keeps the second answer
+    and says so."""
+    image, heat, true, _ = lattice()
+    hollows = np.roll(heat, (6, 6), axis=(0, 1))  # the square lattice's hollows
+    seen = []
+
+    def two_faced(img, pixel_size_nm=None, model="default", **kw):
+        contrast = kw.get("contrast", "auto")
+        inverted = contrast == "dark" if kw.get("invert") is None else kw["invert"]
+        seen.append(inverted)
+        yield Progress(0, 1, "fake network")
+        result = detect.HeatmapResult.from_arrays(img, hollows if inverted else heat, pixel_size_nm)
+        return dataclasses.replace(result, contrast=contrast, inverted=inverted)
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", two_faced)
+    viewer = ViewerModel()
+    viewer.add_image(image.max() - image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.contrast.value = "dark"
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    assert seen == [True, False]
+    assert "second look kept" in w.panel.status.value and "WARNING" not in w.panel.status.value
+    points = viewer.layers["lat columns"]
+    d = np.linalg.norm(points.data[:, None, :] - true[None, :, :], axis=2).min(axis=1)
+    assert len(points.data) == len(true) and d.max() < 1.0
+    # The live preview post-processes the kept (second) network answer.
+    w.threshold.value = 0.6
+    w.preview()
+    _wait(qtbot, w)
+    assert seen == [True, False]
+    assert "second look kept" in w.panel.status.value
+    points = viewer.layers["lat columns"]
+    d = np.linalg.norm(points.data[:, None, :] - true[None, :, :], axis=2).min(axis=1)
+    assert 0 < len(points.data) < len(true) and d.max() < 1.0

@@ -8,7 +8,7 @@ calibration), run through :func:`napari_atomseg.atoms.find_atoms` and written to
 when the pixel size is known, ``y_nm, x_nm``, then the features). A 3-D stack gives one
 table for all frames with a leading frame column. ``DIR/atoms_summary.csv`` has one row
 per input: columns found, pixel size used (and whether it was estimated), median column
-spacing, mean confidence, seconds, and the error for files that failed.
+spacing, mean confidence, seconds, the error for files that failed and the warnings of those that did not (printed too).
 
 A file that fails (unreadable, not an image, NaNs, ...) is reported on stderr with the
 reason and the others go on; the exit code is 1 if any file failed, 2 for a usage error
@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = (
     "model",
     "seconds",
     "error",
+    "warnings",
 )
 
 
@@ -204,10 +205,13 @@ def process_file(
         )
     frames = list(data) if stack else [data]
     tables = []
+    problems: list[str] = []
     used_ps, estimated = ps, False
     for i, frame in enumerate(frames):
         # Uncalibrated stacks: the scale estimated on the first frame serves them all.
         df = drain(iter_find_atoms(frame, used_ps, loaded, **options), callback=on_progress)
+        where = f"frame {i}: " if stack else ""
+        problems += [where + message for message in df.attrs.get("warnings", [])]
         if used_ps is None:
             used_ps = df.attrs.get("pixel_size_nm")
             estimated = bool(df.attrs.get("pixel_size_estimated"))
@@ -241,6 +245,7 @@ def process_file(
         "model": loaded.name,
         "seconds": round(time.perf_counter() - t0, 3),
         "error": "",
+        "warnings": " | ".join(problems),
     }
 
 
@@ -311,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
     failed = table[table["error"].fillna("") != ""]
     for r in failed.itertuples(index=False):
         print(f"error: {r.file}: {r.error}", file=sys.stderr)
+    for r in table[table["warnings"].fillna("") != ""].itertuples(index=False):
+        print(f"warning: {r.file}: {r.warnings}", file=sys.stderr)
     ok = len(table) - len(failed)
     print(
         f"wrote {ok} table(s) with {int(table['n_columns'].sum())} columns and {summary_path}"

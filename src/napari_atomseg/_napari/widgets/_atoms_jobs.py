@@ -58,6 +58,12 @@ def postprocess(
 ) -> FrameAtoms:
     """Columns (and column labels) of one frame from its (stored) network output."""
     atoms = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
+    return _frame_result(heat, atoms, index, with_labels)
+
+
+def _frame_result(
+    heat: detect.HeatmapResult, atoms: pd.DataFrame, index: int | None, with_labels: bool = True
+) -> FrameAtoms:
     if index is not None:
         atoms.insert(0, "frame", index)
     labels = detect.labels_for(heat, atoms) if with_labels else None
@@ -74,8 +80,26 @@ def find_atoms_steps(
             frame.data, pixel_size_nm, model, contrast=settings.get("contrast", "auto")
         )
         heat = yield from frames_progress(steps, k, len(frames), "frame")
-        out.append(postprocess(heat, frame.index, **settings))
+        first = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
+        # The network's columns disagree with the contrast the user gave: look again with
+        # the image the other way round (detect.iter_second_look; no-op otherwise).
+        again = detect.iter_second_look(heat, first, model, _post_options(heat, **settings))
+        heat, atoms = yield from frames_progress(again, k, len(frames), "frame")
+        out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")
+    return out
+
+
+def result_warnings(results: Sequence[FrameAtoms]) -> list[str]:
+    """The distinct warnings of the frames' results (``attrs["warnings"]``), frame named."""
+    seen: dict[str, list[int | None]] = {}
+    for r in results:
+        for message in r.atoms.attrs.get("warnings", []):
+            seen.setdefault(message, []).append(r.index)
+    out = []
+    for message, frames in seen.items():
+        where = "" if frames == [None] else f"frame(s) {', '.join(str(f) for f in frames)}: "
+        out.append(where + message)
     return out
 
 

@@ -47,7 +47,14 @@ from ..image_source import (
     layer_pixel_size_nm,
 )
 from ..layers import Geometry, atoms_points, instance_labels
-from ._atoms_jobs import FrameAtoms, combine, find_atoms_steps, labels_steps, refresh_steps
+from ._atoms_jobs import (
+    FrameAtoms,
+    combine,
+    find_atoms_steps,
+    labels_steps,
+    refresh_steps,
+    result_warnings,
+)
 from ._common import layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
@@ -231,7 +238,20 @@ class FindAtomsWidget(Container):
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
         if first.pixel_size_estimated:
             size_text += " (estimated)"
-        return f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
+        summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
+        # A second look (detect.iter_second_look) was kept where the network saw the image
+        # the other way round from what the contrast implies; previews keep saying so.
+        flipped = [r.index for r in results if r.heatmap.inverted != (r.heatmap.contrast == "dark")]
+        if flipped:
+            where = "" if flipped == [None] else f" (frame(s) {', '.join(map(str, flipped))})"
+            summary += (
+                f"; second look kept{where}: the network's columns disagreed with the "
+                "contrast, so it saw the image the other way round"
+            )
+        problems = result_warnings(results)
+        if problems:
+            summary += "; WARNING: " + " | ".join(problems)
+        return summary
 
     # --- live preview ----------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
