@@ -389,17 +389,19 @@ def two_faced_network(lattice, monkeypatch):
 
     img, heat, true = lattice
     hollows = heatmap_for(img.shape, hex_hollows_px(true, 0.3 / PS, img.shape), 0.045 / PS)
-    calls = []
+    calls = []  # whether the network saw the image inverted, per call
+    answers = {False: heat, True: hollows}  # its heatmap for the image as it is / inverted
 
     def fake(image, pixel_size_nm=None, model="default", *, contrast="auto", invert=None, **kw):
         inverted = contrast == "dark" if invert is None else invert
         calls.append(inverted)
         yield Progress(0, 1, "network")
-        res = HeatmapResult.from_arrays(image, hollows if inverted else heat, pixel_size_nm)
+        res = HeatmapResult.from_arrays(image, answers[inverted], pixel_size_nm)
         res.contrast, res.inverted = contrast, inverted
         return res
 
     monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    fake.answers = answers
     return img.max() - img, true, calls
 
 
@@ -431,26 +433,18 @@ def test_no_second_look_when_the_contrast_is_auto_or_the_peaks_agree(two_faced_n
     assert _metrics(df, true).f1 > 0.99
 
 
-def test_a_second_look_that_is_no_better_is_discarded_and_the_warning_stays(lattice, monkeypatch):
+def test_a_second_look_that_is_no_better_is_discarded_and_the_warning_stays(
+    two_faced_network, lattice
+):
     from napari_atomseg.atoms import detect
 
-    img, _, true = lattice
-    hollows = heatmap_for(img.shape, hex_hollows_px(true, 0.3 / PS, img.shape), 0.045 / PS)
-    calls = []
-
-    def always_hollows(image, pixel_size_nm=None, model="default", *, contrast="auto", **kw):
-        invert = kw.pop("invert", None)
-        calls.append(invert)
-        yield Progress(0, 1, "network")
-        res = HeatmapResult.from_arrays(image, hollows, pixel_size_nm)
-        res.contrast = contrast
-        res.inverted = contrast == "dark" if invert is None else invert
-        return res
-
-    monkeypatch.setattr(detect, "iter_predict_heatmap", always_hollows)
+    _, _, calls = two_faced_network
+    answers = detect.iter_predict_heatmap.answers
+    answers[False] = answers[True]  # the hollows both ways round
+    img, _, _ = lattice
     with pytest.warns(ResultWarning, match="the image check removed"):
         df = find_atoms(img, PS, contrast="bright", refine="none")
-    assert calls == [None, True]
+    assert calls == [False, True]
     assert df.attrs["second_look"].startswith("discarded")
     assert df.attrs["network_input"] == "as is"
     assert len(df.attrs["warnings"]) == 1

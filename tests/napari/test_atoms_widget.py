@@ -28,21 +28,40 @@ def fake_network(monkeypatch):
     calls = []
     contrasts = []
     inverts = []
+    seen_inverted = []
+    # The heatmap it answers with for the image as it is (False) and inverted (True).
+    answers = {False: heat, True: heat}
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(model)
-        contrasts.append(kw.get("contrast", "auto"))
-        inverts.append(kw.get("invert"))
-        yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
         contrast = kw.get("contrast", "auto")
+        contrasts.append(contrast)
+        inverts.append(kw.get("invert"))
         inverted = contrast == "dark" if kw.get("invert") is None else kw["invert"]
+        seen_inverted.append(inverted)
+        yield Progress(0, 1, "fake network")
+        result = detect.HeatmapResult.from_arrays(img, answers[inverted], pixel_size_nm)
         return dataclasses.replace(result, contrast=contrast, inverted=inverted)
 
     monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
     fake.contrasts = contrasts
     fake.inverts = inverts
+    fake.seen_inverted = seen_inverted
+    fake.answers = answers
     return image, true, heights, calls
+
+
+def _find_dark_columns(qtbot, image):
+    """Find atoms on ``image`` with the columns said to be dark; (viewer, widget)."""
+    viewer = ViewerModel()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.threshold.value = 0.1
+    w.contrast.value = "dark"
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    return viewer, w
 
 
 def test_live_preview_reruns_only_post_processing(qtbot, fake_network):
@@ -209,14 +228,7 @@ def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch)
 
 def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fake_network):
     image, _, _, calls = fake_network
-    viewer = ViewerModel()
-    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
-    w = atoms_widget.FindAtomsWidget(viewer)
-    w.threshold.value = 0.1
-    w.contrast.value = "dark"
-    _wait(qtbot, w)
-    w.run()
-    _wait(qtbot, w)
+    viewer, w = _find_dark_columns(qtbot, image)
     # The columns are bright, so told "dark" the image check removes the network's
     # peaks: a second look shows it the image the other way round (this fake network
     # answers the same), the first answer stays and the status line says why.
@@ -235,31 +247,15 @@ def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fa
     assert viewer.layers["lat columns"].metadata["settings"]["contrast"] == "dark"
 
 
-def test_second_look_when_the_network_marks_the_hollows(qtbot, monkeypatch):
+def test_second_look_when_the_network_marks_the_hollows(qtbot, fake_network):
     """Dark columns; the network, shown the inverted image, marks the hollows between
     them, and shown the image as it is, the columns: the widget keeps the second answer
     and says so."""
-    image, heat, true, _ = lattice()
-    hollows = np.roll(heat, (6, 6), axis=(0, 1))  # the square lattice's hollows
-    seen = []
-
-    def two_faced(img, pixel_size_nm=None, model="default", **kw):
-        contrast = kw.get("contrast", "auto")
-        inverted = contrast == "dark" if kw.get("invert") is None else kw["invert"]
-        seen.append(inverted)
-        yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, hollows if inverted else heat, pixel_size_nm)
-        return dataclasses.replace(result, contrast=contrast, inverted=inverted)
-
-    monkeypatch.setattr(detect, "iter_predict_heatmap", two_faced)
-    viewer = ViewerModel()
-    viewer.add_image(image.max() - image, name="lat", scale=(PS_NM, PS_NM), units="nm")
-    w = atoms_widget.FindAtomsWidget(viewer)
-    w.threshold.value = 0.1
-    w.contrast.value = "dark"
-    _wait(qtbot, w)
-    w.run()
-    _wait(qtbot, w)
+    image, true, _, _ = fake_network
+    answers = detect.iter_predict_heatmap.answers
+    answers[True] = np.roll(answers[False], (6, 6), axis=(0, 1))  # the square lattice's hollows
+    seen = detect.iter_predict_heatmap.seen_inverted
+    viewer, w = _find_dark_columns(qtbot, image.max() - image)
     assert seen == [True, False]
     assert "second look kept" in w.panel.status.value and "WARNING" not in w.panel.status.value
     points = viewer.layers["lat columns"]

@@ -108,9 +108,10 @@ class HeatmapResult:
     #: The model card's recommended post-processing (``postprocess`` in the card): the
     #: defaults :func:`heatmap_to_atoms` uses for options the caller does not give.
     postprocess: Mapping[str, Any] = field(default_factory=dict)
-    #: The contrast the network was told (``"dark"``: it saw the inverted image).
+    #: The columns' contrast the caller gave (auto / bright / dark).
     contrast: str = "auto"
-    #: True when the network saw the inverted image (``contrast="dark"``, or a second look).
+    #: True when the network saw the inverted image: ``contrast="dark"``, unless a second
+    #: look (:func:`iter_second_look`) kept the answer for the other way round.
     inverted: bool = False
     _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
 

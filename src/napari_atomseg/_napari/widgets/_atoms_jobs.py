@@ -80,10 +80,11 @@ def find_atoms_steps(
             frame.data, pixel_size_nm, model, contrast=settings.get("contrast", "auto")
         )
         heat = yield from frames_progress(steps, k, len(frames), "frame")
-        first = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
+        options = _post_options(heat, **settings)
+        first = detect.heatmap_to_atoms(heat, **options)
         # The network's columns disagree with the contrast the user gave: look again with
         # the image the other way round (detect.iter_second_look; no-op otherwise).
-        again = detect.iter_second_look(heat, first, model, _post_options(heat, **settings))
+        again = detect.iter_second_look(heat, first, model, options)
         heat, atoms = yield from frames_progress(again, k, len(frames), "frame")
         out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")
