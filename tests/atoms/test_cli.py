@@ -229,3 +229,22 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
     code, err = _run([img, "--out", out, "--model", tiny_model.path, "--overwrite"], capsys)
     assert code == 0 and "warning:" not in err
     assert pd.read_csv(out / SUMMARY_NAME)["warnings"].isna().all()
+
+
+def test_second_look_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys, monkeypatch):
+    from napari_atomseg.atoms import detect
+
+    seen = []
+    real = detect.iter_find_atoms
+
+    def spy(image, pixel_size_nm=None, model="default", **options):
+        seen.append(options.get("second_look"))
+        return real(image, pixel_size_nm, model, **options)
+
+    monkeypatch.setattr(detect, "iter_find_atoms", spy)
+    args = [folder / "a.tif", "--out", tmp_path / "out", "--model", tiny_model.path]
+    code, err = _run([*args, "--contrast", "dark", "--no-second-look"], capsys)
+    assert code == 0, err
+    code, err = _run([*args, "--contrast", "dark", "--overwrite"], capsys)
+    assert code == 0, err
+    assert seen == [False, None]

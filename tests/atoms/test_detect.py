@@ -448,3 +448,35 @@ def test_a_second_look_that_is_no_better_is_discarded_and_the_warning_stays(
     assert df.attrs["second_look"].startswith("discarded")
     assert df.attrs["network_input"] == "as is"
     assert len(df.attrs["warnings"]) == 1
+
+
+@pytest.mark.parametrize("missing, kept", [(0.1, False), (0.3, True)])
+def test_dark_columns_always_get_a_second_look_kept_only_when_clearly_better(
+    two_faced_network, lattice, missing, kept
+):
+    """With dark columns the network also sees the image as it is; that answer replaces
+    the first (inverted) one only with more than SECOND_LOOK_MARGIN x its columns."""
+    from napari_atomseg.atoms import detect
+
+    dark, true, calls = two_faced_network
+    img, _, _ = lattice
+    answers = detect.iter_predict_heatmap.answers
+    rng = np.random.default_rng(1)
+    some = true[rng.random(len(true)) >= missing]
+    answers[True] = heatmap_for(img.shape, some, 0.045 / PS)  # first look: columns missing
+    answers[False] = heatmap_for(img.shape, true, 0.045 / PS)  # second look: all of them
+    df = find_atoms(dark, PS, contrast="dark", refine="none")
+    assert calls == [True, False]
+    assert df.attrs["second_look"].startswith("kept" if kept else "discarded")
+    assert df.attrs["network_input"] == ("as is" if kept else "inverted")
+    assert len(df) == pytest.approx(len(true) if kept else len(some), abs=2)
+
+
+def test_second_look_can_be_turned_off(two_faced_network):
+    dark, _, calls = two_faced_network
+    with pytest.warns(ResultWarning, match="not darker than their surroundings"):
+        df = find_atoms(dark, PS, contrast="dark", refine="none", second_look=False)
+    assert calls == [True] and "second_look" not in df.attrs
+    assert df.attrs["warnings"]  # the first answer's peaks are the hollows: it says so
+    with pytest.raises(InputError, match="second_look"):
+        find_atoms(dark, PS, contrast="dark", second_look="no")

@@ -84,7 +84,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "bright", "dark"),
         default=None,
         help="the columns' contrast: bright (HAADF, white atoms), dark (black-atom HRTEM: "
-        "the network and the refinement see the inverted image) or auto (default)",
+        "the network sees the inverted image, then the image as it is, the refinement the "
+        "inverted image) or auto (default)",
+    )
+    parser.add_argument(
+        "--second-look",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --contrast given, run the network a second time on the image the other "
+        "way round where that can find more columns (always for dark columns); default on",
     )
     parser.add_argument(
         "--contrast-check",
@@ -167,6 +175,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["contrast"] = args.contrast
     if args.contrast_check is not None:
         options["contrast_check"] = args.contrast_check
+    if args.second_look is not None:
+        options["second_look"] = args.second_look
     if args.threshold is not None:
         options["threshold"] = args.threshold
     if args.min_separation_nm is not None:
