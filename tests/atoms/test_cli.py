@@ -248,3 +248,19 @@ def test_second_look_option_reaches_find_atoms(folder, tmp_path, tiny_model, cap
     code, err = _run([*args, "--contrast", "dark", "--overwrite"], capsys)
     assert code == 0, err
     assert seen == [False, None]
+
+
+def test_min_prominence_option(tmp_path, tiny_model, capsys):
+    import argparse
+
+    from napari_atomseg.atoms._cli import _options, configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["x.tif", "--out", "o", "--min-prominence", "0.3"])
+    assert _options(args)["min_prominence"] == 0.3
+    assert "min_prominence" not in _options(parser.parse_args(["x.tif", "--out", "o"]))
+    img = tmp_path / "a.tif"
+    write_image_tiff(img, _image(1), Calibration.from_pixel_size_nm(PS))
+    code, err = _run([img, "--out", tmp_path / "out", "--min-prominence", "2"], capsys)
+    assert code == 2 and "--min-prominence: 2.0 must be within 0-1" in err

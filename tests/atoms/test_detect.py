@@ -480,3 +480,26 @@ def test_second_look_can_be_turned_off(two_faced_network):
     assert df.attrs["warnings"]  # the first answer's peaks are the hollows: it says so
     with pytest.raises(InputError, match="second_look"):
         find_atoms(dark, PS, contrast="dark", second_look="no")
+
+
+def test_min_prominence_drops_hollows_that_are_weak_image_maxima(lattice):
+    """White-atom HRTEM: hollows can be true but weak image maxima, which the image check
+    keeps; min_prominence (a fraction of the median column's prominence) drops them."""
+    img, heat, true = lattice
+    hollows = hex_hollows_px(true, 0.3 / PS, img.shape)
+    weak = img + render(img.shape, hollows, 0.045 / PS, 25, 0).astype(np.float32)
+    fooled = np.maximum(heat, heatmap_for(img.shape, hollows, 0.045 / PS))
+    res = HeatmapResult.from_arrays(weak, fooled, PS)
+    checked = heatmap_to_atoms(res, refine="none")
+    assert _metrics(checked, true).precision < 0.7  # most hollows pass the plain check
+    strict = heatmap_to_atoms(res, refine="none", min_prominence=0.3)
+    m = _metrics(strict, true)
+    assert m.recall > 0.99 and m.precision > 0.97
+    assert strict.attrs["min_prominence"] == 0.3
+    assert strict.attrs["min_prominence_removed"] == len(checked) - len(strict) > 0.9 * len(hollows)
+    # Off by default; the card can set it; out-of-range values are refused.
+    assert checked.attrs["min_prominence"] == 0.0 and checked.attrs["min_prominence_removed"] == 0
+    res.postprocess = {"min_prominence": 0.3}
+    assert len(heatmap_to_atoms(res, refine="none")) == len(strict)
+    with pytest.raises(InputError, match="min_prominence"):
+        heatmap_to_atoms(res, min_prominence=1.5)

@@ -270,3 +270,25 @@ def test_second_look_when_the_network_marks_the_hollows(qtbot, fake_network):
     points = viewer.layers["lat columns"]
     d = np.linalg.norm(points.data[:, None, :] - true[None, :, :], axis=2).min(axis=1)
     assert 0 < len(points.data) < len(true) and d.max() < 1.0
+
+
+def test_min_prominence_slider_is_a_live_post_processing_setting(qtbot, fake_network):
+    image, true, _, calls = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    assert w.min_prominence.value == 0.0  # off unless the card says otherwise
+    w.threshold.value = 0.1
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["lat columns"]
+    assert len(points.data) == len(true)
+    # Every column here is equally bright (Poisson noise aside): the slider's top, 1.0 x
+    # the median, drops the fainter half, in the live preview (no network run).
+    w.min_prominence.value = 1.0
+    qtbot.waitUntil(lambda: len(points.data) < 0.7 * len(true), timeout=20_000)
+    _wait(qtbot, w)
+    assert len(points.data) > 0.3 * len(true)
+    assert len(calls) == 1
+    assert w.settings()["min_prominence"] == 1.0

@@ -89,6 +89,7 @@ POSTPROCESS_OPTIONS = (
     "exclude_border_px",
     "hough_score",
     "contrast_check",
+    "min_prominence",
 )
 PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads")
 #: Options of find_atoms itself: ``second_look`` (default True; see iter_second_look).
@@ -340,6 +341,7 @@ def heatmap_to_atoms(
     exclude_border_px: int = 0,
     hough_score: float = 0.5,
     contrast_check: bool | None = None,
+    min_prominence: float | None = None,
 ) -> pd.DataFrame:
     """Columns from a :class:`HeatmapResult` (post-processing only; no network).
 
@@ -382,6 +384,14 @@ def heatmap_to_atoms(
         :func:`~napari_atomseg.atoms.peaks.local_prominence`): the network's lattice prior
         otherwise marks hollows, tunnels and the midpoints of dumbbells in some HRTEM
         images. Default: the card's ``postprocess.contrast_check``, else True.
+    min_prominence
+        A stricter image check (0-1): drop columns that stand out of their surroundings
+        by less than this fraction of the median of the image's columns (the prominence
+        of :func:`~napari_atomseg.atoms.peaks.local_prominence`, in the columns'
+        contrast). 0 (off) is the default (or the card's ``postprocess.min_prominence``).
+        For white-atom HRTEM, 0.3-0.4 removes hollows that are weak image maxima
+        (docs/atoms.md); not for HAADF lattices whose light columns (O beside Sr) are
+        legitimately faint.
     """
     pp = result.postprocess or {}
     if threshold is None:
@@ -394,6 +404,9 @@ def heatmap_to_atoms(
         min_separation_nm = pp.get("min_separation_nm")
     if contrast_check is None:
         contrast_check = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
+    if min_prominence is None:
+        min_prominence = pp.get("min_prominence", 0.0)
+    min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:
@@ -454,13 +467,18 @@ def heatmap_to_atoms(
         contrast == "auto" and columns_are_dark(result.image, pos, min(0.5 * typical, window_max))
     )
     img = -result.image if dark else result.image
-    n_checked_out = 0
+    n_checked_out = n_faint = 0
     n_candidates = len(pos)
-    if contrast_check and len(pos):
+    if (contrast_check or min_prominence > 0) and len(pos):
         # An isolated peak is judged against a ring at its refinement window's scale.
-        keep = local_prominence(img, pos, np.where(np.isfinite(nn), nn, 2.0 * window_max)) > 0
+        prominence = local_prominence(img, pos, np.where(np.isfinite(nn), nn, 2.0 * window_max))
+        keep = prominence > 0 if contrast_check else np.ones(len(pos), dtype=bool)
         n_checked_out = int((~keep).sum())
-        if n_checked_out:
+        if min_prominence > 0 and keep.any():
+            faint = keep & (prominence < min_prominence * np.median(prominence[keep]))
+            n_faint = int(faint.sum())
+            keep &= ~faint
+        if not keep.all():
             pos, conf = pos[keep], conf[keep]
             nn = nearest_neighbour_distances_px(pos)
 
@@ -534,6 +552,8 @@ def heatmap_to_atoms(
             "contrast": "dark" if dark else "bright",
             "contrast_check": bool(contrast_check),
             "contrast_check_removed": n_checked_out,
+            "min_prominence": min_prominence,
+            "min_prominence_removed": n_faint,
             "network_input": "inverted" if result.inverted else "as is",
             "warnings": _check_warnings(n_checked_out, n_candidates, dark),
         }

@@ -41,12 +41,14 @@ def _post_options(
     refine: str,
     contrast: str = "auto",
     contrast_check: bool = detect.DEFAULT_CONTRAST_CHECK,
+    min_prominence: float = 0.0,
 ) -> dict[str, Any]:
     options: dict[str, Any] = {
         "threshold": threshold,
         "refine": refine,
         "contrast": contrast,
         "contrast_check": contrast_check,
+        "min_prominence": min_prominence,
     }
     if heat.pixel_size_nm is not None:
         options["min_separation_nm"] = separation_nm

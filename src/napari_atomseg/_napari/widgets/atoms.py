@@ -92,6 +92,12 @@ class FindAtomsWidget(Container):
             tooltip="drop heatmap peaks that are not a local extremum of the image in the "
             "columns' contrast (hollows, tunnels, dumbbell midpoints)",
         )  # fmt: skip
+        self.min_prominence = FloatSlider(
+            value=0.0, min=0.0, max=1.0, step=0.05, label="min prominence",
+            tooltip="stricter image check: drop columns that stand out of their surroundings "
+            "by less than this fraction of the image's median column (0 = off; 0.3-0.4 "
+            "for white-atom HRTEM, where hollows can be weak image maxima)",
+        )  # fmt: skip
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
@@ -107,6 +113,7 @@ class FindAtomsWidget(Container):
                 self.refine,
                 self.contrast,
                 self.contrast_check,
+                self.min_prominence,
                 self.live_preview,
                 self.run_button,
                 self.panel,
@@ -118,7 +125,13 @@ class FindAtomsWidget(Container):
         self._timer.setInterval(PREVIEW_DELAY_MS)
         self._timer.timeout.connect(self.preview)
         self._preview_pending = False
-        for w in (self.threshold, self.separation_nm, self.refine, self.contrast_check):
+        for w in (
+            self.threshold,
+            self.separation_nm,
+            self.refine,
+            self.contrast_check,
+            self.min_prominence,
+        ):
             w.changed.connect(self._schedule_preview)
         self.model.changed.connect(self._apply_model_defaults)
         self.model_card.changed.connect(self._apply_model_defaults)
@@ -136,6 +149,7 @@ class FindAtomsWidget(Container):
         refine = pp.get("refine", detect.DEFAULT_REFINE)
         self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
         self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
+        self.min_prominence.value = float(pp.get("min_prominence", 0.0))
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
@@ -149,6 +163,7 @@ class FindAtomsWidget(Container):
             "refine": self.refine.value,
             "contrast": self.contrast.value,
             "contrast_check": bool(self.contrast_check.value),
+            "min_prominence": float(self.min_prominence.value),
         }
 
     def chosen_model(self) -> str:
