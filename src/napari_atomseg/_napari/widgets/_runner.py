@@ -61,8 +61,10 @@ class RunPanel(Container):
     def __init__(self) -> None:
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress", visible=False)
         self.status = Label(value="")
-        # Warnings and errors are sentences: wrap them instead of widening the dock.
+        # Warnings and errors are sentences: wrap them instead of widening the dock (the
+        # dock's layout does not grow a wrapped label by itself: room for three lines).
         self.status.native.setWordWrap(True)
+        self.status.native.setMinimumHeight(3 * self.status.native.fontMetrics().lineSpacing())
         self.cancel = PushButton(text="Cancel", enabled=False, visible=False)
         super().__init__(widgets=[self.progress, self.status, self.cancel], labels=False)
         self.cancel.changed.connect(self._on_cancel)
