@@ -316,6 +316,23 @@ def heatmaps(cases: list[Case], model: str, threads: int) -> list:
     ]
 
 
+def first_and_second_look(case: Case, model: str, threads: int):
+    """The network's first answer on ``case`` and find_atoms' answer after its second look
+    (``detect.iter_second_look``), each as (HeatmapResult, columns DataFrame) with the
+    card's post-processing; the network runs once, or twice where the look runs."""
+    from napari_atomseg._progress import drain
+    from napari_atomseg.atoms.detect import heatmap_to_atoms, iter_second_look, predict_heatmap
+
+    heat = predict_heatmap(
+        case.image, case.pixel_size_nm, model=model, threads=threads, contrast=case.contrast
+    )
+    first = heatmap_to_atoms(heat, contrast=case.contrast)
+    looked = drain(
+        iter_second_look(heat, first, model, {"contrast": case.contrast}, threads=threads)
+    )
+    return (heat, first), looked
+
+
 def columns_from(heats: list, cases: list[Case], threshold: float, refine: str = "none"):
     """Post-processing only (every other option at its default): (row, col) per case."""
     from napari_atomseg.atoms.detect import heatmap_to_atoms

@@ -24,8 +24,7 @@ import atoms as bench  # benchmarks/atoms.py: cases and scoring
 
 
 def main(argv=None) -> int:
-    from napari_atomseg._progress import drain
-    from napari_atomseg.atoms.detect import heatmap_to_atoms, iter_second_look, predict_heatmap
+    from napari_atomseg.atoms.detect import heatmap_to_atoms
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
@@ -46,19 +45,7 @@ def main(argv=None) -> int:
     rows: dict[str, list] = {}
     for group in args.groups:
         for c in bench.synthetic_cases(group, args.n, args.offset):
-            heat = predict_heatmap(
-                c.image,
-                c.pixel_size_nm,
-                model=args.model,
-                contrast=c.contrast,
-                threads=args.threads,
-            )
-            first = heatmap_to_atoms(heat, contrast=c.contrast)
-            heat, _ = drain(
-                iter_second_look(
-                    heat, first, args.model, {"contrast": c.contrast}, threads=args.threads
-                )
-            )
+            _, (heat, _) = bench.first_and_second_look(c, args.model, args.threads)
             key = f"hrtem ({c.contrast} columns)" if group == "hrtem" else group
             rows.setdefault(key, []).append((c, heat))
     print("| group | images | " + " | ".join(f"min_prominence {v}" for v in args.values) + " |")

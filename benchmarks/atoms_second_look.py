@@ -3,8 +3,8 @@ that are not the benchmark's test images: F1 per image where it changed anything
 pooled, with and without it.
 
 "Without" is the network's first answer post-processed with the card's settings
-(``predict_heatmap`` + ``heatmap_to_atoms``); "with" is ``find_atoms`` (which adds the
-second look), both told the columns' contrast as ``benchmarks/atoms.py`` tells them.
+(``predict_heatmap`` + ``heatmap_to_atoms``); "with" is what ``find_atoms`` returns after
+its second look (``benchmarks/atoms.py: first_and_second_look``), both told the columns' contrast as ``benchmarks/atoms.py`` tells them.
 Scoring, truth and the images come from ``benchmarks/atoms.py``'s HRTEM group.
 
     OMP_NUM_THREADS=2 python benchmarks/atoms_second_look.py            # the three sets below
@@ -28,7 +28,6 @@ import atoms as bench  # benchmarks/atoms.py: cases and scoring
 
 
 def main(argv=None) -> int:
-    from napari_atomseg.atoms.detect import find_atoms, heatmap_to_atoms, predict_heatmap
     from napari_atomseg.atoms.metrics import point_metrics
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,21 +47,7 @@ def main(argv=None) -> int:
         cases = bench.synthetic_cases("hrtem", n, offset)
         totals = {"without": [0, 0, 0], "with": [0, 0, 0]}
         for c in cases:
-            heat = predict_heatmap(
-                c.image,
-                c.pixel_size_nm,
-                model=args.model,
-                contrast=c.contrast,
-                threads=args.threads,
-            )
-            first = heatmap_to_atoms(heat, contrast=c.contrast)
-            final = find_atoms(
-                c.image,
-                c.pixel_size_nm,
-                model=args.model,
-                contrast=c.contrast,
-                threads=args.threads,
-            )
+            (_, first), (_, final) = bench.first_and_second_look(c, args.model, args.threads)
             f1 = {}
             for key, df in (("without", first), ("with", final)):
                 pred = bench._drop_ignored(df[["y_px", "x_px"]].to_numpy(float), c)
