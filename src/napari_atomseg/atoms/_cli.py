@@ -8,7 +8,8 @@ calibration), run through :func:`napari_atomseg.atoms.find_atoms` and written to
 when the pixel size is known, ``y_nm, x_nm``, then the features). A 3-D stack gives one
 table for all frames with a leading frame column. ``DIR/atoms_summary.csv`` has one row
 per input: columns found, pixel size used (and whether it was estimated), median column
-spacing, mean confidence, seconds, the error for files that failed and the warnings of those that did not (printed too).
+spacing, mean confidence, seconds, the error for files that failed and the warnings of
+those that did not (printed too).
 
 A file that fails (unreadable, not an image, NaNs, ...) is reported on stderr with the
 reason and the others go on; the exit code is 1 if any file failed, 2 for a usage error

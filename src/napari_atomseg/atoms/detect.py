@@ -124,6 +124,17 @@ class HeatmapResult:
     inverted: bool = False
     _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
 
+    @property
+    def network_input(self) -> str:
+        """How the network saw the image: ``"inverted"`` or ``"as is"``."""
+        return "inverted" if self.inverted else "as is"
+
+    @property
+    def looked_again(self) -> bool:
+        """True when this is a kept second look: the network saw the image the other way
+        round from what ``contrast`` implies (:func:`iter_second_look`)."""
+        return self.inverted != (self.contrast == "dark")
+
     @classmethod
     def from_arrays(
         cls,
@@ -554,7 +565,7 @@ def heatmap_to_atoms(
             "contrast_check_removed": n_checked_out,
             "min_prominence": min_prominence,
             "min_prominence_removed": n_faint,
-            "network_input": "inverted" if result.inverted else "as is",
+            "network_input": result.network_input,
             "warnings": _check_warnings(n_checked_out, n_candidates, dark),
         }
     )
@@ -620,7 +631,7 @@ def iter_find_atoms(
 
 def needs_second_look(result: HeatmapResult, atoms: pd.DataFrame, contrast: str) -> bool:
     """Whether :func:`iter_second_look` runs the network again (see there)."""
-    if contrast == "auto" or result.inverted != (contrast == "dark"):
+    if contrast == "auto" or result.looked_again:
         return False  # no contrast to check against, or this already is the second look
     removed = int(atoms.attrs.get("contrast_check_removed", 0))
     return contrast == "dark" or check_disagrees(removed, removed + len(atoms))
@@ -653,7 +664,7 @@ def iter_second_look(
     common case costs nothing). Measured on synthetic HRTEM images apart from the test
     images (docs/atoms.md): on 27 dark-column images it turned four whole-image failures
     (Si, MoS2, GaN; F1 0.04-0.59) into F1 0.78-0.96 and changed no other image's F1 by
-    more than 0.01; a Au image whose columns are small dark dots between bright
+    more than 0.003; a Au image whose columns are small dark dots between bright
     hollows stays unsolved both ways round, and its warning says so.
     """
     post = dict(post_options or {})
@@ -670,17 +681,15 @@ def iter_second_look(
     )
     other = dataclasses.replace(other, pixel_size_estimated=result.pixel_size_estimated)
     again = heatmap_to_atoms(other, **post)
-    first_input = "inverted" if result.inverted else "as is"
-    second_input = "inverted" if other.inverted else "as is"
     if len(again) > SECOND_LOOK_MARGIN * len(atoms):
         again.attrs["second_look"] = (
-            f"kept: the network saw the image {second_input} ({len(again)} columns pass the "
-            f"image check) instead of {first_input} ({len(atoms)})"
+            f"kept: the network saw the image {other.network_input} ({len(again)} columns "
+            f"pass the image check) instead of {result.network_input} ({len(atoms)})"
         )
         return other, again
     atoms.attrs["second_look"] = (
-        f"discarded: with the image {second_input} {len(again)} columns passed the "
-        f"image check (image {first_input}: {len(atoms)})"
+        f"discarded: with the image {other.network_input} {len(again)} columns passed the "
+        f"image check (image {result.network_input}: {len(atoms)})"
     )
     return result, atoms
 

@@ -254,9 +254,9 @@ class FindAtomsWidget(Container):
         if first.pixel_size_estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
-        # A second look (detect.iter_second_look) was kept where the network saw the image
-        # the other way round from what the contrast implies; previews keep saying so.
-        flipped = [r.index for r in results if r.heatmap.inverted != (r.heatmap.contrast == "dark")]
+        # A kept second look (detect.iter_second_look) stays in the stored network output,
+        # so previews keep saying so.
+        flipped = [r.index for r in results if r.heatmap.looked_again]
         if flipped:
             where = "" if flipped == [None] else f" (frame(s) {', '.join(map(str, flipped))})"
             summary += (
