@@ -14,8 +14,10 @@ from napari_atomseg.io import (
     Calibration,
     RawAxis,
     build_calibration,
+    read_image,
     read_images,
     read_points_csv,
+    write_image_tiff,
     write_labels_tiff,
     write_points_csv,
 )
@@ -198,3 +200,17 @@ def test_labels_dtype_choice_and_errors(tmp_path: Path) -> None:
         write_labels_tiff(tmp_path / "f.tif", np.ones((4, 4), np.float32))
     with pytest.raises(InputError, match="2-D or 3-D"):
         write_labels_tiff(tmp_path / "f.tif", np.ones(4, np.uint8))
+
+
+def test_image_tiff_keeps_the_acquisition_facts(tmp_path: Path) -> None:
+    """Microscope, voltage and acquisition mode (STEM/TEM: the atom finder's imaging
+    mode) survive a write and read; the new file's own path and format replace the old."""
+    cal = Calibration.from_pixel_size_nm(0.02).with_metadata(
+        acquisition_mode="TEM", voltage_kV=300.0, instrument="Titan", source_path="/old.dm4"
+    )
+    path = write_image_tiff(tmp_path / "a.tif", np.ones((8, 8), np.float32), cal)
+    _, back = read_image(path)
+    assert back.metadata["acquisition_mode"] == "TEM"
+    assert back.metadata["voltage_kV"] == 300.0 and back.metadata["instrument"] == "Titan"
+    assert back.metadata["source_path"] == str(path)
+    assert back.pixel_size_nm == pytest.approx(0.02)

@@ -242,10 +242,34 @@ def _inverse_rational(value: Any) -> float:
     return 1.0 / v if v else float("nan")
 
 
+#: Facts this plugin's TIFF writer keeps in ImageJ "Info" (``key = value`` lines) that are
+#: read back: a written image keeps its microscope, voltage and acquisition mode (STEM or
+#: TEM, which the atom finder uses). Its source path and format are the new file's own.
+_OWN_INFO_KEYS = {
+    "instrument": str,
+    "voltage_kV": float,
+    "magnification": float,
+    "camera_length_mm": float,
+    "acquisition_mode": str,
+}
+
+
 def _dm_info_summary(info: object) -> dict[str, Any]:
-    """Voltage, magnification and microscope from a DM tag dump stored in ImageJ 'Info'."""
-    if not isinstance(info, str) or "ImageTags" not in info:
+    """Voltage, magnification and microscope from a DM tag dump stored in ImageJ 'Info'
+    (or the facts this plugin's writer stored there)."""
+    if not isinstance(info, str):
         return {}
+    if "ImageTags" not in info:
+        own: dict[str, Any] = {}
+        for line in info.splitlines():
+            key, sep, value = line.partition(" = ")
+            kind = _OWN_INFO_KEYS.get(key.strip()) if sep else None
+            if kind is not None and value.strip():
+                try:
+                    own[key.strip()] = kind(value.strip())
+                except ValueError:
+                    continue
+        return own
     found: dict[str, Any] = {}
     for line in info.splitlines():
         key, sep, value = line.partition(" = ")
