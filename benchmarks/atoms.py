@@ -23,7 +23,11 @@ atomap_like) are tuned by grid search *on a separate tuning set* of the same gro
 (other seeds), told the true contrast (bright/dark atoms; the plugin is told it too:
 ``contrast=``, which shows its network the inverted image for dark atoms), and then
 applied unchanged:
-one setting for all synthetic images, as the plugin uses its defaults for all. With
+one setting for all synthetic images, as the plugin uses its defaults for all. The plugin
+is also told whether an image is STEM or HRTEM (``imaging=``: white-atom HRTEM then gets
+its stricter image check, ``detect.HRTEM_MIN_PROMINENCE``); so with ``--per-mode``
+(default) every baseline is tuned a second time on the STEM and the HRTEM tuning images
+apart, and those rows ("tuned per mode") are reported beside the all-image ones. With
 ``--calibrate`` the plugin's detection threshold is chosen the same way (best pooled F1
 over a grid, on the same tuning images), then the refinement (Gaussian fit or centre of
 mass on the image, centre of mass of the heatmap, or the heatmap peak itself: whichever
@@ -119,6 +123,7 @@ class Case:
     bright: bool
     radius_nm: float
     border_nm: float = 0.0  # band along the edges that is out of the score
+    imaging: str | None = None  # "stem" / "hrtem": what the plugin is told (``imaging=``)
 
     @property
     def contrast(self) -> str:
@@ -204,6 +209,7 @@ def synthetic_cases(group: str, n: int, offset: int) -> list[Case]:
                 _bright(params, res),
                 min(0.1, 0.5 * spacing),
                 BORDER_NM,
+                "hrtem" if params.mode == "hrtem" else "stem",
             )
         )
     return cases
@@ -222,7 +228,16 @@ def pt_cases() -> list[Case]:
         image, cal = read_image(img_path)
         ps = cal.pixel_size_nm or PT_PIXEL_NM
         cases.append(
-            Case(key, np.asarray(image, np.float32), ps, truth, np.zeros((0, 2)), True, 0.1)
+            Case(
+                key,
+                np.asarray(image, np.float32),
+                ps,
+                truth,
+                np.zeros((0, 2)),
+                True,
+                0.1,
+                imaging="stem",
+            )
         )
     return cases
 
@@ -298,6 +313,8 @@ def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
     options = {k: v for k, v in options.items() if not k.startswith("_")}
     # Equal settings: the plugin is told the columns' contrast, as the baselines are.
     options.setdefault("contrast", case.contrast)
+    # ... and whether the image is STEM or HRTEM (the baselines get tuned per mode too).
+    options.setdefault("imaging", case.imaging)
     df = find_atoms(case.image, case.pixel_size_nm, model=model, threads=threads, **options)
     return df[["y_px", "x_px"]].to_numpy(float)
 
@@ -326,10 +343,9 @@ def first_and_second_look(case: Case, model: str, threads: int):
     heat = predict_heatmap(
         case.image, case.pixel_size_nm, model=model, threads=threads, contrast=case.contrast
     )
-    first = heatmap_to_atoms(heat, contrast=case.contrast)
-    looked = drain(
-        iter_second_look(heat, first, model, {"contrast": case.contrast}, threads=threads)
-    )
+    post = {"contrast": case.contrast, "imaging": case.imaging}
+    first = heatmap_to_atoms(heat, **post)
+    looked = drain(iter_second_look(heat, first, model, post, threads=threads))
     return (heat, first), looked
 
 
@@ -338,9 +354,9 @@ def columns_from(heats: list, cases: list[Case], threshold: float, refine: str =
     from napari_atomseg.atoms.detect import heatmap_to_atoms
 
     return [
-        heatmap_to_atoms(h, threshold=threshold, refine=refine, contrast=c.contrast)[
-            ["y_px", "x_px"]
-        ].to_numpy(float)
+        heatmap_to_atoms(
+            h, threshold=threshold, refine=refine, contrast=c.contrast, imaging=c.imaging
+        )[["y_px", "x_px"]].to_numpy(float)
         for h, c in zip(heats, cases)
     ]
 
@@ -397,7 +413,12 @@ def tune_baselines(cases: list[Case], log) -> dict[str, dict[str, float]]:
 
 
 def evaluate(
-    cases: list[Case], params: dict, model: str, threads: int, also: tuple[str, ...] = ()
+    cases: list[Case],
+    params: dict,
+    model: str,
+    threads: int,
+    also: tuple[str, ...] = (),
+    mode_params: dict | None = None,
 ) -> dict[str, dict]:
     rows = {}
     preds = [plugin_predict(c, model, threads) for c in cases]
@@ -410,6 +431,10 @@ def evaluate(
             base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **params[name]) for c in cases
         ]
         rows[name] = score(preds, cases)
+    for name, p in (mode_params or {}).items():
+        base = BASELINES[name]
+        preds = [base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **p) for c in cases]
+        rows[f"{name} (tuned per mode)"] = score(preds, cases)
     return rows
 
 
@@ -484,6 +509,13 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=30, help="test images per synthetic group")
     ap.add_argument("--n-tune", type=int, default=6, help="tuning images per synthetic group")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--per-mode",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also tune every baseline on the STEM and the HRTEM tuning images apart and "
+        "report those rows ('tuned per mode'): the plugin is told the imaging mode",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument(
@@ -515,10 +547,19 @@ def main(argv=None) -> int:
     log(f"model {card.name} (sha256 {card.weights.sha256[:12]}), torch threads {args.threads}")
     results: dict[str, dict] = {}
     params_syn = params_pt = calibration = None
+    params_mode: dict[str, dict] = {}
     if "synthetic" in args.sections or "timing" in args.sections:
         tune_cases = [c for g in GROUPS for c in synthetic_cases(g, args.n_tune, 10_000)]
         log(f"synthetic tuning set: {len(tune_cases)} images")
         params_syn = tune_baselines(tune_cases, log)
+        if args.per_mode:
+            # The plugin is told STEM or HRTEM (imaging=): the baselines get the same
+            # knowledge as a setting tuned on that mode's tuning images alone.
+            for mode in ("stem", "hrtem"):
+                log(f"baselines tuned on the {mode} tuning images alone:")
+                params_mode[mode] = tune_baselines(
+                    [c for c in tune_cases if c.imaging == mode], log
+                )
         if args.calibrate:
             calibration = calibrate_threshold(tune_cases, model, args.threads, log)
             PLUGIN_OPTIONS.update(
@@ -532,7 +573,12 @@ def main(argv=None) -> int:
         for g in GROUPS:
             cases = synthetic_cases(g, args.n, 0)
             results[f"synthetic {g}"] = evaluate(
-                cases, params_syn, model, args.threads, tuple(args.also)
+                cases,
+                params_syn,
+                model,
+                args.threads,
+                tuple(args.also),
+                params_mode.get(cases[0].imaging),
             )
             log(
                 f"{g}: "
@@ -574,6 +620,7 @@ def main(argv=None) -> int:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "baseline_params_synthetic": params_syn,
         "baseline_params_pt": params_pt,
+        "baseline_params_per_mode": params_mode,
         "calibration": calibration,
     }
     print(f"\n{json.dumps({k: info[k] for k in ('model', 'threads', 'load_average', 'wall_s')})}")

@@ -170,3 +170,34 @@ def test_demo_cli_on_a_png_uses_bragg_and_writes_everything(tmp_path, micrograph
     _, table = read_points_csv(out / "mos2_atoms.csv")
     assert len(table) == summary["n_columns"]
     assert png.read_bytes()[:4] == b"\x89PNG"  # input untouched
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "given", "expected"),
+    [("TEM", None, "hrtem"), ("STEM", None, "stem"), (None, None, None), ("TEM", "stem", "stem")],
+)
+def test_the_atom_finder_is_told_the_file_s_imaging_mode(
+    tmp_path, monkeypatch, mode, given, expected
+):
+    """STEM or HRTEM comes from the calibration's acquisition mode unless the caller's
+    atoms_options name it."""
+    import napari_atomseg.atoms as atoms_api
+
+    seen = {}
+
+    def spy(image, pixel_size_nm=None, **options):
+        seen.update(options)
+        raise _Stop
+
+    monkeypatch.setattr(atoms_api, "find_atoms", spy)
+    cal = Calibration.from_pixel_size_nm(0.02)
+    if mode:
+        cal = cal.with_metadata(acquisition_mode=mode)
+    options = {} if given is None else {"imaging": given}
+    with pytest.raises(_Stop):
+        process_image(np.ones((32, 32)), cal, tmp_path, "x", atoms_options=options)
+    assert seen["imaging"] == expected

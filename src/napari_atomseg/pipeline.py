@@ -94,6 +94,7 @@ def iter_process_image(
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
     from .atoms import find_atoms
+    from .atoms.detect import imaging_from_metadata
     from .segment import segment
 
     if not name or any(c in name for c in "/\\"):
@@ -105,7 +106,11 @@ def iter_process_image(
 
     yield Progress(0, 3, f"{name}: finding atomic columns")
     t0 = time.perf_counter()
-    atoms = find_atoms(image, pixel_size_nm, **dict(atoms_options or {}))
+    atoms_opts = dict(atoms_options or {})
+    if "imaging" not in atoms_opts and calibration is not None:
+        # HRTEM or STEM as the file says (DM/TIA/EMD metadata); None where it does not.
+        atoms_opts["imaging"] = imaging_from_metadata(calibration.metadata)
+    atoms = find_atoms(image, pixel_size_nm, **atoms_opts)
     timings["find_atoms"] = time.perf_counter() - t0
     estimated = bool(atoms.attrs.get("pixel_size_estimated", False))
     if pixel_size_nm is None and atoms.attrs.get("pixel_size_nm"):
@@ -170,6 +175,8 @@ def process_image(
 
     ``image`` is any real 2-D array (not modified); ``calibration`` its
     :class:`~napari_atomseg.io.Calibration` (or ``None``: the pixel size is then
-    estimated). Options for the two steps go in ``atoms_options`` / ``segment_options``.
+    estimated). Options for the two steps go in ``atoms_options`` / ``segment_options``;
+    the atom finder's ``imaging`` (STEM or HRTEM) comes from the calibration's metadata
+    unless ``atoms_options`` names it.
     """
     return drain(iter_process_image(image, calibration, out_dir, name, **kwargs))

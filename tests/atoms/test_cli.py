@@ -192,6 +192,7 @@ def test_cli_choices_are_the_library_s():
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
     assert choices["refine"] == detect.REFINE_METHODS
     assert choices["contrast"] == detect.CONTRASTS
+    assert choices["imaging"] == ("auto", *detect.IMAGING_MODES, "unknown")
 
 
 def test_warnings_are_printed_and_recorded_in_the_summary(
@@ -264,3 +265,25 @@ def test_min_prominence_option(tmp_path, tiny_model, capsys):
     write_image_tiff(img, _image(1), Calibration.from_pixel_size_nm(PS))
     code, err = _run([img, "--out", tmp_path / "out", "--min-prominence", "2"], capsys)
     assert code == 2 and "--min-prominence: 2.0 must be within 0-1" in err
+
+
+def test_imaging_is_read_from_each_file_unless_given(tmp_path, tiny_model, capsys):
+    """--imaging auto (default) takes STEM / HRTEM from each file's acquisition mode; the
+    summary says which was used; a given --imaging wins for every file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cal = Calibration.from_pixel_size_nm(PS)
+    write_image_tiff(folder / "tem.tif", _image(1), cal.with_metadata(acquisition_mode="TEM"))
+    write_image_tiff(folder / "stem.tif", _image(2), cal.with_metadata(acquisition_mode="STEM"))
+    write_image_tiff(folder / "plain.tif", _image(3), cal)
+    out = tmp_path / "out"
+    code, err = _run([folder, "--out", out, "--model", tiny_model.path], capsys)
+    assert code == 0, err
+    summary = pd.read_csv(out / SUMMARY_NAME).set_index(pd.Index(["plain", "stem", "tem"]))
+    assert summary["imaging"].to_dict() == {"plain": "unknown", "stem": "stem", "tem": "hrtem"}
+    code, err = _run(
+        [folder, "--out", out, "--model", tiny_model.path, "--imaging", "stem", "--overwrite"],
+        capsys,
+    )
+    assert code == 0, err
+    assert set(pd.read_csv(out / SUMMARY_NAME)["imaging"]) == {"stem"}

@@ -9,10 +9,13 @@ import pytest
 
 from napari_atomseg._progress import Progress, drain
 from napari_atomseg.atoms.detect import (
+    HRTEM_MIN_PROMINENCE,
     HeatmapResult,
     check_disagrees,
+    default_min_prominence,
     find_atoms,
     heatmap_to_atoms,
+    imaging_from_metadata,
     iter_find_atoms,
     labels_for,
     predict_heatmap,
@@ -503,3 +506,76 @@ def test_min_prominence_drops_hollows_that_are_weak_image_maxima(lattice):
     assert len(heatmap_to_atoms(res, refine="none")) == len(strict)
     with pytest.raises(InputError, match="min_prominence"):
         heatmap_to_atoms(res, min_prominence=1.5)
+
+
+def test_imaging_hrtem_turns_on_the_stricter_check_for_white_atoms(lattice):
+    """imaging="hrtem" with bright columns: min_prominence defaults to
+    HRTEM_MIN_PROMINENCE and drops weak-maximum hollows the plain check keeps; STEM,
+    unknown and dark-column HRTEM keep it off; a value the caller gives always wins."""
+    img, heat, true = lattice
+    hollows = hex_hollows_px(true, 0.3 / PS, img.shape)
+    weak = img + render(img.shape, hollows, 0.045 / PS, 25, 0).astype(np.float32)
+    fooled = np.maximum(heat, heatmap_for(img.shape, hollows, 0.045 / PS))
+    res = HeatmapResult.from_arrays(weak, fooled, PS)
+    hrtem = heatmap_to_atoms(res, refine="none", contrast="bright", imaging="hrtem")
+    m = _metrics(hrtem, true)
+    assert m.recall > 0.99 and m.precision > 0.97
+    assert hrtem.attrs["min_prominence"] == HRTEM_MIN_PROMINENCE == 0.4
+    assert hrtem.attrs["imaging"] == "hrtem"
+    assert hrtem.attrs["min_prominence_removed"] > 0.9 * len(hollows)
+    for imaging in ("stem", None):
+        plain = heatmap_to_atoms(res, refine="none", contrast="bright", imaging=imaging)
+        assert plain.attrs["min_prominence"] == 0.0
+        assert plain.attrs["imaging"] == (imaging or "unknown")
+        assert _metrics(plain, true).precision < 0.7
+    # auto contrast that finds bright columns counts as white atoms too.
+    auto = heatmap_to_atoms(res, refine="none", imaging="hrtem")
+    assert auto.attrs["contrast"] == "bright" and len(auto) == len(hrtem)
+    # The caller's value wins, 0 included.
+    given = heatmap_to_atoms(res, refine="none", imaging="hrtem", min_prominence=0.0)
+    assert given.attrs["min_prominence"] == 0.0 and len(given) > len(hrtem)
+    # Dark columns keep it off (measured: it costs them F1 at 0.4).
+    dark = HeatmapResult.from_arrays(-weak, fooled, PS)
+    black = heatmap_to_atoms(dark, refine="none", contrast="dark", imaging="hrtem")
+    assert black.attrs["min_prominence"] == 0.0
+    with pytest.raises(InputError, match="imaging: expected one of"):
+        heatmap_to_atoms(res, imaging="TEM")
+
+
+def test_default_min_prominence_follows_the_card():
+    assert default_min_prominence("hrtem", False) == HRTEM_MIN_PROMINENCE
+    assert default_min_prominence("hrtem", True) == 0.0
+    assert default_min_prominence("stem", False, {"min_prominence": 0.2}) == 0.2
+    assert default_min_prominence("hrtem", False, {"min_prominence_hrtem": 0.3}) == 0.3
+    assert default_min_prominence("hrtem", True, {"min_prominence_hrtem": 0.3}) == 0.0
+    with pytest.raises(InputError, match="min_prominence_hrtem"):
+        default_min_prominence("hrtem", False, {"min_prominence_hrtem": 3})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"acquisition_mode": "STEM"}, "stem"),
+        ({"acquisition_mode": "TEM"}, "hrtem"),
+        ({"acquisition_mode": "HAADF-STEM imaging"}, "stem"),
+        ({"calibration": {"metadata": {"acquisition_mode": "TEM"}}}, "hrtem"),
+        ({"calibration": {"metadata": {"acquisition_mode": "DIFFRACTION"}}}, None),
+        ({"simulation_parameters": {"mode": "haadf"}}, "stem"),
+        ({"simulation_parameters": {"mode": "hrtem"}}, "hrtem"),
+        ({"acquisition_mode": ""}, None),
+        ({"acquisition_mode": 3}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_imaging_from_metadata(metadata, expected):
+    assert imaging_from_metadata(metadata) == expected
+
+
+def test_imaging_reaches_find_atoms_and_its_second_look(lattice):
+    """find_atoms accepts imaging (a post-processing option) and records it."""
+    img, _, _ = lattice
+    df = find_atoms(img, PS, contrast="bright", imaging="stem", tile_px=256)
+    assert df.attrs["imaging"] == "stem" and df.attrs["min_prominence"] == 0.0
+    with pytest.raises(InputError, match="imaging"):
+        find_atoms(img, PS, imaging="sem")

@@ -292,3 +292,46 @@ def test_min_prominence_slider_is_a_live_post_processing_setting(qtbot, fake_net
     assert len(points.data) > 0.3 * len(true)
     assert len(calls) == 1
     assert w.settings()["min_prominence"] == 1.0
+
+
+def test_imaging_mode_sets_the_min_prominence_default(qtbot, fake_network):
+    """imaging auto reads the layer's acquisition mode (a file's, or the simulator's):
+    HRTEM with bright or auto columns moves min prominence to the white-atom default;
+    STEM, unknown and dark columns keep it off. The mode is recorded in the settings."""
+    from napari_atomseg.atoms.detect import HRTEM_MIN_PROMINENCE
+    from napari_atomseg.io import Calibration
+
+    image, _, _, _ = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(image, name="stem")
+    cal = Calibration.from_pixel_size_nm(PS_NM).with_metadata(acquisition_mode="TEM")
+    viewer.add_image(
+        image,
+        name="tem",
+        scale=(PS_NM, PS_NM),
+        units="nm",
+        metadata={"calibration": cal.to_dict()},
+    )
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.image.value = viewer.layers["tem"]
+    assert w.imaging.value == "auto" and w.chosen_imaging() == "hrtem"
+    assert w.min_prominence.value == HRTEM_MIN_PROMINENCE
+    w.contrast.value = "dark"
+    assert w.min_prominence.value == 0.0
+    w.contrast.value = "bright"
+    assert w.min_prominence.value == HRTEM_MIN_PROMINENCE
+    w.image.value = viewer.layers["stem"]  # says nothing: unknown
+    assert w.chosen_imaging() is None and w.min_prominence.value == 0.0
+    w.imaging.value = "hrtem"
+    assert w.min_prominence.value == HRTEM_MIN_PROMINENCE
+    w.imaging.value = "stem"
+    assert w.min_prominence.value == 0.0 and w.settings()["imaging"] == "stem"
+    w.image.value = viewer.layers["tem"]
+    w.imaging.value = "auto"
+    w.threshold.value = 0.1
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["tem columns"]
+    assert points.metadata["settings"]["imaging"] == "hrtem"
+    assert points.metadata["settings"]["min_prominence"] == HRTEM_MIN_PROMINENCE

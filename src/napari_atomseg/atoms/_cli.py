@@ -8,7 +8,8 @@ calibration), run through :func:`napari_atomseg.atoms.find_atoms` and written to
 when the pixel size is known, ``y_nm, x_nm``, then the features). A 3-D stack gives one
 table for all frames with a leading frame column. ``DIR/atoms_summary.csv`` has one row
 per input: columns found, pixel size used (and whether it was estimated), median column
-spacing, mean confidence, seconds, the error for files that failed and the warnings of
+spacing, mean confidence, the imaging mode used (``--imaging``; auto: from the file's
+metadata), seconds, the error for files that failed and the warnings of
 those that did not (printed too).
 
 A file that fails (unreadable, not an image, NaNs, ...) is reported on stderr with the
@@ -38,6 +39,7 @@ SUMMARY_COLUMNS = (
     "median_spacing_nm",
     "mean_confidence",
     "model",
+    "imaging",
     "seconds",
     "error",
     "warnings",
@@ -87,6 +89,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the columns' contrast: bright (HAADF, white atoms), dark (black-atom HRTEM: "
         "the network sees the inverted image, then the image as it is, the refinement the "
         "inverted image) or auto (default)",
+    )
+    parser.add_argument(
+        "--imaging",
+        choices=("auto", "stem", "hrtem", "unknown"),
+        default="auto",
+        help="what the images are: stem (HAADF/ADF/ABF/BF-STEM), hrtem (phase-contrast TEM: "
+        "white-atom columns then get --min-prominence 0.4 unless given) or unknown; auto "
+        "(default) reads each file's acquisition mode where its metadata says (DM, TIA, EMD)",
     )
     parser.add_argument(
         "--second-look",
@@ -189,6 +199,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         options["second_look"] = args.second_look
     if args.min_prominence is not None:
         options["min_prominence"] = args.min_prominence
+    options["imaging"] = None if args.imaging == "unknown" else args.imaging
     if args.threshold is not None:
         options["threshold"] = args.threshold
     if args.min_separation_nm is not None:
@@ -212,10 +223,12 @@ def process_file(
     from .._progress import drain
     from ..errors import InputError
     from ..io import Calibration, read_image, write_points_csv
-    from .detect import iter_find_atoms
+    from .detect import imaging_from_metadata, iter_find_atoms
 
     t0 = time.perf_counter()
     data, cal = read_image(path)
+    if options.get("imaging", "auto") == "auto":
+        options = {**options, "imaging": imaging_from_metadata(cal.metadata)}
     if pixel_size_nm is not None:
         cal = Calibration.from_pixel_size_nm(pixel_size_nm, ndim=cal.ndim)
     ps = cal.pixel_size_nm
@@ -265,6 +278,7 @@ def process_file(
         "median_spacing_nm": float(np.nanmedian(nn)) if nn is not None and len(nn) > 1 else None,
         "mean_confidence": float(table["confidence"].mean()) if len(table) else None,
         "model": loaded.name,
+        "imaging": tables[0].attrs.get("imaging", "unknown"),
         "seconds": round(time.perf_counter() - t0, 3),
         "error": "",
         "warnings": " | ".join(problems),

@@ -78,6 +78,16 @@ DEFAULT_SPACING_SCALE_NM = 1.0
 REFINE_METHODS = ("gaussian", "com", "heatmap", "none")
 PEAK_METHODS = ("heatmap", "hough")
 CONTRASTS = ("auto", "bright", "dark")
+#: What the image is, when the caller knows it (``imaging=``; None: not known). HAADF,
+#: ADF, ABF and BF-STEM are "stem"; phase-contrast (HR)TEM is "hrtem".
+IMAGING_MODES = ("stem", "hrtem")
+#: The stricter image check (``min_prominence``) applied by default to white-atom HRTEM
+#: (``imaging="hrtem"`` with bright columns). Chosen on synthetic HRTEM images apart
+#: from the test images (benchmarks/atoms_min_prominence.py, docs/atoms.md): pooled F1
+#: of bright-column HRTEM 0.983 -> 0.989 (tuning seeds) and 0.923 -> 0.996
+#: (development seeds) from 0 to 0.4; dark columns lose at 0.4 (0.910 -> 0.905), so they
+#: keep the check off. A model card may set its own (``postprocess.min_prominence_hrtem``).
+HRTEM_MIN_PROMINENCE = 0.4
 POSTPROCESS_OPTIONS = (
     "threshold",
     "min_separation_nm",
@@ -90,6 +100,7 @@ POSTPROCESS_OPTIONS = (
     "hough_score",
     "contrast_check",
     "min_prominence",
+    "imaging",
 )
 PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads")
 #: Options of find_atoms itself: ``second_look`` (default True; see iter_second_look).
@@ -353,6 +364,7 @@ def heatmap_to_atoms(
     hough_score: float = 0.5,
     contrast_check: bool | None = None,
     min_prominence: float | None = None,
+    imaging: str | None = None,
 ) -> pd.DataFrame:
     """Columns from a :class:`HeatmapResult` (post-processing only; no network).
 
@@ -402,7 +414,13 @@ def heatmap_to_atoms(
         contrast). 0 (off) is the default (or the card's ``postprocess.min_prominence``).
         For white-atom HRTEM, 0.3-0.4 removes hollows that are weak image maxima
         (docs/atoms.md); not for HAADF lattices whose light columns (O beside Sr) are
-        legitimately faint.
+        legitimately faint. Left as None with ``imaging="hrtem"`` and bright columns, it
+        is :data:`HRTEM_MIN_PROMINENCE` (or the card's ``postprocess.min_prominence_hrtem``).
+    imaging
+        What the image is, where known: ``"stem"`` (HAADF/ADF/ABF/BF-STEM) or ``"hrtem"``
+        (phase-contrast TEM); None (default): not known. :func:`imaging_from_metadata`
+        reads it from a file's metadata. Only changes the default of ``min_prominence``
+        (white-atom HRTEM); recorded in ``attrs["imaging"]``.
     """
     pp = result.postprocess or {}
     if threshold is None:
@@ -415,6 +433,9 @@ def heatmap_to_atoms(
         min_separation_nm = pp.get("min_separation_nm")
     if contrast_check is None:
         contrast_check = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
+    if imaging is not None and imaging not in IMAGING_MODES:
+        raise InputError(f"imaging: expected one of {IMAGING_MODES} or None, got {imaging!r}")
+    prominence_given = min_prominence is not None
     if min_prominence is None:
         min_prominence = pp.get("min_prominence", 0.0)
     min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
@@ -478,6 +499,8 @@ def heatmap_to_atoms(
         contrast == "auto" and columns_are_dark(result.image, pos, min(0.5 * typical, window_max))
     )
     img = -result.image if dark else result.image
+    if not prominence_given:
+        min_prominence = default_min_prominence(imaging, dark, pp, min_prominence)
     n_checked_out = n_faint = 0
     n_candidates = len(pos)
     if (contrast_check or min_prominence > 0) and len(pos):
@@ -565,11 +588,66 @@ def heatmap_to_atoms(
             "contrast_check_removed": n_checked_out,
             "min_prominence": min_prominence,
             "min_prominence_removed": n_faint,
+            "imaging": imaging or "unknown",
             "network_input": result.network_input,
             "warnings": _check_warnings(n_checked_out, n_candidates, dark),
         }
     )
     return df
+
+
+def default_min_prominence(
+    imaging: str | None,
+    dark: bool,
+    postprocess: Mapping[str, Any] | None = None,
+    otherwise: float | None = None,
+) -> float:
+    """``min_prominence`` when the caller leaves it out: :data:`HRTEM_MIN_PROMINENCE` (or
+    the card's ``postprocess.min_prominence_hrtem``) for white-atom HRTEM, else
+    ``otherwise`` (default: the card's ``postprocess.min_prominence``, else 0)."""
+    pp = postprocess or {}
+    if imaging == "hrtem" and not dark:
+        value = pp.get("min_prominence_hrtem", HRTEM_MIN_PROMINENCE)
+        return check_range(value, 0.0, 1.0, "postprocess.min_prominence_hrtem")
+    if otherwise is None:
+        otherwise = pp.get("min_prominence", 0.0)
+    return check_range(otherwise, 0.0, 1.0, "min_prominence")
+
+
+#: Words of a file's acquisition mode (``Calibration.metadata["acquisition_mode"]``: DM's
+#: "Illumination Mode", TIA's "Mode", ...) and simulation modes, by imaging mode.
+_STEM_WORDS = ("STEM", "HAADF", "ADF", "ABF")
+_TEM_WORDS = ("TEM", "HRTEM", "IMAGING", "EFTEM", "CTEM")
+
+
+def imaging_from_metadata(metadata: Mapping[str, Any] | None) -> str | None:
+    """``"stem"``, ``"hrtem"`` or None (not said) from a file's or layer's metadata.
+
+    Reads ``acquisition_mode`` (what the readers take from DM/TIA/EMD metadata) from
+    ``metadata`` itself, its ``"calibration"`` entry (napari layers opened by this
+    plugin) or the simulator's ``"simulation_parameters"`` (``mode``: haadf / hrtem). Anything
+    else -- a diffraction mode, an unknown word, nothing -- gives None.
+    """
+    if not metadata:
+        return None
+    candidates: list[Any] = [metadata.get("acquisition_mode"), metadata.get("imaging")]
+    cal = metadata.get("calibration")
+    if isinstance(cal, Mapping):
+        inner = cal.get("metadata")
+        if isinstance(inner, Mapping):
+            candidates.append(inner.get("acquisition_mode"))
+    params = metadata.get("simulation_parameters")
+    if isinstance(params, Mapping):
+        candidates.append({"haadf": "stem"}.get(str(params.get("mode")), params.get("mode")))
+    for value in candidates:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        words = value.upper().replace("-", " ").replace("_", " ").split()
+        if any(w in _STEM_WORDS for w in words):
+            return "stem"
+        if any(w in _TEM_WORDS for w in words):
+            return "hrtem"
+    return None
 
 
 def check_disagrees(n_removed: int, n_candidates: int) -> bool:
@@ -618,6 +696,10 @@ def iter_find_atoms(
     for key, allowed in (("refine", REFINE_METHODS), ("method", PEAK_METHODS)):
         if key in post_opts and post_opts[key] not in allowed:
             raise InputError(f"{key}: expected one of {allowed}, got {post_opts[key]!r}")
+    if post_opts.get("imaging") not in (*IMAGING_MODES, None):
+        raise InputError(
+            f"imaging: expected one of {IMAGING_MODES} or None, got {post_opts['imaging']!r}"
+        )
     result = yield from iter_predict_heatmap(
         image, pixel_size_nm, model, contrast=post_opts.get("contrast", "auto"), **predict_opts
     )

@@ -42,6 +42,7 @@ def _post_options(
     contrast: str = "auto",
     contrast_check: bool = detect.DEFAULT_CONTRAST_CHECK,
     min_prominence: float = 0.0,
+    imaging: str | None = None,
 ) -> dict[str, Any]:
     options: dict[str, Any] = {
         "threshold": threshold,
@@ -49,6 +50,7 @@ def _post_options(
         "contrast": contrast,
         "contrast_check": contrast_check,
         "min_prominence": min_prominence,
+        "imaging": imaging,
     }
     if heat.pixel_size_nm is not None:
         options["min_separation_nm"] = separation_nm

@@ -60,6 +60,13 @@ from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
 PREVIEW_DELAY_MS = 150
+#: The imaging combo: (label, value); auto reads the layer's metadata.
+IMAGING_CHOICES = [
+    ("auto (from the file)", "auto"),
+    ("STEM (HAADF, ADF, ABF)", "stem"),
+    ("HRTEM", "hrtem"),
+    ("unknown", "unknown"),
+]
 
 
 class FindAtomsWidget(Container):
@@ -87,6 +94,13 @@ class FindAtomsWidget(Container):
             tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
             "refinement see the inverted image) or auto; a change takes effect on Find atoms",
         )  # fmt: skip
+        self.imaging = ComboBox(
+            choices=IMAGING_CHOICES, value="auto", label="imaging",
+            tooltip="what the image is: auto reads the file's acquisition mode (DM, TIA, EMD) "
+            "or the simulation's; HRTEM with bright (or auto) columns sets min prominence "
+            f"to {detect.HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
+            "maxima)",
+        )  # fmt: skip
         self.contrast_check = CheckBox(
             value=detect.DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
             tooltip="drop heatmap peaks that are not a local extremum of the image in the "
@@ -112,6 +126,7 @@ class FindAtomsWidget(Container):
                 self.separation_nm,
                 self.refine,
                 self.contrast,
+                self.imaging,
                 self.contrast_check,
                 self.min_prominence,
                 self.live_preview,
@@ -135,6 +150,8 @@ class FindAtomsWidget(Container):
             w.changed.connect(self._schedule_preview)
         self.model.changed.connect(self._apply_model_defaults)
         self.model_card.changed.connect(self._apply_model_defaults)
+        for w in (self.imaging, self.contrast, self.image):
+            w.changed.connect(self._apply_imaging_default)
         self._apply_model_defaults()
 
     def _apply_model_defaults(self, _value: Any = None) -> None:
@@ -149,7 +166,24 @@ class FindAtomsWidget(Container):
         refine = pp.get("refine", detect.DEFAULT_REFINE)
         self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
         self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
-        self.min_prominence.value = float(pp.get("min_prominence", 0.0))
+        self._apply_imaging_default()
+
+    def chosen_imaging(self) -> str | None:
+        """``"stem"``, ``"hrtem"`` or None: the combo's choice, or with auto what the
+        chosen layer's metadata says (:func:`detect.imaging_from_metadata`)."""
+        value = self.imaging.value
+        if value == "auto":
+            layer = self.image.value
+            return detect.imaging_from_metadata(getattr(layer, "metadata", None))
+        return None if value == "unknown" else value
+
+    def _apply_imaging_default(self, _value: Any = None) -> None:
+        """Move the min prominence slider to the default for this imaging mode and
+        contrast (:func:`detect.default_min_prominence`: white-atom HRTEM gets the
+        stricter check); the user may move it afterwards."""
+        pp = detect.model_postprocess(self.chosen_model())
+        dark = self.contrast.value == "dark"
+        self.min_prominence.value = detect.default_min_prominence(self.chosen_imaging(), dark, pp)
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
@@ -164,6 +198,7 @@ class FindAtomsWidget(Container):
             "contrast": self.contrast.value,
             "contrast_check": bool(self.contrast_check.value),
             "min_prominence": float(self.min_prominence.value),
+            "imaging": self.chosen_imaging(),
         }
 
     def chosen_model(self) -> str:
