@@ -58,3 +58,18 @@ def drain(
                 raise Cancelled("cancelled by the user")
     except StopIteration as stop:
         return stop.value
+
+
+def as_part(
+    gen: Generator[Progress, Any, T], k: int, n: int, what: str
+) -> Generator[Progress, Any, T]:
+    """Re-emit ``gen``'s Progress as part ``k`` of ``n`` (units of 1/100 of a part), the
+    message prefixed with ``"{what} k+1/n: "`` when there is more than one part; returns
+    ``gen``'s result."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as done:
+            return done.value
+        prefix = f"{what} {k + 1}/{n}: " if n > 1 else ""
+        yield Progress(100 * k + int(100 * step.fraction), 100 * n, prefix + step.message)

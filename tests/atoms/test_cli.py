@@ -261,6 +261,10 @@ def test_min_prominence_option(tmp_path, tiny_model, capsys):
     args = parser.parse_args(["x.tif", "--out", "o", "--min-prominence", "0.3"])
     assert _options(args)["min_prominence"] == 0.3
     assert "min_prominence" not in _options(parser.parse_args(["x.tif", "--out", "o"]))
+    assert _options(parser.parse_args(["x.tif", "--out", "o", "--views", "4"]))["views"] == 4
+    assert "views" not in _options(parser.parse_args(["x.tif", "--out", "o"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["x.tif", "--out", "o", "--views", "3"])
     img = tmp_path / "a.tif"
     write_image_tiff(img, _image(1), Calibration.from_pixel_size_nm(PS))
     code, err = _run([img, "--out", tmp_path / "out", "--min-prominence", "2"], capsys)

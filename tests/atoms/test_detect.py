@@ -10,6 +10,7 @@ import pytest
 from napari_atomseg._progress import Progress, drain
 from napari_atomseg.atoms.detect import (
     HRTEM_MIN_PROMINENCE,
+    VIEWS_CHOICES,
     HeatmapResult,
     check_disagrees,
     default_min_prominence,
@@ -579,3 +580,74 @@ def test_imaging_reaches_find_atoms_and_its_second_look(lattice):
     assert df.attrs["imaging"] == "stem" and df.attrs["min_prominence"] == 0.0
     with pytest.raises(InputError, match="imaging"):
         find_atoms(img, PS, imaging="sem")
+
+
+class _EchoPrediction:
+    """What backend.iter_predict returns, for a network that answers its input: an
+    equivariant "network", so every view turned back must give the same heatmap."""
+
+    def __init__(self, image, pixel_size_nm):
+        self.outputs = [np.asarray(image, np.float32), np.asarray(image, np.float32) * 2]
+        self.channels = ("heatmap", "spacing")
+        self.pixel_size_nm = pixel_size_nm if pixel_size_nm is not None else 0.03
+        self.pixel_size_estimated = pixel_size_nm is None
+        self.model_name = "echo"
+        self.timings_s = {"network": 0.5}
+
+    def channel(self, name):
+        return self.outputs[self.channels.index(name)]
+
+
+def test_views_turn_every_heatmap_back_before_averaging(monkeypatch):
+    import napari_atomseg.backend as backend
+
+    seen = []
+
+    def echo(model, image, pixel_size_nm, **kw):
+        seen.append((image.shape, pixel_size_nm))
+        yield Progress(0, 1, "network")
+        return _EchoPrediction(image, pixel_size_nm)
+
+    from napari_atomseg.atoms import detect
+
+    monkeypatch.setattr(backend, "iter_predict", echo)
+    monkeypatch.setattr(detect, "_resolve_model", lambda model, device: _EchoModel())
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 56)).astype(np.float32)  # not square: transposes must come back
+    one = drain(iter_predict_heatmap_echo(img, views=1))
+    for views in VIEWS_CHOICES:
+        seen.clear()
+        steps = []
+        res = drain(iter_predict_heatmap_echo(img, views=views), callback=steps.append)
+        assert len(seen) == views
+        assert {shape for shape, _ in seen} <= {(40, 56), (56, 40)}
+        np.testing.assert_allclose(res.heatmap, one.heatmap, atol=1e-6)
+        np.testing.assert_allclose(res.spacing_nm, one.spacing_nm, rtol=1e-6)
+        assert res.heatmap.shape == img.shape
+        assert res.timings_s["network"] == pytest.approx(0.5 * views)
+        if views > 1:
+            assert any(f"view {views}/{views}" in s.message for s in steps)
+    # An estimated pixel size is estimated once: later views get the first one's.
+    seen.clear()
+    res = drain(iter_predict_heatmap_echo(img, pixel_size_nm=None, views=4))
+    assert [p for _, p in seen] == [None, 0.03, 0.03, 0.03] and res.pixel_size_estimated
+    for bad in (0, 3, 16, True, 2.0):
+        with pytest.raises(InputError, match="views: expected one of"):
+            drain(iter_predict_heatmap_echo(img, views=bad))
+
+
+def iter_predict_heatmap_echo(img, pixel_size_nm=0.02, **kw):
+    from napari_atomseg.atoms.detect import iter_predict_heatmap
+
+    return iter_predict_heatmap(img, pixel_size_nm, "echo", **kw)
+
+
+class _EchoCard:
+    task = "atoms"
+    name = "echo"
+    postprocess = None
+    training = None
+
+
+class _EchoModel:
+    card = _EchoCard()

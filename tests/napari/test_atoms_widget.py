@@ -32,8 +32,11 @@ def fake_network(monkeypatch):
     # The heatmap it answers with for the image as it is (False) and inverted (True).
     answers = {False: heat, True: heat}
 
+    views = []
+
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(model)
+        views.append(kw.get("views", 1))
         contrast = kw.get("contrast", "auto")
         contrasts.append(contrast)
         inverts.append(kw.get("invert"))
@@ -48,6 +51,7 @@ def fake_network(monkeypatch):
     fake.inverts = inverts
     fake.seen_inverted = seen_inverted
     fake.answers = answers
+    fake.views = views
     return image, true, heights, calls
 
 
@@ -335,3 +339,24 @@ def test_imaging_mode_sets_the_min_prominence_default(qtbot, fake_network):
     points = viewer.layers["tem columns"]
     assert points.metadata["settings"]["imaging"] == "hrtem"
     assert points.metadata["settings"]["min_prominence"] == HRTEM_MIN_PROMINENCE
+
+
+def test_views_reach_the_network_and_its_second_look(qtbot, fake_network):
+    """The views combo (test-time augmentation) goes to every network pass, the second
+    look's included; the live preview does not run the network again."""
+    image, _, _, calls = fake_network
+    viewer = ViewerModel()
+    viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    assert w.views.value == 1
+    w.views.value = 4
+    w.contrast.value = "dark"  # dark columns: the second look runs too
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    assert detect.iter_predict_heatmap.views == [4, 4]
+    assert viewer.layers["lat columns"].metadata["settings"]["views"] == 4
+    w.threshold.value = 0.3
+    qtbot.wait(400)
+    _wait(qtbot, w)
+    assert len(calls) == 2

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .._progress import Progress, ProgressGenerator, drain
+from .._progress import Progress, ProgressGenerator, as_part, drain
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import AtomsegError, InputError, ResultWarning
 from .peaks import find_peaks, local_prominence, suppress
@@ -78,6 +78,22 @@ DEFAULT_SPACING_SCALE_NM = 1.0
 REFINE_METHODS = ("gaussian", "com", "heatmap", "none")
 PEAK_METHODS = ("heatmap", "hough")
 CONTRASTS = ("auto", "bright", "dark")
+#: Test-time augmentation (``views=``): orientations of the image the network sees, each
+#: with the map that turns its heatmap back; the heatmaps are averaged. The first is the
+#: image as it is; 2 adds the half turn, 4 the two mirrors, 8 the transposes and the
+#: quarter turns (the whole dihedral group of the pixel grid).
+VIEWS = (
+    (lambda a: a, lambda a: a),
+    (lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1]),
+    (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    (lambda a: a[::-1, :], lambda a: a[::-1, :]),
+    (lambda a: a.T, lambda a: a.T),
+    (lambda a: a[::-1, ::-1].T, lambda a: a.T[::-1, ::-1]),
+    (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
+    (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
+)
+#: Allowed ``views``. Measured on synthetic tuning/development images (docs/atoms.md).
+VIEWS_CHOICES = (1, 2, 4, 8)
 #: What the image is, when the caller knows it (``imaging=``; None: not known). HAADF,
 #: ADF, ABF and BF-STEM are "stem"; phase-contrast (HR)TEM is "hrtem".
 IMAGING_MODES = ("stem", "hrtem")
@@ -102,7 +118,7 @@ POSTPROCESS_OPTIONS = (
     "min_prominence",
     "imaging",
 )
-PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads")
+PREDICT_OPTIONS = ("device", "tile_px", "overlap_px", "batch_size", "threads", "views")
 #: Options of find_atoms itself: ``second_look`` (default True; see iter_second_look).
 FIND_OPTIONS = ("second_look",)
 
@@ -216,6 +232,7 @@ def iter_predict_heatmap(
     threads: int | None = None,
     contrast: str = "auto",
     invert: bool | None = None,
+    views: int = 1,
 ) -> ProgressGenerator[HeatmapResult]:
     """Run the atom model on ``image``: a generator yielding Progress, returning a HeatmapResult.
 
@@ -240,6 +257,12 @@ def iter_predict_heatmap(
         Show the network the inverted image (True) or the image as it is (False)
         whatever ``contrast`` says; None (default): inverted for ``"dark"`` only. The
         second look of :func:`iter_find_atoms` uses it.
+    views
+        Test-time augmentation: the network sees the image in this many orientations
+        (1, 2, 4 or 8 of :data:`VIEWS`: as it is; turned 180 degrees; mirrored left-right
+        and up-down; transposed both ways and turned 90 degrees both ways) and the
+        heatmaps, turned back, are averaged. Costs ``views`` network passes; see
+        :data:`VIEWS_CHOICES` for what it buys.
     """
     from ..backend import iter_predict
 
@@ -253,19 +276,47 @@ def iter_predict_heatmap(
         raise InputError(
             f"model {loaded.card.name!r} is a {loaded.card.task!r} model; choose an atoms model"
         )
-    pred = yield from iter_predict(
-        loaded,
-        -img if inverted else img,
-        px,
-        tile_px=tile_px,
-        overlap_px=overlap_px,
-        batch_size=batch_size,
-        threads=threads,
-    )
-    heat = pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0]
-    spacing = None
-    if "spacing" in pred.channels:
-        spacing = pred.channel("spacing") * np.float32(_spacing_scale_nm(loaded.card))
+    if (
+        isinstance(views, bool)
+        or not isinstance(views, int | np.integer)
+        or views not in VIEWS_CHOICES
+    ):
+        raise InputError(f"views: expected one of {VIEWS_CHOICES}, got {views!r}")
+    views = int(views)
+    seen = -img if inverted else img
+    heat = spacing = None
+    timings: dict[str, float] = {}
+    for k in range(views):
+        forward, back = VIEWS[k]
+        pred = yield from as_part(
+            iter_predict(
+                loaded,
+                np.ascontiguousarray(forward(seen)),
+                px,
+                tile_px=tile_px,
+                overlap_px=overlap_px,
+                batch_size=batch_size,
+                threads=threads,
+            ),
+            k,
+            views,
+            "view",
+        )
+        if k == 0:
+            first = pred
+            # Every view at the first one's pixel size (an estimate is made once).
+            px = pred.pixel_size_nm
+        h = back(pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0])
+        heat = h.astype(np.float32) if heat is None else heat + h
+        if "spacing" in pred.channels:
+            sp = back(pred.channel("spacing")).astype(np.float32)
+            spacing = sp if spacing is None else spacing + sp
+        for key, value in pred.timings_s.items():
+            timings[key] = timings.get(key, 0.0) + value
+    heat = heat / np.float32(views)
+    if spacing is not None:
+        spacing = spacing * np.float32(_spacing_scale_nm(loaded.card) / views)
+    pred = first
     return HeatmapResult(
         heatmap=np.ascontiguousarray(heat, dtype=np.float32),
         image=img,
@@ -273,7 +324,7 @@ def iter_predict_heatmap(
         pixel_size_estimated=pred.pixel_size_estimated,
         spacing_nm=spacing,
         model_name=pred.model_name,
-        timings_s=dict(pred.timings_s),
+        timings_s=timings,
         postprocess=card_postprocess(loaded.card),
         contrast=contrast,
         inverted=inverted,
@@ -794,8 +845,9 @@ def find_atoms(
         Post-processing (see :func:`heatmap_to_atoms`): ``threshold``,
         ``min_separation_nm`` / ``min_separation_px``, ``nms_fraction``, ``refine``,
         ``method``, ``contrast``, ``exclude_border_px``, ``hough_score``,
-        ``contrast_check``; prediction:
-        ``device``, ``tile_px``, ``overlap_px``, ``batch_size``, ``threads``;
+        ``contrast_check``, ``min_prominence``, ``imaging``; prediction:
+        ``device``, ``tile_px``, ``overlap_px``, ``batch_size``, ``threads``, ``views``
+        (test-time augmentation, see :func:`iter_predict_heatmap`; default 1);
         ``second_look`` (default True: with the contrast given, a second network pass
         where it can find more columns -- always for dark columns; see
         :func:`iter_second_look`. False: one pass, e.g. for speed in batch jobs on

@@ -43,6 +43,7 @@ def _post_options(
     contrast_check: bool = detect.DEFAULT_CONTRAST_CHECK,
     min_prominence: float = 0.0,
     imaging: str | None = None,
+    views: int = 1,  # a network setting (find_atoms_steps); not post-processing
 ) -> dict[str, Any]:
     options: dict[str, Any] = {
         "threshold": threshold,
@@ -80,15 +81,20 @@ def find_atoms_steps(
     """Network + post-processing for every frame (generator yielding Progress)."""
     out = []
     for k, frame in enumerate(frames):
+        views = int(settings.get("views", 1))
         steps = detect.iter_predict_heatmap(
-            frame.data, pixel_size_nm, model, contrast=settings.get("contrast", "auto")
+            frame.data,
+            pixel_size_nm,
+            model,
+            contrast=settings.get("contrast", "auto"),
+            views=views,
         )
         heat = yield from frames_progress(steps, k, len(frames), "frame")
         options = _post_options(heat, **settings)
         first = detect.heatmap_to_atoms(heat, **options)
         # The network's columns disagree with the contrast the user gave: look again with
         # the image the other way round (detect.iter_second_look; no-op otherwise).
-        again = detect.iter_second_look(heat, first, model, options)
+        again = detect.iter_second_look(heat, first, model, options, views=views)
         heat, atoms = yield from frames_progress(again, k, len(frames), "frame")
         out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")

@@ -8,7 +8,7 @@ from typing import Any
 from magicgui.widgets import ComboBox
 from napari.layers import Image, Labels, Points
 
-from napari_atomseg._progress import Progress
+from napari_atomseg._progress import Progress, as_part
 
 _TYPES = {"image": Image, "labels": Labels, "points": Points}
 
@@ -42,10 +42,4 @@ def frames_progress(
     gen: Generator[Progress, Any, Any], k: int, n: int, what: str
 ) -> Generator[Progress, Any, Any]:
     """Re-emit ``gen``'s Progress as part ``k`` of ``n`` (units of 1/100 of a part)."""
-    while True:
-        try:
-            step = next(gen)
-        except StopIteration as done:
-            return done.value
-        prefix = f"{what} {k + 1}/{n}: " if n > 1 else ""
-        yield Progress(100 * k + int(100 * step.fraction), 100 * n, prefix + step.message)
+    return (yield from as_part(gen, k, n, what))
