@@ -85,6 +85,10 @@ def test_process_image_writes_consistent_results(tmp_path, micrograph, tiny_atom
     assert summary["n_columns"] == len(res.atoms)
     assert summary["n_columns_in_contamination"] == int(table["in_contamination"].sum())
     assert sum(summary["class_fractions"].values()) == pytest.approx(1.0, abs=1e-5)
+    # How the columns were found, for a batch run's records.
+    finder = summary["atom_finder"]
+    assert finder["threshold"] == 0.0 and finder["imaging"] == "unknown"
+    assert finder["model"] == res.atoms.attrs["model"] and finder["warnings"] == []
 
 
 def test_process_image_never_overwrites_its_input(tmp_path, micrograph, tiny_atoms_model):
@@ -201,3 +205,20 @@ def test_the_atom_finder_is_told_the_file_s_imaging_mode(
     with pytest.raises(_Stop):
         process_image(np.ones((32, 32)), cal, tmp_path, "x", atoms_options=options)
     assert seen["imaging"] == expected
+
+
+def test_demo_keeps_the_file_s_acquisition_mode_through_a_pixel_size_override(tmp_path, micrograph):
+    """--pixel-size-nm rebuilds the calibration; the file's acquisition mode (TEM here)
+    must survive it, reach the atom finder and be recorded in the summary."""
+    from napari_atomseg.cli import main
+
+    tif = tmp_path / "tem.tif"
+    cal = Calibration.from_pixel_size_nm(0.05).with_metadata(acquisition_mode="TEM")
+    write_image_tiff(tif, micrograph.image, cal)
+    out = tmp_path / "out"
+    args = ["demo", str(tif), "--out", str(out), "--no-viewer", "--pixel-size-nm", str(PS)]
+    assert main(args) == 0
+    summary = json.loads((out / "tem_summary.json").read_text())
+    assert summary["pixel_size_nm"] == pytest.approx(PS)
+    assert summary["atom_finder"]["imaging"] == "hrtem"
+    assert summary["atom_finder"]["model"] == "atoms_default"

@@ -17,9 +17,11 @@ amorphous), while the Bragg filter works on any crystal and scores within 0.005 
 the fine-tuned U-Net on the real graphene benchmark. Plain PNG/JPEG pictures are read as
 uncalibrated grey images (give ``--pixel-size-nm``).
 
-For each image it finds every atomic column, segments contamination / amorphous / vacuum,
-flags columns inside contamination and writes ``NAME_atoms.csv``, ``NAME_regions.tif``
-and ``NAME_summary.json`` to ``--out``. When a display exists (and ``--no-viewer`` is not
+For each image it finds every atomic column (told STEM or HRTEM from the file's
+acquisition mode where it records one; the simulated images say theirs), segments
+contamination / amorphous / vacuum, flags columns inside contamination and writes
+``NAME_atoms.csv``, ``NAME_regions.tif`` and ``NAME_summary.json`` (with the atom
+finder's settings and warnings) to ``--out``. When a display exists (and ``--no-viewer`` is not
 given) napari opens with the image, the columns (Points) and the regions (Labels), ready
 for manual correction.
 """
@@ -40,6 +42,8 @@ DEMO_IMAGES = {
 }
 #: Segmentation model for the simulated demo images (see the module docstring).
 SIMULATED_SEGMENT_MODEL = "segment_contamination_synthetic"
+#: Simulator mode -> the acquisition mode a microscope's file would record.
+_ACQUISITION_MODE = {"haadf": "STEM", "hrtem": "TEM"}
 #: Simulator class -> segment label (contamination task): crystal 0, amorphous 1, vacuum 2.
 _SIM_TO_LABEL = {0: 2, 1: 0, 2: 1, 3: 1}
 
@@ -126,8 +130,12 @@ def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any,
 
     jobs = []
     for name, preset in DEMO_IMAGES.items():
-        sim = simulate(preset_parameters(preset))
-        cal = Calibration.from_pixel_size_nm(sim.pixel_size_nm)
+        params = preset_parameters(preset)
+        sim = simulate(params)
+        # As a microscope's file says it (and the atom finder reads it: imaging mode).
+        cal = Calibration.from_pixel_size_nm(
+            sim.pixel_size_nm, acquisition_mode=_ACQUISITION_MODE[params.mode]
+        )
         write_image_tiff(out / f"{name}.tif", sim.image, cal, overwrite=True)
         truth = sim.columns
         write_points_csv(
@@ -174,12 +182,21 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
                     Calibration.from_pixel_size_nm(cal.pixel_size_nm, source_path=str(path))
                     if cal.pixel_size_nm
                     else Calibration.uncalibrated(2)
-                )
+                ).with_metadata(**_kept_facts(im.calibration))
             if args.pixel_size_nm is not None:
-                cal = Calibration.from_pixel_size_nm(args.pixel_size_nm, source_path=str(path))
+                cal = Calibration.from_pixel_size_nm(
+                    args.pixel_size_nm, source_path=str(path)
+                ).with_metadata(**_kept_facts(im.calibration))
             name = path.stem if len(images) == 1 else f"{path.stem}_{k}"
             jobs.append((name, data, cal, (path,), None))
     return jobs, failures
+
+
+def _kept_facts(cal: Any) -> dict[str, Any]:
+    """What a rebuilt calibration keeps of the file's: its acquisition mode (STEM / TEM,
+    which the atom finder reads) and microscope facts."""
+    keys = ("acquisition_mode", "instrument", "voltage_kV", "magnification")
+    return {k: cal.metadata[k] for k in keys if k in cal.metadata}
 
 
 def _segment_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,9 +55,28 @@ class PipelineResult:
             "pixel_size_estimated": self.pixel_size_estimated,
             "class_fractions": {k: round(v, 6) for k, v in self.class_fractions.items()},
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
+            "atom_finder": {
+                k: self.atoms.attrs[k] for k in _ATOM_SETTINGS if k in self.atoms.attrs
+            },
             "files": {k: str(v) for k, v in self.files.items()},
             **self.extra,
         }
+
+
+#: The atom finder's settings (its DataFrame's attrs) each summary records: what a batch
+#: run over many files needs to tell how each one was processed.
+_ATOM_SETTINGS = (
+    "model",
+    "threshold",
+    "refine",
+    "contrast",
+    "imaging",
+    "contrast_check",
+    "min_prominence",
+    "second_look",
+    "network_input",
+    "warnings",
+)
 
 
 def flag_atoms(
