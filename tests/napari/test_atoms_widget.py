@@ -338,6 +338,7 @@ def test_imaging_mode_sets_the_min_prominence_default(qtbot, fake_network):
     _wait(qtbot, w)
     points = viewer.layers["tem columns"]
     assert points.metadata["settings"]["imaging"] == "hrtem"
+    assert "HRTEM (from the file)" in w.panel.status.value
     assert points.metadata["settings"]["min_prominence"] == HRTEM_MIN_PROMINENCE
 
 

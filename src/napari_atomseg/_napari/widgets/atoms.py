@@ -297,6 +297,10 @@ class FindAtomsWidget(Container):
         if first.pixel_size_estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
+        imaging = results[0].atoms.attrs.get("imaging", "unknown")
+        if imaging != "unknown":
+            source = " (from the file)" if self.imaging.value == "auto" else ""
+            summary += f"; {'HRTEM' if imaging == 'hrtem' else 'STEM'}{source}"
         # A kept second look (detect.iter_second_look) stays in the stored network output,
         # so previews keep saying so.
         flipped = [r.index for r in results if r.heatmap.looked_again]
