@@ -242,6 +242,27 @@ def pt_cases() -> list[Case]:
     return cases
 
 
+def add_seed_set_arguments(parser: argparse.ArgumentParser) -> None:
+    """--n, --offset, --groups, --model, --threads: the options of the scripts that score a
+    setting on synthetic images apart from the test images (parse with
+    :func:`parse_seed_set`)."""
+    parser.add_argument("--n", type=int, default=6, help="images per group")
+    parser.add_argument(
+        "--offset", type=int, default=10_000, help="first seed index (10000: tuning images)"
+    )
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def parse_seed_set(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse, refusing the test images' seeds (0-999)."""
+    args = parser.parse_args(argv)
+    if args.offset < 1000:
+        parser.error("--offset: seeds 0-999 hold the benchmark's test images")
+    return args
+
+
 # ----------------------------------------------------------------------------- scoring
 def _drop_ignored(pred: np.ndarray, case: Case) -> np.ndarray:
     """Predictions that belong to an ignored column (nearer to it than to any scored one

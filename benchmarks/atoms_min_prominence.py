@@ -28,18 +28,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])
-    parser.add_argument("--n", type=int, default=6, help="images per group")
-    parser.add_argument(
-        "--offset", type=int, default=10_000, help="first seed index (10000: tuning images)"
-    )
-    parser.add_argument(
-        "--groups", nargs="+", default=list(bench.GROUPS), choices=list(bench.GROUPS)
-    )
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    if args.offset < 1000:
-        parser.error("--offset: seeds 0-999 hold the benchmark's test images")
+    bench.add_seed_set_arguments(parser)
+    args = bench.parse_seed_set(parser, argv)
     warnings.simplefilter("ignore")  # ResultWarnings of unsolved images
 
     rows: dict[str, list] = {}
