@@ -305,7 +305,7 @@ def iter_predict_heatmap(
         if k == 0:
             first = pred
             # Every view at the first one's pixel size (an estimate is made once).
-            px = pred.pixel_size_nm
+            px = first.pixel_size_nm
         h = back(pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0])
         heat = h.astype(np.float32) if heat is None else heat + h
         if "spacing" in pred.channels:
@@ -316,14 +316,13 @@ def iter_predict_heatmap(
     heat = heat / np.float32(views)
     if spacing is not None:
         spacing = spacing * np.float32(_spacing_scale_nm(loaded.card) / views)
-    pred = first
     return HeatmapResult(
         heatmap=np.ascontiguousarray(heat, dtype=np.float32),
         image=img,
-        pixel_size_nm=pred.pixel_size_nm,
-        pixel_size_estimated=pred.pixel_size_estimated,
+        pixel_size_nm=first.pixel_size_nm,
+        pixel_size_estimated=first.pixel_size_estimated,
         spacing_nm=spacing,
-        model_name=pred.model_name,
+        model_name=first.model_name,
         timings_s=timings,
         postprocess=card_postprocess(loaded.card),
         contrast=contrast,
@@ -484,12 +483,10 @@ def heatmap_to_atoms(
         min_separation_nm = pp.get("min_separation_nm")
     if contrast_check is None:
         contrast_check = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
-    if imaging is not None and imaging not in IMAGING_MODES:
-        raise InputError(f"imaging: expected one of {IMAGING_MODES} or None, got {imaging!r}")
+    check_imaging(imaging)
     prominence_given = min_prominence is not None
-    if min_prominence is None:
-        min_prominence = pp.get("min_prominence", 0.0)
-    min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
+    if prominence_given:
+        min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:
@@ -551,7 +548,7 @@ def heatmap_to_atoms(
     )
     img = -result.image if dark else result.image
     if not prominence_given:
-        min_prominence = default_min_prominence(imaging, dark, pp, min_prominence)
+        min_prominence = default_min_prominence(imaging, dark, pp)
     n_checked_out = n_faint = 0
     n_candidates = len(pos)
     if (contrast_check or min_prominence > 0) and len(pos):
@@ -647,22 +644,24 @@ def heatmap_to_atoms(
     return df
 
 
+def check_imaging(imaging: Any) -> str | None:
+    """``imaging`` if it is one of :data:`IMAGING_MODES` or None, else InputError."""
+    if imaging is not None and imaging not in IMAGING_MODES:
+        raise InputError(f"imaging: expected one of {IMAGING_MODES} or None, got {imaging!r}")
+    return imaging
+
+
 def default_min_prominence(
-    imaging: str | None,
-    dark: bool,
-    postprocess: Mapping[str, Any] | None = None,
-    otherwise: float | None = None,
+    imaging: str | None, dark: bool, postprocess: Mapping[str, Any] | None = None
 ) -> float:
     """``min_prominence`` when the caller leaves it out: :data:`HRTEM_MIN_PROMINENCE` (or
-    the card's ``postprocess.min_prominence_hrtem``) for white-atom HRTEM, else
-    ``otherwise`` (default: the card's ``postprocess.min_prominence``, else 0)."""
+    the card's ``postprocess.min_prominence_hrtem``) for white-atom HRTEM, else the
+    card's ``postprocess.min_prominence``, else 0 (off)."""
     pp = postprocess or {}
     if imaging == "hrtem" and not dark:
         value = pp.get("min_prominence_hrtem", HRTEM_MIN_PROMINENCE)
         return check_range(value, 0.0, 1.0, "postprocess.min_prominence_hrtem")
-    if otherwise is None:
-        otherwise = pp.get("min_prominence", 0.0)
-    return check_range(otherwise, 0.0, 1.0, "min_prominence")
+    return check_range(pp.get("min_prominence", 0.0), 0.0, 1.0, "postprocess.min_prominence")
 
 
 #: Words of a file's acquisition mode (``Calibration.metadata["acquisition_mode"]``: DM's
@@ -681,7 +680,7 @@ def imaging_from_metadata(metadata: Mapping[str, Any] | None) -> str | None:
     """
     if not metadata:
         return None
-    candidates: list[Any] = [metadata.get("acquisition_mode"), metadata.get("imaging")]
+    candidates: list[Any] = [metadata.get("acquisition_mode")]
     cal = metadata.get("calibration")
     if isinstance(cal, Mapping):
         inner = cal.get("metadata")
@@ -689,7 +688,7 @@ def imaging_from_metadata(metadata: Mapping[str, Any] | None) -> str | None:
             candidates.append(inner.get("acquisition_mode"))
     params = metadata.get("simulation_parameters")
     if isinstance(params, Mapping):
-        candidates.append({"haadf": "stem"}.get(str(params.get("mode")), params.get("mode")))
+        candidates.append(params.get("mode"))  # "haadf" / "hrtem": words of the lists
     for value in candidates:
         if not isinstance(value, str) or not value.strip():
             continue
@@ -747,10 +746,7 @@ def iter_find_atoms(
     for key, allowed in (("refine", REFINE_METHODS), ("method", PEAK_METHODS)):
         if key in post_opts and post_opts[key] not in allowed:
             raise InputError(f"{key}: expected one of {allowed}, got {post_opts[key]!r}")
-    if post_opts.get("imaging") not in (*IMAGING_MODES, None):
-        raise InputError(
-            f"imaging: expected one of {IMAGING_MODES} or None, got {post_opts['imaging']!r}"
-        )
+    check_imaging(post_opts.get("imaging"))
     result = yield from iter_predict_heatmap(
         image, pixel_size_nm, model, contrast=post_opts.get("contrast", "auto"), **predict_opts
     )
