@@ -291,3 +291,20 @@ def test_imaging_is_read_from_each_file_unless_given(tmp_path, tiny_model, capsy
     )
     assert code == 0, err
     assert set(pd.read_csv(out / SUMMARY_NAME)["imaging"]) == {"stem"}
+
+
+def test_real_instrument_files_say_their_imaging_mode(tmp_path, tiny_model, capsys):
+    """A TIA file of a STEM image (16_STOimage.emi) and a Velox EMD camera image taken in
+    TEM mode: --imaging auto reads STEM and HRTEM from them."""
+    from tests._data import shared_path
+
+    files = [
+        shared_path("formats", "openNCEM", "16_STOimage.emi"),
+        shared_path("formats", "openNCEM", "Camera_Ceta_Imaging_Micro.emd"),
+    ]
+    out = tmp_path / "out"
+    args = [*files, "--out", out, "--model", tiny_model.path, "--pixel-size-nm", "0.02"]
+    code, err = _run(args, capsys)
+    assert code == 0, err
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    assert summary["imaging"].tolist() == ["stem", "hrtem"]

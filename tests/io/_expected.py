@@ -35,13 +35,13 @@ EXPECTED: list[Expected] = [
         f"{DM}/2D/test_STEM_image.dm3",
         (0.24853801727294922,) * 2,
         shape=(68, 68),
-        metadata={"voltage_kV": 200.0, "magnification": 225000.0},
+        metadata={"voltage_kV": 200.0, "magnification": 225000.0, "acquisition_mode": "STEM"},
     ),
     Expected(
         f"{DM}/2D/multi_signal.dm3",
         (0.017751578241586685,) * 2,
         shape=(512, 512),
-        metadata={"voltage_kV": 300.0},
+        metadata={"voltage_kV": 300.0, "acquisition_mode": "STEM"},
     ),
     Expected(
         f"{DM}/2D/test_diffraction_pattern.dm3",
@@ -130,19 +130,28 @@ EXPECTED: list[Expected] = [
         f"{NC}/16_STOimage.emi",
         (0.010012704240403384,) * 2,
         shape=(1024, 1024),
-        metadata={"magnification": 13500000.0},
+        metadata={"magnification": 13500000.0, "acquisition_mode": "STEM"},
     ),
     Expected(f"{NC}/16_STOimage_1.ser", (0.010012704240403384,) * 2),
-    Expected("rosettasciio/tia/new/128x128-TEM_search.emi", (5.261214205047081,) * 2),
+    Expected(
+        "rosettasciio/tia/new/128x128-TEM_search.emi",
+        (5.261214205047081,) * 2,
+        metadata={"acquisition_mode": "TEM"},
+    ),
     Expected("rosettasciio/tia/old/64x64_TEM_images_acquire_1.ser", (6.281833616298531,) * 2),
     # --- EMD
     Expected(f"{NC}/Acquisition_18.emd", (0.012246524915099144,) * 2, shape=(1024, 1024)),
     Expected(
         f"{NC}/Camera_Ceta_Imaging_Micro.emd",
         (3.1388370544495516,) * 2,
-        metadata={"voltage_kV": 300.0},
+        # Velox: TEM operating mode, a camera (no scanning detector).
+        metadata={"voltage_kV": 300.0, "acquisition_mode": "TEM"},
     ),
-    Expected(f"{NC}/STEM_HAADF_Diffraction_Micro.emd", (87.37079614225583,) * 2),
+    Expected(
+        f"{NC}/STEM_HAADF_Diffraction_Micro.emd",
+        (87.37079614225583,) * 2,
+        metadata={"acquisition_mode": "STEM"},  # Velox: a scanning detector
+    ),
     Expected(
         "rosettasciio/emd/fei_example_tem_stack.emd",
         (0.8, 0.008172883192297851, 0.008172883192297851),

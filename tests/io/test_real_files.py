@@ -42,7 +42,9 @@ def test_read_images_calibration(case: Expected) -> None:
             assert cal.units == case.units
         assert cal.metadata["source_path"] == str(path)
         for key, value in case.metadata.items():
-            assert cal.metadata[key] == pytest.approx(value) if isinstance(value, float) else value
+            assert cal.metadata[key] == (
+                pytest.approx(value) if isinstance(value, float) else value
+            ), key
 
 
 def test_pixel_size_nm_on_real_files() -> None:

@@ -66,6 +66,10 @@ def read_rsciio(path: Path, fmt: str) -> tuple[list[ImageData], list[str]]:
             "signal_index": index,
             **summarize_hyperspy_metadata(tree),
         }
+        if "acquisition_mode" not in metadata:
+            mode = _velox_acquisition_mode(signal.get("original_metadata") or {})
+            if mode:
+                metadata["acquisition_mode"] = mode
         axes = [
             RawAxis(_axis_scale(a), a.get("units"), str(a.get("name") or ""))
             for a in signal["axes"]
@@ -84,6 +88,19 @@ def read_rsciio(path: Path, fmt: str) -> tuple[list[ImageData], list[str]]:
             )
         )
     return images, skipped
+
+
+def _velox_acquisition_mode(original: Mapping[str, Any]) -> str | None:
+    """STEM or TEM from a Velox EMD's own metadata (rosettasciio maps neither): a scanning
+    detector (``DetectorMetadata.DetectorType``) means STEM; a camera image taken in the
+    TEM operating mode (``Optics.OperatingMode`` 1; STEM files say 2) means TEM."""
+    detector = original.get("DetectorMetadata")
+    if isinstance(detector, Mapping) and detector.get("DetectorType") == "ScanningDetector":
+        return "STEM"
+    optics = original.get("Optics")
+    if isinstance(optics, Mapping) and isinstance(original.get("BinaryResult"), Mapping):
+        return {"1": "TEM", "2": "STEM"}.get(str(optics.get("OperatingMode", "")).strip())
+    return None
 
 
 def _title(signal: Mapping[str, Any]) -> str:
