@@ -193,6 +193,7 @@ def test_cli_choices_are_the_library_s():
     assert choices["refine"] == detect.REFINE_METHODS
     assert choices["contrast"] == detect.CONTRASTS
     assert choices["imaging"] == ("auto", *detect.IMAGING_MODES, "unknown")
+    assert choices["views"] == detect.VIEWS_CHOICES
 
 
 def test_warnings_are_printed_and_recorded_in_the_summary(
