@@ -651,3 +651,16 @@ class _EchoCard:
 
 class _EchoModel:
     card = _EchoCard()
+
+
+def test_a_card_s_hrtem_prominence_reaches_the_result():
+    """postprocess.min_prominence_hrtem of a model card is kept by card_postprocess (it
+    is not a find_atoms option, but default_min_prominence reads it)."""
+    from types import SimpleNamespace
+
+    from napari_atomseg.atoms.detect import card_postprocess
+
+    card = SimpleNamespace(postprocess={"min_prominence_hrtem": 0.3, "threshold": 0.4, "x": 1})
+    pp = card_postprocess(card)
+    assert pp == {"min_prominence_hrtem": 0.3, "threshold": 0.4}
+    assert default_min_prominence("hrtem", False, pp) == 0.3

@@ -330,10 +330,16 @@ def iter_predict_heatmap(
     )
 
 
+#: Card ``postprocess`` keys that are defaults of defaults, not find_atoms options.
+CARD_ONLY_POSTPROCESS = ("min_prominence_hrtem",)
+
+
 def card_postprocess(card: Any) -> dict[str, Any]:
-    """The post-processing defaults a model card recommends (known options only)."""
+    """The post-processing defaults a model card recommends (known keys only: the
+    options of :data:`POSTPROCESS_OPTIONS` and :data:`CARD_ONLY_POSTPROCESS`)."""
     pp = getattr(card, "postprocess", None) or {}
-    return {k: v for k, v in pp.items() if k in POSTPROCESS_OPTIONS}
+    known = (*POSTPROCESS_OPTIONS, *CARD_ONLY_POSTPROCESS)
+    return {k: v for k, v in pp.items() if k in known}
 
 
 def model_postprocess(model: Any = "default") -> dict[str, Any]:
