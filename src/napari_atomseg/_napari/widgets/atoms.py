@@ -141,6 +141,8 @@ class FindAtomsWidget(Container):
                 self.panel,
             ]
         )
+        #: The chosen model's card postprocess (set by _apply_model_defaults).
+        self._card_postprocess: dict[str, Any] = {}
         self.run_button.changed.connect(self.run)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -165,7 +167,8 @@ class FindAtomsWidget(Container):
         """Move the sliders to the chosen model's recommended post-processing (its card's
         ``postprocess``): each model is calibrated for its own threshold. What the card
         does not say goes back to the library default, never the previous model's value."""
-        pp = detect.model_postprocess(self.chosen_model())
+        # Read once per model choice; the imaging default (below) reuses it.
+        self._card_postprocess = pp = detect.model_postprocess(self.chosen_model())
         self.threshold.value = float(pp.get("threshold", detect.DEFAULT_THRESHOLD))
         self.separation_nm.value = float(
             pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
@@ -188,9 +191,10 @@ class FindAtomsWidget(Container):
         """Move the min prominence slider to the default for this imaging mode and
         contrast (:func:`detect.default_min_prominence`: white-atom HRTEM gets the
         stricter check); the user may move it afterwards."""
-        pp = detect.model_postprocess(self.chosen_model())
         dark = self.contrast.value == "dark"
-        self.min_prominence.value = detect.default_min_prominence(self.chosen_imaging(), dark, pp)
+        self.min_prominence.value = detect.default_min_prominence(
+            self.chosen_imaging(), dark, self._card_postprocess
+        )
 
     # --- settings --------------------------------------------------------------------
     @staticmethod
