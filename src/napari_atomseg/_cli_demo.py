@@ -182,21 +182,14 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
                     Calibration.from_pixel_size_nm(cal.pixel_size_nm, source_path=str(path))
                     if cal.pixel_size_nm
                     else Calibration.uncalibrated(2)
-                ).with_metadata(**_kept_facts(im.calibration))
+                ).with_metadata(**im.calibration.acquisition_facts())
             if args.pixel_size_nm is not None:
                 cal = Calibration.from_pixel_size_nm(
                     args.pixel_size_nm, source_path=str(path)
-                ).with_metadata(**_kept_facts(im.calibration))
+                ).with_metadata(**im.calibration.acquisition_facts())
             name = path.stem if len(images) == 1 else f"{path.stem}_{k}"
             jobs.append((name, data, cal, (path,), None))
     return jobs, failures
-
-
-def _kept_facts(cal: Any) -> dict[str, Any]:
-    """What a rebuilt calibration keeps of the file's: its acquisition mode (STEM / TEM,
-    which the atom finder reads) and microscope facts."""
-    keys = ("acquisition_mode", "instrument", "voltage_kV", "magnification")
-    return {k: cal.metadata[k] for k in keys if k in cal.metadata}
 
 
 def _segment_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import FileReadError
 from ._assemble import assemble_images
 from ._rsciio import read_rsciio
-from .calibration import CalibrationWarning, ImageData, RawAxis
+from .calibration import ACQUISITION_FACTS, CalibrationWarning, ImageData, RawAxis
 
 # DigitalMicrograph TIFF-export private tags (as decoded by rosettasciio).
 _DM_X_UNIT, _DM_Y_UNIT, _DM_Z_UNIT = 65003, 65004, 65005
@@ -242,18 +242,6 @@ def _inverse_rational(value: Any) -> float:
     return 1.0 / v if v else float("nan")
 
 
-#: Facts this plugin's TIFF writer keeps in ImageJ "Info" (``key = value`` lines) that are
-#: read back: a written image keeps its microscope, voltage and acquisition mode (STEM or
-#: TEM, which the atom finder uses). Its source path and format are the new file's own.
-_OWN_INFO_KEYS = {
-    "instrument": str,
-    "voltage_kV": float,
-    "magnification": float,
-    "camera_length_mm": float,
-    "acquisition_mode": str,
-}
-
-
 def _dm_info_summary(info: object) -> dict[str, Any]:
     """Voltage, magnification and microscope from a DM tag dump stored in ImageJ 'Info'
     (or the facts this plugin's writer stored there)."""
@@ -263,7 +251,8 @@ def _dm_info_summary(info: object) -> dict[str, Any]:
         own: dict[str, Any] = {}
         for line in info.splitlines():
             key, sep, value = line.partition(" = ")
-            kind = _OWN_INFO_KEYS.get(key.strip()) if sep else None
+            # The facts this plugin's writer keeps there (key = value lines).
+            kind = ACQUISITION_FACTS.get(key.strip()) if sep else None
             if kind is not None and value.strip():
                 try:
                     own[key.strip()] = kind(value.strip())

@@ -25,6 +25,17 @@ from .units import NM, PER_NM, PX, napari_unit, parse_unit
 
 #: Two in-plane pixel sizes closer than this (relative) count as square pixels.
 SQUARE_PIXEL_RTOL = 1e-3
+#: The acquisition facts of ``Calibration.metadata`` that belong to the image, not to the
+#: file it is in (name -> type): kept when a calibration is rebuilt (a pixel-size
+#: override, a frame of a stack) and written into / read back from this plugin's TIFFs.
+#: ``acquisition_mode`` (STEM / TEM) is the atom finder's imaging mode.
+ACQUISITION_FACTS: dict[str, type] = {
+    "instrument": str,
+    "voltage_kV": float,
+    "magnification": float,
+    "camera_length_mm": float,
+    "acquisition_mode": str,
+}
 
 
 class CalibrationWarning(UserWarning):
@@ -217,6 +228,10 @@ class Calibration:
             "pixel_size_nm": self.pixel_size_nm,
             "metadata": _jsonable(self.metadata),
         }
+
+    def acquisition_facts(self) -> dict[str, Any]:
+        """The :data:`ACQUISITION_FACTS` this calibration's metadata holds."""
+        return {k: self.metadata[k] for k in ACQUISITION_FACTS if k in self.metadata}
 
     def with_metadata(self, **extra: Any) -> Calibration:
         """A copy with ``extra`` merged into :attr:`metadata`."""

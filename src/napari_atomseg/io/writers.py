@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FileWriteError, InputError
-from .calibration import Calibration
+from .calibration import ACQUISITION_FACTS, Calibration
 from .units import NM, PER_NM, PX
 
 _UNIT_SLUG = {NM: "nm", PER_NM: "per_nm", "s": "s", "eV": "eV", "deg": "deg", "rad": "rad"}
@@ -241,17 +241,7 @@ def write_image_tiff(
     return target
 
 
-_INFO_KEYS = (
-    "source_path",
-    "format",
-    "instrument",
-    "voltage_kV",
-    "magnification",
-    "camera_length_mm",
-    "acquisition_mode",
-    "date",
-    "time",
-)
+_INFO_KEYS = ("source_path", "format", *ACQUISITION_FACTS, "date", "time")
 
 
 def _imagej_calibration(
