@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from napari_atomseg._progress import Progress
+from napari_atomseg._progress import Progress, as_part
 from napari_atomseg.atoms import detect
 
 from ..image_source import Frame
-from ._common import frames_progress
 
 Stored = Sequence[tuple[int | None, detect.HeatmapResult]]
 
@@ -89,13 +88,13 @@ def find_atoms_steps(
             contrast=settings.get("contrast", "auto"),
             views=views,
         )
-        heat = yield from frames_progress(steps, k, len(frames), "frame")
+        heat = yield from as_part(steps, k, len(frames), "frame")
         options = _post_options(heat, **settings)
         first = detect.heatmap_to_atoms(heat, **options)
         # The network's columns disagree with the contrast the user gave: look again with
         # the image the other way round (detect.iter_second_look; no-op otherwise).
         again = detect.iter_second_look(heat, first, model, options, views=views)
-        heat, atoms = yield from frames_progress(again, k, len(frames), "frame")
+        heat, atoms = yield from as_part(again, k, len(frames), "frame")
         out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")
     return out

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 from magicgui.widgets import ComboBox
 from napari.layers import Image, Labels, Points
-
-from napari_atomseg._progress import Progress, as_part
 
 _TYPES = {"image": Image, "labels": Labels, "points": Points}
 
@@ -36,10 +33,3 @@ def model_names(task: str) -> list[str]:
     from napari_atomseg.backend import list_models
 
     return [card.name for card in list_models(task)]
-
-
-def frames_progress(
-    gen: Generator[Progress, Any, Any], k: int, n: int, what: str
-) -> Generator[Progress, Any, Any]:
-    """Re-emit ``gen``'s Progress as part ``k`` of ``n`` (units of 1/100 of a part)."""
-    return (yield from as_part(gen, k, n, what))

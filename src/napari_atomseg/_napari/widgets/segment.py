@@ -31,7 +31,7 @@ from qtpy.QtCore import QTimer
 if TYPE_CHECKING:
     import napari.viewer
 
-from napari_atomseg._progress import Progress
+from napari_atomseg._progress import Progress, as_part
 from napari_atomseg.errors import AtomsegError, InputError
 from napari_atomseg.segment import api as seg_api
 
@@ -44,7 +44,7 @@ from ..image_source import (
 )
 from ..layers import Geometry, class_labels
 from ..masking import drop_points, flag_points, points_on_class
-from ._common import frames_progress, layer_combo, model_names
+from ._common import layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 from .sorting import SortFolderWidget
@@ -64,7 +64,7 @@ def segment_steps(
     out = []
     for k, frame in enumerate(frames):
         steps = seg_api.iter_segment(frame.data, pixel_size_nm, task, method, **options)
-        result = yield from frames_progress(steps, k, len(frames), "frame")
+        result = yield from as_part(steps, k, len(frames), "frame")
         out.append((frame.index, result))
     return out
 
