@@ -447,15 +447,13 @@ def evaluate(
     for other in also:
         preds = [plugin_predict(c, other, threads) for c in cases]
         rows[f"napari-atomseg ({Path(other).stem})"] = score(preds, cases)
-    for name, base in BASELINES.items():
-        preds = [
-            base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **params[name]) for c in cases
-        ]
-        rows[name] = score(preds, cases)
-    for name, p in (mode_params or {}).items():
-        base = BASELINES[name]
-        preds = [base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **p) for c in cases]
-        rows[f"{name} (tuned per mode)"] = score(preds, cases)
+    tunings = [("", params)] + ([(" (tuned per mode)", mode_params)] if mode_params else [])
+    for suffix, chosen in tunings:
+        for name, base in BASELINES.items():
+            preds = [
+                base(c.image, c.pixel_size_nm, bright_atoms=c.bright, **chosen[name]) for c in cases
+            ]
+            rows[name + suffix] = score(preds, cases)
     return rows
 
 
