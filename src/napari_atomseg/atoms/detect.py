@@ -104,6 +104,10 @@ IMAGING_MODES = ("stem", "hrtem")
 #: (development seeds) from 0 to 0.4; dark columns lose at 0.4 (0.910 -> 0.905), so they
 #: keep the check off. A model card may set its own (``postprocess.min_prominence_hrtem``).
 HRTEM_MIN_PROMINENCE = 0.4
+#: Noise levels (:func:`napari_atomseg.atoms.noise.noise_level`) between which a card's
+#: ``threshold_noisy`` takes over from its ``threshold`` when its card gives no
+#: ``noise_ramp`` (:func:`default_threshold`).
+DEFAULT_NOISE_RAMP = (0.15, 0.25)
 POSTPROCESS_OPTIONS = (
     "threshold",
     "min_separation_nm",
@@ -150,6 +154,7 @@ class HeatmapResult:
     #: look (:func:`iter_second_look`) kept the answer for the other way round.
     inverted: bool = False
     _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
+    _noise_level: tuple[float | None] | None = field(default=None, init=False, repr=False)
 
     @property
     def network_input(self) -> str:
@@ -196,6 +201,17 @@ class HeatmapResult:
                 float("nan") if flat else lattice_spacing_px(heat, min_spacing_px=2.0)
             )
         return self._lattice_spacing_px
+
+    @property
+    def noise_level(self) -> float | None:
+        """The image's pixel noise against its column contrast
+        (:func:`napari_atomseg.atoms.noise.noise_level`; None without a pixel size).
+        Computed once and cached, as the widget's previews ask again."""
+        if self._noise_level is None:
+            from .noise import noise_level
+
+            self._noise_level = (noise_level(self.image, self.pixel_size_nm),)
+        return self._noise_level[0]
 
 
 def _model_name(model: Any) -> Any:
@@ -331,7 +347,7 @@ def iter_predict_heatmap(
 
 
 #: Card ``postprocess`` keys that are defaults of defaults, not find_atoms options.
-CARD_ONLY_POSTPROCESS = ("min_prominence_hrtem",)
+CARD_ONLY_POSTPROCESS = ("min_prominence_hrtem", "threshold_noisy", "noise_ramp")
 
 
 def card_postprocess(card: Any) -> dict[str, Any]:
@@ -431,7 +447,10 @@ def heatmap_to_atoms(
     threshold
         Confidence lower bound on the heatmap (0-1); for ``method="hough"`` the level that
         segments the column discs. Default: the model card's recommended value
-        (``postprocess.threshold``, chosen on held-out synthetic data), else 0.5.
+        (``postprocess.threshold``, chosen on held-out synthetic data), else 0.5; with
+        ``method="heatmap"`` raised on noisy images where the card says so
+        (:func:`default_threshold`). The value used is ``attrs["threshold"]``, and
+        ``attrs["threshold_from"]`` says why ("given", "model card" or "noise").
     min_separation_nm, min_separation_px
         Minimum distance between two columns (one of them; default 0.07 nm, or 2 px
         without a pixel size).
@@ -479,6 +498,7 @@ def heatmap_to_atoms(
         (white-atom HRTEM); recorded in ``attrs["imaging"]``.
     """
     pp = result.postprocess or {}
+    threshold_given = threshold is not None
     if threshold is None:
         threshold = pp.get("threshold", DEFAULT_THRESHOLD)
     if nms_fraction is None:
@@ -494,6 +514,9 @@ def heatmap_to_atoms(
     if prominence_given:
         min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
+    base_threshold = threshold
+    if not threshold_given and method == "heatmap":
+        threshold = default_threshold(result)
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:
         raise InputError(f"refine: expected one of {REFINE_METHODS}, got {refine!r}")
@@ -628,6 +651,15 @@ def heatmap_to_atoms(
             "pixel_size_estimated": bool(result.pixel_size_estimated),
             "model": result.model_name,
             "threshold": threshold,
+            "threshold_base": base_threshold,
+            "threshold_from": (
+                "given"
+                if threshold_given
+                else "noise"
+                if threshold != base_threshold
+                else "model card"
+            ),
+            "noise_level": result.noise_level if "threshold_noisy" in pp else None,
             "min_separation_px": float(min_sep),
             "nms_fraction": nms_fraction,
             "median_nn_spacing_px": (
@@ -655,6 +687,27 @@ def check_imaging(imaging: Any) -> str | None:
     if imaging is not None and imaging not in IMAGING_MODES:
         raise InputError(f"imaging: expected one of {IMAGING_MODES} or None, got {imaging!r}")
     return imaging
+
+
+def default_threshold(result: HeatmapResult) -> float:
+    """The detection threshold when the caller gives none: the card's
+    ``postprocess.threshold`` (else :data:`DEFAULT_THRESHOLD`), raised on noisy images
+    where the card says how (``threshold_noisy``, ``noise_ramp``): linearly from the
+    threshold at noise level ``noise_ramp[0]`` to ``threshold_noisy`` at ``noise_ramp[1]``
+    (:func:`~napari_atomseg.atoms.noise.noise_adapted_threshold`, level from
+    :attr:`HeatmapResult.noise_level`). At low dose the network marks empty hollows at
+    confidence 0.5-0.6; docs/atoms.md, "Noise-adapted threshold"."""
+    pp = result.postprocess or {}
+    base = check_range(pp.get("threshold", DEFAULT_THRESHOLD), 0.0, 1.0, "postprocess.threshold")
+    if "threshold_noisy" not in pp:
+        return base
+    from .noise import noise_adapted_threshold
+
+    noisy = check_range(pp["threshold_noisy"], 0.0, 1.0, "postprocess.threshold_noisy")
+    ramp = pp.get("noise_ramp", DEFAULT_NOISE_RAMP)
+    if not isinstance(ramp, (list, tuple)) or len(ramp) != 2:
+        raise InputError(f"postprocess.noise_ramp: expected two levels, got {ramp!r}")
+    return noise_adapted_threshold(base, noisy, tuple(ramp), result.noise_level)
 
 
 def default_min_prominence(
