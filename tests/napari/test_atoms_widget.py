@@ -199,9 +199,13 @@ def test_choosing_a_model_moves_the_sliders_to_its_recommended_settings(qtbot, t
     w.model_card.value = str(card.path)
     assert w.threshold.value == pytest.approx(0.27)
     assert w.refine.value == "com"
-    assert w.settings()["threshold"] == pytest.approx(0.27)
+    # Auto threshold: the card's value, which find_atoms picks itself (None here).
+    assert w.auto_threshold.value is True and w.settings()["threshold"] is None
     w.threshold.value = 0.6  # the user's choice stands until the model changes again
+    assert w.auto_threshold.value is False
     assert w.settings()["threshold"] == pytest.approx(0.6)
+    w._apply_model_defaults()  # what choosing a model again does
+    assert w.auto_threshold.value is True and w.threshold.value == pytest.approx(0.27)
 
 
 def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch):
@@ -361,3 +365,56 @@ def test_views_reach_the_network_and_its_second_look(qtbot, fake_network):
     qtbot.wait(400)
     _wait(qtbot, w)
     assert len(calls) == 2
+
+
+def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch):
+    """A card with a noise ramp: on a low-dose image the widget leaves the threshold to
+    detect.default_threshold, shows the raised value on the slider and in the status
+    line, and the hollows the network marks at 0.5 are gone; moving the slider hands the
+    threshold back to the user (and the preview keeps the hollows at 0.45)."""
+    from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
+
+    rng = np.random.default_rng(4)
+    shape = (192, 192)
+    true = hex_lattice_px(shape, 0.3 / PS_NM, margin_px=4, seed=4)
+    image = rng.poisson(render(shape, true, 0.045 / PS_NM, 4, 2)).astype(np.float32)
+    hollows = hex_hollows_px(true, 0.3 / PS_NM, shape)
+    heat = np.maximum(
+        0.85 * heatmap_for(shape, true, 0.045 / PS_NM),
+        0.5 * heatmap_for(shape, hollows, 0.045 / PS_NM),
+    )
+    card = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]}
+    monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
+    calls = []
+
+    def fake(img, pixel_size_nm=None, model="default", **kw):
+        calls.append(model)
+        yield Progress(0, 1, "fake network")
+        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result.postprocess = dict(card)
+        return result
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    viewer = ViewerModel()
+    viewer.add_image(image, name="low", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.contrast_check.value = False  # noise makes some hollows image maxima; keep them all
+    w.refine.value = "none"
+    assert w.auto_threshold.value is True and w.threshold.value == pytest.approx(0.4)
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["low columns"]
+    assert abs(len(points.data) - len(true)) <= 3  # columns only
+    assert w.threshold.value == pytest.approx(0.6, abs=0.01)
+    assert w.auto_threshold.value is True  # showing the value used is not the user's move
+    assert "threshold 0.60 (noisy image" in w.panel.status.value
+    assert points.metadata["threshold_used"] == [pytest.approx(0.6)]
+    assert points.metadata["settings"]["threshold"] is None
+    # The user moves the slider: their value, live.
+    w.threshold.value = 0.45
+    assert w.auto_threshold.value is False
+    qtbot.waitUntil(lambda: len(points.data) > len(true) + len(hollows) // 2, timeout=20_000)
+    _wait(qtbot, w)
+    assert points.metadata["threshold_used"] == [pytest.approx(0.45)]
+    assert len(calls) == 1  # the network ran once

@@ -35,7 +35,7 @@ class FrameAtoms:
 
 def _post_options(
     heat: detect.HeatmapResult,
-    threshold: float,
+    threshold: float | None,
     separation_nm: float,
     refine: str,
     contrast: str = "auto",

@@ -11,6 +11,10 @@ then, when it is made visible). Correct the points afterwards
 with napari's own tools (points added by hand get ``source = "manual"``) and save them
 with File > Save Selected Layers (CSV).
 
+Threshold: with *auto threshold* (the default) each image gets the model card's threshold,
+raised on noisy images (:func:`napari_atomseg.atoms.detect.default_threshold`), and the
+slider shows the value used; moving the slider turns it off.
+
 Pixel size: the layer's calibration; the override field wins when > 0. On an
 uncalibrated layer the override also calibrates the image layer (scale in nm), so image
 and results agree. Without either, the model estimates it (reported in the status line
@@ -83,6 +87,12 @@ class FindAtomsWidget(Container):
             tooltip="0 = the layer's calibration, or estimated when the layer is in pixels",
         )  # fmt: skip
         self.threshold = FloatSlider(value=0.5, min=0.02, max=0.98, step=0.01, label="threshold")
+        self.auto_threshold = CheckBox(
+            value=True, text="auto threshold (raised on noisy images)",
+            tooltip="the model card's threshold, raised on noisy (low-dose) images where the "
+            "card says how (detect.default_threshold); the slider then shows the value used. "
+            "Moving the slider turns this off",
+        )  # fmt: skip
         self.separation_nm = FloatSlider(
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
         )
@@ -129,6 +139,7 @@ class FindAtomsWidget(Container):
                 self.model_card,
                 self.pixel_size_nm,
                 self.threshold,
+                self.auto_threshold,
                 self.separation_nm,
                 self.refine,
                 self.contrast,
@@ -143,6 +154,8 @@ class FindAtomsWidget(Container):
         )
         #: The chosen model's card postprocess (set by _apply_model_defaults).
         self._card_postprocess: dict[str, Any] = {}
+        #: True while the widget itself moves the threshold slider (not the user).
+        self._moving_threshold = False
         self.run_button.changed.connect(self.run)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -157,6 +170,8 @@ class FindAtomsWidget(Container):
             self.min_prominence,
         ):
             w.changed.connect(self._schedule_preview)
+        self.threshold.changed.connect(self._threshold_moved)
+        self.auto_threshold.changed.connect(self._schedule_preview)
         self.model.changed.connect(self._apply_model_defaults)
         self.model_card.changed.connect(self._apply_model_defaults)
         for w in (self.imaging, self.contrast, self.image):
@@ -169,7 +184,8 @@ class FindAtomsWidget(Container):
         does not say goes back to the library default, never the previous model's value."""
         # Read once per model choice; the imaging default (below) reuses it.
         self._card_postprocess = pp = detect.model_postprocess(self.chosen_model())
-        self.threshold.value = float(pp.get("threshold", detect.DEFAULT_THRESHOLD))
+        self._show_threshold(float(pp.get("threshold", detect.DEFAULT_THRESHOLD)))
+        self.auto_threshold.value = True
         self.separation_nm.value = float(
             pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
         )
@@ -177,6 +193,19 @@ class FindAtomsWidget(Container):
         self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
         self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
         self._apply_imaging_default()
+
+    def _show_threshold(self, value: float) -> None:
+        """Move the slider without it counting as the user's choice."""
+        self._moving_threshold = True
+        try:
+            self.threshold.value = value
+        finally:
+            self._moving_threshold = False
+
+    def _threshold_moved(self, _value: Any = None) -> None:
+        """The user moved the slider: their value from now on, not the automatic one."""
+        if not self._moving_threshold:
+            self.auto_threshold.value = False
 
     def chosen_imaging(self) -> str | None:
         """``"stem"``, ``"hrtem"`` or None: the combo's choice, or with auto what the
@@ -203,7 +232,8 @@ class FindAtomsWidget(Container):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "threshold": float(self.threshold.value),
+            # None: the model's default for each image (detect.default_threshold).
+            "threshold": None if self.auto_threshold.value else float(self.threshold.value),
             "separation_nm": float(self.separation_nm.value),
             "refine": self.refine.value,
             "contrast": self.contrast.value,
@@ -273,6 +303,9 @@ class FindAtomsWidget(Container):
     def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
+        used = results[0].atoms.attrs.get("threshold")
+        if self.auto_threshold.value and used is not None:
+            self._show_threshold(float(used))
         points_name, labels_name = self.result_names(layer.name)
         meta = {
             "source_layer": layer.name,
@@ -280,6 +313,7 @@ class FindAtomsWidget(Container):
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
             "settings": {**self.settings(), "contrast": first.contrast},
+            "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
@@ -301,6 +335,11 @@ class FindAtomsWidget(Container):
         if first.pixel_size_estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
+        if results[0].atoms.attrs.get("threshold_from") == "noise":
+            summary += (
+                f"; threshold {used:.2f} (noisy image: noise level "
+                f"{results[0].atoms.attrs.get('noise_level', 0):.2f})"
+            )
         imaging = results[0].atoms.attrs.get("imaging", "unknown")
         if imaging != "unknown":
             source = " (from the file)" if self.imaging.value == "auto" else ""
@@ -321,7 +360,8 @@ class FindAtomsWidget(Container):
 
     # --- live preview ----------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
-        if self.live_preview.value:
+        # The widget showing the threshold it used is no reason to run again.
+        if self.live_preview.value and not self._moving_threshold:
             self._timer.start()
 
     def _stored(self) -> tuple[Any, list[tuple[int | None, detect.HeatmapResult]]] | None:
