@@ -68,6 +68,8 @@ class PipelineResult:
 _ATOM_SETTINGS = (
     "model",
     "threshold",
+    "threshold_from",
+    "noise_level",
     "refine",
     "contrast",
     "imaging",

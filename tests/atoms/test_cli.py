@@ -309,3 +309,34 @@ def test_real_instrument_files_say_their_imaging_mode(tmp_path, tiny_model, caps
     assert code == 0, err
     summary = pd.read_csv(out / SUMMARY_NAME)
     assert summary["imaging"].tolist() == ["stem", "hrtem"]
+
+
+def test_summary_records_the_threshold_used_per_file(tmp_path, capsys):
+    """With a card that raises its threshold on noisy images, the summary says per file
+    which threshold was used and the noise level behind it; --threshold wins for all."""
+    model = export_tiny_atoms_model(
+        tmp_path / "m",
+        "atoms_cli_noise",
+        postprocess={"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]},
+    )
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cal = Calibration.from_pixel_size_nm(PS)
+    true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=1)
+    rng = np.random.default_rng(1)
+    clean = rng.poisson(render((96, 96), true, 0.04 / PS, 2000, 200)).astype(np.float32)
+    noisy = rng.poisson(render((96, 96), true, 0.04 / PS, 3, 1)).astype(np.float32)
+    write_image_tiff(folder / "clean.tif", clean, cal)
+    write_image_tiff(folder / "noisy.tif", noisy, cal)
+    out = tmp_path / "out"
+    code, err = _run([folder, "--out", out, "--model", model.path], capsys)
+    assert code == 0, err
+    summary = pd.read_csv(out / SUMMARY_NAME).set_index(pd.Index(["clean", "noisy"]))
+    assert summary.loc["clean", "threshold"] == pytest.approx(0.4)
+    assert summary.loc["noisy", "threshold"] == pytest.approx(0.6)
+    assert summary.loc["clean", "noise_level"] < 0.15 < 0.25 < summary.loc["noisy", "noise_level"]
+    code, err = _run(
+        [folder, "--out", out, "--model", model.path, "--threshold", "0.3", "--overwrite"], capsys
+    )
+    assert code == 0, err
+    assert pd.read_csv(out / SUMMARY_NAME)["threshold"].tolist() == [0.3, 0.3]

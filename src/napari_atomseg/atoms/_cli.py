@@ -40,6 +40,8 @@ SUMMARY_COLUMNS = (
     "mean_confidence",
     "model",
     "imaging",
+    "threshold",
+    "noise_level",
     "seconds",
     "error",
     "warnings",
@@ -60,7 +62,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="confidence lower bound on the heatmap, 0-1 (default: the model card's "
-        "recommended value, else 0.5)",
+        "recommended value, raised on noisy images where the card says so, else 0.5; the "
+        "summary's threshold column has the value used)",
     )
     parser.add_argument(
         "--min-separation-nm",
@@ -290,6 +293,9 @@ def process_file(
         "mean_confidence": float(table["confidence"].mean()) if len(table) else None,
         "model": loaded.name,
         "imaging": tables[0].attrs.get("imaging", "unknown"),
+        # The first frame's (frames of a stack may differ where the noise does).
+        "threshold": tables[0].attrs.get("threshold"),
+        "noise_level": tables[0].attrs.get("noise_level"),
         "seconds": round(time.perf_counter() - t0, 3),
         "error": "",
         "warnings": " | ".join(problems),
