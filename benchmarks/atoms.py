@@ -370,22 +370,47 @@ def first_and_second_look(case: Case, model: str, threads: int):
     return (heat, first), looked
 
 
-def columns_from(heats: list, cases: list[Case], threshold: float, refine: str = "none"):
-    """Post-processing only (every other option at its default): (row, col) per case."""
+def columns_from(
+    heats: list, cases: list[Case], threshold: float, refine: str = "none", ramp: bool = True
+):
+    """Post-processing only (every other option at its default): (row, col) per case.
+    ``threshold`` is the base: where the model's card raises its threshold on noisy
+    images (``threshold_noisy``, ``noise_ramp``), each image gets that ramp from it
+    (``ramp=False``: the same fixed threshold for every image)."""
     from napari_atomseg.atoms.detect import heatmap_to_atoms
 
     return [
         heatmap_to_atoms(
-            h, threshold=threshold, refine=refine, contrast=c.contrast, imaging=c.imaging
+            h,
+            threshold=ramped_threshold(h, threshold) if ramp else threshold,
+            refine=refine,
+            contrast=c.contrast,
+            imaging=c.imaging,
         )[["y_px", "x_px"]].to_numpy(float)
         for h, c in zip(heats, cases)
     ]
 
 
+def ramped_threshold(heat, base: float) -> float:
+    """``base`` raised on a noisy image as the model's card says (detect.default_threshold
+    with ``base`` for the card's threshold; never below ``base``)."""
+    from napari_atomseg.atoms.detect import DEFAULT_NOISE_RAMP
+    from napari_atomseg.atoms.noise import noise_adapted_threshold
+
+    pp = heat.postprocess or {}
+    if "threshold_noisy" not in pp:
+        return base
+    noisy = max(float(pp["threshold_noisy"]), base)
+    ramp = tuple(pp.get("noise_ramp", DEFAULT_NOISE_RAMP))
+    return noise_adapted_threshold(base, noisy, ramp, heat.noise_level)
+
+
 def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dict:
     """The plugin's detection threshold, chosen like the baselines' parameters: the best
     pooled F1 on the tuning images (never the test images). The network runs once per
-    image; only the peak finding is repeated (refinement does not change what is found)."""
+    image; only the peak finding is repeated (refinement does not change what is found).
+    With a card that raises the threshold on noisy images, this chooses the base of that
+    ramp (``columns_from``); the ramp itself is chosen by atoms_noise_threshold.py."""
     from napari_atomseg.atoms.detect import DEFAULT_CONTRAST_CHECK, REFINE_METHODS
 
     t0 = time.perf_counter()

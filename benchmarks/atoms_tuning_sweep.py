@@ -5,6 +5,8 @@ heatmaps are computed once on the tuning images of ``benchmarks/atoms.py`` (6 pe
 the seeds its ``--calibrate`` and baseline tuning use), then the pooled and per-group F1
 are printed for a few detection thresholds, with every other option at the library
 default (image check on; positions from the heatmap peak, which does not change F1).
+Every model gets the same fixed thresholds: a card's noise ramp (``threshold_noisy``) is
+not applied, so networks compare as they did before it existed.
 
     OMP_NUM_THREADS=2 python benchmarks/atoms_tuning_sweep.py default \\
         runs/atoms_stage7b/atoms_stage7b.yaml runs/atoms_stage7c/atoms_stage7c.yaml
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     for model in args.models:
         heats = {g: bench.heatmaps(cs, model, args.threads) for g, cs in cases.items()}
         for t in args.thresholds:
-            preds = {g: bench.columns_from(heats[g], cs, t) for g, cs in cases.items()}
+            preds = {g: bench.columns_from(heats[g], cs, t, ramp=False) for g, cs in cases.items()}
             pooled = bench.score([p for g in cases for p in preds[g]], every)["f1"]
             groups = " | ".join(f"{bench.score(preds[g], cs)['f1']:.4f}" for g, cs in cases.items())
             print(f"| {Path(model).stem} | {t} | {pooled:.4f} | {groups} |", flush=True)
