@@ -106,7 +106,8 @@ def test_noisy_image_gets_the_card_s_noisy_threshold(low_dose_with_hollows):
     res = HeatmapResult.from_arrays(img, heat, PS)
     res.postprocess = dict(CARD)
     assert res.noise_level > 0.25
-    assert default_threshold(res) == pytest.approx(0.6)
+    assert default_threshold(res, "stem", 0.3) == pytest.approx(0.6)
+    assert default_threshold(res) == 0.4  # no spacing given: not known to be a lattice
     # The contrast check is off here: it would drop the hollows itself, being no image maxima.
     df = heatmap_to_atoms(res, refine="none", contrast_check=False)
     assert df.attrs["threshold"] == pytest.approx(0.6)
@@ -133,7 +134,34 @@ def test_noisy_image_gets_the_card_s_noisy_threshold(low_dose_with_hollows):
     # Without a pixel size there is no noise level: the card's threshold.
     unknown = HeatmapResult.from_arrays(img, heat, None)
     unknown.postprocess = dict(CARD)
-    assert default_threshold(unknown) == 0.4
+    assert default_threshold(unknown, None, 0.3) == 0.4
+    assert heatmap_to_atoms(unknown, refine="none").attrs["threshold"] == 0.4
+    # HRTEM keeps the card's threshold (the ramp was chosen on HAADF images).
+    hrtem = heatmap_to_atoms(res, refine="none", contrast_check=False, imaging="hrtem")
+    assert hrtem.attrs["threshold"] == 0.4 and hrtem.attrs["threshold_from"] == "model card"
+    assert default_threshold(res, "stem", 0.3) == pytest.approx(0.6)
+    assert default_threshold(res, "hrtem", 0.3) == 0.4
+
+
+def test_sparse_atoms_on_a_noisy_support_keep_the_card_s_threshold():
+    """The ramp is for lattices: isolated atoms 1 nm apart on a noisy support (the real Pt
+    images' case, where faint real atoms sit at 0.4-0.6) keep the card's threshold."""
+    rng = np.random.default_rng(6)
+    shape = (256, 256)
+    atoms = hex_lattice_px(shape, 1.0 / PS, margin_px=6, seed=6)
+    img = rng.poisson(render(shape, atoms, 0.05 / PS, 4, 2)).astype(np.float32)
+    heat = 0.5 * heatmap_for(shape, atoms, 0.045 / PS)
+    res = HeatmapResult.from_arrays(img, heat, PS)
+    res.postprocess = dict(CARD)
+    df = heatmap_to_atoms(res, refine="none", contrast_check=False)
+    assert df.attrs["threshold"] == 0.4 and df.attrs["threshold_from"] == "model card"
+    assert len(df) == len(atoms)
+    assert df.attrs["noise_level"] is None  # not needed, not measured
+    assert default_threshold(res, "stem", 1.0) == 0.4
+    assert res.noise_level > 0.25  # noisy all the same
+    # A card may draw the line elsewhere.
+    res.postprocess = {**CARD, "noise_ramp_max_spacing_nm": 2.0}
+    assert heatmap_to_atoms(res, refine="none", contrast_check=False).attrs["threshold"] == 0.6
 
 
 def test_bad_noise_settings_in_a_card_are_named(low_dose_with_hollows):
@@ -152,5 +180,5 @@ def test_the_default_card_carries_the_noise_ramp():
 
     pp = model_postprocess("default")
     assert pp["threshold"] == 0.4 and pp["threshold_noisy"] == 0.6
-    assert list(pp["noise_ramp"]) == [0.15, 0.25]
+    assert list(pp["noise_ramp"]) == [0.1, 0.2]
     assert "threshold_noisy" not in model_postprocess("atoms_pt_carbon")

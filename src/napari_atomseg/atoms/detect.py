@@ -107,7 +107,11 @@ HRTEM_MIN_PROMINENCE = 0.4
 #: Noise levels (:func:`napari_atomseg.atoms.noise.noise_level`) between which a card's
 #: ``threshold_noisy`` takes over from its ``threshold`` when its card gives no
 #: ``noise_ramp`` (:func:`default_threshold`).
-DEFAULT_NOISE_RAMP = (0.15, 0.25)
+DEFAULT_NOISE_RAMP = (0.1, 0.2)
+#: The noise ramp is for lattices: columns found at the card's threshold closer than this
+#: (median nearest-neighbour distance, nm) -- atomic columns are 0.1-0.3 nm apart, isolated
+#: atoms on a support 0.5 nm and more (card: ``postprocess.noise_ramp_max_spacing_nm``).
+NOISE_RAMP_MAX_SPACING_NM = 0.4
 POSTPROCESS_OPTIONS = (
     "threshold",
     "min_separation_nm",
@@ -347,7 +351,12 @@ def iter_predict_heatmap(
 
 
 #: Card ``postprocess`` keys that are defaults of defaults, not find_atoms options.
-CARD_ONLY_POSTPROCESS = ("min_prominence_hrtem", "threshold_noisy", "noise_ramp")
+CARD_ONLY_POSTPROCESS = (
+    "min_prominence_hrtem",
+    "threshold_noisy",
+    "noise_ramp",
+    "noise_ramp_max_spacing_nm",
+)
 
 
 def card_postprocess(card: Any) -> dict[str, Any]:
@@ -448,7 +457,7 @@ def heatmap_to_atoms(
         Confidence lower bound on the heatmap (0-1); for ``method="hough"`` the level that
         segments the column discs. Default: the model card's recommended value
         (``postprocess.threshold``, chosen on held-out synthetic data), else 0.5; with
-        ``method="heatmap"`` raised on noisy images where the card says so
+        ``method="heatmap"`` raised on noisy lattices (not HRTEM) where the card says so
         (:func:`default_threshold`). The value used is ``attrs["threshold"]``, and
         ``attrs["threshold_from"]`` says why ("given", "model card" or "noise").
     min_separation_nm, min_separation_px
@@ -515,8 +524,6 @@ def heatmap_to_atoms(
         min_prominence = check_range(min_prominence, 0.0, 1.0, "min_prominence")
     threshold = check_range(threshold, 0.0, 1.0, "threshold")
     base_threshold = threshold
-    if not threshold_given and method == "heatmap":
-        threshold = default_threshold(result)
     nms_fraction = check_range(nms_fraction, 0.0, 1.0, "nms_fraction")
     if refine not in REFINE_METHODS:
         raise InputError(f"refine: expected one of {REFINE_METHODS}, got {refine!r}")
@@ -549,6 +556,16 @@ def heatmap_to_atoms(
             nms_fraction=nms_fraction,
             exclude_border_px=exclude_border_px,
         )
+        if not threshold_given and ps is not None and len(pos) > 1:
+            # A noisy lattice gets a higher threshold (default_threshold): the peaks above
+            # it are those found at the card's, as suppression only ever removes a peak
+            # in favour of a higher one.
+            nn_found = nearest_neighbour_distances_px(pos)
+            found_spacing_nm = float(np.median(nn_found)) * ps
+            threshold = default_threshold(result, imaging, found_spacing_nm)
+            if threshold > base_threshold:
+                keep = conf >= threshold
+                pos, conf = pos[keep], conf[keep]
     else:
         from .hough import hough_columns
 
@@ -659,7 +676,8 @@ def heatmap_to_atoms(
                 if threshold != base_threshold
                 else "model card"
             ),
-            "noise_level": result.noise_level if "threshold_noisy" in pp else None,
+            # Measured only where the noise ramp was considered (a lattice, not HRTEM).
+            "noise_level": result._noise_level[0] if result._noise_level else None,
             "min_separation_px": float(min_sep),
             "nms_fraction": nms_fraction,
             "median_nn_spacing_px": (
@@ -689,14 +707,23 @@ def check_imaging(imaging: Any) -> str | None:
     return imaging
 
 
-def default_threshold(result: HeatmapResult) -> float:
-    """The detection threshold when the caller gives none: the card's
-    ``postprocess.threshold`` (else :data:`DEFAULT_THRESHOLD`), raised on noisy images
-    where the card says how (``threshold_noisy``, ``noise_ramp``): linearly from the
-    threshold at noise level ``noise_ramp[0]`` to ``threshold_noisy`` at ``noise_ramp[1]``
-    (:func:`~napari_atomseg.atoms.noise.noise_adapted_threshold`, level from
-    :attr:`HeatmapResult.noise_level`). At low dose the network marks empty hollows at
-    confidence 0.5-0.6; docs/atoms.md, "Noise-adapted threshold"."""
+def default_threshold(
+    result: HeatmapResult, imaging: str | None = None, spacing_nm: float | None = None
+) -> float:
+    """The detection threshold when the caller gives none.
+
+    The card's ``postprocess.threshold`` (else :data:`DEFAULT_THRESHOLD`), raised on noisy
+    images where the card says how (``threshold_noisy``, ``noise_ramp``): linearly from
+    the threshold at noise level ``noise_ramp[0]`` to ``threshold_noisy`` at
+    ``noise_ramp[1]`` (:func:`~napari_atomseg.atoms.noise.noise_adapted_threshold`, the
+    level from :attr:`HeatmapResult.noise_level`). Only for a lattice -- ``spacing_nm``,
+    the median distance between the columns found at the card's threshold, below
+    ``postprocess.noise_ramp_max_spacing_nm`` (:data:`NOISE_RAMP_MAX_SPACING_NM`) -- and
+    not for HRTEM: at low dose the network fills the empty hollows of a lattice with
+    columns of confidence 0.5-0.6, while faint single atoms on a support (the real Pt
+    images) sit at 0.4-0.6 and need the card's threshold (docs/atoms.md, "Noise-adapted
+    threshold").
+    """
     pp = result.postprocess or {}
     base = check_range(pp.get("threshold", DEFAULT_THRESHOLD), 0.0, 1.0, "postprocess.threshold")
     if "threshold_noisy" not in pp:
@@ -707,6 +734,11 @@ def default_threshold(result: HeatmapResult) -> float:
     ramp = pp.get("noise_ramp", DEFAULT_NOISE_RAMP)
     if not isinstance(ramp, (list, tuple)) or len(ramp) != 2:
         raise InputError(f"postprocess.noise_ramp: expected two levels, got {ramp!r}")
+    max_spacing = pp.get("noise_ramp_max_spacing_nm", NOISE_RAMP_MAX_SPACING_NM)
+    max_spacing = check_range(max_spacing, 0.0, 100.0, "postprocess.noise_ramp_max_spacing_nm")
+    noise_adapted_threshold(base, noisy, tuple(ramp), None)  # validates the ramp
+    if imaging == "hrtem" or spacing_nm is None or not spacing_nm < max_spacing:
+        return base
     return noise_adapted_threshold(base, noisy, tuple(ramp), result.noise_level)
 
 
