@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="confidence lower bound on the heatmap, 0-1 (default: the model card's "
-        "recommended value, raised on noisy images where the card says so, else 0.5; the "
+        "recommended value, raised on noisy lattices where the card says so, else 0.5; the "
         "summary's threshold column has the value used)",
     )
     parser.add_argument(

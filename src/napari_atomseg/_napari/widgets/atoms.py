@@ -12,7 +12,7 @@ with napari's own tools (points added by hand get ``source = "manual"``) and sav
 with File > Save Selected Layers (CSV).
 
 Threshold: with *auto threshold* (the default) each image gets the model card's threshold,
-raised on noisy images (:func:`napari_atomseg.atoms.detect.default_threshold`), and the
+raised on noisy lattices (:func:`napari_atomseg.atoms.detect.default_threshold`), and the
 slider shows the value used; moving the slider turns it off.
 
 Pixel size: the layer's calibration; the override field wins when > 0. On an
@@ -88,8 +88,8 @@ class FindAtomsWidget(Container):
         )  # fmt: skip
         self.threshold = FloatSlider(value=0.5, min=0.02, max=0.98, step=0.01, label="threshold")
         self.auto_threshold = CheckBox(
-            value=True, text="auto threshold (raised on noisy images)",
-            tooltip="the model card's threshold, raised on noisy (low-dose) images where the "
+            value=True, text="auto threshold (raised on noisy lattices)",
+            tooltip="the model card's threshold, raised on noisy (low-dose) lattices where the "
             "card says how (detect.default_threshold); the slider then shows the value used. "
             "Moving the slider turns this off",
         )  # fmt: skip
