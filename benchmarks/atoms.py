@@ -375,34 +375,23 @@ def columns_from(
 ):
     """Post-processing only (every other option at its default): (row, col) per case.
     ``threshold`` is the base: where the model's card raises its threshold on noisy
-    images (``threshold_noisy``, ``noise_ramp``), each image gets that ramp from it
-    (``ramp=False``: the same fixed threshold for every image)."""
+    lattices (``threshold_noisy``; ``detect.default_threshold``), each image gets the
+    library's rule with ``threshold`` as the card's (``ramp=False``: the same fixed
+    threshold for every image)."""
     from napari_atomseg.atoms.detect import heatmap_to_atoms
 
-    return [
-        heatmap_to_atoms(
-            h,
-            threshold=ramped_threshold(h, threshold) if ramp else threshold,
-            refine=refine,
-            contrast=c.contrast,
-            imaging=c.imaging,
-        )[["y_px", "x_px"]].to_numpy(float)
-        for h, c in zip(heats, cases)
-    ]
-
-
-def ramped_threshold(heat, base: float) -> float:
-    """``base`` raised on a noisy image as the model's card says (detect.default_threshold
-    with ``base`` for the card's threshold; never below ``base``)."""
-    from napari_atomseg.atoms.detect import DEFAULT_NOISE_RAMP
-    from napari_atomseg.atoms.noise import noise_adapted_threshold
-
-    pp = heat.postprocess or {}
-    if "threshold_noisy" not in pp:
-        return base
-    noisy = max(float(pp["threshold_noisy"]), base)
-    ramp = tuple(pp.get("noise_ramp", DEFAULT_NOISE_RAMP))
-    return noise_adapted_threshold(base, noisy, ramp, heat.noise_level)
+    out = []
+    for h, c in zip(heats, cases):
+        post = {"refine": refine, "contrast": c.contrast, "imaging": c.imaging}
+        pp = h.postprocess or {}
+        if ramp and "threshold_noisy" in pp:
+            noisy = max(float(pp["threshold_noisy"]), threshold)
+            card = {**pp, "threshold": threshold, "threshold_noisy": noisy}
+            df = heatmap_to_atoms(dataclasses.replace(h, postprocess=card), **post)
+        else:
+            df = heatmap_to_atoms(h, threshold=threshold, **post)
+        out.append(df[["y_px", "x_px"]].to_numpy(float))
+    return out
 
 
 def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dict:
