@@ -128,11 +128,12 @@ def main(argv=None) -> int:
 
     if card is not None:
         print("\nPer group, F1 (fixed -> the card's setting):\n")
-        print("| set | " + " | ".join(bench.GROUPS) + " |")
-        print("|---|" + "---|" * len(bench.GROUPS))
+        groups = [*bench.GROUPS, *(["pt"] if any("pt" in fixed[n] for n in names) else [])]
+        print("| set | " + " | ".join(groups) + " |")
+        print("|---|" + "---|" * len(groups))
         for n in names:
             cells = []
-            for g in bench.GROUPS:
+            for g in groups:
                 if g in fixed[n]:
                     a = bench.score(*fixed[n][g])["f1"]
                     b = bench.score(*card[n][g])["f1"]
