@@ -556,16 +556,16 @@ def heatmap_to_atoms(
             nms_fraction=nms_fraction,
             exclude_border_px=exclude_border_px,
         )
+        nn = nearest_neighbour_distances_px(pos)
         if not threshold_given and ps is not None and len(pos) > 1:
             # A noisy lattice gets a higher threshold (default_threshold): the peaks above
             # it are those found at the card's, as suppression only ever removes a peak
             # in favour of a higher one.
-            nn_found = nearest_neighbour_distances_px(pos)
-            found_spacing_nm = float(np.median(nn_found)) * ps
-            threshold = default_threshold(result, imaging, found_spacing_nm)
+            threshold = default_threshold(result, imaging, float(np.median(nn)) * ps)
             if threshold > base_threshold:
                 keep = conf >= threshold
                 pos, conf = pos[keep], conf[keep]
+                nn = nearest_neighbour_distances_px(pos)
     else:
         from .hough import hough_columns
 
@@ -583,9 +583,9 @@ def heatmap_to_atoms(
             pos, conf = pos[inside], conf[inside]
         order = np.argsort(-conf, kind="stable")
         pos, conf = pos[order], conf[order]
+        nn = nearest_neighbour_distances_px(pos)
 
     # --- the columns' contrast, and the image check of each peak ---------------------
-    nn = nearest_neighbour_distances_px(pos)
     window_max = WINDOW_MAX_NM / ps if ps is not None else 6.0
     window_max = max(window_max, 2.5)
     typical = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 4.0 * window_max

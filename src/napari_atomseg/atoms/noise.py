@@ -26,7 +26,7 @@ REFERENCE_PIXEL_NM = 0.03
 #: contrast is measured (nm; the same 1.2 nm the default model subtracts from its input).
 BACKGROUND_NM = 1.2
 #: At most this many values go into a median or percentile (a regular subsample beyond).
-_MAX_SAMPLES = 250_000
+_MAX_SAMPLES = 100_000
 #: Side of the tiles a large image is measured on (px).
 TILE_PX = 256
 
