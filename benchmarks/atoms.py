@@ -487,23 +487,21 @@ def timing(model: str, threads: int, params: dict, repeats: int, log) -> dict[st
         )
     )
     img = np.asarray(res.image, np.float32)
-    out = {}
-
-    def run(fn) -> float:
-        times = []
-        for _ in range(repeats):
+    opts = {k: v for k, v in PLUGIN_OPTIONS.items() if not k.startswith("_")}
+    calls = {"napari-atomseg": lambda: find_atoms(img, 0.02, model=model, threads=threads, **opts)}
+    for name, base in BASELINES.items():
+        calls[name] = lambda b=base, p=params[name]: b(img, 0.02, **p)
+    df = calls["napari-atomseg"]()  # load + warm up
+    # Interleaved: every repeat times each method once, so a slow spell of the machine
+    # (other jobs, frequency changes) falls on all of them alike; the median per method.
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, fn in calls.items():
             t0 = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
-
-    opts = {k: v for k, v in PLUGIN_OPTIONS.items() if not k.startswith("_")}
-    find_atoms(img, 0.02, model=model, threads=threads, **opts)  # load + warm up
-    out["napari-atomseg"] = run(lambda: find_atoms(img, 0.02, model=model, threads=threads, **opts))
-    df = find_atoms(img, 0.02, model=model, threads=threads, **opts)
+            times[name].append(time.perf_counter() - t0)
+    out: dict[str, float] = {name: float(np.median(t)) for name, t in times.items()}
     out["_plugin_columns"] = len(df)
-    for name, base in BASELINES.items():
-        out[name] = run(lambda b=base, p=params[name]: b(img, 0.02, **p))
     log(f"  timing image: 1024x1024 SrTiO3 [001] HAADF, {len(df)} columns found by the plugin")
     return out
 
@@ -549,7 +547,7 @@ def main(argv=None) -> int:
         help="also tune every baseline on the STEM and the HRTEM tuning images apart and "
         "report those rows ('tuned per mode'): the plugin is told the imaging mode",
     )
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=9, help="timing repeats (interleaved)")
     ap.add_argument("--json", type=Path)
     ap.add_argument(
         "--update-card",
