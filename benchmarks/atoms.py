@@ -387,7 +387,9 @@ def columns_from(
         if ramp and "threshold_noisy" in pp:
             noisy = max(float(pp["threshold_noisy"]), threshold)
             card = {**pp, "threshold": threshold, "threshold_noisy": noisy}
-            df = heatmap_to_atoms(dataclasses.replace(h, postprocess=card), **post)
+            candidate = dataclasses.replace(h, postprocess=card)
+            candidate._noise_level = (h.noise_level,)  # the image's, measured once
+            df = heatmap_to_atoms(candidate, **post)
         else:
             df = heatmap_to_atoms(h, threshold=threshold, **post)
         out.append(df[["y_px", "x_px"]].to_numpy(float))

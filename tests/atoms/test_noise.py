@@ -12,7 +12,7 @@ from napari_atomseg.atoms.noise import (
     pixel_noise_sigma,
 )
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
+from tests.atoms.synth import heatmap_for, hex_lattice_px, low_dose_lattice_with_hollows, render
 
 PS = 0.02
 CARD = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]}
@@ -84,18 +84,7 @@ def test_noise_adapted_threshold_ramp():
 
 @pytest.fixture(scope="module")
 def low_dose_with_hollows():
-    """A Poisson-noisy lattice (4 counts at a column above 2 of background) whose
-    heatmap marks every column at 0.85 and every hollow at 0.5, as the default network
-    does at low dose (docs/atoms.md)."""
-    rng = np.random.default_rng(4)
-    shape = (256, 256)
-    true = hex_lattice_px(shape, 0.3 / PS, margin_px=3, seed=4)
-    img = rng.poisson(render(shape, true, 0.045 / PS, 4, 2)).astype(np.float32)
-    hollows = hex_hollows_px(true, 0.3 / PS, shape)
-    heat = np.maximum(
-        0.85 * heatmap_for(shape, true, 0.045 / PS), 0.5 * heatmap_for(shape, hollows, 0.045 / PS)
-    )
-    return img, heat, true, hollows
+    return low_dose_lattice_with_hollows((256, 256), PS)
 
 
 def test_noisy_image_gets_the_card_s_noisy_threshold(low_dose_with_hollows):

@@ -372,17 +372,9 @@ def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch)
     detect.default_threshold, shows the raised value on the slider and in the status
     line, and the hollows the network marks at 0.5 are gone; moving the slider hands the
     threshold back to the user (and the preview keeps the hollows at 0.45)."""
-    from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
+    from tests.atoms.synth import low_dose_lattice_with_hollows
 
-    rng = np.random.default_rng(4)
-    shape = (192, 192)
-    true = hex_lattice_px(shape, 0.3 / PS_NM, margin_px=4, seed=4)
-    image = rng.poisson(render(shape, true, 0.045 / PS_NM, 4, 2)).astype(np.float32)
-    hollows = hex_hollows_px(true, 0.3 / PS_NM, shape)
-    heat = np.maximum(
-        0.85 * heatmap_for(shape, true, 0.045 / PS_NM),
-        0.5 * heatmap_for(shape, hollows, 0.045 / PS_NM),
-    )
+    image, heat, true, hollows = low_dose_lattice_with_hollows((192, 192), PS_NM)
     card = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]}
     monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
     calls = []

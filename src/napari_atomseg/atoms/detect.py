@@ -728,18 +728,18 @@ def default_threshold(
     base = check_range(pp.get("threshold", DEFAULT_THRESHOLD), 0.0, 1.0, "postprocess.threshold")
     if "threshold_noisy" not in pp:
         return base
-    from .noise import noise_adapted_threshold
+    from .noise import check_noise_ramp, noise_adapted_threshold
 
     noisy = check_range(pp["threshold_noisy"], 0.0, 1.0, "postprocess.threshold_noisy")
-    ramp = pp.get("noise_ramp", DEFAULT_NOISE_RAMP)
-    if not isinstance(ramp, (list, tuple)) or len(ramp) != 2:
-        raise InputError(f"postprocess.noise_ramp: expected two levels, got {ramp!r}")
+    try:
+        ramp = check_noise_ramp(pp.get("noise_ramp", DEFAULT_NOISE_RAMP))
+    except InputError as exc:
+        raise InputError(f"postprocess.noise_ramp: {exc}") from None
     max_spacing = pp.get("noise_ramp_max_spacing_nm", NOISE_RAMP_MAX_SPACING_NM)
     max_spacing = check_range(max_spacing, 0.0, 100.0, "postprocess.noise_ramp_max_spacing_nm")
-    noise_adapted_threshold(base, noisy, tuple(ramp), None)  # validates the ramp
     if imaging == "hrtem" or spacing_nm is None or not spacing_nm < max_spacing:
         return base
-    return noise_adapted_threshold(base, noisy, tuple(ramp), result.noise_level)
+    return noise_adapted_threshold(base, noisy, ramp, result.noise_level)
 
 
 def default_min_prominence(

@@ -99,14 +99,23 @@ def _mad_sigma(response: np.ndarray) -> float:
     return 1.4826 * float(np.median(np.abs(r - med))) / 6.0
 
 
+def check_noise_ramp(ramp: object) -> tuple[float, float]:
+    """The two noise levels of a ramp as floats, or InputError naming the problem."""
+    try:
+        lo, hi = (float(v) for v in ramp)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError(f"noise ramp: expected two levels, got {ramp!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
+        raise InputError(f"noise ramp: expected two levels 0 <= low < high, got {ramp!r}")
+    return lo, hi
+
+
 def noise_adapted_threshold(
     threshold: float, noisy_threshold: float, ramp: tuple[float, float], level: float | None
 ) -> float:
     """``threshold`` up to ``level = ramp[0]``, ``noisy_threshold`` from ``ramp[1]``,
     linear between; ``threshold`` when the level is not known."""
-    lo, hi = (float(v) for v in ramp)
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi):
-        raise InputError(f"noise ramp: expected two levels 0 <= low < high, got {ramp!r}")
+    lo, hi = check_noise_ramp(ramp)
     if level is None:
         return float(threshold)
     t = min(max((level - lo) / (hi - lo), 0.0), 1.0)
