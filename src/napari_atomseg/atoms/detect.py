@@ -503,8 +503,9 @@ def heatmap_to_atoms(
     imaging
         What the image is, where known: ``"stem"`` (HAADF/ADF/ABF/BF-STEM) or ``"hrtem"``
         (phase-contrast TEM); None (default): not known. :func:`imaging_from_metadata`
-        reads it from a file's metadata. Only changes the default of ``min_prominence``
-        (white-atom HRTEM); recorded in ``attrs["imaging"]``.
+        reads it from a file's metadata. Changes two defaults: ``min_prominence`` for
+        white-atom HRTEM, and HRTEM never gets the noise-raised threshold
+        (:func:`default_threshold`); recorded in ``attrs["imaging"]``.
     """
     pp = result.postprocess or {}
     threshold_given = threshold is not None
