@@ -40,6 +40,9 @@ from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import AtomsegError, InputError, ResultWarning
 from .peaks import find_peaks, local_prominence, suppress
 from .refine import refine_center_of_mass, refine_gaussian
+from .rescore import CANDIDATE_THRESHOLD, Lattice, Rescorer, lattice_of
+from .rescore import FEATURE_NAMES as RESCORER_FEATURES
+from .rescore import features as rescore_features
 from .spacing import lattice_spacing_px, nearest_neighbour_distances_px
 
 #: Default confidence threshold ("filter lower bound") on the heatmap (0-1).
@@ -356,7 +359,15 @@ CARD_ONLY_POSTPROCESS = (
     "threshold_noisy",
     "noise_ramp",
     "noise_ramp_max_spacing_nm",
+    "rescorer",
 )
+
+
+def card_rescorer(postprocess: Mapping[str, Any] | None) -> Rescorer | None:
+    """The card's per-peak rescorer for noisy lattices (``postprocess.rescorer``;
+    :mod:`~napari_atomseg.atoms.rescore`), or None where it has none."""
+    spec = (postprocess or {}).get("rescorer")
+    return None if spec is None else Rescorer.from_card(spec)
 
 
 def card_postprocess(card: Any) -> dict[str, Any]:
@@ -382,6 +393,81 @@ def predict_heatmap(
 ) -> HeatmapResult:
     """Run :func:`iter_predict_heatmap` to completion (same arguments)."""
     return drain(iter_predict_heatmap(image, pixel_size_nm, model, **kwargs))
+
+
+def _rescorer_features(
+    result: HeatmapResult,
+    pos: np.ndarray,
+    conf: np.ndarray,
+    lattice: Lattice,
+    base_threshold: float,
+    contrast: str,
+) -> np.ndarray:
+    """:func:`~napari_atomseg.atoms.rescore.features` of candidate peaks, the columns'
+    contrast judged on the confident ones where ``contrast`` is "auto"."""
+    ps = float(result.pixel_size_nm)
+    window_max = max(WINDOW_MAX_NM / ps, 2.5)
+    dark = contrast == "dark" or (
+        contrast == "auto"
+        and columns_are_dark(
+            result.image,
+            pos[conf >= base_threshold],
+            min(0.5 * lattice.spacing_px, window_max),
+        )
+    )
+    return rescore_features(
+        result.image,
+        pos,
+        conf,
+        base_threshold=base_threshold,
+        noise_level=float(result.noise_level),
+        pixel_size_nm=ps,
+        dark=dark,
+    )
+
+
+@dataclass(frozen=True)
+class PeakCandidates:
+    """What the rescorer sees of one image (:func:`peak_candidates`), for fitting it."""
+
+    positions_px: np.ndarray  # (N, 2) peaks down to the candidate threshold
+    confidence: np.ndarray  # (N,)
+    lattice: Lattice  # spacing statistics of the confident peaks
+    noise_level: float | None
+    features: np.ndarray  # (N, len(rescore.FEATURE_NAMES)); empty when not computable
+    threshold: float  # the card's threshold with its noise ramp, for comparison
+
+
+def peak_candidates(
+    result: HeatmapResult,
+    contrast: str = "auto",
+    imaging: str | None = None,
+    candidate_threshold: float = CANDIDATE_THRESHOLD,
+) -> PeakCandidates:
+    """The candidate peaks of :func:`heatmap_to_atoms` with the card's defaults, their
+    rescorer features and the threshold the noise ramp would use (what
+    ``benchmarks/atoms_rescorer.py`` fits the rescorer on). Needs a pixel size."""
+    if result.pixel_size_nm is None:
+        raise InputError("peak_candidates needs the pixel size")
+    pp = result.postprocess or {}
+    ps = float(result.pixel_size_nm)
+    base = check_range(pp.get("threshold", DEFAULT_THRESHOLD), 0.0, 1.0, "postprocess.threshold")
+    spacing_map = None if result.spacing_nm is None else result.spacing_nm / np.float32(ps)
+    pos, conf = find_peaks(
+        result.heatmap,
+        threshold=min(base, candidate_threshold),
+        min_separation_px=_min_separation_px(pp.get("min_separation_nm"), None, ps),
+        spacing_px=spacing_map,
+        nms_fraction=pp.get("nms_fraction", DEFAULT_NMS_FRACTION),
+    )
+    lattice = lattice_of(pos, conf, base)
+    if lattice.n_confident > 1:
+        threshold = default_threshold(result, imaging, lattice.spacing_px * ps)
+        feats = _rescorer_features(result, pos, conf, lattice, base, contrast)
+    else:
+        threshold = base
+        feats = np.zeros((0, len(RESCORER_FEATURES)))
+    return PeakCandidates(pos, conf, lattice, result.noise_level, feats, threshold)
 
 
 def _min_separation_px(
@@ -544,10 +630,17 @@ def heatmap_to_atoms(
     # an autocorrelation of the whole heatmap cost 0.35 s on 1024^2 for a metadata entry.)
 
     # --- candidate columns --------------------------------------------------------------
+    rescorer = (
+        card_rescorer(pp)
+        if method == "heatmap" and not threshold_given and ps is not None and imaging != "hrtem"
+        else None
+    )
+    n_rescued = n_rejected = 0
+    rescored = False
     if method == "heatmap":
         pos, conf = find_peaks(
             heat,
-            threshold=threshold,
+            threshold=min(threshold, rescorer.candidate_threshold) if rescorer else threshold,
             min_separation_px=min_sep,
             # Only a spacing head's local column spacing widens the suppression radius: the
             # heatmap's lattice period is a multiple of the column spacing in structures
@@ -557,16 +650,27 @@ def heatmap_to_atoms(
             nms_fraction=nms_fraction,
             exclude_border_px=exclude_border_px,
         )
+        # Suppression only ever removes a peak in favour of a higher one, so the peaks
+        # above any threshold are those found at a lower one and then thresholded.
+        lattice = lattice_of(pos, conf, base_threshold)
+        if not threshold_given and ps is not None and lattice.n_confident > 1:
+            # A noisy lattice gets a higher threshold (default_threshold) ...
+            threshold = default_threshold(result, imaging, lattice.spacing_px * ps)
+            keep = conf >= threshold
+            # ... or, where the card has a rescorer and the image is one it was fitted
+            # for, a decision per peak (rescore.py).
+            if rescorer is not None and rescorer.gate(lattice, ps, result.noise_level, imaging):
+                feats = _rescorer_features(result, pos, conf, lattice, base_threshold, contrast)
+                chosen = rescorer.keep(feats)
+                n_rescued = int((chosen & ~keep).sum())
+                n_rejected = int((keep & ~chosen).sum())
+                keep = chosen
+                rescored = True
+        else:
+            keep = conf >= threshold
+        if not keep.all():
+            pos, conf = pos[keep], conf[keep]
         nn = nearest_neighbour_distances_px(pos)
-        if not threshold_given and ps is not None and len(pos) > 1:
-            # A noisy lattice gets a higher threshold (default_threshold): the peaks above
-            # it are those found at the card's, as suppression only ever removes a peak
-            # in favour of a higher one.
-            threshold = default_threshold(result, imaging, float(np.median(nn)) * ps)
-            if threshold > base_threshold:
-                keep = conf >= threshold
-                pos, conf = pos[keep], conf[keep]
-                nn = nearest_neighbour_distances_px(pos)
     else:
         from .hough import hough_columns
 
@@ -673,10 +777,15 @@ def heatmap_to_atoms(
             "threshold_from": (
                 "given"
                 if threshold_given
+                else "rescorer"
+                if rescored
                 else "noise"
                 if threshold != base_threshold
                 else "model card"
             ),
+            # The rescorer's changes against the threshold above (0 where it did not run).
+            "rescorer_added": n_rescued,
+            "rescorer_removed": n_rejected,
             # Measured only where the noise ramp was considered (a lattice, not HRTEM).
             "noise_level": result._noise_level[0] if result._noise_level else None,
             "min_separation_px": float(min_sep),
