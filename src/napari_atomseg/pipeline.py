@@ -70,6 +70,8 @@ _ATOM_SETTINGS = (
     "threshold",
     "threshold_from",
     "noise_level",
+    "rescorer_added",
+    "rescorer_removed",
     "refine",
     "contrast",
     "imaging",

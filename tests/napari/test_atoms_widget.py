@@ -410,3 +410,51 @@ def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch)
     _wait(qtbot, w)
     assert points.metadata["threshold_used"] == [pytest.approx(0.45)]
     assert len(calls) == 1  # the network ran once
+
+
+def test_rescorer_decision_is_reported(qtbot, monkeypatch):
+    """A card with a per-peak rescorer (here one that keeps every peak down to 0.1): the
+    status line says the rescorer chose the columns and how far it departed from the
+    threshold; the hollows the ramp would drop are kept."""
+    from napari_atomseg.atoms.rescore import FEATURE_NAMES
+    from tests.atoms.synth import low_dose_lattice_with_hollows
+
+    image, heat, true, hollows = low_dose_lattice_with_hollows((192, 192), PS_NM)
+    n = len(FEATURE_NAMES)
+    rescorer = {
+        "features": list(FEATURE_NAMES),
+        "mean": [0.0] * n,
+        "std": [1.0] * n,
+        "w1": [[0.0] * n],
+        "b1": [0.0],
+        "w2": [0.0],
+        "b2": 10.0,
+        "keep_probability": 0.5,
+    }
+    card = {
+        "threshold": 0.4,
+        "threshold_noisy": 0.6,
+        "noise_ramp": [0.1, 0.2],
+        "rescorer": rescorer,
+    }
+    monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
+
+    def fake(img, pixel_size_nm=None, model="default", **kw):
+        yield Progress(0, 1, "fake network")
+        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result.postprocess = dict(card)
+        return result
+
+    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    viewer = ViewerModel()
+    viewer.add_image(image, name="low", scale=(PS_NM, PS_NM), units="nm")
+    w = atoms_widget.FindAtomsWidget(viewer)
+    w.contrast_check.value = False
+    w.refine.value = "none"
+    _wait(qtbot, w)
+    w.run()
+    _wait(qtbot, w)
+    points = viewer.layers["low columns"]
+    assert len(points.data) >= len(true) + 0.9 * len(hollows)
+    status = w.panel.status.value
+    assert "the rescorer kept" in status and "below threshold 0.60" in status

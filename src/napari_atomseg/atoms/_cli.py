@@ -41,6 +41,7 @@ SUMMARY_COLUMNS = (
     "model",
     "imaging",
     "threshold",
+    "threshold_from",
     "noise_level",
     "seconds",
     "error",
@@ -62,8 +63,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="confidence lower bound on the heatmap, 0-1 (default: the model card's "
-        "recommended value, raised on noisy lattices where the card says so, else 0.5; the "
-        "summary's threshold column has the value used)",
+        "recommended value, else 0.5; on noisy lattices raised, or each peak judged by the "
+        "card's rescorer, where the card says so; the summary's threshold and "
+        "threshold_from columns say what was used)",
     )
     parser.add_argument(
         "--min-separation-nm",
@@ -295,6 +297,8 @@ def process_file(
         "imaging": tables[0].attrs.get("imaging", "unknown"),
         # The first frame's (frames of a stack may differ where the noise does).
         "threshold": tables[0].attrs.get("threshold"),
+        # "given", "model card", "noise" (the ramp) or "rescorer" (decided per peak).
+        "threshold_from": tables[0].attrs.get("threshold_from"),
         "noise_level": tables[0].attrs.get("noise_level"),
         "seconds": round(time.perf_counter() - t0, 3),
         "error": "",

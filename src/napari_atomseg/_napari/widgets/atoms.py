@@ -335,10 +335,17 @@ class FindAtomsWidget(Container):
         if first.pixel_size_estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
-        if results[0].atoms.attrs.get("threshold_from") == "noise":
+        attrs = results[0].atoms.attrs
+        if attrs.get("threshold_from") == "noise":
             summary += (
                 f"; threshold {used:.2f} (noisy image: noise level "
-                f"{results[0].atoms.attrs.get('noise_level', 0):.2f})"
+                f"{attrs.get('noise_level', 0):.2f})"
+            )
+        elif attrs.get("threshold_from") == "rescorer":
+            summary += (
+                f"; noisy lattice (noise level {attrs.get('noise_level', 0):.2f}): the "
+                f"rescorer kept {attrs.get('rescorer_added', 0)} peaks below threshold "
+                f"{used:.2f} and dropped {attrs.get('rescorer_removed', 0)} above it"
             )
         imaging = results[0].atoms.attrs.get("imaging", "unknown")
         if imaging != "unknown":
