@@ -334,9 +334,12 @@ def test_summary_records_the_threshold_used_per_file(tmp_path, capsys):
     summary = pd.read_csv(out / SUMMARY_NAME).set_index(pd.Index(["clean", "noisy"]))
     assert summary.loc["clean", "threshold"] == pytest.approx(0.4)
     assert summary.loc["noisy", "threshold"] == pytest.approx(0.6)
+    assert summary["threshold_from"].tolist() == ["model card", "noise"]
     assert summary.loc["clean", "noise_level"] < 0.15 < 0.25 < summary.loc["noisy", "noise_level"]
     code, err = _run(
         [folder, "--out", out, "--model", model.path, "--threshold", "0.3", "--overwrite"], capsys
     )
     assert code == 0, err
-    assert pd.read_csv(out / SUMMARY_NAME)["threshold"].tolist() == [0.3, 0.3]
+    again = pd.read_csv(out / SUMMARY_NAME)
+    assert again["threshold"].tolist() == [0.3, 0.3]
+    assert again["threshold_from"].tolist() == ["given", "given"]
