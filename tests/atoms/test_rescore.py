@@ -139,6 +139,11 @@ def test_gate_is_for_noisy_regular_lattices_only():
     assert not in_gate(Lattice(4, 10.0, 0.1), PS, 0.3, "stem")  # too few columns
     assert not in_gate(Lattice(200, 10.0, 0.8), PS, 0.3, "stem")  # irregular: single atoms
     assert not in_gate(Lattice(200, 30.0, 0.1), PS, 0.3, "stem")  # 0.6 nm apart
+    # The noise level, costly to measure, only where the lattice qualifies.
+    asked = []
+    assert in_gate(lattice, PS, lambda: asked.append(1) or 0.3, "stem") and asked == [1]
+    assert not in_gate(Lattice(200, 30.0, 0.1), PS, lambda: asked.append(2) or 0.3, "stem")
+    assert asked == [1]
     # The spacing statistics: a regular lattice has a small coefficient of variation.
     pos = np.stack(np.meshgrid(np.arange(10) * 8.0, np.arange(10) * 8.0), -1).reshape(-1, 2)
     lat = lattice_of(pos, np.r_[np.full(90, 0.9), np.full(10, 0.2)], 0.4)

@@ -659,7 +659,9 @@ def heatmap_to_atoms(
             keep = conf >= threshold
             # ... or, where the card has a rescorer and the image is one it was fitted
             # for, a decision per peak (rescore.py).
-            if rescorer is not None and rescorer.gate(lattice, ps, result.noise_level, imaging):
+            if rescorer is not None and rescorer.gate(
+                lattice, ps, lambda: result.noise_level, imaging
+            ):
                 feats = _rescorer_features(result, pos, conf, lattice, base_threshold, contrast)
                 chosen = rescorer.keep(feats)
                 n_rescued = int((chosen & ~keep).sum())
