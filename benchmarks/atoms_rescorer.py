@@ -92,7 +92,13 @@ def prepare(cases: list[tuple[str, bench.Case]], threads: int) -> list[Image]:
         heat = dataclasses.replace(heat, postprocess=_without_rescorer(heat.postprocess))
         cand = peak_candidates(heat, contrast=case.contrast, imaging=case.imaging)
         ok = bool(
-            in_gate(cand.lattice, heat.pixel_size_nm, cand.noise_level, case.imaging)
+            in_gate(
+                cand.lattice,
+                heat.pixel_size_nm,
+                cand.noise_level,
+                case.imaging,
+                kept=cand.kept_lattice,
+            )
             and len(cand.features)
         )
         out.append(Image(group, case, heat, cand, labels_for(case, cand.positions_px), ok))

@@ -24,7 +24,7 @@ from napari_atomseg.atoms.rescore import (
 )
 from napari_atomseg.backend.cards import load_card
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import heatmap_for, low_dose_lattice_with_hollows, render
+from tests.atoms.synth import heatmap_for, hex_lattice_px, low_dose_lattice_with_hollows, render
 
 PS = 0.02
 RAMP = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.1, 0.2]}
@@ -139,6 +139,9 @@ def test_gate_is_for_noisy_regular_lattices_only():
     assert not in_gate(Lattice(4, 10.0, 0.1), PS, 0.3, "stem")  # too few columns
     assert not in_gate(Lattice(200, 10.0, 0.8), PS, 0.3, "stem")  # irregular: single atoms
     assert not in_gate(Lattice(200, 30.0, 0.1), PS, 0.3, "stem")  # 0.6 nm apart
+    # The peaks the noise ramp keeps must be as regular as those at the card's threshold.
+    assert in_gate(lattice, PS, 0.3, "stem", kept=Lattice(120, 11.0, 0.2))
+    assert not in_gate(lattice, PS, 0.3, "stem", kept=Lattice(120, 14.0, 0.6))
     # The noise level, costly to measure, only where the lattice qualifies.
     asked = []
     assert in_gate(lattice, PS, lambda: asked.append(1) or 0.3, "stem") and asked == [1]
@@ -207,6 +210,27 @@ def test_single_atoms_keep_the_threshold():
     res.postprocess = {**RAMP, "rescorer": _spec(10.0)}
     df = heatmap_to_atoms(res, refine="none", contrast_check=False)
     assert df.attrs["threshold_from"] != "rescorer" and df.attrs["rescorer_added"] == 0
+
+
+def test_lattice_painted_on_noise_keeps_the_ramp():
+    """The single-atom hazard: a heatmap with a regular lattice of weak peaks (0.5, as a
+    network paints onto noisy carbon) and a few scattered strong ones (the atoms). At
+    0.4 the peaks look like a lattice; the ramp's 0.6 keeps only the scattered ones, which
+    do not, so the rescorer stays out (one that keeps everything would have kept the
+    painted lattice)."""
+    rng = np.random.default_rng(7)
+    shape = (256, 256)
+    painted = hex_lattice_px(shape, 0.2 / PS, margin_px=4, seed=7)
+    atoms = painted[rng.choice(len(painted), 25, replace=False)]
+    img = rng.poisson(render(shape, atoms, 0.045 / PS, 4, 2)).astype(np.float32)
+    heat = np.maximum(0.5 * heatmap_for(shape, painted, 2.0), 0.85 * heatmap_for(shape, atoms, 2.0))
+    res = HeatmapResult.from_arrays(img, heat.astype(np.float32), PS)
+    res.postprocess = {**RAMP, "rescorer": _spec(10.0)}
+    cand = peak_candidates(res, contrast="bright", imaging="stem")
+    assert cand.lattice.spacing_cv < 0.5 < cand.kept_lattice.spacing_cv
+    assert cand.threshold == pytest.approx(0.6) and cand.kept_lattice.n_confident == 25
+    df = heatmap_to_atoms(res, refine="none", contrast_check=False)
+    assert df.attrs["threshold_from"] == "noise" and len(df) == 25
 
 
 def test_shipped_rescorer_loads_and_drops_the_hollows(scene):

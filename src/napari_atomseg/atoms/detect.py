@@ -433,6 +433,7 @@ class PeakCandidates:
     positions_px: np.ndarray  # (N, 2) peaks down to the candidate threshold
     confidence: np.ndarray  # (N,)
     lattice: Lattice  # spacing statistics of the confident peaks
+    kept_lattice: Lattice  # ... of the peaks the noise ramp keeps
     noise_level: float | None
     features: np.ndarray  # (N, len(rescore.FEATURE_NAMES)); empty when not computable
     threshold: float  # the card's threshold with its noise ramp, for comparison
@@ -467,7 +468,8 @@ def peak_candidates(
     else:
         threshold = base
         feats = np.zeros((0, len(RESCORER_FEATURES)))
-    return PeakCandidates(pos, conf, lattice, result.noise_level, feats, threshold)
+    kept = lattice_of(pos, conf, threshold)
+    return PeakCandidates(pos, conf, lattice, kept, result.noise_level, feats, threshold)
 
 
 def _min_separation_px(
@@ -660,7 +662,11 @@ def heatmap_to_atoms(
             # ... or, where the card has a rescorer and the image is one it was fitted
             # for, a decision per peak (rescore.py).
             if rescorer is not None and rescorer.gate(
-                lattice, ps, lambda: result.noise_level, imaging
+                lattice,
+                ps,
+                lambda: result.noise_level,
+                imaging,
+                kept=lattice_of(pos[keep], conf[keep], threshold),
             ):
                 feats = _rescorer_features(result, pos, conf, lattice, base_threshold, contrast)
                 chosen = rescorer.keep(feats)
