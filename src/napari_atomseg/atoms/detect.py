@@ -40,7 +40,13 @@ from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import AtomsegError, InputError, ResultWarning
 from .peaks import find_peaks, local_prominence, suppress
 from .refine import refine_center_of_mass, refine_gaussian
-from .rescore import CANDIDATE_THRESHOLD, Lattice, Rescorer, lattice_of
+from .rescore import (
+    CANDIDATE_THRESHOLD,
+    Lattice,
+    Rescorer,
+    lattice_from_distances,
+    lattice_of,
+)
 from .rescore import FEATURE_NAMES as RESCORER_FEATURES
 from .rescore import features as rescore_features
 from .spacing import lattice_spacing_px, nearest_neighbour_distances_px
@@ -640,45 +646,52 @@ def heatmap_to_atoms(
     n_rescued = n_rejected = 0
     rescored = False
     if method == "heatmap":
-        pos, conf = find_peaks(
-            heat,
-            threshold=min(threshold, rescorer.candidate_threshold) if rescorer else threshold,
-            min_separation_px=min_sep,
-            # Only a spacing head's local column spacing widens the suppression radius: the
-            # heatmap's lattice period is a multiple of the column spacing in structures
-            # with a basis (dumbbells in Si/Ge/GaN, SrTiO3's O columns) and suppressed real
-            # columns (Ge [110]: recall 0.52 -> 0.92 on the benchmark's tuning images).
-            spacing_px=spacing_map,
-            nms_fraction=nms_fraction,
-            exclude_border_px=exclude_border_px,
-        )
-        # Suppression only ever removes a peak in favour of a higher one, so the peaks
-        # above any threshold are those found at a lower one and then thresholded.
-        lattice = lattice_of(pos, conf, base_threshold)
-        if not threshold_given and ps is not None and lattice.n_confident > 1:
-            # A noisy lattice gets a higher threshold (default_threshold) ...
+
+        def peaks_above(level: float) -> tuple[np.ndarray, np.ndarray]:
+            return find_peaks(
+                heat,
+                threshold=level,
+                min_separation_px=min_sep,
+                # Only a spacing head's local column spacing widens the suppression radius:
+                # the heatmap's lattice period is a multiple of the column spacing in
+                # structures with a basis (dumbbells in Si/Ge/GaN, SrTiO3's O columns) and
+                # suppressed real columns (Ge [110]: recall 0.52 -> 0.92 on the
+                # benchmark's tuning images).
+                spacing_px=spacing_map,
+                nms_fraction=nms_fraction,
+                exclude_border_px=exclude_border_px,
+            )
+
+        pos, conf = peaks_above(threshold)
+        nn = nearest_neighbour_distances_px(pos)
+        if not threshold_given and ps is not None and len(pos) > 1:
+            # A noisy lattice gets a higher threshold (default_threshold): the peaks above
+            # it are those found at the card's, as suppression only ever removes a peak
+            # in favour of a higher one ...
+            lattice = lattice_from_distances(nn)
             threshold = default_threshold(result, imaging, lattice.spacing_px * ps)
             keep = conf >= threshold
             # ... or, where the card has a rescorer and the image is one it was fitted
-            # for, a decision per peak (rescore.py).
+            # for, a decision per peak down to the rescorer's candidate threshold
+            # (rescore.py; the peaks are found again only then).
             if rescorer is not None and rescorer.gate(
                 lattice,
                 ps,
                 lambda: result.noise_level,
                 imaging,
-                kept=lattice_of(pos[keep], conf[keep], threshold),
+                kept=lattice if keep.all() else lattice_of(pos[keep], conf[keep], threshold),
             ):
+                ramp_threshold = threshold
+                pos, conf = peaks_above(min(base_threshold, rescorer.candidate_threshold))
                 feats = _rescorer_features(result, pos, conf, lattice, base_threshold, contrast)
-                chosen = rescorer.keep(feats)
-                n_rescued = int((chosen & ~keep).sum())
-                n_rejected = int((keep & ~chosen).sum())
-                keep = chosen
+                keep = rescorer.keep(feats)
+                by_ramp = conf >= ramp_threshold
+                n_rescued = int((keep & ~by_ramp).sum())
+                n_rejected = int((by_ramp & ~keep).sum())
                 rescored = True
-        else:
-            keep = conf >= threshold
-        if not keep.all():
-            pos, conf = pos[keep], conf[keep]
-        nn = nearest_neighbour_distances_px(pos)
+            if not keep.all():
+                pos, conf = pos[keep], conf[keep]
+                nn = nearest_neighbour_distances_px(pos)
     else:
         from .hough import hough_columns
 

@@ -89,10 +89,18 @@ def lattice_of(positions_px: np.ndarray, confidence: np.ndarray, base: float) ->
     hi = np.asarray(positions_px)[np.asarray(confidence) >= base]
     if len(hi) < 2:
         return Lattice(len(hi), math.inf, math.inf)
-    nn = nearest_neighbour_distances_px(hi)
+    return lattice_from_distances(nearest_neighbour_distances_px(hi))
+
+
+def lattice_from_distances(nn: np.ndarray) -> Lattice:
+    """:class:`Lattice` of peaks from their nearest-neighbour distances (NaN: fewer than
+    two peaks)."""
+    nn = np.asarray(nn, dtype=np.float64)
+    if len(nn) < 2 or not np.isfinite(nn).all():
+        return Lattice(len(nn), math.inf, math.inf)
     mean = float(np.mean(nn))
     return Lattice(
-        len(hi), float(np.median(nn)), float(np.std(nn) / mean) if mean > 0 else math.inf
+        len(nn), float(np.median(nn)), float(np.std(nn) / mean) if mean > 0 else math.inf
     )
 
 
