@@ -367,15 +367,10 @@ def test_views_reach_the_network_and_its_second_look(qtbot, fake_network):
     assert len(calls) == 2
 
 
-def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch):
-    """A card with a noise ramp: on a low-dose image the widget leaves the threshold to
-    detect.default_threshold, shows the raised value on the slider and in the status
-    line, and the hollows the network marks at 0.5 are gone; moving the slider hands the
-    threshold back to the user (and the preview keeps the hollows at 0.45)."""
-    from tests.atoms.synth import low_dose_lattice_with_hollows
-
-    image, heat, true, hollows = low_dose_lattice_with_hollows((192, 192), PS_NM)
-    card = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]}
+def _low_dose_widget(monkeypatch, image, heat, card):
+    """A widget on layer "low" whose network answers ``heat`` under ``card``'s
+    post-processing (image check and refinement off: noise makes some hollows image
+    maxima; keep them all). Returns (viewer, widget, the models the network ran for)."""
     monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
     calls = []
 
@@ -390,8 +385,21 @@ def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch)
     viewer = ViewerModel()
     viewer.add_image(image, name="low", scale=(PS_NM, PS_NM), units="nm")
     w = atoms_widget.FindAtomsWidget(viewer)
-    w.contrast_check.value = False  # noise makes some hollows image maxima; keep them all
+    w.contrast_check.value = False
     w.refine.value = "none"
+    return viewer, w, calls
+
+
+def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch):
+    """A card with a noise ramp: on a low-dose image the widget leaves the threshold to
+    detect.default_threshold, shows the raised value on the slider and in the status
+    line, and the hollows the network marks at 0.5 are gone; moving the slider hands the
+    threshold back to the user (and the preview keeps the hollows at 0.45)."""
+    from tests.atoms.synth import low_dose_lattice_with_hollows
+
+    image, heat, true, hollows = low_dose_lattice_with_hollows((192, 192), PS_NM)
+    card = {"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]}
+    viewer, w, calls = _low_dose_widget(monkeypatch, image, heat, card)
     assert w.auto_threshold.value is True and w.threshold.value == pytest.approx(0.4)
     _wait(qtbot, w)
     w.run()
@@ -437,20 +445,7 @@ def test_rescorer_decision_is_reported(qtbot, monkeypatch):
         "noise_ramp": [0.1, 0.2],
         "rescorer": rescorer,
     }
-    monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
-
-    def fake(img, pixel_size_nm=None, model="default", **kw):
-        yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
-        result.postprocess = dict(card)
-        return result
-
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
-    viewer = ViewerModel()
-    viewer.add_image(image, name="low", scale=(PS_NM, PS_NM), units="nm")
-    w = atoms_widget.FindAtomsWidget(viewer)
-    w.contrast_check.value = False
-    w.refine.value = "none"
+    viewer, w, _ = _low_dose_widget(monkeypatch, image, heat, card)
     _wait(qtbot, w)
     w.run()
     _wait(qtbot, w)
