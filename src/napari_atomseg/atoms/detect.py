@@ -681,11 +681,10 @@ def heatmap_to_atoms(
                 imaging,
                 kept=lattice if keep.all() else lattice_of(pos[keep], conf[keep], threshold),
             ):
-                ramp_threshold = threshold
                 pos, conf = peaks_above(min(base_threshold, rescorer.candidate_threshold))
                 feats = _rescorer_features(result, pos, conf, lattice, base_threshold, contrast)
                 keep = rescorer.keep(feats)
-                by_ramp = conf >= ramp_threshold
+                by_ramp = conf >= threshold
                 n_rescued = int((keep & ~by_ramp).sum())
                 n_rejected = int((by_ramp & ~keep).sum())
                 rescored = True
