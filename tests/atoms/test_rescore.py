@@ -248,3 +248,19 @@ def test_shipped_rescorer_loads_and_drops_the_hollows(scene):
     _, _, true, _ = scene
     m = point_metrics(df[["y_px", "x_px"]].to_numpy(), true, radius_px=3)
     assert m.f1 > 0.97
+
+
+def test_features_in_blocks_equal_features_at_once(monkeypatch):
+    """Large images are featurised in blocks of candidates (bounded memory): the same
+    numbers as all at once."""
+    from napari_atomseg.atoms import rescore
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 300, (3000, 2))
+    conf = rng.uniform(0.1, 1, 3000)
+    img = rng.normal(size=(300, 300)).astype(np.float32)
+    args = {"base_threshold": 0.4, "noise_level": 0.3, "pixel_size_nm": 0.03, "dark": False}
+    monkeypatch.setattr(rescore, "_BLOCK", 700)
+    blocked = features(img, pos, conf, **args)
+    monkeypatch.setattr(rescore, "_BLOCK", 10**9)
+    assert np.array_equal(blocked, features(img, pos, conf, **args))

@@ -61,6 +61,7 @@ _FEATURE_CONFIDENT = 0.6
 _CLOSE_FRACTION = 0.85
 _N_NEIGHBOURS = 6
 _N_HIGHER = 20
+_BLOCK = 65_536
 #: The gate's defaults (a card's rescorer may set its own): at least this many confident
 #: peaks, their median nearest-neighbour distance below this (nm) and their coefficient of
 #: variation below this (a lattice, not single atoms), the image's noise level above this.
@@ -281,14 +282,18 @@ def features(
     out[:, 3] = _logit(np.quantile(conf, 0.9))
     out[:, 4] = (conf > _FEATURE_CONFIDENT).mean()
     kk = min(_N_HIGHER, n)
-    d2, i2 = tree.query(pos, k=kk)
-    d2 = np.asarray(d2).reshape(n, kk)
-    i2 = np.asarray(i2).reshape(n, kk)
-    higher = conf[i2] > conf[:, None]
-    out[:, 5] = np.minimum(np.where(higher, d2, np.inf).min(axis=1) / spacing, 3.0)
+    # In blocks: a huge image's million candidates x 20 neighbours would cost ~0.6 GB.
+    for start in range(0, n, _BLOCK):
+        rows = slice(start, min(start + _BLOCK, n))
+        d2, i2 = tree.query(pos[rows], k=kk)
+        m = len(pos[rows])
+        d2, i2 = np.asarray(d2).reshape(m, kk), np.asarray(i2).reshape(m, kk)
+        higher = conf[i2] > conf[rows, None]
+        nearest = np.where(higher, d2, np.inf).min(axis=1)
+        out[rows, 5] = np.minimum(nearest / spacing, 3.0)
     if hi.any():
-        near = cKDTree(pos[hi]).query_ball_point(pos, _CLOSE_FRACTION * spacing)
-        out[:, 6] = np.array([len(x) for x in near]) - hi.astype(int)
+        near = cKDTree(pos[hi]).query_ball_point(pos, _CLOSE_FRACTION * spacing, return_length=True)
+        out[:, 6] = np.asarray(near) - hi.astype(int)
     img = -np.asarray(image) if dark else np.asarray(image)
     prom = local_prominence(img, pos, np.full(n, spacing))
     ref = prom[conf >= _PROMINENCE_REFERENCE]
