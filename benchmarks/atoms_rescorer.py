@@ -26,7 +26,7 @@ per image. Steps, all from the seed given (``--seed``):
 ``--write-card`` stores the fitted rescorer (the numbers the comparison ran with), the
 cross-validation, the comparison and this command in the default model's card.
 
-    OMP_NUM_THREADS=2 python benchmarks/atoms_rescorer.py --write-card    # ~6 min on 2 cores
+    OMP_NUM_THREADS=2 python benchmarks/atoms_rescorer.py --write-card    # ~4.5 min on 2 cores
 """
 
 from __future__ import annotations

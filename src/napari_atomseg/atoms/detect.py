@@ -429,6 +429,7 @@ def _rescorer_features(
         noise_level=float(result.noise_level),
         pixel_size_nm=ps,
         dark=dark,
+        spacing_px=lattice.spacing_px,
     )
 
 

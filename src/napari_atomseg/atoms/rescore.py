@@ -5,14 +5,14 @@ empty hollows with confidence 0.5-0.6 while faint real columns of the same image
 0.3-0.5 (docs/atoms.md, "Noise-adapted threshold"). The noise ramp
 (:func:`~napari_atomseg.atoms.detect.default_threshold`) raises the threshold with the
 image's noise; on the benchmark's further low-dose images the best threshold *per image*
-would still gain 0.06 F1 over it. The rescorer decides per peak instead, from what a
+would still gain up to 0.06 F1 over it. The rescorer decides per peak instead, from what a
 microscopist looks at: the peak's confidence against its neighbours', whether a more
 confident peak sits closer than a column spacing, whether the image has a local maximum
 there, how noisy the image is.
 
 It is a tiny multilayer perceptron (12 features, one hidden layer of tanh units) whose
 weights live in the model card (``postprocess.rescorer``), fitted by
-``python benchmarks/atoms_rescorer.py fit --write-card`` on synthetic training images
+``OMP_NUM_THREADS=2 python benchmarks/atoms_rescorer.py --write-card`` on synthetic images
 (seeds apart from every benchmark set; docs/atoms.md, "Rescorer"). Numpy only: no torch
 at post-processing time, about 10-30 ms per image.
 
@@ -88,8 +88,6 @@ class Lattice:
 def lattice_of(positions_px: np.ndarray, confidence: np.ndarray, base: float) -> Lattice:
     """Spacing statistics of the peaks with ``confidence >= base`` (the card's threshold)."""
     hi = np.asarray(positions_px)[np.asarray(confidence) >= base]
-    if len(hi) < 2:
-        return Lattice(len(hi), math.inf, math.inf)
     return lattice_from_distances(nearest_neighbour_distances_px(hi))
 
 
@@ -250,12 +248,14 @@ def features(
     noise_level: float,
     pixel_size_nm: float,
     dark: bool,
+    spacing_px: float | None = None,
 ) -> np.ndarray:
     """The (N, 12) feature matrix of :data:`FEATURE_NAMES` for N candidate peaks.
 
     ``image`` is the image the heatmap was computed on (the network's working sampling),
     ``positions_px``/``confidence`` the peaks after suppression, ``base_threshold`` the
-    card's threshold (its peaks define the lattice spacing).
+    card's threshold (its peaks define the lattice spacing: ``spacing_px``, the median
+    nearest-neighbour distance of the peaks at it, where the caller has it already).
     """
     pos = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
     conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
@@ -264,7 +264,9 @@ def features(
     if n == 0:
         return out
     hi = conf >= base_threshold
-    if hi.sum() > 1:
+    if spacing_px is not None and math.isfinite(spacing_px):
+        spacing = float(spacing_px)
+    elif hi.sum() > 1:
         spacing = float(np.median(nearest_neighbour_distances_px(pos[hi])))
     elif n > 1:
         spacing = float(np.median(nearest_neighbour_distances_px(pos)))
@@ -273,24 +275,24 @@ def features(
     spacing = max(spacing, 1e-6)
     tree = cKDTree(pos)
     k = min(_N_NEIGHBOURS + 1, n)
-    _, idx = tree.query(pos, k=k)
-    idx = np.asarray(idx).reshape(n, k)
-    neighbour_conf = conf[idx[:, 1:]] if k > 1 else conf[:, None]
-    out[:, 0] = _logit(conf)
-    out[:, 1] = noise_level
-    out[:, 2] = _logit(np.median(neighbour_conf, axis=1))
-    out[:, 3] = _logit(np.quantile(conf, 0.9))
-    out[:, 4] = (conf > _FEATURE_CONFIDENT).mean()
-    kk = min(_N_HIGHER, n)
-    # In blocks: a huge image's million candidates x 20 neighbours would cost ~0.6 GB.
+    kk = max(min(_N_HIGHER, n), k)
+    # One neighbour query (its first k columns are the nearest peaks), in blocks: a huge
+    # image's million candidates x 20 neighbours would cost ~0.6 GB at once.
+    neighbour_conf = np.empty((n, max(k - 1, 1)))
     for start in range(0, n, _BLOCK):
         rows = slice(start, min(start + _BLOCK, n))
         d2, i2 = tree.query(pos[rows], k=kk)
         m = len(pos[rows])
         d2, i2 = np.asarray(d2).reshape(m, kk), np.asarray(i2).reshape(m, kk)
+        neighbour_conf[rows] = conf[i2[:, 1:k]] if k > 1 else conf[rows, None]
         higher = conf[i2] > conf[rows, None]
         nearest = np.where(higher, d2, np.inf).min(axis=1)
         out[rows, 5] = np.minimum(nearest / spacing, 3.0)
+    out[:, 0] = _logit(conf)
+    out[:, 1] = noise_level
+    out[:, 2] = _logit(np.median(neighbour_conf, axis=1))
+    out[:, 3] = _logit(np.quantile(conf, 0.9))
+    out[:, 4] = (conf > _FEATURE_CONFIDENT).mean()
     if hi.any():
         near = cKDTree(pos[hi]).query_ball_point(pos, _CLOSE_FRACTION * spacing, return_length=True)
         out[:, 6] = np.asarray(near) - hi.astype(int)
