@@ -117,7 +117,7 @@ def iter_process_image(
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
     from .atoms import find_atoms
-    from .atoms.detect import imaging_from_metadata
+    from .atoms.imaging import imaging_from_metadata
     from .segment import segment
 
     if not name or any(c in name for c in "/\\"):

@@ -22,7 +22,7 @@ What it does, in order:
    rotation/flip/intensity augmentation; optionally a share of synthetic examples from
    the base model's simulation mixture, :data:`SYNTHETIC_FRACTION`, 0 by default);
 4. chooses the detection threshold on the labelled images (best pooled F1 of
-   :func:`~.detect.heatmap_to_atoms` over a grid) and stores it in the new card's
+   :func:`~.find.heatmap_to_atoms` over a grid) and stores it in the new card's
    ``postprocess``, so ``find_atoms(..., model=card)`` uses it by default.
 
 **Label every atom** in the images you give: an atom without a point is taught as
@@ -319,7 +319,7 @@ def choose_threshold(
     radius_nm: float,
 ) -> tuple[float, dict[float, float]]:
     """Best pooled F1 over :data:`THRESHOLDS` (ties: nearer 0.5); returns (threshold, curve)."""
-    from .detect import heatmap_to_atoms
+    from .find import heatmap_to_atoms
     from .metrics import point_metrics
 
     curve = {}
@@ -382,8 +382,8 @@ def iter_finetune_atoms(
     """
     from ..backend.cards import load_card, save_card
     from ..backend.train import TrainConfig, iter_train, load_task
-    from .detect import predict_heatmap
     from .finetune import point_pairs
+    from .heatmap import predict_heatmap
 
     if contrast not in ("bright", "dark"):
         raise InputError(f"contrast: expected 'bright' or 'dark', got {contrast!r}")

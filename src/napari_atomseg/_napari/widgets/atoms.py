@@ -1,7 +1,7 @@
 """The "Find atoms" widget: Image layer -> Points (columns) + Labels (column regions).
 
-Run: the network (:func:`napari_atomseg.atoms.detect.iter_predict_heatmap`) runs once per
-frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.detect.heatmap_to_atoms`)
+Run: the network (:func:`napari_atomseg.atoms.iter_predict_heatmap`) runs once per
+frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.heatmap_to_atoms`)
 and the column labels. The network's answers (:class:`HeatmapResult`, one per frame) are
 kept in the Points layer's ``metadata["heatmaps"]``, so the live preview -- moving the
 threshold / separation sliders or the refinement -- re-runs only the post-processing on
@@ -12,7 +12,7 @@ with napari's own tools (points added by hand get ``source = "manual"``) and sav
 with File > Save Selected Layers (CSV).
 
 Threshold: with *auto threshold* (the default) each image gets the model card's threshold,
-raised on noisy lattices (:func:`napari_atomseg.atoms.detect.default_threshold`), and the
+raised on noisy lattices (:func:`napari_atomseg.atoms.default_threshold`), and the
 slider shows the value used; moving the slider turns it off.
 
 Pixel size: the layer's calibration; the override field wins when > 0. On an
@@ -23,6 +23,7 @@ and in ``metadata["pixel_size_estimated"]``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +42,20 @@ from qtpy.QtCore import QTimer
 if TYPE_CHECKING:
     import napari.viewer
 
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import options as atoms_options
+from napari_atomseg.atoms.heatmap import HeatmapResult
+from napari_atomseg.atoms.image_check import HRTEM_MIN_PROMINENCE, default_min_prominence
+from napari_atomseg.atoms.imaging import imaging_from_metadata
+from napari_atomseg.atoms.options import (
+    CONTRASTS,
+    DEFAULT_CONTRAST_CHECK,
+    DEFAULT_MIN_SEPARATION_NM,
+    DEFAULT_REFINE,
+    DEFAULT_THRESHOLD,
+    REFINE_METHODS,
+    VIEWS_CHOICES,
+    FinderOptions,
+)
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import (
@@ -90,17 +104,15 @@ class FindAtomsWidget(Container):
         self.auto_threshold = CheckBox(
             value=True, text="auto threshold (raised on noisy lattices)",
             tooltip="the model card's threshold, raised on noisy (low-dose) lattices where the "
-            "card says how (detect.default_threshold); the slider then shows the value used. "
+            "card says how (default_threshold); the slider then shows the value used. "
             "Moving the slider turns this off",
         )  # fmt: skip
         self.separation_nm = FloatSlider(
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
         )
-        self.refine = ComboBox(
-            choices=detect.REFINE_METHODS, value=detect.DEFAULT_REFINE, label="refinement"
-        )
+        self.refine = ComboBox(choices=REFINE_METHODS, value=DEFAULT_REFINE, label="refinement")
         self.contrast = ComboBox(
-            choices=detect.CONTRASTS, value="auto", label="columns",
+            choices=CONTRASTS, value="auto", label="columns",
             tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
             "refinement see the inverted image) or auto; a change takes effect on Find atoms",
         )  # fmt: skip
@@ -108,11 +120,11 @@ class FindAtomsWidget(Container):
             choices=IMAGING_CHOICES, value="auto", label="imaging",
             tooltip="what the image is: auto reads the file's acquisition mode (DM, TIA, EMD) "
             "or the simulation's; HRTEM with bright (or auto) columns sets min prominence "
-            f"to {detect.HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
+            f"to {HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
             "maxima)",
         )  # fmt: skip
         self.contrast_check = CheckBox(
-            value=detect.DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
+            value=DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
             tooltip="drop heatmap peaks that are not a local extremum of the image in the "
             "columns' contrast (hollows, tunnels, dumbbell midpoints)",
         )  # fmt: skip
@@ -123,7 +135,7 @@ class FindAtomsWidget(Container):
             "for white-atom HRTEM, where hollows can be weak image maxima)",
         )  # fmt: skip
         self.views = ComboBox(
-            choices=list(detect.VIEWS_CHOICES), value=1, label="views",
+            choices=list(VIEWS_CHOICES), value=1, label="views",
             tooltip="test-time augmentation: the network sees the image in this many "
             "orientations and averages its answers (1 = once; 2 costs ~1.6x the time, 4 "
             "~3x, 8 ~5.5x); a change takes effect on Find atoms",
@@ -183,15 +195,13 @@ class FindAtomsWidget(Container):
         ``postprocess``): each model is calibrated for its own threshold. What the card
         does not say goes back to the library default, never the previous model's value."""
         # Read once per model choice; the imaging default (below) reuses it.
-        self._card_postprocess = pp = detect.model_postprocess(self.chosen_model())
-        self._show_threshold(float(pp.get("threshold", detect.DEFAULT_THRESHOLD)))
+        self._card_postprocess = pp = atoms_options.model_postprocess(self.chosen_model())
+        self._show_threshold(float(pp.get("threshold", DEFAULT_THRESHOLD)))
         self.auto_threshold.value = True
-        self.separation_nm.value = float(
-            pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
-        )
-        refine = pp.get("refine", detect.DEFAULT_REFINE)
-        self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
-        self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
+        self.separation_nm.value = float(pp.get("min_separation_nm", DEFAULT_MIN_SEPARATION_NM))
+        refine = pp.get("refine", DEFAULT_REFINE)
+        self.refine.value = refine if refine in REFINE_METHODS else DEFAULT_REFINE
+        self.contrast_check.value = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
         self._apply_imaging_default()
 
     def _show_threshold(self, value: float) -> None:
@@ -209,19 +219,19 @@ class FindAtomsWidget(Container):
 
     def chosen_imaging(self) -> str | None:
         """``"stem"``, ``"hrtem"`` or None: the combo's choice, or with auto what the
-        chosen layer's metadata says (:func:`detect.imaging_from_metadata`)."""
+        chosen layer's metadata says (:func:`imaging_from_metadata`)."""
         value = self.imaging.value
         if value == "auto":
             layer = self.image.value
-            return detect.imaging_from_metadata(getattr(layer, "metadata", None))
+            return imaging_from_metadata(getattr(layer, "metadata", None))
         return None if value == "unknown" else value
 
     def _apply_imaging_default(self, _value: Any = None) -> None:
         """Move the min prominence slider to the default for this imaging mode and
-        contrast (:func:`detect.default_min_prominence`: white-atom HRTEM gets the
+        contrast (:func:`default_min_prominence`: white-atom HRTEM gets the
         stricter check); the user may move it afterwards."""
         dark = self.contrast.value == "dark"
-        self.min_prominence.value = detect.default_min_prominence(
+        self.min_prominence.value = default_min_prominence(
             self.chosen_imaging(), dark, self._card_postprocess
         )
 
@@ -230,18 +240,19 @@ class FindAtomsWidget(Container):
     def _models(_widget: Any = None) -> list[str]:
         return model_names("atoms") or ["default"]
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            # None: the model's default for each image (detect.default_threshold).
-            "threshold": None if self.auto_threshold.value else float(self.threshold.value),
-            "separation_nm": float(self.separation_nm.value),
-            "refine": self.refine.value,
-            "contrast": self.contrast.value,
-            "contrast_check": bool(self.contrast_check.value),
-            "min_prominence": float(self.min_prominence.value),
-            "imaging": self.chosen_imaging(),
-            "views": int(self.views.value),
-        }
+    def settings(self) -> FinderOptions:
+        """The finder's options as the controls say (checked by FinderOptions)."""
+        return FinderOptions(
+            # None: the model's default for each image (candidates.default_threshold).
+            threshold=None if self.auto_threshold.value else float(self.threshold.value),
+            min_separation_nm=float(self.separation_nm.value),
+            refine=self.refine.value,
+            contrast=self.contrast.value,
+            contrast_check=bool(self.contrast_check.value),
+            min_prominence=float(self.min_prominence.value),
+            imaging=self.chosen_imaging(),
+            views=int(self.views.value),
+        )
 
     def chosen_model(self) -> str:
         card = str(self.model_card.value or "").strip()
@@ -267,7 +278,7 @@ class FindAtomsWidget(Container):
                 frames,
                 pixel_size,
                 self.chosen_model(),
-                **self.settings(),
+                self.settings(),
                 on_result=lambda res: self._show(layer, geometry, res),
             )
         except AtomsegError as exc:
@@ -312,7 +323,7 @@ class FindAtomsWidget(Container):
             "model": first.model_name,
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
-            "settings": {**self.settings(), "contrast": first.contrast},
+            "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
             "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
@@ -351,7 +362,7 @@ class FindAtomsWidget(Container):
         if imaging != "unknown":
             source = " (from the file)" if self.imaging.value == "auto" else ""
             summary += f"; {'HRTEM' if imaging == 'hrtem' else 'STEM'}{source}"
-        # A kept second look (detect.iter_second_look) stays in the stored network output,
+        # A kept second look (iter_second_look) stays in the stored network output,
         # so previews keep saying so.
         flipped = [r.index for r in results if r.heatmap.looked_again]
         if flipped:
@@ -371,7 +382,7 @@ class FindAtomsWidget(Container):
         if self.live_preview.value and not self._moving_threshold:
             self._timer.start()
 
-    def _stored(self) -> tuple[Any, list[tuple[int | None, detect.HeatmapResult]]] | None:
+    def _stored(self) -> tuple[Any, list[tuple[int | None, HeatmapResult]]] | None:
         layer = self.image.value
         if layer is None:
             return None
@@ -399,13 +410,12 @@ class FindAtomsWidget(Container):
         labels = find_layer(self._viewer, labels_name, "labels")
         geometry = Geometry.from_layer(points)
         # The contrast the network ran with stays until Find atoms runs it again.
-        settings = self.settings()
-        settings["contrast"] = heatmaps[0][1].contrast
+        options = self.settings().replace(contrast=heatmaps[0][1].contrast)
         return self.panel.start(
             refresh_steps,
             heatmaps,
+            options,
             labels is not None and labels.visible,
-            **settings,
             on_result=lambda res: self._show(layer, geometry, res),
             on_finish=self._after_preview,
         )
