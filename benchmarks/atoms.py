@@ -366,9 +366,11 @@ def first_and_second_look(case: Case, model: str, threads: int):
     heat = predict_heatmap(
         case.image, case.pixel_size_nm, model=model, threads=threads, contrast=case.contrast
     )
-    post = {"contrast": case.contrast, "imaging": case.imaging}
-    first = heatmap_to_atoms(heat, **post)
-    looked = drain(iter_second_look(heat, first, model, post, threads=threads))
+    from napari_atomseg.atoms.options import FinderOptions
+
+    options = FinderOptions(contrast=case.contrast, imaging=case.imaging, threads=threads)
+    first = heatmap_to_atoms(heat, options)
+    looked = drain(iter_second_look(heat, first, model, options))
     return (heat, first), looked
 
 
