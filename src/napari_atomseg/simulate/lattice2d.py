@@ -159,11 +159,11 @@ def render_gaussians(
     """Sum of point-sampled isotropic Gaussians (peak ``amplitude``) on a float64 grid."""
     h, w = shape
     out = np.zeros(shape, dtype=np.float64)
-    half = int(math.ceil(reach_sigmas * sigma_px))
+    half = math.ceil(reach_sigmas * sigma_px)
     offsets = np.arange(-half, half + 1)
     for (y, x), amp in zip(np.asarray(centres_px, dtype=np.float64), amplitude):
-        rows = int(round(y)) + offsets
-        cols = int(round(x)) + offsets
+        rows = int(np.rint(y)) + offsets
+        cols = int(np.rint(x)) + offsets
         rows, cols = rows[(rows >= 0) & (rows < h)], cols[(cols >= 0) & (cols < w)]
         if rows.size == 0 or cols.size == 0:
             continue
