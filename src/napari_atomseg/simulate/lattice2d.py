@@ -223,7 +223,10 @@ def ideal_lattice_image(
     if noise_fraction:
         image += rng.normal(0.0, noise_fraction, image.shape)
     inside = (
-        (centres[:, 0] >= 0) & (centres[:, 1] >= 0) & (centres[:, 0] <= h - 1) & (centres[:, 1] <= w - 1)
+        (centres[:, 0] >= 0)
+        & (centres[:, 1] >= 0)
+        & (centres[:, 0] <= h - 1)
+        & (centres[:, 1] <= w - 1)
     )
     return IdealImage(
         image.astype(np.float32),
