@@ -11,10 +11,10 @@ Public API (imported lazily; ``import napari_atomseg.atoms`` does not import tor
     point_metrics(predicted_px, true_px, radius_px= | radius_nm= | radius_fraction_of_spacing=)
 
 Modules, in pipeline order: ``options`` (FinderOptions, card defaults), ``heatmap`` (the
-network), ``candidates`` (peaks and their threshold), ``image_check`` (contrast, the image's
-say on each peak), ``positions`` (sub-pixel refinement), ``table`` (the output), ``find``
-(the chain), ``second_look``; helpers ``peaks``, ``refine``, ``hough``, ``labels``,
-``spacing``, ``noise``, ``rescore``, ``imaging``; ``metrics``, ``baselines``, ``training``
+network), ``evidence`` (what the image shows at the column scale), ``candidates`` (heatmap
+peaks the image confirms), ``positions`` (sub-pixel refinement on the image), ``table``
+(the output), ``find`` (the chain and the choice of polarity); helpers ``peaks``,
+``refine``, ``labels``, ``spacing``, ``imaging``; ``metrics``, ``baselines``, ``training``
 (AtomsTask). See docs/atoms.md.
 """
 

@@ -52,7 +52,7 @@ SUMMARY_COLUMNS = (
     "imaging",
     "threshold",
     "threshold_from",
-    "noise_level",
+    "contrast",
     "seconds",
     "error",
     "warnings",
@@ -84,7 +84,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _add_finder_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per exposed :class:`FinderOptions` field, its help from the field."""
     flag = {name: "--" + name.replace("_", "-") for name in CLI_OPTIONS}
-    for name in ("threshold", "min_separation_nm", "min_prominence"):
+    for name in ("threshold", "min_separation_nm", "min_evidence"):
         parser.add_argument(flag[name], type=float, default=None, help=option_help(name))
     parser.add_argument(
         flag["refine"], choices=REFINE_METHODS, default=None, help=option_help("refine")
@@ -102,13 +102,6 @@ def _add_finder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         flag["views"], type=int, choices=VIEWS_CHOICES, default=None, help=option_help("views")
     )
-    for name in ("second_look", "contrast_check"):
-        parser.add_argument(
-            flag[name],
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=option_help(name),
-        )
     parser.add_argument(flag["device"], default=None, help=option_help("device"))
 
 
@@ -173,13 +166,11 @@ def output_names(files: list[Path]) -> dict[Path, str]:
 CLI_OPTIONS = (
     "threshold",
     "min_separation_nm",
+    "min_evidence",
     "refine",
     "contrast",
     "imaging",
     "views",
-    "second_look",
-    "contrast_check",
-    "min_prominence",
     "device",
 )
 
@@ -277,9 +268,9 @@ def process_file(
         "imaging": tables[0].attrs.get("imaging", "unknown"),
         # The first frame's (frames of a stack may differ where the noise does).
         "threshold": tables[0].attrs.get("threshold"),
-        # "given", "model card", "noise" (the ramp) or "rescorer" (decided per peak).
         "threshold_from": tables[0].attrs.get("threshold_from"),
-        "noise_level": tables[0].attrs.get("noise_level"),
+        # The columns' contrast the finder worked with (chosen per file for HRTEM).
+        "contrast": tables[0].attrs.get("contrast"),
         "seconds": round(time.perf_counter() - t0, 3),
         "error": "",
         "warnings": " | ".join(problems),

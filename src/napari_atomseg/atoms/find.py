@@ -1,17 +1,20 @@
-"""``find_atoms``: image -> network heatmap -> candidates -> image check -> refined columns.
+"""``find_atoms``: image -> network heatmap -> peaks the image confirms -> refined columns.
 
-Split in two so the napari widget can preview post-processing live:
-:func:`~napari_atomseg.atoms.heatmap.iter_predict_heatmap` runs the network once;
-:func:`heatmap_to_atoms` (post-processing only, fast) re-runs on every slider move.
-:func:`find_atoms` chains the two; :func:`iter_find_atoms` is its generator form.
+Split in two so the napari widget can preview post-processing live: the network runs once
+(:func:`iter_network_answer`: one pass, or two for HRTEM of unknown contrast, which keeps
+the more confident polarity); :func:`heatmap_to_atoms` (post-processing only, fast)
+re-runs on every slider move. :func:`find_atoms` chains the two; :func:`iter_find_atoms`
+is its generator form.
 
 Output columns (one row per column, sorted by decreasing confidence):
-``y_px, x_px`` (row, col, sub-pixel), ``y_nm, x_nm`` (when a pixel size is known or was
-estimated), ``confidence`` (heatmap value at the peak, 0-1), ``intensity`` (column
-intensity in the columns' contrast), ``nn_spacing_px`` / ``nn_spacing_nm`` (distance to
-the nearest other column), ``sigma_px`` / ``sigma_nm`` (fitted Gaussian width; Gaussian
-refinement only) and ``refined`` (False where the Gaussian fit failed).
-``DataFrame.attrs`` records the settings and ``attrs["warnings"]`` what needs the eye.
+``y_px, x_px`` (row, col, sub-pixel, measured on the image), ``y_nm, x_nm`` (when a pixel
+size is known or was estimated), ``confidence`` (the network's heatmap at the column, 0-1),
+``evidence`` (how far the column stands out of the image's noise at the column scale),
+``intensity`` (column intensity in the columns' contrast), ``nn_spacing_px`` /
+``nn_spacing_nm`` (distance to the nearest other column), ``sigma_px`` / ``sigma_nm``
+(fitted Gaussian width; Gaussian refinement only) and ``refined`` (False where the
+Gaussian fit failed). ``DataFrame.attrs`` records the settings and ``attrs["warnings"]``
+what needs the user's eye.
 """
 
 from __future__ import annotations
@@ -22,22 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._progress import Progress, ProgressGenerator, drain
+from .._progress import Progress, ProgressGenerator, as_part, drain
 from ..errors import ResultWarning
 from . import heatmap as _heatmap
-from .candidates import find_candidates
+from .candidates import find_candidates, unsupported_warnings
 from .heatmap import HeatmapResult
-from .image_check import (
-    apply_check,
-    check_peaks,
-    check_warnings,
-    default_min_prominence,
-    judge_dark,
-    window_max_px,
-)
 from .options import FinderOptions, resolve_post
-from .positions import refine_positions
-from .second_look import iter_second_look
+from .positions import refine_positions, window_max_px
 from .spacing import nearest_neighbour_distances_px
 from .table import atoms_table, median_spacing_px
 
@@ -51,7 +45,7 @@ def heatmap_to_atoms(
     ----------
     result
         From :func:`~napari_atomseg.atoms.heatmap.predict_heatmap` (or
-        :meth:`HeatmapResult.from_arrays`). Not modified.
+        :meth:`HeatmapResult.from_arrays`). Not modified (its evidence map is cached).
     options
         A :class:`~napari_atomseg.atoms.options.FinderOptions` (default: all defaults);
         the network's settings in it are ignored here.
@@ -62,56 +56,89 @@ def heatmap_to_atoms(
     opts = FinderOptions.from_kwargs(options, **overrides)
     ps = result.pixel_size_nm
     post = resolve_post(opts, result.postprocess, ps)
-    cand = find_candidates(
-        result,
-        post,
-        opts.method,
-        opts.contrast,
-        opts.imaging,
-        opts.exclude_border_px,
-        opts.hough_score,
-    )
+    cand = find_candidates(result, post, opts.exclude_border_px, opts.imaging == "hrtem")
+    nn = nearest_neighbour_distances_px(cand.positions_px)
     window = window_max_px(ps)
-    dark = judge_dark(result.image, cand.positions_px, cand.nn_px, opts.contrast, window)
-    img = -result.image if dark else result.image
-    min_prominence = opts.min_prominence
-    if min_prominence is None:
-        min_prominence = default_min_prominence(opts.imaging, dark, result.postprocess)
-    check = check_peaks(
-        img, cand.positions_px, cand.nn_px, window, post.contrast_check, min_prominence
-    )
-    pos, conf, nn = apply_check(cand.positions_px, cand.confidence, cand.nn_px, check)
-    refined = refine_positions(img, result.heatmap, pos, nn, window, post.refine)
-    df = atoms_table(refined, conf, ps, post.refine)
+    refined = refine_positions(result.image_bright, cand.positions_px, nn, window, post.refine)
+    df = atoms_table(refined, cand.confidence, cand.evidence, cand.height, ps, post.refine)
     df.attrs.update(
         {
             "pixel_size_nm": ps,
             "pixel_size_estimated": bool(result.pixel_size_estimated),
             "model": result.model_name,
             "threshold": cand.threshold,
-            "threshold_base": post.threshold,
             "threshold_from": cand.threshold_from,
-            # The rescorer's changes against the threshold above (0 where it did not run).
-            "rescorer_added": cand.rescorer_added,
-            "rescorer_removed": cand.rescorer_removed,
-            # Measured only where the noise ramp was considered (a lattice, not HRTEM).
-            "noise_level": result._noise_level[0] if result._noise_level else None,
+            "min_evidence": post.min_evidence,
+            "unsupported_removed": cand.n_unsupported,
             "min_separation_px": float(post.min_separation_px),
-            "nms_fraction": post.nms_fraction,
             "median_nn_spacing_px": median_spacing_px(df),
             "refine": post.refine,
-            "method": opts.method,
-            "contrast": "dark" if dark else "bright",
-            "contrast_check": bool(post.contrast_check),
-            "contrast_check_removed": check.removed,
-            "min_prominence": min_prominence,
-            "min_prominence_removed": check.faint,
+            "contrast": "dark" if result.inverted else "bright",
             "imaging": opts.imaging or "unknown",
             "network_input": result.network_input,
-            "warnings": check_warnings(check.removed, len(cand.positions_px), dark),
+            "warnings": unsupported_warnings(cand, result.inverted),
         }
     )
     return df
+
+
+def network_inversions(contrast: str, imaging: str | None) -> tuple[bool, ...]:
+    """Which ways round the network sees the image (True: inverted).
+
+    The network was trained on images whose columns are bright: bright columns (and
+    STEM or unknown imaging with ``"auto"``) are shown as they are, dark ones inverted.
+    Phase-contrast images of unknown contrast are shown both ways round, and the more
+    confident answer is kept (:func:`more_confident`).
+    """
+    if contrast == "dark":
+        return (True,)
+    if contrast == "auto" and imaging == "hrtem":
+        return (False, True)
+    return (False,)
+
+
+def more_confident(answers: list[tuple[HeatmapResult, pd.DataFrame]]) -> int:
+    """Index of the answer whose columns the network is surer of: the larger mean
+    confidence over each answer's ``k`` most confident columns, ``k`` the smaller count
+    (an answer with no column loses)."""
+    counts = [len(df) for _, df in answers]
+    k = min(counts)
+    if k == 0:
+        return int(np.argmax(counts))
+    means = [float(np.sort(df["confidence"].to_numpy())[-k:].mean()) for _, df in answers]
+    return int(np.argmax(means))
+
+
+def iter_network_answer(
+    image: Any, pixel_size_nm: float | None, model: Any, options: FinderOptions
+) -> ProgressGenerator[tuple[HeatmapResult, pd.DataFrame]]:
+    """The network's answer and its columns, for the polarity :func:`network_inversions`
+    picks (generator yielding Progress; the widget keeps the HeatmapResult for previews)."""
+    flips = network_inversions(options.contrast, options.imaging)
+    answers = []
+    for k, invert in enumerate(flips):
+        steps = _heatmap.iter_predict_heatmap(
+            image,
+            pixel_size_nm,
+            model,
+            contrast=options.contrast,
+            invert=invert,
+            **options.predict_kwargs(),
+        )
+        result = yield from as_part(steps, k, len(flips), "polarity")
+        # Later passes use the first one's pixel size (an estimate is made once).
+        pixel_size_nm = result.pixel_size_nm if pixel_size_nm is None else pixel_size_nm
+        answers.append((result, heatmap_to_atoms(result, options)))
+    best = more_confident(answers)
+    result, df = answers[best]
+    if len(answers) > 1:
+        counts = ", ".join(
+            f"{r.network_input}: {len(d)} columns, mean confidence "
+            f"{float(d['confidence'].mean()) if len(d) else 0:.2f}"
+            for r, d in answers
+        )
+        df.attrs["polarity"] = f"columns {df.attrs['contrast']} (chosen; {counts})"
+    return result, df
 
 
 def iter_find_atoms(
@@ -123,13 +150,7 @@ def iter_find_atoms(
 ) -> ProgressGenerator[pd.DataFrame]:
     """Generator form of :func:`find_atoms`: yields Progress, returns the DataFrame."""
     opts = FinderOptions.from_kwargs(options, **overrides)  # checked before the network
-    result = yield from _heatmap.iter_predict_heatmap(
-        image, pixel_size_nm, model, contrast=opts.contrast, **opts.predict_kwargs()
-    )
-    yield Progress(0, 1, "finding and refining columns")
-    df = heatmap_to_atoms(result, opts)
-    if opts.second_look:
-        result, df = yield from iter_second_look(result, df, model, opts)
+    _, df = yield from iter_network_answer(image, pixel_size_nm, model, opts)
     yield Progress(1, 1, f"{len(df)} columns")
     return df
 
@@ -146,7 +167,7 @@ def find_atoms(
     Parameters
     ----------
     image
-        Any real 2-D array (HAADF-STEM or HRTEM, bright or dark atoms). Not modified.
+        Any real 2-D array (HAADF/ABF-STEM or HRTEM, bright or dark atoms). Not modified.
     pixel_size_nm
         nm per pixel; None estimates it from the image (see
         ``DataFrame.attrs["pixel_size_estimated"]``) -- give it whenever you know it.
@@ -162,7 +183,7 @@ def find_atoms(
     Returns
     -------
     pandas.DataFrame
-        One row per column: ``y_px, x_px[, y_nm, x_nm], confidence, intensity,
+        One row per column: ``y_px, x_px[, y_nm, x_nm], confidence, evidence, intensity,
         nn_spacing_px[, nn_spacing_nm]`` (+ ``sigma_px``, ``sigma_nm``, ``refined`` with
         Gaussian refinement); settings in ``.attrs``, and ``.attrs["warnings"]``: what
         needs the user's eye (each also issued as a :class:`ResultWarning`).

@@ -17,10 +17,7 @@ from .._progress import ProgressGenerator, as_part, drain
 from .._validate import as_image2d, check_pixel_size_nm
 from ..errors import InputError
 from .options import CONTRASTS, _check_views, card_postprocess, model_name
-from .spacing import lattice_spacing_px
 
-#: Spacing channel scale used when the card does not record one (nm).
-DEFAULT_SPACING_SCALE_NM = 1.0
 #: Test-time augmentation (``views=``): orientations of the image the network sees, each
 #: with the map that turns its heatmap back; the heatmaps are averaged. The first is the
 #: image as it is; 2 adds the half turn, 4 the two mirrors, 8 the transposes and the
@@ -49,8 +46,6 @@ class HeatmapResult:
     pixel_size_nm: float | None = None
     #: True when ``pixel_size_nm`` was estimated from the image.
     pixel_size_estimated: bool = False
-    #: float32 (H, W) local column spacing in nm from a spacing head, or None.
-    spacing_nm: np.ndarray | None = None
     #: Name of the model that produced the heatmap ("" for a heatmap made otherwise).
     model_name: str = ""
     #: Wall time of the prediction stages (from the backend), seconds.
@@ -60,11 +55,10 @@ class HeatmapResult:
     postprocess: Mapping[str, Any] = field(default_factory=dict)
     #: The columns' contrast the caller gave (auto / bright / dark).
     contrast: str = "auto"
-    #: True when the network saw the inverted image: ``contrast="dark"``, unless a second
-    #: look kept the answer for the other way round.
+    #: True when the network saw the inverted image (the columns are dark in the image).
     inverted: bool = False
-    _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
-    _noise_level: tuple[float | None] | None = field(default=None, init=False, repr=False)
+    #: Post-processing results that do not depend on the sliders, by their settings.
+    _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def network_input(self) -> str:
@@ -72,10 +66,9 @@ class HeatmapResult:
         return "inverted" if self.inverted else "as is"
 
     @property
-    def looked_again(self) -> bool:
-        """True when this is a kept second look: the network saw the image the other way
-        round from what ``contrast`` implies."""
-        return self.inverted != (self.contrast == "dark")
+    def image_bright(self) -> np.ndarray:
+        """The image with the columns bright: inverted where the network saw it so."""
+        return -self.image if self.inverted else self.image
 
     @classmethod
     def from_arrays(
@@ -83,7 +76,7 @@ class HeatmapResult:
         image: Any,
         heatmap: Any,
         pixel_size_nm: float | None = None,
-        spacing_nm: Any = None,
+        inverted: bool = False,
     ) -> HeatmapResult:
         """Wrap an image and a heatmap made elsewhere (tests, other detectors)."""
         img = as_image2d(image)
@@ -92,36 +85,7 @@ class HeatmapResult:
             raise InputError(f"heatmap: shape {heat.shape} differs from the image's {img.shape}")
         if not np.isfinite(heat).all():
             raise InputError("heatmap: contains NaN/inf values")
-        sp = None if spacing_nm is None else np.asarray(spacing_nm, dtype=np.float32)
-        if sp is not None and sp.shape != img.shape:
-            raise InputError(f"spacing_nm: shape {sp.shape} differs from the image's {img.shape}")
-        return cls(heat, img, check_pixel_size_nm(pixel_size_nm), spacing_nm=sp)
-
-    @property
-    def lattice_spacing_px(self) -> float:
-        """Nearest-neighbour spacing of the heatmap's dominant lattice (px), NaN if none.
-
-        From the heatmap's autocorrelation; computed once and cached, so slider moves in
-        the widget do not pay for it again.
-        """
-        if self._lattice_spacing_px is None:
-            heat = self.heatmap
-            flat = float(heat.max()) <= float(heat.min())
-            self._lattice_spacing_px = (
-                float("nan") if flat else lattice_spacing_px(heat, min_spacing_px=2.0)
-            )
-        return self._lattice_spacing_px
-
-    @property
-    def noise_level(self) -> float | None:
-        """The image's pixel noise against its column contrast
-        (:func:`napari_atomseg.atoms.noise.noise_level`; None without a pixel size).
-        Computed once and cached, as the widget's previews ask again."""
-        if self._noise_level is None:
-            from .noise import noise_level
-
-            self._noise_level = (noise_level(self.image, self.pixel_size_nm),)
-        return self._noise_level[0]
+        return cls(heat, img, check_pixel_size_nm(pixel_size_nm), inverted=bool(inverted))
 
 
 def resolve_model(model: Any, device: Any) -> Any:
@@ -132,12 +96,6 @@ def resolve_model(model: Any, device: Any) -> Any:
     if isinstance(model, LoadedModel):
         return model
     return get_model(model_name(model), device)
-
-
-def _spacing_scale_nm(card: Any) -> float:
-    """The spacing head's scale, as AtomsTask wrote it into the card's training record."""
-    options = (card.training or {}).get("config", {}).get("task_options", {}) or {}
-    return float(options.get("spacing_scale_nm", DEFAULT_SPACING_SCALE_NM))
 
 
 def iter_predict_heatmap(
@@ -168,10 +126,10 @@ def iter_predict_heatmap(
     device, tile_px, overlap_px, batch_size, threads
         Passed to the backend (device choice, tiling, batching, CPU threads).
     contrast
-        ``"dark"``: the columns are known to be darker than their surroundings
-        (black-atom HRTEM), so the network sees the inverted image -- bright columns,
-        the case it is surest of. ``"auto"``/``"bright"``: the image as it is. The
-        returned ``image`` is always the original.
+        ``"dark"``: the columns are darker than their surroundings (ABF, black-atom
+        HRTEM), so the network sees the inverted image: it was trained on images whose
+        columns are bright. ``"auto"``/``"bright"``: the image as it is. The returned
+        ``image`` is always the original.
     invert
         Show the network the inverted image (True) or the image as it is (False)
         whatever ``contrast`` says; None (default): inverted for ``"dark"`` only.
@@ -192,18 +150,15 @@ def iter_predict_heatmap(
         )
     _check_views(views)
     views = int(views)
-    first, heat, spacing, timings = yield from _predict_views(
+    first, heat, timings = yield from _predict_views(
         loaded, -img if inverted else img, px, views, tile_px, overlap_px, batch_size, threads
     )
     heat = heat / np.float32(views)
-    if spacing is not None:
-        spacing = spacing * np.float32(_spacing_scale_nm(loaded.card) / views)
     return HeatmapResult(
         heatmap=np.ascontiguousarray(heat, dtype=np.float32),
         image=img,
         pixel_size_nm=first.pixel_size_nm,
         pixel_size_estimated=first.pixel_size_estimated,
-        spacing_nm=spacing,
         model_name=first.model_name,
         timings_s=timings,
         postprocess=card_postprocess(loaded.card),
@@ -221,11 +176,11 @@ def _predict_views(
     overlap_px: int | None,
     batch_size: int | None,
     threads: int | None,
-) -> ProgressGenerator[tuple[Any, np.ndarray, np.ndarray | None, dict[str, float]]]:
-    """The first view's prediction and the summed heatmaps / spacing maps of all views."""
+) -> ProgressGenerator[tuple[Any, np.ndarray, dict[str, float]]]:
+    """The first view's prediction and the summed heatmaps of all views."""
     from ..backend import iter_predict
 
-    heat = spacing = None
+    heat = None
     timings: dict[str, float] = {}
     for k in range(views):
         forward, back = VIEWS[k]
@@ -249,12 +204,9 @@ def _predict_views(
             px = first.pixel_size_nm
         h = back(pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0])
         heat = h.astype(np.float32) if heat is None else heat + h
-        if "spacing" in pred.channels:
-            sp = back(pred.channel("spacing")).astype(np.float32)
-            spacing = sp if spacing is None else spacing + sp
         for key, value in pred.timings_s.items():
             timings[key] = timings.get(key, 0.0) + value
-    return first, heat, spacing, timings
+    return first, heat, timings
 
 
 def predict_heatmap(

@@ -26,15 +26,13 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_SEPARATION_NM = 0.07
 #: Default minimum separation when no pixel size is known, px.
 DEFAULT_MIN_SEPARATION_PX = 2.0
-#: Default sub-pixel refinement when neither the caller nor the model card names one.
+#: Default sub-pixel refinement: a 2-D Gaussian fitted to the image.
 DEFAULT_REFINE = "gaussian"
-#: Drop heatmap peaks that are not a local extremum of the image (see image_check).
-DEFAULT_CONTRAST_CHECK = True
-#: Fraction of the local spacing used as suppression radius.
-DEFAULT_NMS_FRACTION = 0.5
+#: Default image evidence a column needs: its blob response at the column scale over the
+#: response's noise (:mod:`.evidence`).
+DEFAULT_MIN_EVIDENCE = 2.0
 
-REFINE_METHODS = ("gaussian", "com", "heatmap", "none")
-PEAK_METHODS = ("heatmap", "hough")
+REFINE_METHODS = ("gaussian", "com", "none")
 CONTRASTS = ("auto", "bright", "dark")
 #: Allowed ``views`` (test-time augmentation; measured in docs/atoms.md).
 VIEWS_CHOICES = (1, 2, 4, 8)
@@ -42,29 +40,9 @@ VIEWS_CHOICES = (1, 2, 4, 8)
 #: ADF, ABF and BF-STEM are "stem"; phase-contrast (HR)TEM is "hrtem".
 IMAGING_MODES = ("stem", "hrtem")
 
-#: Card ``postprocess`` keys that are options of :class:`FinderOptions`.
-POSTPROCESS_OPTIONS = (
-    "threshold",
-    "min_separation_nm",
-    "min_separation_px",
-    "nms_fraction",
-    "refine",
-    "method",
-    "contrast",
-    "exclude_border_px",
-    "hough_score",
-    "contrast_check",
-    "min_prominence",
-    "imaging",
-)
-#: Card ``postprocess`` keys that are defaults of defaults, not options.
-CARD_ONLY_POSTPROCESS = (
-    "min_prominence_hrtem",
-    "threshold_noisy",
-    "noise_ramp",
-    "noise_ramp_max_spacing_nm",
-    "rescorer",
-)
+#: Card ``postprocess`` keys that are defaults of :class:`FinderOptions` fields. Keys of
+#: older cards (rescorer, noise ramp, image-check settings) are ignored.
+POSTPROCESS_OPTIONS = ("threshold", "min_separation_nm", "refine", "min_evidence")
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -82,10 +60,8 @@ class FinderOptions:
     threshold: float | None = field(
         default=None,
         metadata=_doc(
-            "confidence lower bound on the heatmap, 0-1 (default: the model card's "
-            "recommended value, else 0.5; on noisy lattices raised, or each peak judged by "
-            "the card's rescorer, where the card says so; attrs['threshold'] and "
-            "attrs['threshold_from'] say what was used)"
+            "confidence lower bound on the network's heatmap, 0-1 (default: the model "
+            "card's recommended value, else 0.5)"
         ),
     )
     min_separation_nm: float | None = field(
@@ -96,65 +72,46 @@ class FinderOptions:
     )
     min_separation_px: float | None = field(
         default=None,
-        metadata=_doc("minimum distance between two columns, px (without a pixel size: 2 px)"),
-    )
-    nms_fraction: float | None = field(
-        default=None,
-        metadata=_doc("suppression radius as a fraction of a spacing head's local spacing"),
+        metadata=_doc("minimum distance between two columns, px (without a pixel size)"),
     )
     refine: str | None = field(
         default=None,
         metadata=_doc(
-            "sub-pixel position: 2-D Gaussian fit (gaussian) or centre of mass (com) on the "
-            "image, centre of mass of the network's heatmap (heatmap), or its peak (none) "
-            "(default: the model card's recommendation, else gaussian)"
+            "sub-pixel position on the image: a 2-D Gaussian fit (gaussian, default; also "
+            "each column's width), the centre of mass (com), or none (the network's peak: "
+            "fast, but it follows the lattice the network expects)"
         ),
-    )
-    method: str = field(
-        default="heatmap", metadata=_doc("peaks: heatmap (peaks + NMS) or hough (circles)")
     )
     contrast: str = field(
         default="auto",
         metadata=_doc(
-            "the columns' contrast: bright (HAADF, white atoms), dark (black-atom HRTEM: the "
-            "network sees the inverted image, then the image as it is, the refinement the "
-            "inverted image) or auto (default)"
-        ),
-    )
-    exclude_border_px: int = field(
-        default=0, metadata=_doc("drop columns closer than this to the edge, px")
-    )
-    hough_score: float = field(
-        default=0.5, metadata=_doc("hough only: minimum fraction of a circle on disc edges")
-    )
-    contrast_check: bool | None = field(
-        default=None,
-        metadata=_doc(
-            "keep only heatmap peaks that are a local maximum of the image (minimum for dark "
-            "columns); default: the model card's setting, else on"
-        ),
-    )
-    min_prominence: float | None = field(
-        default=None,
-        metadata=_doc(
-            "stricter image check: drop columns standing out of their surroundings by less "
-            "than this fraction of the image's median column (0-1; default: the card's, else "
-            "0 = off; 0.3-0.4 for white-atom HRTEM, see docs/atoms.md)"
+            "the columns' contrast: bright (HAADF, white atoms), dark (ABF, black-atom "
+            "HRTEM: the network sees the inverted image) or auto (bright, except for "
+            "HRTEM, where the network sees both ways round and the more confident wins)"
         ),
     )
     imaging: str | None = field(
         default=None,
         metadata=_doc(
-            "what the image is: stem (HAADF/ADF/ABF/BF-STEM), hrtem (phase-contrast TEM: "
-            "white-atom columns then get min_prominence 0.4 unless given) or None (unknown)"
+            "what the image is: stem (HAADF/ADF/ABF/BF-STEM) or hrtem (phase-contrast "
+            "TEM); None: unknown"
         ),
+    )
+    min_evidence: float | None = field(
+        default=None,
+        metadata=_doc(
+            "image evidence a column needs: its blob response at the column scale over "
+            "the noise, >= 0 (default: the model card's, else 2)"
+        ),
+    )
+    exclude_border_px: int = field(
+        default=0, metadata=_doc("drop columns closer than this to the edge, px")
     )
     views: int = field(
         default=1,
         metadata=_doc(
             "test-time augmentation: the network sees each image in this many orientations "
-            "and averages its answers (default 1; 2 costs ~1.6x the time, 4 ~3x, 8 ~5.5x; "
-            "measured gains in docs/atoms.md)"
+            "and averages its answers (1, 2, 4 or 8; costs as many network passes)"
         ),
     )
     device: Any = field(
@@ -164,13 +121,6 @@ class FinderOptions:
     overlap_px: int | None = field(default=None, metadata=_doc("tile overlap, px"))
     batch_size: int | None = field(default=None, metadata=_doc("tiles per network batch"))
     threads: int | None = field(default=None, metadata=_doc("CPU threads for torch"))
-    second_look: bool = field(
-        default=True,
-        metadata=_doc(
-            "with the contrast given, run the network a second time on the image the other "
-            "way round where that can find more columns (always for dark columns); default on"
-        ),
-    )
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
@@ -181,17 +131,16 @@ class FinderOptions:
             check_range(self.min_separation_nm, 0.0, 100.0, "min_separation_nm")
         if self.min_separation_px is not None:
             check_range(self.min_separation_px, 0.0, 1e4, "min_separation_px")
-        if self.nms_fraction is not None:
-            check_range(self.nms_fraction, 0.0, 1.0, "nms_fraction")
-        if self.min_prominence is not None:
-            check_range(self.min_prominence, 0.0, 1.0, "min_prominence")
+        if self.min_evidence is not None:
+            check_range(self.min_evidence, 0.0, 1e3, "min_evidence")
+        if int(self.exclude_border_px) != self.exclude_border_px or self.exclude_border_px < 0:
+            raise InputError(
+                f"exclude_border_px: expected a whole number >= 0, got {self.exclude_border_px!r}"
+            )
         _check_choice("refine", self.refine, REFINE_METHODS, allow_none=True)
-        _check_choice("method", self.method, PEAK_METHODS)
         _check_choice("contrast", self.contrast, CONTRASTS)
         check_imaging(self.imaging)
         _check_views(self.views)
-        if not isinstance(self.second_look, bool):
-            raise InputError(f"second_look: expected True or False, got {self.second_look!r}")
 
     @classmethod
     def from_kwargs(cls, options: FinderOptions | None = None, **kwargs: Any) -> FinderOptions:
@@ -259,11 +208,10 @@ def check_imaging(imaging: Any) -> str | None:
 
 
 def card_postprocess(card: Any) -> dict[str, Any]:
-    """The post-processing defaults a model card recommends (known keys only: the
-    options of :data:`POSTPROCESS_OPTIONS` and :data:`CARD_ONLY_POSTPROCESS`)."""
+    """The post-processing defaults a model card recommends (the keys of
+    :data:`POSTPROCESS_OPTIONS`; others, from older cards, are left out)."""
     pp = getattr(card, "postprocess", None) or {}
-    known = (*POSTPROCESS_OPTIONS, *CARD_ONLY_POSTPROCESS)
-    return {k: v for k, v in pp.items() if k in known}
+    return {k: v for k, v in pp.items() if k in POSTPROCESS_OPTIONS}
 
 
 def model_name(model: Any) -> Any:
@@ -287,38 +235,40 @@ def model_postprocess(model: Any = "default") -> dict[str, Any]:
 class ResolvedPost:
     """Post-processing settings after the card's defaults filled the gaps."""
 
-    threshold: float  # the card's (or given) base threshold
+    threshold: float
     threshold_given: bool
-    nms_fraction: float
     refine: str
     min_separation_px: float
-    contrast_check: bool
+    min_evidence: float
 
 
 def resolve_post(
     options: FinderOptions, postprocess: Mapping[str, Any], pixel_size_nm: float | None
 ) -> ResolvedPost:
-    """Fill the options left as None from the card's ``postprocess``, then the defaults."""
+    """Fill the options left as None from the card's ``postprocess``, then the defaults.
+
+    A card value this version does not know (an older card's ``refine: heatmap``) falls
+    back to the default, so cards written by earlier fine-tuning runs keep loading.
+    """
     pp = postprocess or {}
-    threshold = options.threshold
-    given = threshold is not None
-    if threshold is None:
-        threshold = pp.get("threshold", DEFAULT_THRESHOLD)
-    nms = options.nms_fraction
-    if nms is None:
-        nms = pp.get("nms_fraction", DEFAULT_NMS_FRACTION)
-    refine = options.refine if options.refine is not None else pp.get("refine", DEFAULT_REFINE)
+    given = options.threshold is not None
+    threshold = options.threshold if given else pp.get("threshold", DEFAULT_THRESHOLD)
+    refine = options.refine
+    if refine is None:
+        refine = pp.get("refine", DEFAULT_REFINE)
+        refine = refine if refine in REFINE_METHODS else DEFAULT_REFINE
     sep_nm, sep_px = options.min_separation_nm, options.min_separation_px
     if sep_nm is None and sep_px is None:
         sep_nm = pp.get("min_separation_nm")
-    check = options.contrast_check
-    if check is None:
-        check = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
-    threshold = check_range(threshold, 0.0, 1.0, "threshold")
-    nms = check_range(nms, 0.0, 1.0, "nms_fraction")
-    _check_choice("refine", refine, REFINE_METHODS)
+    evidence = options.min_evidence
+    if evidence is None:
+        evidence = pp.get("min_evidence", DEFAULT_MIN_EVIDENCE)
     return ResolvedPost(
-        threshold, given, nms, refine, min_separation_px(sep_nm, sep_px, pixel_size_nm), check
+        check_range(threshold, 0.0, 1.0, "threshold"),
+        given,
+        refine,
+        min_separation_px(sep_nm, sep_px, pixel_size_nm),
+        check_range(evidence, 0.0, 1e3, "min_evidence"),
     )
 
 

@@ -10,10 +10,16 @@ from .spacing import nearest_neighbour_distances_px
 
 
 def atoms_table(
-    refined: Refined, confidence: np.ndarray, pixel_size_nm: float | None, refine: str
+    refined: Refined,
+    confidence: np.ndarray,
+    evidence: np.ndarray,
+    height: np.ndarray,
+    pixel_size_nm: float | None,
+    refine: str,
 ) -> pd.DataFrame:
-    """``y_px, x_px[, y_nm, x_nm], confidence, intensity, nn_spacing_px[, _nm]`` (+ the
-    Gaussian fit's ``sigma_px[, sigma_nm], refined``), one row per column."""
+    """``y_px, x_px[, y_nm, x_nm], confidence, evidence, height, intensity,
+    nn_spacing_px[, _nm]`` (+ the Gaussian fit's ``sigma_px[, sigma_nm], refined``), one
+    row per column."""
     ps = pixel_size_nm
     final = refined.positions_px
     df = pd.DataFrame({"y_px": final[:, 0], "x_px": final[:, 1]})
@@ -21,6 +27,8 @@ def atoms_table(
         df["y_nm"] = final[:, 0] * ps
         df["x_nm"] = final[:, 1] * ps
     df["confidence"] = confidence.astype(np.float32)
+    df["evidence"] = evidence.astype(np.float32)
+    df["height"] = height
     df["intensity"] = refined.intensity
     nn = nearest_neighbour_distances_px(final)
     df["nn_spacing_px"] = nn

@@ -105,6 +105,30 @@ def to_working_px(
     ) - 0.5
 
 
+def columns_are_dark(result: Any, window_nm: float = 0.6) -> bool:
+    """Whether a simulation's visible columns are darker than their surroundings.
+
+    Judged on the noise-free image: the value at each visible column against its local
+    mean over ``window_nm``; the majority decides (a thickness gradient whose dark half
+    holds most columns must not decide it, as the whole image's median would).
+    """
+    from ..simulate.groundtruth import local_mean
+
+    cols = result.columns
+    if len(cols) == 0:
+        return False
+    yx = cols[["y_px", "x_px"]].to_numpy(float)[cols["visible"].to_numpy(bool)]
+    h, w = result.image_clean.shape
+    inside = (yx[:, 0] >= 0) & (yx[:, 1] >= 0) & (yx[:, 0] < h - 0.5) & (yx[:, 1] < w - 0.5)
+    if not inside.any():
+        return False
+    idx = np.rint(yx[inside]).astype(int)
+    clean = np.asarray(result.image_clean, np.float64)
+    window = max(5, round(window_nm / float(result.pixel_size_nm)))
+    signed = (clean - local_mean(clean, window))[idx[:, 0], idx[:, 1]]
+    return bool(np.median(signed) < 0)
+
+
 @dataclass
 class AtomsTask:
     """Synthetic training pairs, loss and metrics for the atom-column heatmap U-Net.
@@ -134,6 +158,11 @@ class AtomsTask:
         If set, the slowly varying background (a Gaussian of this width, nm) is subtracted
         from the resampled image before it is cropped and normalised; the card's
         ``input.background_sigma_nm`` makes inference do the same.
+    columns_bright
+        Show the network every image with its columns bright: phase-contrast images whose
+        columns are dark are inverted (judged on the noise-free image), as inference
+        inverts an image whose columns are dark. A network that never sees dark columns
+        cannot learn that a bright blob may be the hollow between columns.
     """
 
     mix: str = "default"
@@ -149,6 +178,7 @@ class AtomsTask:
     normalisation: str = "robust_zscore"
     background_sigma_nm: float | None = None
     max_upsample: float = 4.0
+    columns_bright: bool = True
     _mix_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -209,7 +239,10 @@ class AtomsTask:
         params = random_parameters(rng, self._mix())
         params = self._fit_recipe(params)
         result = simulate(params)
-        return self.example_from_simulation(result.image, params.pixel_size_nm, result.columns, rng)
+        image = result.image
+        if self.columns_bright and params.mode != "haadf" and columns_are_dark(result):
+            image = -np.asarray(image, dtype=np.float32)
+        return self.example_from_simulation(image, params.pixel_size_nm, result.columns, rng)
 
     # ----------------------------------------------------------------- pieces
     def _mix(self) -> Any:

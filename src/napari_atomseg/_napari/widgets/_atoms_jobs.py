@@ -16,11 +16,9 @@ import numpy as np
 import pandas as pd
 
 from napari_atomseg._progress import Progress, as_part
-from napari_atomseg.atoms import heatmap as atoms_heatmap
-from napari_atomseg.atoms.find import heatmap_to_atoms, labels_for
+from napari_atomseg.atoms.find import heatmap_to_atoms, iter_network_answer, labels_for
 from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.atoms.options import FinderOptions
-from napari_atomseg.atoms.second_look import iter_second_look
 
 from ..image_source import Frame
 
@@ -67,16 +65,8 @@ def find_atoms_steps(
     """Network + post-processing for every frame (generator yielding Progress)."""
     out = []
     for k, frame in enumerate(frames):
-        steps = atoms_heatmap.iter_predict_heatmap(
-            frame.data, pixel_size_nm, model, contrast=options.contrast, views=options.views
-        )
-        heat = yield from as_part(steps, k, len(frames), "frame")
-        frame_options = for_result(options, heat)
-        first = heatmap_to_atoms(heat, frame_options)
-        # The network's columns disagree with the contrast the user gave: look again with
-        # the image the other way round (iter_second_look; no-op otherwise).
-        again = iter_second_look(heat, first, model, frame_options)
-        heat, atoms = yield from as_part(again, k, len(frames), "frame")
+        steps = iter_network_answer(frame.data, pixel_size_nm, model, options)
+        heat, atoms = yield from as_part(steps, k, len(frames), "frame")
         out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")
     return out

@@ -1,7 +1,8 @@
 """The "Find atoms" widget: Image layer -> Points (columns) + Labels (column regions).
 
-Run: the network (:func:`napari_atomseg.atoms.iter_predict_heatmap`) runs once per
-frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.heatmap_to_atoms`)
+Run: the network (:func:`napari_atomseg.atoms.find.iter_network_answer`) runs once per
+frame in a worker (twice for HRTEM of unknown contrast, which keeps the more confident
+polarity), then post-processing (:func:`~napari_atomseg.atoms.heatmap_to_atoms`)
 and the column labels. The network's answers (:class:`HeatmapResult`, one per frame) are
 kept in the Points layer's ``metadata["heatmaps"]``, so the live preview -- moving the
 threshold / separation sliders or the refinement -- re-runs only the post-processing on
@@ -11,9 +12,9 @@ then, when it is made visible). Correct the points afterwards
 with napari's own tools (points added by hand get ``source = "manual"``) and save them
 with File > Save Selected Layers (CSV).
 
-Threshold: with *auto threshold* (the default) each image gets the model card's threshold,
-raised on noisy lattices (:func:`napari_atomseg.atoms.default_threshold`), and the
-slider shows the value used; moving the slider turns it off.
+Threshold and evidence: the sliders start at the chosen model card's recommended values;
+a column needs both the network's confidence and the image's evidence (how far it stands
+out of the noise at the column scale).
 
 Pixel size: the layer's calibration; the override field wins when > 0. On an
 uncalibrated layer the override also calibrates the image layer (scale in nm), so image
@@ -44,17 +45,17 @@ if TYPE_CHECKING:
 
 from napari_atomseg.atoms import options as atoms_options
 from napari_atomseg.atoms.heatmap import HeatmapResult
-from napari_atomseg.atoms.image_check import HRTEM_MIN_PROMINENCE, default_min_prominence
 from napari_atomseg.atoms.imaging import imaging_from_metadata
 from napari_atomseg.atoms.options import (
     CONTRASTS,
-    DEFAULT_CONTRAST_CHECK,
+    DEFAULT_MIN_EVIDENCE,
     DEFAULT_MIN_SEPARATION_NM,
     DEFAULT_REFINE,
     DEFAULT_THRESHOLD,
     REFINE_METHODS,
     VIEWS_CHOICES,
     FinderOptions,
+    option_help,
 )
 from napari_atomseg.errors import AtomsegError, InputError
 
@@ -100,12 +101,13 @@ class FindAtomsWidget(Container):
             value=0.0, min=0.0, max=100.0, step=0.001, label="pixel size (nm)",
             tooltip="0 = the layer's calibration, or estimated when the layer is in pixels",
         )  # fmt: skip
-        self.threshold = FloatSlider(value=0.5, min=0.02, max=0.98, step=0.01, label="threshold")
-        self.auto_threshold = CheckBox(
-            value=True, text="auto threshold (raised on noisy lattices)",
-            tooltip="the model card's threshold, raised on noisy (low-dose) lattices where the "
-            "card says how (default_threshold); the slider then shows the value used. "
-            "Moving the slider turns this off",
+        self.threshold = FloatSlider(
+            value=DEFAULT_THRESHOLD, min=0.02, max=0.98, step=0.01, label="threshold",
+            tooltip=option_help("threshold"),
+        )  # fmt: skip
+        self.min_evidence = FloatSlider(
+            value=DEFAULT_MIN_EVIDENCE, min=0.0, max=10.0, step=0.25, label="min evidence",
+            tooltip=option_help("min_evidence"),
         )  # fmt: skip
         self.separation_nm = FloatSlider(
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
@@ -113,32 +115,17 @@ class FindAtomsWidget(Container):
         self.refine = ComboBox(choices=REFINE_METHODS, value=DEFAULT_REFINE, label="refinement")
         self.contrast = ComboBox(
             choices=CONTRASTS, value="auto", label="columns",
-            tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
-            "refinement see the inverted image) or auto; a change takes effect on Find atoms",
+            tooltip=option_help("contrast") + "; a change takes effect on Find atoms",
         )  # fmt: skip
         self.imaging = ComboBox(
             choices=IMAGING_CHOICES, value="auto", label="imaging",
             tooltip="what the image is: auto reads the file's acquisition mode (DM, TIA, EMD) "
-            "or the simulation's; HRTEM with bright (or auto) columns sets min prominence "
-            f"to {HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
-            "maxima)",
-        )  # fmt: skip
-        self.contrast_check = CheckBox(
-            value=DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
-            tooltip="drop heatmap peaks that are not a local extremum of the image in the "
-            "columns' contrast (hollows, tunnels, dumbbell midpoints)",
-        )  # fmt: skip
-        self.min_prominence = FloatSlider(
-            value=0.0, min=0.0, max=1.0, step=0.05, label="min prominence",
-            tooltip="stricter image check: drop columns that stand out of their surroundings "
-            "by less than this fraction of the image's median column (0 = off; 0.3-0.4 "
-            "for white-atom HRTEM, where hollows can be weak image maxima)",
+            "or the simulation's; for HRTEM of auto contrast the network sees the image "
+            "both ways round",
         )  # fmt: skip
         self.views = ComboBox(
             choices=list(VIEWS_CHOICES), value=1, label="views",
-            tooltip="test-time augmentation: the network sees the image in this many "
-            "orientations and averages its answers (1 = once; 2 costs ~1.6x the time, 4 "
-            "~3x, 8 ~5.5x); a change takes effect on Find atoms",
+            tooltip=option_help("views") + "; a change takes effect on Find atoms",
         )  # fmt: skip
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
@@ -151,71 +138,39 @@ class FindAtomsWidget(Container):
                 self.model_card,
                 self.pixel_size_nm,
                 self.threshold,
-                self.auto_threshold,
+                self.min_evidence,
                 self.separation_nm,
                 self.refine,
                 self.contrast,
                 self.imaging,
-                self.contrast_check,
-                self.min_prominence,
                 self.views,
                 self.live_preview,
                 self.run_button,
                 self.panel,
             ]
         )
-        #: The chosen model's card postprocess (set by _apply_model_defaults).
-        self._card_postprocess: dict[str, Any] = {}
-        #: True while the widget itself moves the threshold slider (not the user).
-        self._moving_threshold = False
         self.run_button.changed.connect(self.run)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(PREVIEW_DELAY_MS)
         self._timer.timeout.connect(self.preview)
         self._preview_pending = False
-        for w in (
-            self.threshold,
-            self.separation_nm,
-            self.refine,
-            self.contrast_check,
-            self.min_prominence,
-        ):
+        for w in (self.threshold, self.min_evidence, self.separation_nm, self.refine):
             w.changed.connect(self._schedule_preview)
-        self.threshold.changed.connect(self._threshold_moved)
-        self.auto_threshold.changed.connect(self._schedule_preview)
         self.model.changed.connect(self._apply_model_defaults)
         self.model_card.changed.connect(self._apply_model_defaults)
-        for w in (self.imaging, self.contrast, self.image):
-            w.changed.connect(self._apply_imaging_default)
         self._apply_model_defaults()
 
     def _apply_model_defaults(self, _value: Any = None) -> None:
         """Move the sliders to the chosen model's recommended post-processing (its card's
         ``postprocess``): each model is calibrated for its own threshold. What the card
         does not say goes back to the library default, never the previous model's value."""
-        # Read once per model choice; the imaging default (below) reuses it.
-        self._card_postprocess = pp = atoms_options.model_postprocess(self.chosen_model())
-        self._show_threshold(float(pp.get("threshold", DEFAULT_THRESHOLD)))
-        self.auto_threshold.value = True
+        pp = atoms_options.model_postprocess(self.chosen_model())
+        self.threshold.value = float(pp.get("threshold", DEFAULT_THRESHOLD))
+        self.min_evidence.value = float(pp.get("min_evidence", DEFAULT_MIN_EVIDENCE))
         self.separation_nm.value = float(pp.get("min_separation_nm", DEFAULT_MIN_SEPARATION_NM))
         refine = pp.get("refine", DEFAULT_REFINE)
         self.refine.value = refine if refine in REFINE_METHODS else DEFAULT_REFINE
-        self.contrast_check.value = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
-        self._apply_imaging_default()
-
-    def _show_threshold(self, value: float) -> None:
-        """Move the slider without it counting as the user's choice."""
-        self._moving_threshold = True
-        try:
-            self.threshold.value = value
-        finally:
-            self._moving_threshold = False
-
-    def _threshold_moved(self, _value: Any = None) -> None:
-        """The user moved the slider: their value from now on, not the automatic one."""
-        if not self._moving_threshold:
-            self.auto_threshold.value = False
 
     def chosen_imaging(self) -> str | None:
         """``"stem"``, ``"hrtem"`` or None: the combo's choice, or with auto what the
@@ -226,15 +181,6 @@ class FindAtomsWidget(Container):
             return imaging_from_metadata(getattr(layer, "metadata", None))
         return None if value == "unknown" else value
 
-    def _apply_imaging_default(self, _value: Any = None) -> None:
-        """Move the min prominence slider to the default for this imaging mode and
-        contrast (:func:`default_min_prominence`: white-atom HRTEM gets the
-        stricter check); the user may move it afterwards."""
-        dark = self.contrast.value == "dark"
-        self.min_prominence.value = default_min_prominence(
-            self.chosen_imaging(), dark, self._card_postprocess
-        )
-
     # --- settings --------------------------------------------------------------------
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
@@ -243,13 +189,11 @@ class FindAtomsWidget(Container):
     def settings(self) -> FinderOptions:
         """The finder's options as the controls say (checked by FinderOptions)."""
         return FinderOptions(
-            # None: the model's default for each image (candidates.default_threshold).
-            threshold=None if self.auto_threshold.value else float(self.threshold.value),
+            threshold=float(self.threshold.value),
+            min_evidence=float(self.min_evidence.value),
             min_separation_nm=float(self.separation_nm.value),
             refine=self.refine.value,
             contrast=self.contrast.value,
-            contrast_check=bool(self.contrast_check.value),
-            min_prominence=float(self.min_prominence.value),
             imaging=self.chosen_imaging(),
             views=int(self.views.value),
         )
@@ -314,9 +258,6 @@ class FindAtomsWidget(Container):
     def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
-        used = results[0].atoms.attrs.get("threshold")
-        if self.auto_threshold.value and used is not None:
-            self._show_threshold(float(used))
         points_name, labels_name = self.result_names(layer.name)
         meta = {
             "source_layer": layer.name,
@@ -324,7 +265,6 @@ class FindAtomsWidget(Container):
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
             "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
-            "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
@@ -346,31 +286,16 @@ class FindAtomsWidget(Container):
         if first.pixel_size_estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
-        attrs = results[0].atoms.attrs
-        if attrs.get("threshold_from") == "noise":
-            summary += (
-                f"; threshold {used:.2f} (noisy image: noise level "
-                f"{attrs.get('noise_level', 0):.2f})"
-            )
-        elif attrs.get("threshold_from") == "rescorer":
-            summary += (
-                f"; noisy lattice (noise level {attrs.get('noise_level', 0):.2f}): the "
-                f"rescorer kept {attrs.get('rescorer_added', 0)} peaks below threshold "
-                f"{used:.2f} and dropped {attrs.get('rescorer_removed', 0)} above it"
-            )
+        dropped = sum(int(r.atoms.attrs.get("unsupported_removed", 0)) for r in results)
+        if dropped:
+            summary += f"; {dropped} network peak(s) without image evidence dropped"
         imaging = results[0].atoms.attrs.get("imaging", "unknown")
         if imaging != "unknown":
             source = " (from the file)" if self.imaging.value == "auto" else ""
             summary += f"; {'HRTEM' if imaging == 'hrtem' else 'STEM'}{source}"
-        # A kept second look (iter_second_look) stays in the stored network output,
-        # so previews keep saying so.
-        flipped = [r.index for r in results if r.heatmap.looked_again]
-        if flipped:
-            where = "" if flipped == [None] else f" (frame(s) {', '.join(map(str, flipped))})"
-            summary += (
-                f"; second look kept{where}: the network's columns disagreed with the "
-                "contrast, so it saw the image the other way round"
-            )
+        chosen = [r.atoms.attrs["polarity"] for r in results if "polarity" in r.atoms.attrs]
+        if chosen:
+            summary += f"; {chosen[0]}"
         problems = result_warnings(results)
         if problems:
             summary += "; WARNING: " + " | ".join(problems)
@@ -378,8 +303,7 @@ class FindAtomsWidget(Container):
 
     # --- live preview ----------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
-        # The widget showing the threshold it used is no reason to run again.
-        if self.live_preview.value and not self._moving_threshold:
+        if self.live_preview.value:
             self._timer.start()
 
     def _stored(self) -> tuple[Any, list[tuple[int | None, HeatmapResult]]] | None:
