@@ -168,12 +168,11 @@ def test_contrast_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys
     pts, _ = read_points_csv(out / "a_atoms.csv")
     direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="com", contrast="dark")
     np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
-    # --no-contrast-check keeps heatmap peaks that are not image maxima, as find_atoms.
-    code, err = _run([*args, "--refine", "none", "--no-contrast-check", "--overwrite"], capsys)
+    # --min-evidence reaches find_atoms like every other finder option.
+    code, err = _run([*args, "--refine", "none", "--min-evidence", "0", "--overwrite"], capsys)
     assert code == 0, err
     pts, _ = read_points_csv(out / "a_atoms.csv")
-    direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="none",
-                        contrast_check=False)  # fmt: skip
+    direct = find_atoms(_image(1), PS, model=model, threshold=0.05, refine="none", min_evidence=0)
     np.testing.assert_allclose(pts, direct[["y_px", "x_px"]].to_numpy(), atol=1e-6)
     with pytest.raises(SystemExit) as usage:  # argparse: exit code 2 with the choices
         main(["atoms", *map(str, args), "--contrast", "black"])
@@ -229,8 +228,8 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
     assert code == 0, err
     summary = pd.read_csv(out / SUMMARY_NAME)
     (warning,) = summary["warnings"]
-    assert "the image check removed" in warning and "hollows" in warning
-    assert f"warning: {img}: the image check removed" in err
+    assert "the image shows no column" in warning and "hollows" in warning
+    assert f"warning: {img}: the image shows no column" in err
     assert (out / "a_atoms.csv").is_file()
     # An ordinary result leaves the column empty.
     monkeypatch.undo()
@@ -239,43 +238,24 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
     assert pd.read_csv(out / SUMMARY_NAME)["warnings"].isna().all()
 
 
-def test_second_look_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys, monkeypatch):
-    from napari_atomseg.atoms import find
-
-    seen = []
-    real = find.iter_find_atoms
-
-    def spy(image, pixel_size_nm=None, model="default", options=None, **overrides):
-        seen.append(options.second_look)
-        return real(image, pixel_size_nm, model, options, **overrides)
-
-    monkeypatch.setattr(find, "iter_find_atoms", spy)
-    args = [folder / "a.tif", "--out", tmp_path / "out", "--model", tiny_model.path]
-    code, err = _run([*args, "--contrast", "dark", "--no-second-look"], capsys)
-    assert code == 0, err
-    code, err = _run([*args, "--contrast", "dark", "--overwrite"], capsys)
-    assert code == 0, err
-    assert seen == [False, True]
-
-
-def test_min_prominence_option(tmp_path, tiny_model, capsys):
+def test_min_evidence_option(tmp_path, tiny_model, capsys):
     import argparse
 
     from napari_atomseg.atoms._cli import configure, finder_options
 
     parser = argparse.ArgumentParser()
     configure(parser)
-    args = parser.parse_args(["x.tif", "--out", "o", "--min-prominence", "0.3"])
-    assert finder_options(args).min_prominence == 0.3
-    assert finder_options(parser.parse_args(["x.tif", "--out", "o"])).min_prominence is None
+    args = parser.parse_args(["x.tif", "--out", "o", "--min-evidence", "3"])
+    assert finder_options(args).min_evidence == 3.0
+    assert finder_options(parser.parse_args(["x.tif", "--out", "o"])).min_evidence is None
     assert finder_options(parser.parse_args(["x.tif", "--out", "o", "--views", "4"])).views == 4
     assert finder_options(parser.parse_args(["x.tif", "--out", "o"])).views == 1
     with pytest.raises(SystemExit):
         parser.parse_args(["x.tif", "--out", "o", "--views", "3"])
     img = tmp_path / "a.tif"
     write_image_tiff(img, _image(1), Calibration.from_pixel_size_nm(PS))
-    code, err = _run([img, "--out", tmp_path / "out", "--min-prominence", "2"], capsys)
-    assert code == 2 and "--min-prominence: 2.0 is outside the allowed range" in err
+    code, err = _run([img, "--out", tmp_path / "out", "--min-evidence", "-2"], capsys)
+    assert code == 2 and "--min-evidence: -2.0 is outside the allowed range" in err
 
 
 def test_imaging_is_read_from_each_file_unless_given(tmp_path, tiny_model, capsys):
@@ -317,13 +297,11 @@ def test_real_instrument_files_say_their_imaging_mode(tmp_path, tiny_model, caps
     assert summary["imaging"].tolist() == ["stem", "hrtem"]
 
 
-def test_summary_records_the_threshold_used_per_file(tmp_path, capsys):
-    """With a card that raises its threshold on noisy images, the summary says per file
-    which threshold was used and the noise level behind it; --threshold wins for all."""
+def test_summary_records_the_threshold_and_contrast_per_file(tmp_path, capsys):
+    """The summary says per file which threshold was used (the card's, or --threshold
+    for all) and the columns' contrast the finder worked with."""
     model = export_tiny_atoms_model(
-        tmp_path / "m",
-        "atoms_cli_noise",
-        postprocess={"threshold": 0.4, "threshold_noisy": 0.6, "noise_ramp": [0.15, 0.25]},
+        tmp_path / "m", "atoms_cli_card", postprocess={"threshold": 0.4}
     )
     folder = tmp_path / "in"
     folder.mkdir()
@@ -337,11 +315,10 @@ def test_summary_records_the_threshold_used_per_file(tmp_path, capsys):
     out = tmp_path / "out"
     code, err = _run([folder, "--out", out, "--model", model.path], capsys)
     assert code == 0, err
-    summary = pd.read_csv(out / SUMMARY_NAME).set_index(pd.Index(["clean", "noisy"]))
-    assert summary.loc["clean", "threshold"] == pytest.approx(0.4)
-    assert summary.loc["noisy", "threshold"] == pytest.approx(0.6)
-    assert summary["threshold_from"].tolist() == ["model card", "noise"]
-    assert summary.loc["clean", "noise_level"] < 0.15 < 0.25 < summary.loc["noisy", "noise_level"]
+    summary = pd.read_csv(out / SUMMARY_NAME)
+    assert summary["threshold"].tolist() == [0.4, 0.4]
+    assert summary["threshold_from"].tolist() == ["model card", "model card"]
+    assert summary["contrast"].tolist() == ["bright", "bright"]
     code, err = _run(
         [folder, "--out", out, "--model", model.path, "--threshold", "0.3", "--overwrite"], capsys
     )

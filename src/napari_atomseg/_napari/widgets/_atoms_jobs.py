@@ -35,18 +35,11 @@ class FrameAtoms:
     labels: np.ndarray | None
 
 
-def for_result(options: FinderOptions, heat: HeatmapResult) -> FinderOptions:
-    """The widget's options for one frame: its separation in nm needs a pixel size."""
-    if heat.pixel_size_nm is None and options.min_separation_nm is not None:
-        return options.replace(min_separation_nm=None)
-    return options
-
-
 def postprocess(
     heat: HeatmapResult, index: int | None, options: FinderOptions, with_labels: bool = True
 ) -> FrameAtoms:
     """Columns (and column labels) of one frame from its (stored) network output."""
-    atoms = heatmap_to_atoms(heat, for_result(options, heat))
+    atoms = heatmap_to_atoms(heat, options)
     return _frame_result(heat, atoms, index, with_labels)
 
 

@@ -106,7 +106,7 @@ class FindAtomsWidget(Container):
             tooltip=option_help("threshold"),
         )  # fmt: skip
         self.min_evidence = FloatSlider(
-            value=DEFAULT_MIN_EVIDENCE, min=0.0, max=10.0, step=0.25, label="min evidence",
+            value=DEFAULT_MIN_EVIDENCE, min=0.0, max=30.0, step=0.25, label="min evidence",
             tooltip=option_help("min_evidence"),
         )  # fmt: skip
         self.separation_nm = FloatSlider(

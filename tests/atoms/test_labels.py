@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.atoms.hough import disc_radius_px, hough_columns
 from napari_atomseg.atoms.labels import column_labels
-from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.errors import InputError
 from tests.atoms.synth import heatmap_for, hex_lattice_px
 
@@ -47,29 +45,3 @@ def test_labels_edge_cases():
     assert lab[5, 5] == 1 and (lab == 2).sum() == 0
     with pytest.raises(InputError):
         column_labels(np.zeros((4, 4, 4)), [[1, 1]])
-
-
-def test_disc_radius_of_touching_discs():
-    yy, xx = np.mgrid[:60, :80]
-    binary = (np.hypot(yy - 30, xx - 30) <= 6) | (np.hypot(yy - 30, xx - 41) <= 6)
-    assert disc_radius_px(binary) == pytest.approx(6.0, abs=0.6)
-    assert np.isnan(disc_radius_px(np.zeros((5, 5), bool)))
-
-
-@pytest.mark.parametrize("spacing, sigma", [(12.0, 2.5), (20.0, 4.0)])
-def test_hough_finds_every_column(spacing, sigma):
-    shape = (200, 200)
-    true = hex_lattice_px(shape, spacing, margin_px=6, seed=1)
-    heat = heatmap_for(shape, true, sigma)
-    res = hough_columns(heat, level=0.5)
-    m = point_metrics(res.positions_px, true, radius_px=spacing / 4)
-    assert m.f1 == 1.0
-    assert m.rms_error_px < 0.5
-    expected_r = sigma * np.sqrt(2 * np.log(2))  # heat = 0.5 contour
-    assert np.median(res.radius_px) == pytest.approx(expected_r, abs=1.0)
-
-
-def test_hough_empty_and_bad_radius():
-    assert len(hough_columns(np.zeros((50, 50))).positions_px) == 0
-    with pytest.raises(InputError, match="radius"):
-        hough_columns(np.ones((50, 50)) * (np.arange(50) > 25), radius_px=(5, 2))
