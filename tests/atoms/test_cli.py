@@ -231,8 +231,16 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
     assert "the image shows no column" in warning and "hollows" in warning
     assert f"warning: {img}: the image shows no column" in err
     assert (out / "a_atoms.csv").is_file()
-    # An ordinary result leaves the column empty.
-    monkeypatch.undo()
+
+    # A network that marks the columns: an ordinary result leaves the column empty.
+    def on_columns(image, pixel_size_nm=None, model="default", *, contrast="auto", **kw):
+        true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=1)
+        yield Progress(0, 1, "network")
+        return HeatmapResult.from_arrays(
+            image, heatmap_for((96, 96), true, 0.04 / PS), pixel_size_nm
+        )
+
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", on_columns)
     code, err = _run([img, "--out", out, "--model", tiny_model.path, "--overwrite"], capsys)
     assert code == 0 and "warning:" not in err
     assert pd.read_csv(out / SUMMARY_NAME)["warnings"].isna().all()
