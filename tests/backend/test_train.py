@@ -328,16 +328,16 @@ def test_cli_trains_from_a_yaml_file(tmp_path, capsys):
 
 
 def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
-    from napari_atomseg.backend import train as train_mod
+    from napari_atomseg.backend import train_sources
 
     calls = []
-    original = train_mod._pool_example
+    original = train_sources._pool_example
 
     def counting(task, seed, j):
         calls.append(j)
         return original(task, seed, j)
 
-    monkeypatch.setattr(train_mod, "_pool_example", counting)
+    monkeypatch.setattr(train_sources, "_pool_example", counting)
     a = train(config(tmp_path, "pool", example_pool=10), log=None)
     assert sorted(calls) == list(range(10))  # simulated once each
     pool_file = tmp_path / "pool" / "example_pool.npz"
@@ -357,7 +357,7 @@ def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
     assert sorted(calls) == list(range(10))
     # ...and so does changed simulator/task code (same config)
     calls.clear()
-    monkeypatch.setattr(train_mod, "_generator_digest", lambda task: "other-code")
+    monkeypatch.setattr(train_sources, "_generator_digest", lambda task: "other-code")
     train(config(tmp_path, "pool", example_pool=10, task_options={"patch_px": 40}), log=None)
     assert sorted(calls) == list(range(10))
 
