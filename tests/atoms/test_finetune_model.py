@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from napari_atomseg.atoms.find import find_atoms
-from napari_atomseg.atoms.finetune import read_pt_image
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.backend import default_model_name
 from napari_atomseg.backend.cards import load_card
@@ -96,7 +95,9 @@ def test_finds_isolated_synthetic_atoms(card):
 def test_finds_atoms_on_a_real_pt_crop(card):
     """A 256^2 crop of real image 034 (one of its training images: a plumbing check, not a
     score -- the cross-validated scores are in the card)."""
-    image, ps, truth = read_pt_image(shared_path("pt_single_atoms"), "034")
+    from benchmarks.lib.pt import read_pt_image
+
+    image, ps, truth = read_pt_image("034", shared_path("pt_single_atoms"))
     r0, c0, side = 200, 200, 256
     crop = image[r0 : r0 + side, c0 : c0 + side]
     inside = ((truth >= (r0, c0)) & (truth < (r0 + side, c0 + side))).all(1)

@@ -16,7 +16,7 @@ What it does, in order:
    task and task options, so the targets are rendered and the images prepared exactly as
    the base model was trained (background subtraction, normalisation, working sampling);
 2. turns every (image, points) pair into a training pair
-   (:func:`~.finetune.point_pairs`; dark-column images are inverted first, as inference
+   (:func:`point_pairs`; dark-column images are inverted first, as inference
    does for ``contrast="dark"``);
 3. trains from the base weights (:data:`RECIPE`: a short one-cycle run, 128-px crops,
    rotation/flip/intensity augmentation; optionally a share of synthetic examples from
@@ -297,6 +297,31 @@ def _check_items(
     return items
 
 
+def point_pairs(
+    items: Sequence[tuple[np.ndarray, float, np.ndarray]], task: Any
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Training pairs ``((1, H, W) image, (C, H, W) target)`` at ``task``'s working sampling.
+
+    Each image goes the path a real image takes at inference (resampled to the working pixel
+    size, normalised as the card says); the target is rendered from the hand positions as
+    :class:`~.training.AtomsTask` renders simulated columns.
+    """
+    import pandas as pd
+
+    from ..backend.normalise import normalise
+    from ..backend.sampling import resample
+
+    work = float(task.working_pixel_size_nm)
+    pairs = []
+    for image, ps, points in items:
+        img = resample(np.asarray(image, np.float32), ps, work, max_upsample=task.max_upsample)
+        x = normalise(task.flatten(img), task.normalisation).astype(np.float32)[None]
+        cols = pd.DataFrame({"y_px": points[:, 0], "x_px": points[:, 1], "visible": True})
+        target = task.render_target(cols, ps, (0, 0), img.shape)
+        pairs.append((np.ascontiguousarray(x), np.ascontiguousarray(target)))
+    return pairs
+
+
 def match_radius_nm(items: Sequence[tuple[np.ndarray, float, np.ndarray]]) -> float:
     """Match radius used to score the labelled images: half the labelled atoms' median
     nearest-neighbour distance, at most :data:`MATCH_RADIUS_NM`."""
@@ -382,7 +407,6 @@ def iter_finetune_atoms(
     """
     from ..backend.cards import load_card, save_card
     from ..backend.train import TrainConfig, iter_train, load_task
-    from .finetune import point_pairs
     from .heatmap import predict_heatmap
 
     if contrast not in ("bright", "dark"):
@@ -469,5 +493,6 @@ __all__ = [
     "finetune_atoms",
     "finetune_config",
     "iter_finetune_atoms",
+    "point_pairs",
     "read_points_table",
 ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from benchmarks.lib.baselines import BASELINES, normalise_01, pooled_f1, tune
 
-from napari_atomseg.atoms.baselines import BASELINES, normalise_01, pooled_f1, tune
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.errors import InputError
 from tests.atoms.synth import hex_lattice_px, render

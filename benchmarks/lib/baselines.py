@@ -29,11 +29,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import feature
 
-from .._validate import as_image2d, check_pixel_size_nm
-from ..errors import InputError
-from .metrics import point_metrics
-from .refine import refine_center_of_mass, refine_gaussian
-from .spacing import nearest_neighbour_distances_px
+from napari_atomseg._validate import as_image2d, check_pixel_size_nm
+from napari_atomseg.atoms.metrics import point_metrics
+from napari_atomseg.atoms.refine import refine_center_of_mass, refine_gaussian
+from napari_atomseg.atoms.spacing import nearest_neighbour_distances_px
+from napari_atomseg.errors import InputError
 
 
 def normalise_01(image: np.ndarray, bright_atoms: bool = True) -> np.ndarray:
