@@ -198,7 +198,7 @@ def sublattice_consensus(
     region: np.ndarray,
     yx_px: np.ndarray,
     z_sum: np.ndarray,
-    neighbours: int = 16,
+    neighbours: int = 64,
     z_tolerance: float = 0.25,
     min_group: int = 5,
     independent: np.ndarray | None = None,

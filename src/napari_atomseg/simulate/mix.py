@@ -156,6 +156,10 @@ class MixConfig:
     energy_keV_2d: dict[str, float] | None = None
     # --- fast-model Z contrast ------------------------------------------------------------
     z_exponent: tuple[float, float] = (1.5, 2.0)
+    #: if set, the Z exponents (columns, isolated atoms) are those calibrated to multislice
+    #: for the recipe's beam energy (potentials.calibrated_z_exponent) plus one uniform
+    #: offset drawn from this range
+    z_exponent_offset: tuple[float, float] | None = None
     #: STEM effective source size (FWHM): also vibration and drift during a dwell
     source_size_nm: tuple[float, float] = (0.03, 0.11)
     haadf_saturation_atoms: tuple[float, float] = (20.0, 80.0)
@@ -280,6 +284,7 @@ class MixConfig:
         """Ranges a SimulationParameters field would refuse, refused when the mix loads."""
         for name, low, high in (
             ("z_exponent", 1.0, 2.2),
+            ("z_exponent_offset", -1.0, 1.0),
             ("source_size_nm", 0.0, 1.0),
             ("haadf_saturation_atoms", 1.0, 1e9),
             ("support_thickness_variation", 0.0, 1.0),
@@ -529,8 +534,27 @@ def _stem_optics(rng, m: MixConfig, kw: dict) -> None:
     kw["astigmatism_nm"] = abs(float(rng.normal(0.0, 0.8)))
     kw["astigmatism_angle_deg"] = _uniform(rng, (0, 180))
     kw["source_size_nm"] = _uniform(rng, m.source_size_nm)
-    kw["z_exponent"] = _uniform(rng, m.z_exponent)
+    if m.z_exponent_offset is not None:
+        kw["z_exponent"], kw["z_exponent_isolated"] = _z_exponents_near_calibrated(
+            rng, m, kw["energy_keV"]
+        )
+    else:
+        kw["z_exponent"] = _uniform(rng, m.z_exponent)
     kw["haadf_saturation_atoms"] = _uniform(rng, m.haadf_saturation_atoms)
+
+
+def _z_exponents_near_calibrated(rng, m: MixConfig, energy_keV: float) -> tuple[float, float]:
+    """Columns' and isolated atoms' exponents: the calibrated ones (for the parameters'
+    default detector) shifted by one offset drawn from ``z_exponent_offset``."""
+    from .potentials import calibrated_z_exponent
+
+    fields = SimulationParameters.__dataclass_fields__
+    detector = (fields["adf_inner_mrad"].default, fields["adf_outer_mrad"].default)
+    offset = _uniform(rng, m.z_exponent_offset)
+    return tuple(  # type: ignore[return-value]
+        float(np.clip(calibrated_z_exponent(energy_keV, *detector, kind) + offset, 1.0, 2.2))
+        for kind in ("columns", "isolated")
+    )
 
 
 def _tem_optics(rng, m: MixConfig, kw: dict) -> None:

@@ -99,7 +99,7 @@ class SimulationParameters:
     astigmatism_angle_deg: float = 0.0
     convergence_mrad: float = 25.0  # STEM probe semi-angle
     source_size_nm: float = 0.05  # STEM effective source size (FWHM)
-    z_exponent: float = 1.7  # HAADF Z-contrast exponent n (sigma ~ Z^n)
+    z_exponent: float | None = None  # HAADF Z exponent n of columns; None: calibrated
     haadf_saturation_atoms: float = 40.0  # column channelling saturation scale (atoms)
     adf_inner_mrad: float = 70.0  # annular detector (multislice modes)
     adf_outer_mrad: float = 200.0
@@ -112,6 +112,7 @@ class SimulationParameters:
     depth_of_field: bool = False  # STEM: single atoms / amorphous layers at their depth
     probe_tail_fraction: float = 0.0  # STEM: share of the probe current in a broad halo
     probe_tail_nm: float = 1.0  # FWHM of that halo
+    z_exponent_isolated: float | None = None  # ... of isolated atoms; None: calibrated
 
     # --- detector and scan ------------------------------------------------------------
     detector_gain: float = 1.0  # counts per detected electron
@@ -338,7 +339,9 @@ def validate_parameters(p: SimulationParameters) -> None:
     check_range(p.astigmatism_angle_deg, -360.0, 360.0, "astigmatism_angle_deg")
     check_range(p.convergence_mrad, 1.0, 80.0, "convergence_mrad")
     check_range(p.source_size_nm, 0.0, 1.0, "source_size_nm")
-    check_range(p.z_exponent, 1.0, 2.2, "z_exponent")
+    for name in ("z_exponent", "z_exponent_isolated"):
+        if getattr(p, name) is not None:
+            check_range(getattr(p, name), 1.0, 2.2, name)
     check_range(p.haadf_saturation_atoms, 1.0, 1e9, "haadf_saturation_atoms")
     check_range(p.adf_inner_mrad, 0.0, 500.0, "adf_inner_mrad")
     check_range(p.adf_outer_mrad, p.adf_inner_mrad + 1.0, 1000.0, "adf_outer_mrad")

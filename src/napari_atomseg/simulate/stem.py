@@ -18,7 +18,7 @@ from scipy import fft as sfft
 from scipy.ndimage import map_coordinates
 
 from . import optics, render
-from .potentials import haadf_cross_section_A2
+from .potentials import calibrated_z_exponent, haadf_cross_section_A2
 from .render import (
     RenderGrid,
     bilinear_correction,
@@ -112,8 +112,47 @@ def saturation_factor(n_atoms: np.ndarray, saturation_atoms: float) -> np.ndarra
     return np.where(n > 0, ns * -np.expm1(-n / ns) / np.maximum(n, 1e-12), 1.0)
 
 
-def _cross_sections(p, z) -> np.ndarray:
-    return haadf_cross_section_A2(z, p.z_exponent, p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad)
+def z_exponent(p, kind: str = "columns") -> float:
+    """The parameters' Z exponent for atoms in columns or isolated atoms, or the one
+    calibrated for their energy and detector (:func:`.potentials.calibrated_z_exponent`)."""
+    value = p.z_exponent if kind == "columns" else getattr(p, "z_exponent_isolated", None)
+    if value is not None:
+        return float(value)
+    return calibrated_z_exponent(p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad, kind)
+
+
+def _cross_sections(p, z, kind: str = "columns") -> np.ndarray:
+    return haadf_cross_section_A2(
+        z, z_exponent(p, kind), p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad
+    )
+
+
+def _weights(p, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Each render point's cross-section (A^2; columns saturate) and each column's signal.
+
+    Atoms in crystal and particle columns scatter with the columns' Z exponent; single
+    atoms, adatoms and amorphous material with the isolated atoms' one."""
+    from .scene import REGIONS
+
+    z = scene.column_atomic_numbers()
+    sigma_col = _cross_sections(p, z, "columns")
+    sigma_iso = _cross_sections(p, z, "isolated")
+    saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
+    isolated_col = np.isin(
+        scene.column_region, (REGIONS.index("single_atom"), REGIONS.index("adatom"))
+    )
+    col = scene.point_column
+    is_col = col >= 0
+    iso_point = ~is_col | isolated_col[np.maximum(col, 0)] if len(isolated_col) else ~is_col
+    weights = scene.point_atoms * np.where(
+        iso_point, sigma_iso[scene.point_element], sigma_col[scene.point_element]
+    )
+    if saturation.size:
+        weights = weights * np.where(is_col, saturation[np.maximum(col, 0)], 1.0)
+    signal = np.where(
+        isolated_col, scene.column_counts @ sigma_iso, scene.column_counts @ sigma_col
+    )
+    return weights, signal * saturation
 
 
 def render_haadf(
@@ -128,16 +167,10 @@ def render_haadf(
     ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
     means the ideal raster.
     """
-    sigma_el = _cross_sections(p, scene.column_atomic_numbers())
-    saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
-    col = scene.point_column
-    is_col = col >= 0
-    weights = scene.point_atoms * sigma_el[scene.point_element]
-    if saturation.size:
-        weights = weights * np.where(is_col, saturation[np.maximum(col, 0)], 1.0)
-
+    weights, column_signal = _weights(p, scene)
+    is_col = scene.point_column >= 0
     if getattr(p, "depth_of_field", False):
-        return _render_with_depth(p, scene, grid, sample_yx_A, rng, weights, is_col)
+        return _render_with_depth(p, scene, grid, sample_yx_A, rng, weights, column_signal)
     correction = bilinear_correction(grid.shape)
     psf_ft, peak, area = probe_psf_ft(p, grid)
     workers = render.FFT_WORKERS
@@ -157,7 +190,7 @@ def render_haadf(
         other=sample_output(grid, other, sample_yx_A),
         psf_peak_per_A2=peak,
         psf_area_A2=area,
-        column_signal_A2=(scene.column_counts @ sigma_el) * saturation,
+        column_signal_A2=column_signal,
     )
 
 
@@ -171,18 +204,19 @@ def _amorphous_deposit(p, scene: Scene, grid, rng, weights, select, kinds) -> np
     if means:
         from ase.data import atomic_numbers
 
-        w = {s: float(_cross_sections(p, atomic_numbers[s])) for s in means}
+        w = {s: float(_cross_sections(p, atomic_numbers[s], "isolated")) for s in means}
         stat = sample_statistical(means, w, rng)
         other = stat if other is None else other + stat
     return other
 
 
-def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, is_col):
+def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, column_signal):
     """:func:`render_haadf` with the depth of field (see :mod:`.stem_depth`)."""
     from .scene import REGIONS
     from .stem_depth import DepthProbes, depth_points, layer_depth_ranges, render_depth_columns
 
     workers = render.FFT_WORKERS
+    is_col = scene.point_column >= 0
     correction = bilinear_correction(grid.shape)
     psf_ft, peak, area = probe_psf_ft(p, grid)
     probes = DepthProbes(p, grid)
@@ -208,14 +242,12 @@ def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, is_col)
         other = np.zeros(grid.shape)
     else:
         other = sfft.irfft2(other_ft, s=grid.shape, workers=workers)
-    sigma_el = _cross_sections(p, scene.column_atomic_numbers())
-    saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
     return FastStemImage(
         columns=sample_output(grid, cols, sample_yx_A),
         other=sample_output(grid, other, sample_yx_A),
         psf_peak_per_A2=peak,
         psf_area_A2=area,
-        column_signal_A2=(scene.column_counts @ sigma_el) * saturation,
+        column_signal_A2=column_signal,
         column_peak_per_A2=column_peak,
     )
 
