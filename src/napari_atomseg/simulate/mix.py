@@ -419,8 +419,8 @@ def _realism(rng, m: MixConfig, kw: dict, mode: str, scene: str) -> None:
         if support > 0 and kw.get("single_atom_density_per_nm2", 0.0) > 0:
             kw["single_atom_depth_fraction"] = _uniform(rng, m.single_atom_depth_fraction)
             if scene == "single_atoms":
-                # The operator focuses on the atoms: somewhere in the upper half of the film.
-                kw["defocus_nm"] = kw.get("defocus_nm", 0.0) + _uniform(rng, (0.0, 0.5 * support))
+                # The operator focuses on the atoms: somewhere in the upper part of the film.
+                kw["defocus_nm"] = kw.get("defocus_nm", 0.0) + _uniform(rng, (0.0, 0.7 * support))
     if mode != "haadf":
         return
     if m.p_probe_tail > 0 and rng.random() < m.p_probe_tail:
