@@ -199,3 +199,97 @@ def test_shipped_mix_recipes_are_pinned(mix, seed, pixel_size_nm):
     recipes = [random_parameters(rng, load_mix(mix)) for _ in range(200)]
     assert recipes[-1].seed == seed
     assert recipes[-1].pixel_size_nm == pytest.approx(pixel_size_nm, abs=1e-6)
+
+
+# --- Z contrast --------------------------------------------------------------------------
+def test_calibrated_z_exponents_and_the_sulfur_anchor():
+    from napari_atomseg.simulate.potentials import (
+        calibrated_z_exponent,
+        effective_z_exponent,
+        haadf_cross_section_A2,
+        wentzel_cross_section_A2,
+    )
+    from napari_atomseg.simulate.stem import z_exponent
+
+    n_w = effective_z_exponent(60.0, 60.0, 130.0)
+    assert calibrated_z_exponent(60.0, 60.0, 130.0) == pytest.approx(n_w - 0.29)
+    assert calibrated_z_exponent(300.0, 70.0, 200.0, "isolated") == pytest.approx(
+        effective_z_exponent(300.0, 70.0, 200.0) - 0.08
+    )
+    with pytest.raises(InputError, match="kind"):
+        calibrated_z_exponent(200.0, 70.0, 200.0, "bulk")
+    # Sulfur keeps Wentzel's cross-section whatever the exponent; gold loses with it.
+    for n in (1.3, 1.9):
+        assert haadf_cross_section_A2(16, n, 200.0) == pytest.approx(
+            wentzel_cross_section_A2(16, 200.0, 70.0, 200.0)
+        )
+    p = SimulationParameters(energy_keV=60.0, adf_inner_mrad=60.0, adf_outer_mrad=130.0)
+    assert z_exponent(p) == pytest.approx(n_w - 0.29)
+    assert z_exponent(p.replace(z_exponent=1.8)) == 1.8
+    assert z_exponent(p, "isolated") == pytest.approx(n_w - 0.08)
+
+
+def test_single_atoms_use_the_isolated_exponent():
+    p = _atoms_in_carbon(support_thickness_nm=3.0, dose_e_per_A2=1e8)
+    strong = simulate(p.replace(z_exponent_isolated=2.0))
+    weak = simulate(p.replace(z_exponent_isolated=1.4))
+    # Pt against carbon: the atoms stand out more with the larger exponent, and the
+    # columns' exponent does not matter in a scene without columns.
+    assert np.median(_peaks(strong)) / strong.image_clean.mean() > 1.5 * (
+        np.median(_peaks(weak)) / weak.image_clean.mean()
+    )
+    np.testing.assert_array_equal(simulate(p.replace(z_exponent=1.2)).image, simulate(p).image)
+
+
+def test_mix_draws_exponents_around_the_calibrated_ones():
+    from napari_atomseg.simulate.potentials import calibrated_z_exponent
+
+    mix = MixConfig(modes={"haadf": 1.0}, z_exponent_offset=(-0.1, 0.1))
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        p = random_parameters(rng, mix)
+        col = calibrated_z_exponent(p.energy_keV, 70.0, 200.0, "columns")
+        iso = calibrated_z_exponent(p.energy_keV, 70.0, 200.0, "isolated")
+        assert abs(p.z_exponent - col) <= 0.1 + 1e-9
+        # One offset for both kinds.
+        assert p.z_exponent_isolated - iso == pytest.approx(p.z_exponent - col)
+
+
+# --- the support -----------------------------------------------------------------------------
+def test_support_texture_adds_fluctuations_at_its_scale():
+    from napari_atomseg.simulate.imagestats import texture_spectrum
+
+    p = _atoms_in_carbon(single_atom_density_per_nm2=0.01, shape_px=(256, 256), dose_e_per_A2=1e9)
+    flat = _noise_free()
+    plain = texture_spectrum(simulate(p).image_clean, 0.03, flat).band_rms
+    textured = texture_spectrum(
+        simulate(p.replace(support_texture_rms=0.2, support_texture_nm=0.7)).image_clean,
+        0.03,
+        flat,
+    ).band_rms
+    # Bands 0.4-1 nm and 1-2.5 nm gain; the atomic speckle (0.15-0.4 nm) barely moves.
+    assert textured[1] > 1.5 * plain[1] and textured[2] > 1.5 * plain[2]
+    assert textured[0] < 1.5 * plain[0]
+
+
+def _noise_free():
+    """A noise model without noise: zero level 0, no floor to subtract."""
+    from napari_atomseg.simulate.imagestats import NoiseFit
+
+    return NoiseFit(1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
+
+
+def test_mix_puts_atoms_inside_the_support_and_focuses_into_it():
+    mix = MixConfig(
+        modes={"haadf": 1.0},
+        scenes={"single_atoms": 1.0},
+        p_depth_of_field=1.0,
+        single_atom_depth_fraction=(0.5, 1.0),
+        p_uncorrected=0.0,  # (an uncorrected probe sits at its Scherzer defocus instead)
+    )
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        p = random_parameters(rng, mix)
+        assert p.depth_of_field and 0.5 <= p.single_atom_depth_fraction <= 1.0
+        # The focus lies within the film's upper 70 % (plus the optics' own defocus).
+        assert -6.0 < p.defocus_nm < 0.7 * p.support_thickness_nm + 6.0

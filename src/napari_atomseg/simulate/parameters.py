@@ -90,7 +90,7 @@ class SimulationParameters:
     contamination_thickness_nm: float = 1.5
     contamination_blob_size_nm: float = 3.0
     support_texture_rms: float = 0.0  # relative density fluctuation of the support ...
-    support_texture_nm: float = 1.0  # ... and its correlation length (medium-range order)
+    support_texture_nm: float = 1.0  # ... and its feature size (medium-range order)
 
     # --- optics ---------------------------------------------------------------------
     defocus_nm: float = 0.0

@@ -656,7 +656,9 @@ def _support(p: SimulationParameters, bounds, fov_bounds, rng) -> AmorphousLayer
     variation_field = SmoothField(rng, bounds, corr_A=rng.uniform(30, 150), roughness=0.3)
     texture = None
     if p.support_texture_rms > 0:
-        texture = SmoothField(rng, bounds, corr_A=p.support_texture_nm * 10, roughness=0.5)
+        # Features of about support_texture_nm across: a Gaussian field of a quarter of
+        # that width, on a grid fine enough to hold it.
+        texture = SmoothField(rng, bounds, corr_A=p.support_texture_nm * 10 / 4, max_grid=512)
     return AmorphousLayer(
         "support",
         dict(SUPPORT_COMPOSITION),
