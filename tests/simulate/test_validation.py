@@ -40,9 +40,8 @@ def _at(image: np.ndarray, table) -> np.ndarray:
 
 
 def _haadf_pair(monkeypatch, frozen_phonons: int, sampling_nm: float):
-    """Fast and multislice HAADF of one MoS2 field (60 kV, 60-130 mrad detector)."""
-    from napari_atomseg.simulate.potentials import effective_z_exponent
-
+    """Fast and multislice HAADF of one MoS2 field (60 kV, 60-130 mrad detector); the
+    fast model with its default Z exponent (calibrated for the energy and detector)."""
     # A smaller specimen margin than the default keeps the multislice grid small; both
     # models see the very same atoms either way.
     monkeypatch.setattr(engine, "STEM_MARGIN_A", 4.0)
@@ -55,7 +54,6 @@ def _haadf_pair(monkeypatch, frozen_phonons: int, sampling_nm: float):
         convergence_mrad=25.0,
         adf_inner_mrad=60.0,
         adf_outer_mrad=130.0,
-        z_exponent=effective_z_exponent(60.0, 60.0, 130.0),  # the detector's n (1.60)
         multislice_sampling_nm=sampling_nm,  # abTEM's antialiased limit must pass 130 mrad
         frozen_phonons=frozen_phonons,
         dose_e_per_A2=1e9,
@@ -90,9 +88,9 @@ def test_fast_haadf_agrees_with_abtem_multislice(monkeypatch):
     a, b, inner, ratio_fast, ratio_ms = _haadf_pair(monkeypatch, 1, 0.012)
     corr, _ = best_blur_correlation(a, b)
     assert corr >= 0.9  # measured 0.96
-    # The absolute ADF fraction agrees too (cross-sections vs multislice; measured 1.14).
+    # The absolute ADF fraction agrees too (cross-sections vs multislice).
     assert a.mean() / b.mean() == pytest.approx(1.0, abs=0.2)
-    # Mo columns are brighter than S2 columns in both (2.24 fast; 1.51 static multislice,
+    # Mo columns are brighter than S2 columns in both (1.74 fast; 1.51 static multislice,
     # whose coherent elastic scattering is not the incoherent limit: see the slow test).
     assert ratio_fast > 1.3 and ratio_ms > 1.3
     # Every column of the table sits on an intensity maximum of the multislice image.
@@ -104,12 +102,16 @@ def test_fast_haadf_agrees_with_abtem_multislice(monkeypatch):
 @pytest.mark.slow
 def test_fast_haadf_column_contrast_matches_frozen_phonon_multislice(monkeypatch):
     # With thermal diffuse scattering (6 frozen phonons) and a fine grid the multislice
-    # approaches the incoherent limit the fast model assumes (minutes on 2 cores).
+    # approaches the incoherent limit the fast model assumes (minutes on 2 cores). The
+    # calibrated Z exponent's offset was fitted on this case (and on isolated atoms), so
+    # this pins the calibration; benchmarks/calibrate_haadf_columns.py checks held-out
+    # cases (SrTiO3 columns at 80 kV, docs/simulation.md). Before the calibration the fast
+    # model gave Mo / S2 = 2.24 against 1.74.
     a, b, _, ratio_fast, ratio_ms = _haadf_pair(monkeypatch, 6, 0.008)
     corr, _ = best_blur_correlation(a, b)
     assert corr >= 0.95
     assert a.mean() / b.mean() == pytest.approx(1.0, abs=0.15)
-    assert ratio_fast / ratio_ms == pytest.approx(1.0, abs=0.3)
+    assert ratio_fast / ratio_ms == pytest.approx(1.0, abs=0.06)
 
 
 def test_fast_hrtem_agrees_with_abtem_multislice():

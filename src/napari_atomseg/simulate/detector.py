@@ -7,7 +7,8 @@ frame and a decaying "flyback" distortion at the start of each line;
 report where each column *appears*). Noise: Poisson counting of ``dose * pixel area``
 electrons, detector gain and dark offset, Gaussian read noise, a detector response that
 smears along the fast scan, a smooth background, an illumination gradient and occasional
-bright spots (cosmic rays / X-ray hits on a camera, spikes on a STEM detector).
+bright spots (cosmic rays / X-ray hits on a camera, spikes on a STEM detector); per-line
+offsets of a STEM scan (scan-line noise) and a non-linear, saturating detector response.
 """
 
 from __future__ import annotations
@@ -170,3 +171,31 @@ def motion_blur(image: np.ndarray, length_px: float, angle_rad: float) -> np.nda
     fx = np.fft.rfftfreq(image.shape[1])[None, :]
     proj = length_px * (np.sin(angle_rad) * fy + np.cos(angle_rad) * fx)
     return sfft.irfft2(sfft.rfft2(image) * np.sinc(proj), s=image.shape).astype(np.float32)
+
+
+def line_offsets(shape, rms_counts: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-line additive offsets (H, 1): the detector's baseline wanders between scan lines
+    (amplifier drift, mains pick-up), so whole lines are brighter or darker."""
+    return (rms_counts * rng.standard_normal((shape[0], 1))).astype(np.float32)
+
+
+def detector_response(
+    signal: np.ndarray, gamma: float, saturation: float, reference: float
+) -> np.ndarray:
+    """Non-linear, saturating response applied to a signal above the dark level.
+
+    ``reference`` is the brightest signal of the field (e.g. a high percentile of the
+    noise-free image); the response keeps it fixed for ``gamma`` (y = ref (x / ref)^gamma,
+    gamma < 1 compresses the bright end) and saturates smoothly at ``saturation`` x
+    ``reference`` (y = x / (1 + (x / S)^6)^(1/6): linear well below S, flat at S; 0 = no
+    saturation)."""
+    if gamma == 1.0 and saturation <= 0:
+        return signal
+    ref = max(float(reference), 1e-12)
+    x = np.maximum(np.asarray(signal, dtype=np.float64), 0.0)
+    if gamma != 1.0:
+        x = ref * (x / ref) ** gamma
+    if saturation > 0:
+        level = saturation * ref
+        x = x / (1.0 + (x / level) ** 6) ** (1.0 / 6.0)
+    return x.astype(np.float32)

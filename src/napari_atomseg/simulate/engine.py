@@ -20,17 +20,19 @@ from .._progress import Progress, ProgressGenerator, drain
 from . import detector as det
 from .groundtruth import (
     column_table,
-    group_consensus,
     inside_field,
     local_mean,
     local_std,
-    resolved_columns,
+    peak_distance_ratio,
     sample_nearest,
+    sublattice_consensus,
 )
 from .parameters import SimulationParameters
-from .scene import Scene, build_scene
+from .scene import REGIONS, Scene, build_scene
 from .targets import heatmap_and_labels, mean_spacing
 
+#: regions whose columns are each on their own (no sublattice to agree with)
+_INDEPENDENT_REGIONS = (REGIONS.index("single_atom"), REGIONS.index("adatom"))
 #: number of independent random streams derived from the seed
 _STREAMS = ("scene", "scan", "render", "noise", "extra")
 #: specimen margin (Angstrom) around a STEM field beyond the probe's reach: atoms this far
@@ -140,6 +142,10 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     counted = noise.poisson(np.maximum(expected, 0.0)).astype(np.float32)
     clean = det.scan_lowpass((p.detector_gain * expected).astype(np.float32), p.scan_lowpass_px)
     image = det.scan_lowpass(p.detector_gain * counted, p.scan_lowpass_px)
+    clean, image = _response(p, clean, image)
+    if p.scan_line_noise > 0:
+        rms = p.scan_line_noise * p.detector_gain * np.sqrt(max(float(expected.mean()), 1e-6))
+        image = image + det.line_offsets(p.shape_px, rms, noise)
     clean = clean + np.float32(p.dark_offset_counts)
     image = image + np.float32(p.dark_offset_counts)
     if p.read_noise_counts > 0:
@@ -154,8 +160,10 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     c = c + det.lowpass_delay_px(p.scan_lowpass_px)
     keep = np.nonzero(inside_field(r, c, p.shape_px))[0]
     r, c = r[keep], c[keep]
-    # Equivalent columns (same composition and region) are equally bright.
-    signal = electrons * img.psf_peak_per_A2 * _consensus(scene, keep, img.column_signal_A2[keep])
+    # Columns of one sublattice are equally bright. (Atoms below the focal plane are
+    # seen with a fainter, defocused probe: their own peak.)
+    peak = img.psf_peak_per_A2 if img.column_peak_per_A2 is None else img.column_peak_per_A2[keep]
+    signal = electrons * _consensus(scene, keep, r, c, peak * img.column_signal_A2[keep])
     signal = signal * sample_nearest(ramp, r, c)
     shot_var = sample_nearest(expected, r, c)
     read_var = (p.read_noise_counts / p.detector_gain) ** 2
@@ -165,11 +173,13 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
     # which averages white noise but not the correlated clutter of amorphous material.
     footprint_px = max(1.0, img.psf_area_A2 / (px * px))
     snr = signal / np.sqrt((shot_var + read_var) / footprint_px + clutter**2 + 1e-12)
+    # The local noise differs from column to column; a sublattice is seen or not as a whole.
+    snr = _consensus(scene, keep, r, c, snr)
     # Resolved: a peak of its own in the noise-free image of the columns (same detector lag).
-    resolved = resolved_columns(
+    ratio = peak_distance_ratio(
         det.scan_lowpass(img.columns.astype(np.float32), p.scan_lowpass_px), r, c
     )
-    resolved = _consensus(scene, keep, resolved)
+    resolved = _consensus(scene, keep, r, c, ratio) <= 1.0
     visible = (snr >= p.visibility_snr) & resolved
     probe_positions = probe_yx if probe_yx is not None else _pixel_centres_A(p)
     return _finish(
@@ -232,6 +242,7 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
         p.detector_gain
     )
     image = det.apply_mtf(counted, p.mtf_at_nyquist) * np.float32(p.detector_gain)
+    clean, image = _response(p, clean, image)
     clean = clean + np.float32(p.dark_offset_counts)
     image = image + np.float32(p.dark_offset_counts)
     if p.read_noise_counts > 0:
@@ -251,7 +262,7 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     # columns (same composition and region) share one value, so it cannot flicker with
     # the sub-pixel position.
     window = max(5, round(0.6 / p.pixel_size_nm))
-    signed = _consensus(scene, keep, sample_nearest(seen - local_mean(seen, window), r, c))
+    signed = _consensus(scene, keep, r, c, sample_nearest(seen - local_mean(seen, window), r, c))
     contrast = np.abs(signed)
     clutter = sample_nearest(
         local_std(det.apply_mtf(img.other_contrast, p.mtf_at_nyquist), window), r, c
@@ -262,9 +273,10 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     )
     footprint_px = max(1.0, img.psf_area_A2 / (px * px))
     snr = contrast / np.sqrt(noise_rel2 / footprint_px + clutter**2 + 1e-12)
+    snr = _consensus(scene, keep, r, c, snr)
     # Resolved: a peak (bright or dark, as the column's contrast) of its own in that image.
     sign = np.where(signed >= 0, 1.0, -1.0)
-    resolved = _consensus(scene, keep, resolved_columns(seen, r, c, sign))
+    resolved = _consensus(scene, keep, r, c, peak_distance_ratio(seen, r, c, sign)) <= 1.0
     visible = (snr >= p.visibility_snr) & resolved
     return _finish(
         p,
@@ -281,9 +293,31 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
 
 
 # --- common ----------------------------------------------------------------------------------
-def _consensus(scene: Scene, keep: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per-column ``values`` made equal over equivalent columns (see group_consensus)."""
-    return group_consensus(values, scene.column_counts[keep], scene.column_region[keep])
+def _response(p: SimulationParameters, clean: np.ndarray, image: np.ndarray):
+    """The detector's non-linearity and saturation, on the signal above the dark level."""
+    if p.detector_gamma == 1.0 and p.detector_saturation <= 0:
+        return clean, image
+    reference = float(np.percentile(clean, 99.9))
+    return (
+        det.detector_response(clean, p.detector_gamma, p.detector_saturation, reference),
+        det.detector_response(image, p.detector_gamma, p.detector_saturation, reference),
+    )
+
+
+def _consensus(
+    scene: Scene, keep: np.ndarray, r: np.ndarray, c: np.ndarray, values: np.ndarray
+) -> np.ndarray:
+    """Per-column ``values`` made equal over each sublattice (see sublattice_consensus)."""
+    counts = scene.column_counts[keep]
+    region = scene.column_region[keep]
+    return sublattice_consensus(
+        values,
+        counts,
+        region,
+        np.column_stack([r, c]),
+        counts @ scene.column_atomic_numbers(),
+        independent=np.isin(region, _INDEPENDENT_REGIONS),
+    )
 
 
 def _finish(

@@ -24,13 +24,14 @@ class SmoothField:
         bounds_A: tuple[float, float, float, float],
         corr_A: float,
         roughness: float = 0.0,
+        max_grid: int = 128,
     ):
         y0, y1, x0, x1 = bounds_A
         corr_A = max(float(corr_A), 1e-3)
         small = corr_A / 4 if roughness else corr_A
-        # A grid step of 1/4 of the finest scale resolves it; cap the grid at 128^2 (the
-        # fields are smooth, and evaluating them on image grids must stay cheap).
-        step = max(small / 4, max(y1 - y0, x1 - x0) / 127)
+        # A grid step of 1/4 of the finest scale resolves it; cap the grid at max_grid^2
+        # (the fields are smooth, and evaluating them on image grids must stay cheap).
+        step = max(small / 4, max(y1 - y0, x1 - x0) / (max_grid - 1))
         shape = (int(np.ceil((y1 - y0) / step)) + 2, int(np.ceil((x1 - x0) / step)) + 2)
         grid = gaussian_filter(rng.standard_normal(shape), corr_A / step, mode="wrap")
         grid = _standardise(grid)

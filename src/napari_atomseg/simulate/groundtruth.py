@@ -126,9 +126,25 @@ def resolved_columns(
     distance to the nearest other column``)`` of its position: a column that is only a
     shoulder of a brighter neighbour has no maximum of its own there. ``sign`` is +1 for
     bright columns and -1 for dark ones (per column or one for all)."""
+    return peak_distance_ratio(column_image, y_px, x_px, sign, radius_fraction) <= 1.0
+
+
+def peak_distance_ratio(
+    column_image: np.ndarray,
+    y_px: np.ndarray,
+    x_px: np.ndarray,
+    sign: np.ndarray | float = 1.0,
+    radius_fraction: float = 0.3,
+) -> np.ndarray:
+    """Distance from each column to the nearest peak of ``sign * column_image``, over the
+    radius :func:`resolved_columns` allows (<= 1: resolved; inf: no peak at all).
+
+    Continuous, so that equivalent columns can agree on it before it is thresholded
+    (:func:`sublattice_consensus`): a vote of booleans splits a sublattice whose peaks sit
+    near the edge of the radius."""
     n = len(y_px)
     if n == 0:
-        return np.zeros(0, bool)
+        return np.zeros(0)
     yx = np.column_stack([y_px, x_px]).astype(np.float64)
     if n >= 2:
         nn = cKDTree(yx).query(yx, k=2)[0][:, 1]
@@ -136,7 +152,7 @@ def resolved_columns(
         nn = np.full(1, np.inf)
     radius = np.maximum(1.0, radius_fraction * nn)
     sign = np.broadcast_to(np.asarray(sign, np.float64), (n,))
-    out = np.zeros(n, bool)
+    out = np.full(n, np.inf)
     img = np.asarray(column_image, np.float64)
     for s in (1.0, -1.0):
         sel = sign * s > 0
@@ -148,7 +164,7 @@ def resolved_columns(
         if len(pk) == 0:
             continue
         d = cKDTree(pk).query(yx[sel])[0]
-        out[sel] = d <= radius[sel] + 1e-9
+        out[sel] = d / (radius[sel] + 1e-9)
     return out
 
 
@@ -171,6 +187,62 @@ def group_consensus(
     for g in np.flatnonzero(sizes >= min_group):
         sel = inverse == g
         out[sel] = np.median(out[sel])
+    if values.dtype == bool:
+        return out >= 0.5
+    return out.astype(values.dtype, copy=False)
+
+
+def sublattice_consensus(
+    values: np.ndarray,
+    counts: np.ndarray,
+    region: np.ndarray,
+    yx_px: np.ndarray,
+    z_sum: np.ndarray,
+    neighbours: int = 64,
+    z_tolerance: float = 0.25,
+    min_group: int = 5,
+    independent: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each column's ``values`` replaced by the median over its sublattice, locally.
+
+    A column's peers are the ``neighbours`` nearest columns of the same region and the
+    same elements whose summed Z is within ``z_tolerance`` of its own: columns of one
+    sublattice that differ by an atom or two (the partial repeat at the slab's surface,
+    a vacancy in a long column, a thickness wedge) vote together, while a column that
+    lost half its atoms or gained a dopant does not; being local, the vote follows a
+    wedge or a tilt across the field. Columns with fewer than ``min_group`` peers, and
+    those marked ``independent`` (single atoms: no two are alike), keep their own
+    values. Booleans become a majority vote (ties count as True).
+    """
+    values = np.asarray(values)
+    n = len(values)
+    if n == 0:
+        return values.copy()
+    out = values.astype(np.float64).copy()
+    src = out.copy()
+    present = np.asarray(counts).reshape(n, -1) > 0
+    keys = np.column_stack([present, np.asarray(region).reshape(n, 1)])
+    _, kind = np.unique(keys, axis=0, return_inverse=True)
+    kind = np.asarray(kind).ravel()
+    z = np.asarray(z_sum, dtype=np.float64)
+    yx = np.asarray(yx_px, dtype=np.float64).reshape(n, 2)
+    if independent is not None:
+        kind = np.where(np.asarray(independent, bool), -1, kind)
+    for g in np.unique(kind):
+        rows = np.flatnonzero(kind == g)
+        if g < 0:
+            continue
+        if len(rows) < min_group:
+            continue
+        k = min(len(rows), 4 * neighbours)
+        _, nb = cKDTree(yx[rows]).query(yx[rows], k=k)
+        nb = rows[np.asarray(nb).reshape(len(rows), k)]
+        peer = np.abs(z[nb] - z[rows, None]) <= z_tolerance * z[rows, None]
+        peer &= np.cumsum(peer, axis=1) <= neighbours
+        enough = peer.sum(1) >= min_group
+        vals = np.where(peer, src[nb], np.nan)
+        med = np.nanmedian(np.where(enough[:, None], vals, 0.0), axis=1)
+        out[rows[enough]] = med[enough]
     if values.dtype == bool:
         return out >= 0.5
     return out.astype(values.dtype, copy=False)

@@ -22,7 +22,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .generic import GENERIC, random_generic_lattice
+from .lattice2d import BRAVAIS
 from .materials import MATERIALS, PARTICLE_CAPABLE
+from .mix_realism import (
+    draw_dose,
+    draw_realism,
+    draw_z_exponents,
+    generic_ranges,
+    validate_generic_keys,
+    validate_range_keys,
+)
 from .optics import scherzer_defocus_A
 from .parameters import PARTICLE_AXES, PARTICLE_SHAPES, SCENES, SimulationParameters
 
@@ -130,6 +140,61 @@ class MixConfig:
     p_uncorrected: float = 0.2
     p_scan_distortion: float = 0.6
     p_detector_artefacts: float = 0.4
+    # --- generic lattices (material "generic" in materials / hrtem_materials) -----------
+    generic_bravais: dict[str, float] = field(default_factory=lambda: {k: 1.0 for k in BRAVAIS})
+    generic_sublattices: dict[str, float] = field(
+        default_factory=lambda: {"1": 1.0, "2": 1.0, "3": 1.0}
+    )
+    generic_spacing_nm_log: tuple[float, float] = (0.12, 0.6)
+    generic_intensity_ratio_log: tuple[float, float] = (0.1, 1.0)
+    p_generic_dumbbell: float = 0.2
+    generic_dumbbell_nm: tuple[float, float] = (0.08, 0.15)
+    generic_strain: float = 0.03  # largest homogeneous strain component
+    generic_repeat_nm: tuple[float, float] = (0.2, 0.45)
+    # --- empty lattice sites (whole columns missing), any lattice ----------------------
+    p_column_vacancies: float = 0.0
+    column_vacancy_fraction_log: tuple[float, float] = (0.005, 0.1)
+    # --- dose as a microscope sets it (None: the dose_*_e_per_A2 ranges) -----------------
+    #: incident electrons per probe position (beam current x dwell / e); the dose per A^2
+    #: is this over the pixel area, so fine pixels are not starved nor coarse ones clean
+    electrons_per_probe_haadf_log: tuple[float, float] | None = None
+    #: electrons per camera pixel in vacuum (dose rate x exposure x pixel area)
+    electrons_per_pixel_hrtem_log: tuple[float, float] | None = None
+    #: beam energies for 2-D (layered) crystals, which are imaged at low voltage
+    energy_keV_2d: dict[str, float] | None = None
+    # --- fast-model Z contrast ------------------------------------------------------------
+    z_exponent: tuple[float, float] = (1.5, 2.0)
+    #: if set, the Z exponents (columns, isolated atoms) are those calibrated to multislice
+    #: for the recipe's beam energy (potentials.calibrated_z_exponent) plus one uniform
+    #: offset drawn from this range
+    z_exponent_offset: tuple[float, float] | None = None
+    #: STEM effective source size (FWHM): also vibration and drift during a dwell
+    source_size_nm: tuple[float, float] = (0.03, 0.11)
+    haadf_saturation_atoms: tuple[float, float] = (20.0, 80.0)
+    # --- single atoms on real supports --------------------------------------------------
+    support_thickness_variation: tuple[float, float] = (0.05, 0.45)
+    p_support_texture: float = 0.0
+    support_texture_rms: tuple[float, float] = (0.05, 0.3)
+    support_texture_nm_log: tuple[float, float] = (0.4, 2.0)
+    #: STEM: depth of field on (atoms inside a support blur with their depth)
+    p_depth_of_field: float = 0.0
+    single_atom_depth_fraction: tuple[float, float] = (0.0, 0.0)
+    # --- STEM scan and detector ---------------------------------------------------------
+    scan_jitter_px: tuple[float, float] = (0.0, 0.6)
+    drift_nm_rms: float = 0.25
+    p_flyback: float = 0.3
+    flyback_px: tuple[float, float] = (0.5, 4.0)
+    flyback_decay_px: tuple[float, float] = (5.0, 30.0)
+    p_scan_lowpass: float = 0.3
+    scan_lowpass_px: tuple[float, float] = (0.2, 1.5)
+    p_probe_tail: float = 0.0
+    probe_tail_fraction: tuple[float, float] = (0.02, 0.2)
+    probe_tail_nm_log: tuple[float, float] = (0.3, 2.0)
+    p_scan_line_noise: float = 0.0
+    scan_line_noise: tuple[float, float] = (0.0, 0.3)
+    p_detector_nonlinearity: float = 0.0
+    detector_gamma: tuple[float, float] = (0.75, 1.1)
+    detector_saturation: tuple[float, float] = (0.6, 1.5)
 
     def __post_init__(self) -> None:
         self.shape_px = tuple(int(v) for v in self.shape_px)  # type: ignore[assignment]
@@ -192,11 +257,15 @@ class MixConfig:
 
         weights("modes", ("haadf", "hrtem"))
         weights("scenes", SCENES)
-        weights("materials", MATERIALS)
-        weights("hrtem_materials", MATERIALS)
+        weights("materials", (*MATERIALS, GENERIC))
+        weights("hrtem_materials", (*MATERIALS, GENERIC))
+        weights("generic_bravais", BRAVAIS)
+        weights("generic_sublattices", ("1", "2", "3"))
         weights("particle_materials", PARTICLE_CAPABLE)
         weights("particle_shapes", PARTICLE_SHAPES)
         weights("energy_keV", ("60", "80", "100", "120", "200", "300"))
+        if self.energy_keV_2d is not None:
+            weights("energy_keV_2d", ("60", "80", "100", "120", "200", "300"))
         weights("layers", [str(i) for i in range(1, 11)])
         for name in self.single_atom_elements:
             from .potentials import element_symbol
@@ -212,6 +281,8 @@ class MixConfig:
                     raise InputError(f"mix {f.name}: expected [low, high], got {list(value)}")
                 if f.name.endswith("_log") and value[0] <= 0:
                     raise InputError(f"mix {f.name}: log-uniform ranges must be positive")
+        validate_generic_keys(self)
+        validate_range_keys(self)
         if set(self.p_support) - set(SCENES):
             raise InputError(f"mix p_support: keys must be scenes ({', '.join(SCENES)})")
         if not all(16 <= v <= 8192 for v in self.shape_px):
@@ -266,8 +337,7 @@ def random_parameters(
         "energy_keV": float(_choice(rng, m.energy_keV)),
         "rotation_deg": float(rng.uniform(0, 360)),
     }
-    dose_range = m.dose_haadf_e_per_A2_log if mode == "haadf" else m.dose_hrtem_e_per_A2_log
-    kw["dose_e_per_A2"] = _loguniform(rng, dose_range)
+    kw["dose_e_per_A2"] = draw_dose(rng, m, mode, px)
 
     if scene == "lattice":
         _lattice(rng, m, kw, mode)
@@ -287,16 +357,24 @@ def random_parameters(
     else:
         _tem_optics(rng, m, kw)
     _artefacts(rng, m, kw, mode)
+    draw_realism(rng, m, kw, mode, scene)
     return SimulationParameters(**kw)
 
 
 def _lattice(rng, m: MixConfig, kw: dict, mode: str) -> None:
     material = _choice(rng, m.materials if mode == "haadf" else m.hrtem_materials)
-    mat = MATERIALS[material]
     kw["material"] = material
-    kw["zone_axis"] = mat.zone_axes[int(rng.integers(len(mat.zone_axes)))]
-    if mat.kind == "layered":
+    if material == GENERIC:
+        kind = "bulk"
+        kw["generic_lattice"] = random_generic_lattice(rng, generic_ranges(m)).to_json()
+    else:
+        mat = MATERIALS[material]
+        kind = mat.kind
+        kw["zone_axis"] = mat.zone_axes[int(rng.integers(len(mat.zone_axes)))]
+    if kind == "layered":
         kw["layers"] = int(_choice(rng, m.layers))
+        if m.energy_keV_2d:
+            kw["energy_keV"] = float(_choice(rng, m.energy_keV_2d))
     else:
         bounds = m.thickness_nm_log if mode == "haadf" else m.hrtem_thickness_nm_log
         kw["thickness_nm"] = _loguniform(rng, bounds)
@@ -320,6 +398,9 @@ def _lattice(rng, m: MixConfig, kw: dict, mode: str) -> None:
     if rng.random() < m.p_adatoms:
         kw["adatom_element"] = _choice(rng, m.single_atom_elements)
         kw["adatom_density_per_nm2"] = _loguniform(rng, m.adatom_density_per_nm2_log)
+    # (guarded: a mix without empty sites draws exactly the recipes it always drew)
+    if m.p_column_vacancies > 0 and rng.random() < m.p_column_vacancies:
+        kw["column_vacancy_fraction"] = _loguniform(rng, m.column_vacancy_fraction_log)
 
 
 def _particles(rng, m: MixConfig, kw: dict, fov_nm: float) -> None:
@@ -345,7 +426,7 @@ def _particles(rng, m: MixConfig, kw: dict, fov_nm: float) -> None:
 def _amorphous(rng, m: MixConfig, kw: dict, scene: str) -> None:
     if rng.random() < m.p_support.get(scene, 0.0):
         kw["support_thickness_nm"] = _loguniform(rng, m.support_thickness_nm_log)
-        kw["support_thickness_variation"] = _uniform(rng, (0.05, 0.45))
+        kw["support_thickness_variation"] = _uniform(rng, m.support_thickness_variation)
         if rng.random() < m.p_partial_support:
             kw["support_coverage"] = _uniform(rng, (0.45, 0.95))
     if rng.random() < m.p_contamination or (scene == "amorphous" and rng.random() < 0.5):
@@ -366,9 +447,12 @@ def _stem_optics(rng, m: MixConfig, kw: dict) -> None:
         kw["defocus_nm"] = float(rng.normal(0.0, 1.5))
     kw["astigmatism_nm"] = abs(float(rng.normal(0.0, 0.8)))
     kw["astigmatism_angle_deg"] = _uniform(rng, (0, 180))
-    kw["source_size_nm"] = _uniform(rng, (0.03, 0.11))
-    kw["z_exponent"] = _uniform(rng, (1.5, 2.0))
-    kw["haadf_saturation_atoms"] = _uniform(rng, (20.0, 80.0))
+    kw["source_size_nm"] = _uniform(rng, m.source_size_nm)
+    if m.z_exponent_offset is not None:
+        kw["z_exponent"], kw["z_exponent_isolated"] = draw_z_exponents(rng, m, kw["energy_keV"])
+    else:
+        kw["z_exponent"] = _uniform(rng, m.z_exponent)
+    kw["haadf_saturation_atoms"] = _uniform(rng, m.haadf_saturation_atoms)
 
 
 def _tem_optics(rng, m: MixConfig, kw: dict) -> None:
@@ -397,13 +481,14 @@ def _artefacts(rng, m: MixConfig, kw: dict, mode: str) -> None:
     kw["dark_offset_counts"] = kw["detector_gain"] * _uniform(rng, (0.0, 200.0))
     kw["read_noise_counts"] = kw["detector_gain"] * _uniform(rng, (0.0, 2.0))
     if mode == "haadf" and rng.random() < m.p_scan_distortion:
-        kw["scan_jitter_px"] = _uniform(rng, (0.0, 0.6))
-        kw["drift_nm"] = (float(rng.normal(0, 0.25)), float(rng.normal(0, 0.25)))
-        if rng.random() < 0.3:
-            kw["flyback_px"] = _uniform(rng, (0.5, 4.0))
-            kw["flyback_decay_px"] = _uniform(rng, (5.0, 30.0))
-        if rng.random() < 0.3:
-            kw["scan_lowpass_px"] = _uniform(rng, (0.2, 1.5))
+        kw["scan_jitter_px"] = _uniform(rng, m.scan_jitter_px)
+        drift = m.drift_nm_rms
+        kw["drift_nm"] = (float(rng.normal(0, drift)), float(rng.normal(0, drift)))
+        if rng.random() < m.p_flyback:
+            kw["flyback_px"] = _uniform(rng, m.flyback_px)
+            kw["flyback_decay_px"] = _uniform(rng, m.flyback_decay_px)
+        if rng.random() < m.p_scan_lowpass:
+            kw["scan_lowpass_px"] = _uniform(rng, m.scan_lowpass_px)
     if rng.random() < m.p_detector_artefacts:
         kw["background_level"] = _uniform(rng, (0.02, 0.4))
         kw["illumination_gradient"] = _uniform(rng, (0.0, 0.3))

@@ -21,6 +21,8 @@ from ..errors import InputError
 MODES = ("haadf", "hrtem", "haadf_multislice", "hrtem_multislice")
 SCENES = ("lattice", "particles", "single_atoms", "amorphous")
 PARTICLE_SHAPES = ("octahedron", "decahedron", "icosahedron")
+#: the material name of a generic lattice (see simulate.generic)
+GENERIC = "generic"
 #: particle orientations: cubic zone axes for octahedra, symmetry axes for twinned shapes
 PARTICLE_AXES = {
     "octahedron": ("001", "011", "111"),
@@ -65,6 +67,9 @@ class SimulationParameters:
     substitution_fraction: float = 0.0
     adatom_element: str = ""
     adatom_density_per_nm2: float = 0.0
+    #: material "generic": the crystal as GenericLattice JSON (simulate.generic)
+    generic_lattice: str = ""
+    column_vacancy_fraction: float = 0.0  # probability that a lattice site has no column
 
     # --- specimen: particles and single atoms (scene "particles" / "single_atoms") -----
     particle_shape: str = "decahedron"
@@ -75,6 +80,7 @@ class SimulationParameters:
     single_atom_element: str = "Pt"
     single_atom_density_per_nm2: float = 0.0
     cluster_fraction: float = 0.0  # fraction of single-atom sites that are 2-12 atom clusters
+    single_atom_depth_fraction: float = 0.0  # share of single atoms inside the support
 
     # --- specimen: amorphous layers ---------------------------------------------------
     support_thickness_nm: float = 0.0  # amorphous carbon support (0 = none)
@@ -83,6 +89,8 @@ class SimulationParameters:
     contamination_coverage: float = 0.0  # fraction covered by hydrocarbon contamination
     contamination_thickness_nm: float = 1.5
     contamination_blob_size_nm: float = 3.0
+    support_texture_rms: float = 0.0  # relative density fluctuation of the support ...
+    support_texture_nm: float = 1.0  # ... and its feature size (medium-range order)
 
     # --- optics ---------------------------------------------------------------------
     defocus_nm: float = 0.0
@@ -91,7 +99,7 @@ class SimulationParameters:
     astigmatism_angle_deg: float = 0.0
     convergence_mrad: float = 25.0  # STEM probe semi-angle
     source_size_nm: float = 0.05  # STEM effective source size (FWHM)
-    z_exponent: float = 1.7  # HAADF Z-contrast exponent n (sigma ~ Z^n)
+    z_exponent: float | None = None  # HAADF Z exponent n of columns; None: calibrated
     haadf_saturation_atoms: float = 40.0  # column channelling saturation scale (atoms)
     adf_inner_mrad: float = 70.0  # annular detector (multislice modes)
     adf_outer_mrad: float = 200.0
@@ -101,6 +109,10 @@ class SimulationParameters:
     angular_spread_mrad: float = 0.1  # HRTEM illumination spread (std)
     objective_aperture_mrad: float = 0.0  # HRTEM objective aperture (0 = none)
     mtf_at_nyquist: float = 0.3  # camera MTF at Nyquist (HRTEM); 1 = ideal
+    depth_of_field: bool = False  # STEM: single atoms / amorphous layers at their depth
+    probe_tail_fraction: float = 0.0  # STEM: share of the probe current in a broad halo
+    probe_tail_nm: float = 1.0  # FWHM of that halo
+    z_exponent_isolated: float | None = None  # ... of isolated atoms; None: calibrated
 
     # --- detector and scan ------------------------------------------------------------
     detector_gain: float = 1.0  # counts per detected electron
@@ -115,6 +127,9 @@ class SimulationParameters:
     illumination_gradient: float = 0.0  # relative intensity change across the field
     bright_spots_per_megapixel: float = 0.0
     drift_blur_nm: float = 0.0  # HRTEM: specimen motion during the exposure
+    scan_line_noise: float = 0.0  # STEM: rms per-line offset / shot noise of the mean signal
+    detector_gamma: float = 1.0  # response exponent (1 = linear detector)
+    detector_saturation: float = 0.0  # saturation level / brightest signal (0 = none)
 
     # --- ground truth ---------------------------------------------------------------
     merge_distance_nm: float = 0.03  # atoms closer than this laterally form one column
@@ -207,6 +222,18 @@ def available_memory_bytes() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def _validate_generic(p: SimulationParameters) -> None:
+    from .generic import GenericLattice
+
+    if not p.generic_lattice:
+        raise InputError(
+            "generic_lattice: material 'generic' needs a lattice (GenericLattice JSON, "
+            "e.g. from simulate.generic.random_generic_lattice(...).to_json())"
+        )
+    GenericLattice.from_json(p.generic_lattice)
+    check_range(p.thickness_nm, 0.1, 100.0, "thickness_nm")
+
+
 def validate_parameters(p: SimulationParameters) -> None:
     """Raise InputError naming the first absurd field of ``p``."""
     from .materials import PARTICLE_CAPABLE, get_material
@@ -228,7 +255,9 @@ def validate_parameters(p: SimulationParameters) -> None:
     if not isinstance(p.seed, (int,)) or isinstance(p.seed, bool) or p.seed < 0:
         raise InputError(f"seed: must be a non-negative integer, got {p.seed!r}")
 
-    if p.scene == "lattice":
+    if p.scene == "lattice" and p.material == GENERIC:
+        _validate_generic(p)
+    elif p.scene == "lattice":
         mat = get_material(p.material)
         from .materials import _canonical_zone
 
@@ -273,6 +302,7 @@ def validate_parameters(p: SimulationParameters) -> None:
     for name, high in (
         ("crystal_coverage", 1.0),
         ("vacancy_fraction", 0.5),
+        ("column_vacancy_fraction", 0.5),
         ("substitution_fraction", 1.0),
         ("particle_random_orientation_fraction", 1.0),
         ("cluster_fraction", 1.0),
@@ -291,6 +321,16 @@ def validate_parameters(p: SimulationParameters) -> None:
     check_range(p.tilt_azimuth_deg, -360.0, 360.0, "tilt_azimuth_deg")
     check_range(p.grain_boundary_deg, 0.0, 60.0, "grain_boundary_deg")
     check_range(p.support_thickness_nm, 0.0, 100.0, "support_thickness_nm")
+    check_range(p.single_atom_depth_fraction, 0.0, 1.0, "single_atom_depth_fraction")
+    check_range(p.support_texture_rms, 0.0, 1.0, "support_texture_rms")
+    check_range(p.support_texture_nm, 0.1, 20.0, "support_texture_nm")
+    check_range(p.probe_tail_fraction, 0.0, 0.8, "probe_tail_fraction")
+    check_range(p.probe_tail_nm, 0.05, 10.0, "probe_tail_nm")
+    check_range(p.scan_line_noise, 0.0, 20.0, "scan_line_noise")
+    check_range(p.detector_gamma, 0.3, 3.0, "detector_gamma")
+    check_range(p.detector_saturation, 0.0, 10.0, "detector_saturation")
+    if not isinstance(p.depth_of_field, bool):
+        raise InputError(f"depth_of_field: must be true or false, got {p.depth_of_field!r}")
     check_range(p.contamination_thickness_nm, 0.0, 30.0, "contamination_thickness_nm")
     check_range(p.contamination_blob_size_nm, 0.2, 200.0, "contamination_blob_size_nm")
     check_range(p.defocus_nm, -2000.0, 2000.0, "defocus_nm")
@@ -299,7 +339,9 @@ def validate_parameters(p: SimulationParameters) -> None:
     check_range(p.astigmatism_angle_deg, -360.0, 360.0, "astigmatism_angle_deg")
     check_range(p.convergence_mrad, 1.0, 80.0, "convergence_mrad")
     check_range(p.source_size_nm, 0.0, 1.0, "source_size_nm")
-    check_range(p.z_exponent, 1.0, 2.2, "z_exponent")
+    for name in ("z_exponent", "z_exponent_isolated"):
+        if getattr(p, name) is not None:
+            check_range(getattr(p, name), 1.0, 2.2, name)
     check_range(p.haadf_saturation_atoms, 1.0, 1e9, "haadf_saturation_atoms")
     check_range(p.adf_inner_mrad, 0.0, 500.0, "adf_inner_mrad")
     check_range(p.adf_outer_mrad, p.adf_inner_mrad + 1.0, 1000.0, "adf_outer_mrad")

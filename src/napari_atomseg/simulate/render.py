@@ -175,16 +175,19 @@ def radial_function(grid: RenderGrid, func) -> np.ndarray:
     return table[index]
 
 
-def statistical_layer_counts(scene: Scene, grid: RenderGrid) -> dict[str, np.ndarray]:
+def statistical_layer_counts(
+    scene: Scene, grid: RenderGrid, kinds: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
     """Mean number of atoms per internal pixel, per element, of the statistical layers.
 
     Only the elements each layer keeps statistical (dense layers; see
     :func:`.scene.build_scene`); for a Poisson count the variance equals the mean.
+    ``kinds`` limits the sum to layers of those kinds ("support", "contamination").
     """
     out: dict[str, np.ndarray] = {}
     area = grid.sampling_A**2
     for layer, stat in zip(scene.amorphous, scene.statistical):
-        if not stat:
+        if not stat or (kinds is not None and layer.kind not in kinds):
             continue
         thickness = layer.thickness_on_grid(grid.y_A, grid.x_A)
         for symbol, fraction in stat.items():

@@ -27,7 +27,7 @@ from scipy.spatial import ConvexHull, cKDTree
 
 from .fields import Region, SmoothField
 from .materials import ColumnCell, column_cell, get_material
-from .parameters import SimulationParameters
+from .parameters import GENERIC, SimulationParameters
 from .particles import oriented_particle, small_cluster
 from .potentials import element_symbol
 
@@ -58,6 +58,10 @@ class AmorphousLayer:
     variation: float
     variation_field: SmoothField | None
     region: Region
+    #: density fluctuations on the nm scale (medium-range order, pores, dopant clusters),
+    #: as a relative rms; they multiply the thickness like the variation does
+    texture_field: SmoothField | None = None
+    texture_rms: float = 0.0
 
     def thickness_on_grid(self, y_A: np.ndarray, x_A: np.ndarray) -> np.ndarray:
         """Thickness (Angstrom) on the outer product of 1-D coordinates."""
@@ -66,12 +70,18 @@ class AmorphousLayer:
             t = t * np.clip(
                 1.0 + self.variation * self.variation_field.on_grid(y_A, x_A), 0.1, None
             )
+        if self.texture_field is not None and self.texture_rms:
+            t = t * np.clip(
+                1.0 + self.texture_rms * self.texture_field.on_grid(y_A, x_A), 0.1, None
+            )
         return t.astype(np.float32)
 
     def thickness_at(self, y_A: np.ndarray, x_A: np.ndarray) -> np.ndarray:
         t = self.region.weight(y_A, x_A) * self.thickness_A
         if self.variation_field is not None and self.variation:
             t = t * np.clip(1.0 + self.variation * self.variation_field(y_A, x_A), 0.1, None)
+        if self.texture_field is not None and self.texture_rms:
+            t = t * np.clip(1.0 + self.texture_rms * self.texture_field(y_A, x_A), 0.1, None)
         return t
 
 
@@ -306,12 +316,16 @@ class _Builder:
             self.pt_depth.append(np.full(len(pos), np.nan))
             self.pt_layer.append(np.zeros(len(pos), dtype=np.int8))
 
-    def add_atoms(self, yx, symbols: np.ndarray, region: str, merge_A: float, depth=None) -> None:
-        """Individual atoms: merged into columns, each atom its own render point."""
+    def add_atoms(
+        self, yx, symbols: np.ndarray, region: str, merge_A: float, depth=None, layer=0
+    ) -> None:
+        """Individual atoms: merged into columns, each atom its own render point.
+
+        ``layer`` 1 marks atoms inside the support (multislice stacks them there)."""
         if len(yx) == 0:
             return
         self.pt_depth.append(np.full(len(yx), np.nan) if depth is None else np.asarray(depth))
-        self.pt_layer.append(np.zeros(len(yx), dtype=np.int8))
+        self.pt_layer.append(np.broadcast_to(np.asarray(layer, np.int8), (len(yx),)).copy())
         uniq, inverse = np.unique(symbols, return_inverse=True)
         el = np.array([self.element_index(str(s)) for s in uniq])[inverse]
         pos, counts, label = merge_atoms(yx, el, len(self.elements), merge_A)
@@ -349,8 +363,7 @@ class _Builder:
 def _lattice(
     p: SimulationParameters, b: _Builder, bounds, fov_bounds, rng, explicit: bool = False
 ) -> Region:
-    mat = get_material(p.material)
-    cell = column_cell(mat.name, p.zone_axis)
+    cell, layer_A = _crystal_cell(p)
     rotation = np.deg2rad(p.rotation_deg)
     offset = rng.random(2) @ cell.basis_A
     pos, idx = tile_cell(cell, bounds, rotation, offset)
@@ -359,10 +372,14 @@ def _lattice(
         pos, idx = _grain_boundary(p, cell, pos, idx, bounds, fov_bounds, rotation, rng)
     inside = region.contains(pos[:, 0], pos[:, 1])
     pos, idx = pos[inside], idx[inside]
+    if p.column_vacancy_fraction > 0:
+        # Empty sites: the whole column is missing, so nothing in the image marks the site.
+        keep = rng.random(len(pos)) >= p.column_vacancy_fraction
+        pos, idx = pos[keep], idx[keep]
 
     # Thickness: whole layers for layered crystals, a (possibly wedge-shaped) slab otherwise.
-    if mat.kind == "layered":
-        thickness = np.full(len(pos), p.layers * mat.layer_thickness_A)
+    if layer_A:
+        thickness = np.full(len(pos), p.layers * layer_A)
     else:
         centre = np.array(
             [(fov_bounds[0] + fov_bounds[1]) / 2, (fov_bounds[2] + fov_bounds[3]) / 2]
@@ -397,6 +414,17 @@ def _lattice(
     if p.adatom_element and p.adatom_density_per_nm2 > 0:
         _adatoms(p, b, pos, cell.nearest_neighbour_A(), region, fov_bounds, rng)
     return region
+
+
+def _crystal_cell(p: SimulationParameters) -> tuple[ColumnCell, float]:
+    """The column cell of ``p``'s crystal and its layer thickness (A; 0 = a bulk slab)."""
+    if p.material == GENERIC:
+        from .generic import generic_column_cell
+
+        return generic_column_cell(p.generic_lattice), 0.0
+    mat = get_material(p.material)
+    layer_A = mat.layer_thickness_A if mat.kind == "layered" else 0.0
+    return column_cell(mat.name, p.zone_axis), layer_A
 
 
 def _lattice_atoms(p, b: _Builder, cell: ColumnCell, pos, idx, thickness, rng) -> None:
@@ -588,15 +616,24 @@ def _single_atoms(p: SimulationParameters, b: _Builder, fov_bounds, support, rng
     cand = _thin_min_distance(cand[:n], 2.5)
     symbol = element_symbol(p.single_atom_element)
     is_cluster = rng.random(len(cand)) < p.cluster_fraction
+    # Atoms inside a porous support sit at a random depth in it (drawn only when asked,
+    # so that recipes without them keep their random streams).
+    site_depth = np.zeros(len(cand))
+    if p.single_atom_depth_fraction > 0 and support is not None:
+        inside = rng.random(len(cand)) < p.single_atom_depth_fraction
+        local = support.thickness_at(cand[:, 0], cand[:, 1])
+        site_depth = np.where(inside, rng.random(len(cand)) * local, 0.0)
+    layer = (site_depth > 0).astype(np.int8)
     singles = cand[~is_cluster]
     b.add_atoms(
         singles,
         np.full(len(singles), symbol),
         "single_atom",
         p.merge_distance_nm * 10,
-        np.zeros(len(singles)),
+        site_depth[~is_cluster],
+        layer[~is_cluster],
     )
-    for c in cand[is_cluster]:
+    for c, d0, lay in zip(cand[is_cluster], site_depth[is_cluster], layer[is_cluster]):
         atoms = small_cluster(symbol, int(rng.integers(2, 13)), rng)
         yx = atoms[:, :2] + c
         b.add_atoms(
@@ -604,7 +641,8 @@ def _single_atoms(p: SimulationParameters, b: _Builder, fov_bounds, support, rng
             np.full(len(yx), symbol),
             "single_atom",
             p.merge_distance_nm * 10,
-            atoms[:, 2] - atoms[:, 2].min(),
+            atoms[:, 2] - atoms[:, 2].min() + d0,
+            lay,
         )
 
 
@@ -616,6 +654,11 @@ def _support(p: SimulationParameters, bounds, fov_bounds, rng) -> AmorphousLayer
         rng, p.support_coverage, bounds, fov_bounds, corr_A=120.0, roughness=0.5, ramp=0.4
     )
     variation_field = SmoothField(rng, bounds, corr_A=rng.uniform(30, 150), roughness=0.3)
+    texture = None
+    if p.support_texture_rms > 0:
+        # Features of about support_texture_nm across: a Gaussian field of a quarter of
+        # that width, on a grid fine enough to hold it.
+        texture = SmoothField(rng, bounds, corr_A=p.support_texture_nm * 10 / 4, max_grid=512)
     return AmorphousLayer(
         "support",
         dict(SUPPORT_COMPOSITION),
@@ -624,6 +667,8 @@ def _support(p: SimulationParameters, bounds, fov_bounds, rng) -> AmorphousLayer
         p.support_thickness_variation,
         variation_field,
         region,
+        texture,
+        p.support_texture_rms,
     )
 
 

@@ -18,7 +18,7 @@ from scipy import fft as sfft
 from scipy.ndimage import map_coordinates
 
 from . import optics, render
-from .potentials import haadf_cross_section_A2
+from .potentials import calibrated_z_exponent, haadf_cross_section_A2
 from .render import (
     RenderGrid,
     bilinear_correction,
@@ -44,6 +44,8 @@ class FastStemImage:
     psf_peak_per_A2: float  # peak of the probe intensity (incl. blur), 1/A^2
     psf_area_A2: float  # area of the probe intensity above half its peak (A^2)
     column_signal_A2: np.ndarray  # effective cross-section of each scene column (A^2)
+    #: probe peak per scene column (1/A^2), where the depth of field makes it differ
+    column_peak_per_A2: np.ndarray | None = None
 
 
 def stem_grid(p, margin_A: float) -> RenderGrid:
@@ -58,26 +60,49 @@ def stem_grid(p, margin_A: float) -> RenderGrid:
     return make_grid(p.shape_px, p.pixel_size_nm * 10, target, margin_A, camera=False)
 
 
-def probe_psf_ft(p, grid: RenderGrid) -> tuple[np.ndarray, float]:
-    """rfft2 of the probe intensity (with source-size and atom blur), its peak (1/A^2) and
-    the area above half the peak (A^2)."""
-    probe = optics.probe_intensity(
-        grid.shape,
-        grid.sampling_A,
-        p.energy_keV,
-        p.convergence_mrad,
-        defocus_A=p.defocus_nm * 10,
-        cs_A=p.cs_um * 1e4,
-        astigmatism_A=p.astigmatism_nm * 10,
-        astigmatism_angle_rad=np.deg2rad(p.astigmatism_angle_deg),
-    )
-    blur = np.hypot(optics.fwhm_to_sigma(p.source_size_nm * 10), ATOM_BLUR_A)
-    gauss = radial_function(grid, lambda k: np.exp(-2 * np.pi**2 * blur**2 * k**2))
-    psf_ft = sfft.rfft2(probe, workers=render.FFT_WORKERS) * gauss
+def probe_psf_ft(p, grid: RenderGrid, defocus_A: float | None = None, transform_only: bool = False):
+    """rfft2 of the probe intensity (with source-size and atom blur, and the weak broad
+    halo of ``probe_tail_fraction``), its peak (1/A^2) and the area above half the peak
+    (A^2). ``defocus_A`` overrides the parameters' defocus (depth of field);
+    ``transform_only`` returns the rfft2 alone (one inverse FFT less)."""
+    probe = probe_on_grid(p, grid.shape, grid.sampling_A, defocus_A)
+    psf_ft = blurred_probe_ft(p, grid, sfft.rfft2(probe, workers=render.FFT_WORKERS))
+    if transform_only:
+        return psf_ft
     psf = sfft.irfft2(psf_ft, s=grid.shape, workers=render.FFT_WORKERS)
     peak = float(psf.max())
     area = float(np.count_nonzero(psf >= 0.5 * peak)) * grid.sampling_A**2
     return psf_ft, peak, area
+
+
+def probe_on_grid(p, shape, sampling_A: float, defocus_A: float | None = None) -> np.ndarray:
+    """The coherent probe's intensity on a periodic grid (1/A^2), centred on (0, 0)."""
+    return optics.probe_intensity(
+        shape,
+        sampling_A,
+        p.energy_keV,
+        p.convergence_mrad,
+        defocus_A=p.defocus_nm * 10 if defocus_A is None else defocus_A,
+        cs_A=p.cs_um * 1e4,
+        astigmatism_A=p.astigmatism_nm * 10,
+        astigmatism_angle_rad=np.deg2rad(p.astigmatism_angle_deg),
+    )
+
+
+def blurred_probe_ft(p, grid: RenderGrid, probe_ft: np.ndarray) -> np.ndarray:
+    """rfft2 of the probe intensity -> that of the effective PSF: source-size and atom
+    blur, and the broad halo of ``probe_tail_fraction``."""
+    blur = np.hypot(optics.fwhm_to_sigma(p.source_size_nm * 10), ATOM_BLUR_A)
+    gauss = radial_function(grid, lambda k: np.exp(-2 * np.pi**2 * blur**2 * k**2))
+    psf_ft = probe_ft * gauss
+    tail = getattr(p, "probe_tail_fraction", 0.0)
+    if tail > 0:
+        # Probe tails (higher-order aberrations, chromatic and source blur, scattering in
+        # the column above): part of the current lands in a broad Gaussian halo.
+        sigma = optics.fwhm_to_sigma(p.probe_tail_nm * 10)
+        halo = radial_function(grid, lambda k: np.exp(-2 * np.pi**2 * sigma**2 * k**2))
+        psf_ft = (1.0 - tail) * psf_ft + tail * halo / grid.sampling_A**2
+    return psf_ft
 
 
 def saturation_factor(n_atoms: np.ndarray, saturation_atoms: float) -> np.ndarray:
@@ -87,8 +112,47 @@ def saturation_factor(n_atoms: np.ndarray, saturation_atoms: float) -> np.ndarra
     return np.where(n > 0, ns * -np.expm1(-n / ns) / np.maximum(n, 1e-12), 1.0)
 
 
-def _cross_sections(p, z) -> np.ndarray:
-    return haadf_cross_section_A2(z, p.z_exponent, p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad)
+def z_exponent(p, kind: str = "columns") -> float:
+    """The parameters' Z exponent for atoms in columns or isolated atoms, or the one
+    calibrated for their energy and detector (:func:`.potentials.calibrated_z_exponent`)."""
+    value = p.z_exponent if kind == "columns" else getattr(p, "z_exponent_isolated", None)
+    if value is not None:
+        return float(value)
+    return calibrated_z_exponent(p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad, kind)
+
+
+def _cross_sections(p, z, kind: str = "columns") -> np.ndarray:
+    return haadf_cross_section_A2(
+        z, z_exponent(p, kind), p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad
+    )
+
+
+def _weights(p, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+    """Each render point's cross-section (A^2; columns saturate) and each column's signal.
+
+    Atoms in crystal and particle columns scatter with the columns' Z exponent; single
+    atoms, adatoms and amorphous material with the isolated atoms' one."""
+    from .scene import REGIONS
+
+    z = scene.column_atomic_numbers()
+    sigma_col = _cross_sections(p, z, "columns")
+    sigma_iso = _cross_sections(p, z, "isolated")
+    saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
+    isolated_col = np.isin(
+        scene.column_region, (REGIONS.index("single_atom"), REGIONS.index("adatom"))
+    )
+    col = scene.point_column
+    is_col = col >= 0
+    iso_point = ~is_col | isolated_col[np.maximum(col, 0)] if len(isolated_col) else ~is_col
+    weights = scene.point_atoms * np.where(
+        iso_point, sigma_iso[scene.point_element], sigma_col[scene.point_element]
+    )
+    if saturation.size:
+        weights = weights * np.where(is_col, saturation[np.maximum(col, 0)], 1.0)
+    signal = np.where(
+        isolated_col, scene.column_counts @ sigma_iso, scene.column_counts @ sigma_col
+    )
+    return weights, signal * saturation
 
 
 def render_haadf(
@@ -103,14 +167,10 @@ def render_haadf(
     ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
     means the ideal raster.
     """
-    sigma_el = _cross_sections(p, scene.column_atomic_numbers())
-    saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
-    col = scene.point_column
-    is_col = col >= 0
-    weights = scene.point_atoms * sigma_el[scene.point_element]
-    if saturation.size:
-        weights = weights * np.where(is_col, saturation[np.maximum(col, 0)], 1.0)
-
+    weights, column_signal = _weights(p, scene)
+    is_col = scene.point_column >= 0
+    if getattr(p, "depth_of_field", False):
+        return _render_with_depth(p, scene, grid, sample_yx_A, rng, weights, column_signal)
     correction = bilinear_correction(grid.shape)
     psf_ft, peak, area = probe_psf_ft(p, grid)
     workers = render.FFT_WORKERS
@@ -118,16 +178,7 @@ def render_haadf(
     cols_ft = sfft.rfft2(dep, workers=workers) * correction
     # Amorphous material: explicit atoms and the statistical part share one FFT (no
     # bilinear correction: a sub-pixel blur of amorphous atoms is immaterial).
-    other = None
-    if (~is_col).any():
-        other = deposit(grid, scene.point_yx_A[~is_col], weights[~is_col])
-    means = statistical_layer_counts(scene, grid)
-    if means:
-        from ase.data import atomic_numbers
-
-        w = {s: float(_cross_sections(p, atomic_numbers[s])) for s in means}
-        stat = sample_statistical(means, w, rng)
-        other = stat if other is None else other + stat
+    other = _amorphous_deposit(p, scene, grid, rng, weights, ~is_col, None)
     cols = sfft.irfft2(cols_ft * psf_ft, s=grid.shape, workers=workers)
     if other is not None:
         other_ft = sfft.rfft2(other, workers=workers)
@@ -139,7 +190,65 @@ def render_haadf(
         other=sample_output(grid, other, sample_yx_A),
         psf_peak_per_A2=peak,
         psf_area_A2=area,
-        column_signal_A2=(scene.column_counts @ sigma_el) * saturation,
+        column_signal_A2=column_signal,
+    )
+
+
+def _amorphous_deposit(p, scene: Scene, grid, rng, weights, select, kinds) -> np.ndarray | None:
+    """Deposit of the selected amorphous points plus the statistical layers of ``kinds``
+    (None: all), weighted by their cross-sections."""
+    other = None
+    if select.any():
+        other = deposit(grid, scene.point_yx_A[select], weights[select])
+    means = statistical_layer_counts(scene, grid, kinds)
+    if means:
+        from ase.data import atomic_numbers
+
+        w = {s: float(_cross_sections(p, atomic_numbers[s], "isolated")) for s in means}
+        stat = sample_statistical(means, w, rng)
+        other = stat if other is None else other + stat
+    return other
+
+
+def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, column_signal):
+    """:func:`render_haadf` with the depth of field (see :mod:`.stem_depth`)."""
+    from .scene import REGIONS
+    from .stem_depth import DepthProbes, depth_points, layer_depth_ranges, render_depth_columns
+
+    workers = render.FFT_WORKERS
+    is_col = scene.point_column >= 0
+    correction = bilinear_correction(grid.shape)
+    psf_ft, peak, area = probe_psf_ft(p, grid)
+    probes = DepthProbes(p, grid)
+    deep = depth_points(scene, (REGIONS.index("single_atom"), REGIONS.index("adatom")))
+    flat = is_col & ~deep
+    cols_ft = sfft.rfft2(deposit(grid, scene.point_yx_A[flat], weights[flat]), workers=workers)
+    cols_ft = cols_ft * correction * psf_ft
+    column_peak = np.full(scene.n_columns, peak)
+    extra = render_depth_columns(probes, grid, scene, deep, weights, correction, column_peak)
+    if extra is not None:
+        cols_ft = cols_ft + extra
+    other_ft = None
+    ranges = layer_depth_ranges(scene)
+    for code, kind in ((1, "support"), (2, "contamination")):
+        select = ~is_col & (scene.point_layer == code)
+        dep = _amorphous_deposit(p, scene, grid, rng, weights, select, (kind,))
+        if dep is None:
+            continue
+        term = sfft.rfft2(dep, workers=workers) * probes.layer_psf_ft(*ranges[code])
+        other_ft = term if other_ft is None else other_ft + term
+    cols = sfft.irfft2(cols_ft, s=grid.shape, workers=workers)
+    if other_ft is None:
+        other = np.zeros(grid.shape)
+    else:
+        other = sfft.irfft2(other_ft, s=grid.shape, workers=workers)
+    return FastStemImage(
+        columns=sample_output(grid, cols, sample_yx_A),
+        other=sample_output(grid, other, sample_yx_A),
+        psf_peak_per_A2=peak,
+        psf_area_A2=area,
+        column_signal_A2=column_signal,
+        column_peak_per_A2=column_peak,
     )
 
 
