@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from .._progress import Progress, ProgressGenerator, drain
+from .._progress import Progress, ProgressGenerator, as_part, drain
 from ..errors import InputError, ModelError
 from .cards import ModelCard
-from .train_card import RunRecord, export_trained_model, input_with_scale_reference
+from .train_card import RunRecord, export_trained_model, input_with_scale_reference, stage_record
 from .train_checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .train_config import TrainConfig, TrainingTask, as_config, load_task, resolve_card
 from .train_log import TrainLog
@@ -99,6 +99,7 @@ def iter_train(
     task: Any = None,
     log: Callable[[str], None] | None = print,
     command: str | None = None,
+    stages_before: Sequence[Mapping[str, Any]] = (),
 ) -> ProgressGenerator[TrainResult]:
     """Train as ``config`` says; a generator yielding Progress per step, returning a TrainResult.
 
@@ -118,12 +119,17 @@ def iter_train(
         Receives the plain-text progress lines (default ``print``; None: silent).
     command
         The command line recorded in the card (default: this process's argv).
+    stages_before
+        The records of the stages a multi-stage config ran before this one (kept in the
+        card's ``training.stages``).
     """
     import torch
 
     from .device import get_device, torch_threads
 
     cfg = as_config(config)
+    if cfg.stages:
+        return (yield from _iter_stages(cfg, resume, pairs, val_pairs, task, log, command))
     task = task if task is not None else load_task(cfg.task, cfg.task_options)
     card, init_card = resolve_card(cfg, task)
     cfg.out_path.mkdir(parents=True, exist_ok=True)
@@ -153,6 +159,7 @@ def iter_train(
             init_card=init_card,
             pruned_from=pruned_from,
             teacher_card=loop.teacher_card,
+            stages_before=tuple(stages_before),
         )
         n_val = sum(int(x.shape[0]) for x, _ in loop.val)
         exported = export_trained_model(loop.model, card, input_spec, record, val_metrics, n_val)
@@ -165,6 +172,57 @@ def iter_train(
         log_csv=run_log.csv_path,
         wall_time_s=wall_time_s,
     )
+
+
+def _iter_stages(
+    cfg: TrainConfig,
+    resume: bool,
+    pairs: Any,
+    val_pairs: Any,
+    task: Any,
+    log: Callable[[str], None] | None,
+    command: str | None,
+) -> ProgressGenerator[TrainResult]:
+    """Run a multi-stage config stage by stage; the last stage's result, its card
+    recording every stage (``training.stages``)."""
+    from .cards import load_card
+
+    stages = cfg.stage_configs()
+    lineage: list[dict[str, Any]] = []
+    result = None
+    for k, stage in enumerate(stages):
+        card_path = stage.export_path / f"{stage.name}.yaml"
+        done = resume and k < len(stages) - 1 and _finished(card_path, stage)
+        if done:
+            if log:
+                log(f"stage {cfg.stages[k]['name']}: finished earlier ({card_path}), skipped")
+            card = load_card(card_path)
+        else:
+            checkpoint = stage.out_path / CHECKPOINT_NAME
+            steps = iter_train(
+                stage,
+                resume=resume and checkpoint.exists(),
+                pairs=pairs,
+                val_pairs=val_pairs,
+                task=task,
+                log=log,
+                command=command,
+                stages_before=tuple(lineage),
+            )
+            result = yield from as_part(steps, k, len(stages), f"stage {cfg.stages[k]['name']}")
+            card = result.card
+        lineage.append(stage_record(cfg.stages[k]["name"], stage, card))
+    return result
+
+
+def _finished(card_path: Path, stage: TrainConfig) -> bool:
+    """Whether a stage's model was exported by this very stage configuration."""
+    from .cards import load_card
+
+    if not card_path.is_file():
+        return False
+    recorded = (load_card(card_path).training or {}).get("config", {})
+    return recorded == stage.to_dict()
 
 
 def learning_rate(

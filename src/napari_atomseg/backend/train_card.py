@@ -38,6 +38,8 @@ class RunRecord:
         architecture (None otherwise).
     teacher_card
         The distillation teacher's card (None without one).
+    stages_before
+        Records (:func:`stage_record`) of the earlier stages of a multi-stage config.
     """
 
     cfg: TrainConfig
@@ -48,6 +50,7 @@ class RunRecord:
     init_card: ModelCard | None = None
     pruned_from: Mapping[str, Any] | None = None
     teacher_card: ModelCard | None = None
+    stages_before: tuple[Mapping[str, Any], ...] = ()
 
 
 def input_with_scale_reference(
@@ -110,6 +113,8 @@ def training_section(record: RunRecord) -> dict[str, Any]:
         },
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if record.stages_before:
+        out["stages"] = [dict(stage) for stage in record.stages_before]
     init, teacher = record.init_card, record.teacher_card
     if init is not None and init.weights is not None:
         out["init_from"] = {"name": init.name, "sha256": init.weights.sha256}
@@ -123,6 +128,24 @@ def training_section(record: RunRecord) -> dict[str, Any]:
             "distill_weight": cfg.distill_weight,
         }
     return out
+
+
+def stage_record(stage_name: str, cfg: TrainConfig, card: ModelCard) -> dict[str, Any]:
+    """What a finished stage of a multi-stage config leaves in the final card: its
+    settings, time, weights and validation."""
+    training = card.training or {}
+    return {
+        "stage": stage_name,
+        "steps": cfg.steps,
+        "lr": cfg.lr,
+        "schedule": cfg.schedule,
+        "seed": cfg.seed,
+        "example_pool": cfg.example_pool,
+        "task_options": dict(cfg.task_options),
+        "wall_time_s": training.get("wall_time_s"),
+        "sha256": card.weights.sha256 if card.weights is not None else None,
+        "validation": dict((card.metrics or {}).get("validation", {})),
+    }
 
 
 def export_trained_model(

@@ -47,6 +47,14 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 #: Config fields that must be positive integers.
 _POSITIVE_INTS = ("steps", "batch_size", "val_every", "checkpoint_every", "log_every", "crop_px")
 
+#: Keys a stage of a multi-stage config may change.
+STAGE_KEYS = (
+    "steps", "task_options", "seed", "batch_size", "lr", "weight_decay", "schedule",
+    "warmup_steps", "grad_clip", "val_examples", "val_every", "augment", "library",
+    "library_fraction", "pairs", "val_pairs", "pairs_fraction", "crop_px", "example_pool",
+    "init_from", "teacher", "distill_weight",
+)  # fmt: skip
+
 #: Card sections a fine-tuned or pruned model takes over from its ``init_from`` model.
 _INHERITED_CARD_KEYS = ("task", "architecture", "outputs", "classes", "input")
 
@@ -132,6 +140,10 @@ class TrainConfig:
     device: str | None = None
     threads: int | None = None
     amp: bool = False
+    #: Several stages in one config: each a mapping with a ``name`` and the keys it
+    #: changes (``steps`` at least); stage k > 0 starts from stage k - 1's model. Only the
+    #: last stage's model is exported under ``name``; the others stay in ``out_dir``.
+    stages: tuple[Mapping[str, Any], ...] = ()
     #: Where the config was read from (set by :meth:`from_yaml`; not a YAML key).
     config_path: str | None = None
 
@@ -155,7 +167,9 @@ class TrainConfig:
         missing = [k for k in ("name", "task", "steps") if k not in data]
         if missing:
             raise InputError(f"training config: missing required key(s) {missing}")
-        cfg = cls(**{"card": {}, **data}, config_path=config_path)
+        values = {"card": {}, **data}
+        values["stages"] = tuple(data.get("stages") or ())
+        cfg = cls(**values, config_path=config_path)
         cfg.validate()
         return cfg
 
@@ -193,6 +207,55 @@ class TrainConfig:
         if ":" not in self.task:
             raise InputError(f"training config: task must be 'module:Class', got {self.task!r}")
         AugmentConfig.from_value(self.augment)
+        self._validate_stages()
+
+    def _validate_stages(self) -> None:
+        names = set()
+        for k, stage in enumerate(self.stages):
+            if not isinstance(stage, Mapping) or not isinstance(stage.get("name"), str):
+                raise InputError(f"training config: stage {k} needs a 'name'")
+            if stage["name"] in names or not stage["name"].isidentifier():
+                raise InputError(
+                    f"training config: stage name {stage['name']!r} must be a unique identifier"
+                )
+            names.add(stage["name"])
+            bad = set(stage) - set(STAGE_KEYS) - {"name"}
+            if k > 0:
+                bad |= {"init_from"} & set(stage)
+            if bad:
+                raise InputError(
+                    f"training config: stage {stage['name']!r} cannot set {sorted(bad)}; "
+                    f"a stage may change {sorted(STAGE_KEYS)} (init_from in the first only)"
+                )
+        for stage_cfg in self.stage_configs() if self.stages else ():
+            stage_cfg.validate()
+
+    def stage_configs(self) -> list[TrainConfig]:
+        """One single-stage config per stage (just ``[self]`` without stages).
+
+        Stage k trains from stage k - 1's exported model; its checkpoints, logs and model
+        go to ``out_dir/STAGE``; the last stage is exported to ``export_dir`` as ``name``.
+        """
+        if not self.stages:
+            return [self]
+        base = self.to_dict()
+        base.pop("stages")
+        out, previous = [], None
+        for k, stage in enumerate(self.stages):
+            last = k == len(self.stages) - 1
+            values = merge_mappings(base, {key: v for key, v in stage.items() if key != "name"})
+            folder = self.out_path / stage["name"]
+            values.update(
+                name=self.name if last else f"{self.name}_{stage['name']}",
+                out_dir=str(folder),
+                export_dir=str(self.export_path if last else folder),
+            )
+            if previous is not None:
+                values["init_from"] = str(previous.export_path / f"{previous.name}.yaml")
+            stage_cfg = TrainConfig(**values, config_path=self.config_path)
+            out.append(stage_cfg)
+            previous = stage_cfg
+        return out
 
     def _validate_data_and_teacher(self) -> None:
         for name in ("library_fraction", "pairs_fraction"):
@@ -214,6 +277,9 @@ class TrainConfig:
         """The YAML keys and values (as recorded in the card)."""
         out = dataclasses.asdict(self)
         out.pop("config_path")
+        out["stages"] = [dict(stage) for stage in self.stages]
+        if not out["stages"]:
+            out.pop("stages")
         return out
 
     @property
