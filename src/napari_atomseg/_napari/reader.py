@@ -1,11 +1,22 @@
-"""npe2 reader: electron-micrograph files -> calibrated napari Image layers.
+"""npe2 reader: micrographs -> calibrated Image layers; point tables -> Points layers.
 
-``get_reader`` only looks at the extension and the first bytes (never raises, returns None
-for anything it cannot read, so other plugins get their turn). The returned function reads
-through :func:`napari_atomseg.io.read_images` and raises
-:class:`napari_atomseg.errors.FileReadError` naming the file and the problem.
+``get_reader`` looks only at the extension (and, for CSV, the header line); it never
+raises. It returns :func:`read_layers` for every existing file with an extension this
+plugin reads -- also when the first bytes say the file is damaged or another format, so
+the user learns *why* it does not open -- and for CSV tables in one of the layouts of
+:mod:`napari_atomseg.io.points_table` (this plugin's, napari's Points CSV, ImageJ
+Results). Anything else gets None.
 
-Each image signal becomes one layer: ``scale`` = pixel size, ``units`` = nm / 1/nm (or
+Errors: napari wraps an exception raised by a reader function in its own message ("Tried
+to read ... Try associating a different plugin ..."), with the plugin's reason on the
+last line of the expanded text. So :func:`read_layers` does not raise for a file it
+cannot read: it shows the reason itself, as a napari error notification whose text is
+the :class:`~napari_atomseg.errors.FileReadError` message (file name first, then what is
+wrong; "View Traceback" has the library's own error), opens whatever else it was given,
+and returns napari's "nothing to add" value ``[(None,)]`` when nothing opened. Scripts
+that want the exception call :func:`layer_data` (or :func:`napari_atomseg.io.read_images`).
+
+Images: one layer per image signal, ``scale`` = pixel size, ``units`` = nm / 1/nm (or
 ``pixel`` when uncalibrated), ``axis_labels``, and ``metadata`` holding the calibration
 (``metadata["calibration"]``, see :meth:`napari_atomseg.io.Calibration.from_dict`), the
 source path and the file's own metadata tree. Complex data gives a magnitude layer and a
@@ -16,35 +27,91 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from napari_atomseg.io import ImageData, read_images, sniff_format
+from napari_atomseg.errors import FileReadError
+from napari_atomseg.io import ImageData, read_images, read_points_table, sniff_points_csv
+from napari_atomseg.io.readers import FORMATS
+
+from .layers import Geometry, table_points
 
 LayerData = tuple[Any, dict[str, Any], str]
+#: napari's "read, but nothing to add" answer (its null layer sentinel).
+NOTHING = [(None,)]
 
 
-def get_reader(
-    path: str | Sequence[str],
-) -> Callable[[str | Sequence[str]], list[LayerData]] | None:
-    """Return :func:`read_layers` if every path is a file this plugin reads, else None."""
+def _paths(path: Any) -> list[str] | None:
     try:
         paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     except TypeError:
         return None
     if not paths or any(not isinstance(p, str | os.PathLike) for p in paths):
         return None
-    if any(sniff_format(p) is None for p in paths):
+    return [os.fspath(p) for p in paths]
+
+
+def _ours(path: str) -> bool:
+    """An image file (or ZSPY folder) with one of our extensions, or a known point table."""
+    try:
+        p = Path(path)
+        suffix = p.suffix.lower()
+        if suffix == ".csv":
+            return sniff_points_csv(p) is not None
+        if suffix == ".zspy":
+            return p.exists()
+        return suffix in FORMATS and p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def get_reader(
+    path: str | Sequence[str],
+) -> Callable[[str | Sequence[str]], list[Any]] | None:
+    """Return :func:`read_layers` if every path is a file this plugin reads, else None."""
+    paths = _paths(path)
+    if paths is None or not all(_ours(p) for p in paths):
         return None
     return read_layers
 
 
-def read_layers(path: str | Sequence[str]) -> list[LayerData]:
-    """Layer data tuples for every image signal in ``path`` (one path or several)."""
-    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
-    layers: list[LayerData] = []
-    for p in paths:
-        layers.extend(image_to_layer_data(image, os.fspath(p)) for image in read_images(p))
-    return layers
+def read_layers(path: str | Sequence[str]) -> list[Any]:
+    """Layer data for every path; unreadable files are reported, not raised (see above)."""
+    layers: list[Any] = []
+    for p in _paths(path) or []:
+        try:
+            layers.extend(layer_data(p))
+        except FileReadError as exc:
+            report_read_error(exc)
+    return layers or NOTHING
+
+
+def report_read_error(exc: FileReadError) -> None:
+    """Show ``exc`` as a napari error notification: its message, traceback on demand."""
+    from napari.utils.notifications import notification_manager
+
+    notification_manager.receive_error(type(exc), exc, exc.__traceback__)
+
+
+def layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
+    """Layer data tuples of one file; raises :class:`FileReadError` naming the problem."""
+    source = os.fspath(path)
+    if Path(source).suffix.lower() == ".csv":
+        return [points_layer_data(source)]
+    return [image_to_layer_data(image, source) for image in read_images(source)]
+
+
+def points_layer_data(path: str) -> LayerData:
+    """A point table (any layout :func:`napari_atomseg.io.read_points_table` reads) as a
+    Points layer with the table's calibration as scale and its other columns as features."""
+    table = read_points_table(path)
+    metadata = {
+        "source_path": path,
+        "points_layout": table.layout,
+        **{k: v for k, v in table.calibration.metadata.items() if k == "calibration_note"},
+    }
+    geometry = Geometry.from_calibration(table.calibration)
+    return table_points(table.points_px, table.features, geometry, Path(path).stem, metadata)
 
 
 def image_to_layer_data(image: ImageData, source_path: str) -> LayerData:

@@ -279,7 +279,7 @@ class FindAtomsWidget(Container):
                 pixel_size,
                 self.chosen_model(),
                 self.settings(),
-                on_result=lambda res: self._show(layer, geometry, res),
+                on_result=lambda res: self._show(layer, geometry, res, select=True),
             )
         except AtomsegError as exc:
             notify_error(exc)
@@ -311,7 +311,11 @@ class FindAtomsWidget(Container):
         shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
         return shape[:-1] if getattr(layer, "rgb", False) else shape
 
-    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+    def _show(
+        self, layer: Any, geometry: Geometry, results: list[FrameAtoms], select: bool = False
+    ) -> str:
+        """Results -> layers; ``select`` (after Find atoms) makes the Points layer the active
+        one, so napari shows its add / select / move tools, ready for correction."""
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
         used = results[0].atoms.attrs.get("threshold")
@@ -330,7 +334,7 @@ class FindAtomsWidget(Container):
         source = layer.metadata.get("source_path")
         if source:
             meta["source_path"] = source
-        add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
+        points = add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
         existing = find_layer(self._viewer, labels_name, "labels")
         if labels is not None:
             labels_meta = {"source_layer": layer.name, "stale": False}
@@ -341,6 +345,8 @@ class FindAtomsWidget(Container):
             labels_layer.events.visible.connect(self._labels_shown)
         elif existing is not None:
             existing.metadata["stale"] = True
+        if select:  # (adding the hidden column labels made them the active layer)
+            self._viewer.layers.selection.active = points
         ps = first.pixel_size_nm
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
         if first.pixel_size_estimated:
