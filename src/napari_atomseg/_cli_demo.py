@@ -53,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="image files (DM3/DM4/MRC/TIFF/SER/EMD); none = simulate a demo micrograph",
+        help="image files (DM3/DM4/MRC/TIFF/SER/EMD/HSPY/ZSPY, PNG/JPEG/BMP); none = simulate "
+        "a demo micrograph",
     )
     parser.add_argument(
         "--out", default="atomseg_demo", help="output folder (default: ./atomseg_demo)"
@@ -155,8 +156,7 @@ def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any,
 
 def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tuple, Any]], int]:
     from .errors import AtomsegError
-    from .io import Calibration, ImageData, read_images
-    from .segment.sorting import PICTURE_EXTENSIONS, read_any
+    from .io import Calibration, read_images
 
     if args.segment_method == "auto":
         args.segment_method = "bragg"
@@ -164,11 +164,7 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
     for item in args.inputs:
         path = Path(item)
         try:
-            if path.suffix.lower() in PICTURE_EXTENSIONS:
-                data, cal = read_any(path)
-                images = [ImageData(data=data, calibration=cal, name=path.stem)]
-            else:
-                images = read_images(path)
+            images = read_images(path)
         except (AtomsegError, OSError) as exc:
             print(f"[demo] {path}: skipped: {exc}", file=sys.stderr)
             failures += 1
