@@ -10,12 +10,20 @@ For a 3-D stack the frame shown is used, with the points on that frame. Points a
 from world coordinates into the image's pixels (scale and translate of both layers), so
 a Points layer in nm over a calibrated image works as well as one in pixels.
 
+Time: *Estimate time* measures a few training steps of the base network here
+(:func:`~napari_atomseg.atoms.finetune_user.estimate_step_time_s`) and shows the whole
+run's duration, following the steps and pairs chosen; Fine-tune measures it first when
+that was not done, and the status line counts down the time left during the run.
+
 Training runs in a worker (:func:`napari_atomseg.atoms.finetune_user.iter_finetune_atoms`)
-with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``.
+with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``. A
+cancelled run leaves nothing behind (no checkpoint, log or half-made model).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +33,12 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 if TYPE_CHECKING:
     import napari.viewer
 
+from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import finetune_user
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import current_frame_index, image_frames, layer_pixel_size_nm
-from ._common import layer_combo, model_names
+from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 
 
@@ -50,7 +59,58 @@ def points_in_image_px(points_layer: Any, image_layer: Any, frame: int | None = 
     return yx
 
 
-class FinetuneAtomsWidget(Container):
+def format_duration(seconds: float) -> str:
+    """'45 s', '6.5 min', '1.4 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def measure_steps(base: str) -> Generator[Progress, None, float]:
+    """The step-time measurement as a job for the run panel (seconds per step)."""
+    yield Progress(0, 1, "measuring the training step time here (a few seconds)...")
+    return finetune_user.estimate_step_time_s(base)
+
+
+def timed_finetune(
+    step_s: float | None, base: str, *args: Any, **kwargs: Any
+) -> Generator[Progress, None, Path]:
+    """:func:`~napari_atomseg.atoms.finetune_user.iter_finetune_atoms` that first states
+    how long it will take (measuring the step time when ``step_s`` is None) and then
+    counts the time left down in its progress messages."""
+    steps = int(kwargs["steps"])
+    if step_s is None:
+        step_s = yield from measure_steps(base)
+    expected = finetune_user.estimate_finetune_s(step_s, steps, len(args[0]))
+    yield Progress(0, steps, f"about {format_duration(expected)} for {steps} steps")
+    start = None
+    run = finetune_user.iter_finetune_atoms(*args, base=base, **kwargs)
+    while True:
+        try:
+            progress = next(run)
+        except StopIteration as stop:
+            return stop.value
+        if progress.message.startswith("step") and progress.done > 0:
+            start = start or (time.perf_counter(), progress.done)
+            t0, done0 = start
+            if progress.done > done0:
+                rate = (time.perf_counter() - t0) / (progress.done - done0)
+                left = rate * (progress.total - progress.done)
+                progress = Progress(
+                    progress.done,
+                    progress.total,
+                    f"{progress.message}, about {format_duration(left)} left",
+                )
+        try:
+            yield progress
+        except GeneratorExit:
+            run.close()  # the training's own clean-up (checkpoint removed)
+            raise
+
+
+class FinetuneAtomsWidget(DockContainer):
     """Dock widget: fine-tune the atom finder on hand-corrected Points layers."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -71,6 +131,10 @@ class FinetuneAtomsWidget(Container):
             value=finetune_user.RECIPE["steps"], min=10, max=20000, step=50, label="steps",
             tooltip=f"training steps of {finetune_user.RECIPE['batch_size']} crops",
         )  # fmt: skip
+        self.estimate_button = PushButton(
+            text="Estimate time", tooltip="measure a few training steps here (seconds)"
+        )
+        self.estimate = Label(value="")
         self.folder = FileEdit(mode="d", label="save to folder", value="")
         self.model_name = LineEdit(value=finetune_user.DEFAULT_NAME, label="model name")
         self.run_button = PushButton(
@@ -80,29 +144,45 @@ class FinetuneAtomsWidget(Container):
         self.panel = RunPanel()
         self.card_path: Path | None = None
         self._pairs: list[tuple[Any, Any, int | None]] = []
+        #: Measured seconds per step, per base model (a measurement, not a result).
+        self._step_s: dict[str, float] = {}
+        self.base_options = Fold("model card, contrast", [self.base_card, self.contrast])
+        pair_buttons = Container(
+            widgets=[self.add_pair, self.clear_pairs], layout="horizontal", labels=False
+        )
+        pair_buttons.margins = (0, 0, 0, 0)
+        time_row = Container(
+            widgets=[self.estimate_button, self.estimate], layout="horizontal", labels=False
+        )
+        time_row.margins = (0, 0, 0, 0)
         super().__init__(
             widgets=[
                 self.image,
                 self.points,
-                self.add_pair,
-                self.clear_pairs,
+                pair_buttons,
                 self.pairs_label,
                 self.base,
+                self.base_options,
                 self.base_card,
                 self.contrast,
                 self.steps,
+                time_row,
                 self.folder,
                 self.model_name,
                 self.run_button,
                 self.panel,
             ]
         )
-        for label in (self.pairs_label, self.panel.status):  # long paths must not widen the dock
-            label.native.setWordWrap(True)
-            label.native.setMinimumHeight(4 * label.native.fontMetrics().lineSpacing())
+        for label, lines in ((self.pairs_label, 2), (self.panel.status, 3), (self.estimate, 2)):
+            label.native.setWordWrap(True)  # long paths must not widen the dock
+            label.native.setMinimumHeight(lines * label.native.fontMetrics().lineSpacing())
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.run_button.changed.connect(self.run)
+        self.estimate_button.changed.connect(self.measure)
+        for w in (self.steps, self.base, self.base_card):
+            w.changed.connect(self._show_estimate)
+        self._show_estimate()
 
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
@@ -130,7 +210,42 @@ class FinetuneAtomsWidget(Container):
         self._pairs.clear()
         self._show_pairs()
 
+    # --- time ------------------------------------------------------------------------
+    def measure(self, _value: Any = None) -> Any:
+        """Measure the step time of the chosen base model here; returns the worker."""
+        base = self.chosen_base()
+
+        def show(step_s: float) -> str:
+            self._step_s[base] = float(step_s)
+            self._show_estimate()
+            return f"{step_s:.2f} s per training step here"
+
+        try:
+            return self.panel.start(measure_steps, base, on_result=show)
+        except AtomsegError as exc:
+            notify_error(exc)
+            return None
+
+    def estimated_s(self) -> float | None:
+        """The run's expected duration (s) with the current choices, once measured."""
+        step_s = self._step_s.get(self.chosen_base())
+        if step_s is None:
+            return None
+        n_images = max(1, len(self._pairs))
+        return finetune_user.estimate_finetune_s(step_s, int(self.steps.value), n_images)
+
+    def _show_estimate(self, _value: Any = None) -> None:
+        seconds = self.estimated_s()
+        if seconds is None:
+            self.estimate.value = "time: not measured yet"
+            return
+        step_s = self._step_s[self.chosen_base()]
+        self.estimate.value = (
+            f"about {format_duration(seconds)} ({step_s:.2f} s/step measured here)"
+        )
+
     def _show_pairs(self) -> None:
+        self._show_estimate()
         if not self._pairs:
             self.pairs_label.value = "pairs: none (the image and points above are used)"
             return
@@ -174,13 +289,15 @@ class FinetuneAtomsWidget(Container):
             images, points, sizes = self.training_data()
             folder = self.output_folder()
             name = str(self.model_name.value).strip() or finetune_user.DEFAULT_NAME
+            base = self.chosen_base()
             return self.panel.start(
-                finetune_user.iter_finetune_atoms,
+                timed_finetune,
+                self._step_s.get(base),
+                base,
                 images,
                 points,
                 sizes,
                 folder,
-                base=self.chosen_base(),
                 name=name,
                 contrast=self.contrast.value,
                 steps=int(self.steps.value),
