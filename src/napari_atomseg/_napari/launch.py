@@ -32,7 +32,7 @@ def result_layer_data(result: Any, image: np.ndarray) -> list[tuple[Any, dict, s
     )
     contaminated = features["in_contamination"].to_numpy(dtype=bool)
     face = np.where(contaminated[:, None], [[1.0, 0.3, 0.2, 1.0]], [[0.1, 0.9, 1.0, 1.0]])
-    return [
+    layers = [
         (image, {"name": result.name, "metadata": meta, **spatial}, "image"),
         (
             coords,
@@ -62,6 +62,9 @@ def result_layer_data(result: Any, image: np.ndarray) -> list[tuple[Any, dict, s
             "labels",
         ),
     ]
+    if result.atoms_skipped:  # (an overview image: no columns were looked for)
+        del layers[1]
+    return layers
 
 
 def show_results(results: Sequence[tuple[Any, np.ndarray]], run: bool = True) -> Any:
