@@ -112,3 +112,27 @@ def test_imagej_results_open_as_points(make_napari_viewer) -> None:
     assert [str(u) for u in layer.units] == ["pixel", "pixel"]
     assert (layer.features["source"] == "manual").all()
     assert "pixels" in layer.metadata["calibration_note"]
+
+
+@pytest.mark.qt
+def test_table_without_scale_lands_on_its_image(make_napari_viewer, tmp_path: Path) -> None:
+    """ImageJ Results hold pixels and no scale: opened over the one calibrated image they
+    fit on, they take its scale (before: drawn 1/0.0293 times too far out, in pixels)."""
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((64, 80)), name="scan", scale=(0.0293, 0.0293), units="nm")
+    path = tmp_path / "Results.csv"
+    path.write_text(" ,X,Y\n1,70,10\n2,5,60\n")
+    (points,) = viewer.open(str(path), plugin=PLUGIN)
+    np.testing.assert_array_equal(points.data, [[10, 70], [60, 5]])
+    np.testing.assert_allclose(points.scale, image.scale)
+    assert [str(u) for u in points.units] == ["nanometer", "nanometer"]
+    assert "image layer 'scan'" in points.metadata["calibration_note"]
+    # Two calibrated images it fits on: ambiguous, so it stays in pixels.
+    viewer.add_image(np.zeros((64, 80)), name="other", scale=(0.05, 0.05), units="nm")
+    (again,) = viewer.open(str(path), plugin=PLUGIN)
+    assert [str(u) for u in again.units] == ["pixel", "pixel"]
+    # Points beyond the image's pixel grid do not fit it.
+    viewer.layers.remove("other")
+    path.write_text(" ,X,Y\n1,700,10\n")
+    (outside,) = viewer.open(str(path), plugin=PLUGIN)
+    assert [str(u) for u in outside.units] == ["pixel", "pixel"]

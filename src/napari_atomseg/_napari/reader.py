@@ -16,6 +16,10 @@ wrong; "View Traceback" has the library's own error), opens whatever else it was
 and returns napari's "nothing to add" value ``[(None,)]`` when nothing opened. Scripts
 that want the exception call :func:`layer_data` (or :func:`napari_atomseg.io.read_images`).
 
+Point tables come in with the scale they hold (:mod:`napari_atomseg.io.points_table`);
+one without a scale (ImageJ Results) takes that of the one calibrated image it fits on in
+the viewer, so the points land on their image (:func:`points_layer_data`).
+
 Images: one layer per image signal, ``scale`` = pixel size, ``units`` = nm / 1/nm (or
 ``pixel`` when uncalibrated), ``axis_labels``, and ``metadata`` holding the calibration
 (``metadata["calibration"]``, see :meth:`napari_atomseg.io.Calibration.from_dict`), the
@@ -97,13 +101,19 @@ def layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
     """Layer data tuples of one file; raises :class:`FileReadError` naming the problem."""
     source = os.fspath(path)
     if Path(source).suffix.lower() == ".csv":
-        return [points_layer_data(source)]
+        return [points_layer_data(source, _open_images())]
     return [image_to_layer_data(image, source) for image in read_images(source)]
 
 
-def points_layer_data(path: str) -> LayerData:
+def points_layer_data(path: str, images: Sequence[Any] = ()) -> LayerData:
     """A point table (any layout :func:`napari_atomseg.io.read_points_table` reads) as a
-    Points layer with the table's calibration as scale and its other columns as features."""
+    Points layer with the table's calibration as scale and its other columns as features.
+
+    A table in pixels without a scale (ImageJ Results, napari's CSV of a layer without
+    ``pixel_size_nm``) takes the geometry of the one calibrated image layer in ``images``
+    it fits in (all points inside its pixel grid), so it lands on that image;
+    ``metadata["calibration_note"]`` says so. None or several: it stays in pixels.
+    """
     table = read_points_table(path)
     metadata = {
         "source_path": path,
@@ -111,7 +121,41 @@ def points_layer_data(path: str) -> LayerData:
         **{k: v for k, v in table.calibration.metadata.items() if k == "calibration_note"},
     }
     geometry = Geometry.from_calibration(table.calibration)
+    if not table.calibration.calibrated:
+        image = _image_for(table.points_px, images)
+        if image is not None:
+            geometry = Geometry.from_layer(image)
+            metadata["calibration_note"] = (
+                f"the table has no scale: its pixels taken as those of image layer "
+                f"{image.name!r} ({image.scale[-1]:.6g} {image.units[-1]}/px)"
+            )
     return table_points(table.points_px, table.features, geometry, Path(path).stem, metadata)
+
+
+def _image_for(points_px: Any, images: Sequence[Any]) -> Any:
+    """The one calibrated, non-RGB image layer whose pixel grid holds every point."""
+    import numpy as np
+
+    points = np.asarray(points_px, dtype=float)
+    fits = []
+    for layer in images:
+        units = [str(u) for u in tuple(layer.units)[-2:]]
+        if getattr(layer, "rgb", False) or "pixel" in units or layer.ndim != points.shape[1]:
+            continue
+        shape = np.asarray(layer.data.shape[-layer.ndim :], dtype=float)
+        if len(points) and (points >= -0.5).all() and (points <= shape - 0.5).all():
+            fits.append(layer)
+    return fits[0] if len(fits) == 1 else None
+
+
+def _open_images() -> list[Any]:
+    """Image layers of the viewer the user is opening files into (none in scripts)."""
+    from napari.layers import Image
+
+    import napari
+
+    viewer = napari.current_viewer()
+    return [] if viewer is None else [x for x in viewer.layers if isinstance(x, Image)]
 
 
 def image_to_layer_data(image: ImageData, source_path: str) -> LayerData:
