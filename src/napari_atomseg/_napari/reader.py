@@ -12,7 +12,8 @@ to read ... Try associating a different plugin ..."), with the plugin's reason o
 last line of the expanded text. So :func:`read_layers` does not raise for a file it
 cannot read: it shows the reason itself, as a napari error notification whose text is
 the :class:`~napari_atomseg.errors.FileReadError` message (file name first, then what is
-wrong; "View Traceback" has the library's own error), opens whatever else it was given,
+wrong, the file by its name; "View Traceback" has the library's own error and the whole
+path), opens whatever else it was given,
 and returns napari's "nothing to add" value ``[(None,)]`` when nothing opened. Scripts
 that want the exception call :func:`layer_data` (or :func:`napari_atomseg.io.read_images`).
 
@@ -86,15 +87,21 @@ def read_layers(path: str | Sequence[str]) -> list[Any]:
         try:
             layers.extend(layer_data(p))
         except FileReadError as exc:
-            report_read_error(exc)
+            report_read_error(exc, p)
     return layers or NOTHING
 
 
-def report_read_error(exc: FileReadError) -> None:
-    """Show ``exc`` as a napari error notification: its message, traceback on demand."""
-    from napari.utils.notifications import notification_manager
+def report_read_error(exc: FileReadError, path: str) -> None:
+    """Show ``exc`` as a napari error notification, traceback on demand. The toast shows
+    its first ~40 characters, so the file is named by its name, not its whole path."""
+    from napari.utils.notifications import ErrorNotification, notification_manager
 
-    notification_manager.receive_error(type(exc), exc, exc.__traceback__)
+    text = str(exc)
+    if text.startswith(path):
+        text = Path(path).name + text[len(path) :]
+    notification = ErrorNotification(exc)
+    notification.message = text
+    notification_manager.dispatch(notification)
 
 
 def layer_data(path: str | os.PathLike[str]) -> list[LayerData]:
@@ -125,9 +132,10 @@ def points_layer_data(path: str, images: Sequence[Any] = ()) -> LayerData:
         image = _image_for(table.points_px, images)
         if image is not None:
             geometry = Geometry.from_layer(image)
+            unit = {"nanometer": "nm"}.get(str(image.units[-1]), str(image.units[-1]))
             metadata["calibration_note"] = (
                 f"the table has no scale: its pixels taken as those of image layer "
-                f"{image.name!r} ({image.scale[-1]:.6g} {image.units[-1]}/px)"
+                f"{image.name!r} ({image.scale[-1]:.6g} {unit}/px)"
             )
     return table_points(table.points_px, table.features, geometry, Path(path).stem, metadata)
 
