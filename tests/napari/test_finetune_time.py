@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,9 @@ import pytest
 from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets import finetune as finetune_widget
+from napari_atomseg._progress import drain
 from napari_atomseg.atoms import finetune_user
+from napari_atomseg.atoms.finetune_time import THRESHOLD_S_PER_IMAGE, iter_measure_finetune
 from tests._models import export_tiny_atoms_model
 from tests.napari._synth import lattice
 
@@ -51,23 +54,29 @@ def test_estimate_is_shown_before_starting_and_follows_the_steps(qtbot, widget) 
     assert "not measured" in w.estimate.value and w.estimated_s() is None
     w.measure()
     _idle(qtbot, w)
-    step_s = w._step_s[w.chosen_base()]
-    assert 0 < step_s < 60
+    timing = w._timing[w.chosen_base()]
+    assert 0 < timing.step_s < 60 and timing.setup_s >= 0 and timing.n_images == 1
     w.steps.value = 600
-    assert w.estimated_s() == pytest.approx(step_s * 600 + finetune_user.SETUP_S_PER_IMAGE)
+    assert w.estimated_s() == pytest.approx(timing.total_s(600, 1))
     assert w.estimate.value.startswith("about ") and "s/step measured here" in w.estimate.value
     shown = w.estimate.value
     w.steps.value = 6000
     assert w.estimate.value != shown  # follows the steps at once, no new measurement
-    assert w.estimated_s() == pytest.approx(step_s * 6000 + finetune_user.SETUP_S_PER_IMAGE)
+    assert w.estimated_s() == pytest.approx(timing.total_s(6000, 1))
 
 
-def test_estimate_step_time_measures_the_base_network(recipe_model) -> None:
-    seconds = finetune_user.estimate_step_time_s(str(recipe_model.path), n_steps=2, threads=1)
-    assert np.isfinite(seconds) and seconds > 0
-    assert finetune_user.estimate_finetune_s(0.5, 600, 2) == pytest.approx(
-        300 + 2 * finetune_user.SETUP_S_PER_IMAGE
+def test_measuring_times_real_steps_and_keeps_nothing(recipe_model, tmp_path: Path) -> None:
+    image, _, true, _ = lattice()
+    before = set(Path(tempfile.gettempdir()).glob("atomseg_timing_*"))
+    timing = drain(
+        iter_measure_finetune(
+            [image], [true], PS_NM, base=str(recipe_model.path), n_steps=2, threads=1
+        )
     )
+    assert np.isfinite(timing.step_s) and timing.step_s > 0 and timing.n_images == 1
+    assert set(Path(tempfile.gettempdir()).glob("atomseg_timing_*")) == before
+    expected = timing.setup_s * 3 + 600 * timing.step_s + 3 * THRESHOLD_S_PER_IMAGE
+    assert timing.total_s(600, 3) == pytest.approx(expected)
     assert finetune_widget.format_duration(45) == "45 s"
     assert finetune_widget.format_duration(390) == "6.5 min"
 

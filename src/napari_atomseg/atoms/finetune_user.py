@@ -243,62 +243,7 @@ def finetune_config(
     return cfg
 
 
-# --------------------------------------------------------------------------- time
-#: Real step / measured network step on CPU: sampling, augmenting and rendering the
-#: crops' targets come on top of the network's forward and backward pass (measured on
-#: the 2-core development machine, docs/finetune.md).
-DATA_OVERHEAD = 1.15
-#: Seconds before the first step and after the last (pairs, model set-up, threshold
-#: choice) per labelled image, measured alongside.
-SETUP_S_PER_IMAGE = 8.0
-
-
-def estimate_step_time_s(
-    base: str | os.PathLike[str] = "default",
-    *,
-    n_steps: int = 3,
-    device: str | None = None,
-    threads: int | None = None,
-) -> float:
-    """Seconds one fine-tuning step takes here, measured on the base network.
-
-    Times ``n_steps`` forward + backward + optimiser steps of the base model's network
-    on a batch of the recipe's size (:data:`RECIPE` ``batch_size`` crops of ``crop_px``),
-    after one warm-up step, on the device and threads training would use; returns the
-    median times :data:`DATA_OVERHEAD`. Takes a few seconds; nothing is saved.
-    """
-    import torch
-
-    from ..backend.device import get_device, torch_threads
-    from ..backend.registry import build_from_card
-
-    n_steps = int(check_range(n_steps, 1, 100, "n_steps"))
-    card, _, _ = base_task(base)
-    dev = get_device(device)
-    channels_in = int(card.architecture.get("in_channels", 1))
-    crop, batch = int(RECIPE["crop_px"]), int(RECIPE["batch_size"])
-    with torch_threads(threads):
-        model = build_from_card(card).to(dev).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=float(RECIPE["lr"]))
-        x = torch.randn(batch, channels_in, crop, crop, device=dev)
-        seconds = []
-        for _ in range(n_steps + 1):
-            t0 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss = model(x).float().square().mean()
-            loss.backward()
-            optimizer.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            seconds.append(time.perf_counter() - t0)
-    return float(np.median(seconds[1:])) * DATA_OVERHEAD
-
-
-def estimate_finetune_s(step_s: float, steps: int, n_images: int) -> float:
-    """A whole fine-tuning run in seconds, from :func:`estimate_step_time_s`."""
-    return float(step_s) * int(steps) + SETUP_S_PER_IMAGE * max(1, int(n_images))
-
-
+# --------------------------------------------------------------------------- clean-up
 def _remove_new_files(folders: Sequence[Path], before: set[Path]) -> list[Path]:
     """Delete the files a cancelled run left in ``folders`` that were not there before,
     and those folders if the run created them and they are now empty."""
@@ -544,8 +489,6 @@ def finetune_atoms(*args: Any, **kwargs: Any) -> Path:
 
 __all__ = [
     "RECIPE",
-    "estimate_finetune_s",
-    "estimate_step_time_s",
     "find_points_file",
     "finetune_atoms",
     "finetune_config",

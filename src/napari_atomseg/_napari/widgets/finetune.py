@@ -10,10 +10,11 @@ For a 3-D stack the frame shown is used, with the points on that frame. Points a
 from world coordinates into the image's pixels (scale and translate of both layers), so
 a Points layer in nm over a calibrated image works as well as one in pixels.
 
-Time: *Estimate time* measures a few training steps of the base network here
-(:func:`~napari_atomseg.atoms.finetune_user.estimate_step_time_s`) and shows the whole
-run's duration, following the steps and pairs chosen; Fine-tune measures it first when
-that was not done, and the status line counts down the time left during the run.
+Time: *Estimate time* times the set-up and a few steps of this very run here
+(:func:`~napari_atomseg.atoms.finetune_time.iter_measure_finetune`, ~10 s) and shows the
+whole run's duration, following the steps and pairs chosen; Fine-tune measures first when
+that was not done, says how long it will take, and the status line counts down the time
+left during the run.
 
 Training runs in a worker (:func:`napari_atomseg.atoms.finetune_user.iter_finetune_atoms`)
 with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``. A
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import finetune_user
+from napari_atomseg.atoms.finetune_time import FinetuneTiming, iter_measure_finetune
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import current_frame_index, image_frames, layer_pixel_size_nm
@@ -68,22 +70,17 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def measure_steps(base: str) -> Generator[Progress, None, float]:
-    """The step-time measurement as a job for the run panel (seconds per step)."""
-    yield Progress(0, 1, "measuring the training step time here (a few seconds)...")
-    return finetune_user.estimate_step_time_s(base)
-
-
 def timed_finetune(
-    step_s: float | None, base: str, *args: Any, **kwargs: Any
+    timing: FinetuneTiming | None, base: str, *args: Any, **kwargs: Any
 ) -> Generator[Progress, None, Path]:
     """:func:`~napari_atomseg.atoms.finetune_user.iter_finetune_atoms` that first states
-    how long it will take (measuring the step time when ``step_s`` is None) and then
-    counts the time left down in its progress messages."""
+    how long it will take (measuring when ``timing`` is None) and then counts the time
+    left down in its progress messages."""
     steps = int(kwargs["steps"])
-    if step_s is None:
-        step_s = yield from measure_steps(base)
-    expected = finetune_user.estimate_finetune_s(step_s, steps, len(args[0]))
+    if timing is None:
+        options = {k: v for k, v in kwargs.items() if k in ("contrast", "device", "threads")}
+        timing = yield from iter_measure_finetune(*args[:3], base=base, **options)
+    expected = timing.total_s(steps, len(args[0]))
     yield Progress(0, steps, f"about {format_duration(expected)} for {steps} steps")
     start = None
     run = finetune_user.iter_finetune_atoms(*args, base=base, **kwargs)
@@ -132,7 +129,7 @@ class FinetuneAtomsWidget(DockContainer):
             tooltip=f"training steps of {finetune_user.RECIPE['batch_size']} crops",
         )  # fmt: skip
         self.estimate_button = PushButton(
-            text="Estimate time", tooltip="measure a few training steps here (seconds)"
+            text="Estimate time", tooltip="time a few training steps of this run here (~10 s)"
         )
         self.estimate = Label(value="")
         self.folder = FileEdit(mode="d", label="save to folder", value="")
@@ -144,8 +141,8 @@ class FinetuneAtomsWidget(DockContainer):
         self.panel = RunPanel()
         self.card_path: Path | None = None
         self._pairs: list[tuple[Any, Any, int | None]] = []
-        #: Measured seconds per step, per base model (a measurement, not a result).
-        self._step_s: dict[str, float] = {}
+        #: Timings measured here, per base model (a measurement, not a result).
+        self._timing: dict[str, FinetuneTiming] = {}
         self.base_options = Fold("model card, contrast", [self.base_card, self.contrast])
         pair_buttons = Container(
             widgets=[self.add_pair, self.clear_pairs], layout="horizontal", labels=False
@@ -212,34 +209,43 @@ class FinetuneAtomsWidget(DockContainer):
 
     # --- time ------------------------------------------------------------------------
     def measure(self, _value: Any = None) -> Any:
-        """Measure the step time of the chosen base model here; returns the worker."""
+        """Time a few training steps of this run here; returns the worker."""
         base = self.chosen_base()
 
-        def show(step_s: float) -> str:
-            self._step_s[base] = float(step_s)
+        def show(timing: FinetuneTiming) -> str:
+            self._timing[base] = timing
             self._show_estimate()
-            return f"{step_s:.2f} s per training step here"
+            return f"{timing.step_s:.2f} s per training step here"
 
         try:
-            return self.panel.start(measure_steps, base, on_result=show)
+            images, points, sizes = self.training_data()
+            return self.panel.start(
+                iter_measure_finetune,
+                images,
+                points,
+                sizes,
+                base=base,
+                contrast=self.contrast.value,
+                on_result=show,
+            )
         except AtomsegError as exc:
             notify_error(exc)
+            self.panel.status.value = f"not measured: {exc}"[:200]
             return None
 
     def estimated_s(self) -> float | None:
         """The run's expected duration (s) with the current choices, once measured."""
-        step_s = self._step_s.get(self.chosen_base())
-        if step_s is None:
+        timing = self._timing.get(self.chosen_base())
+        if timing is None:
             return None
-        n_images = max(1, len(self._pairs))
-        return finetune_user.estimate_finetune_s(step_s, int(self.steps.value), n_images)
+        return timing.total_s(int(self.steps.value), max(1, len(self._pairs)))
 
     def _show_estimate(self, _value: Any = None) -> None:
         seconds = self.estimated_s()
         if seconds is None:
             self.estimate.value = "time: not measured yet"
             return
-        step_s = self._step_s[self.chosen_base()]
+        step_s = self._timing[self.chosen_base()].step_s
         self.estimate.value = (
             f"about {format_duration(seconds)} ({step_s:.2f} s/step measured here)"
         )
@@ -292,7 +298,7 @@ class FinetuneAtomsWidget(DockContainer):
             base = self.chosen_base()
             return self.panel.start(
                 timed_finetune,
-                self._step_s.get(base),
+                self._timing.get(base),
                 base,
                 images,
                 points,
