@@ -166,3 +166,15 @@ def test_real_hspy_series() -> None:
     assert im.data.shape == (5, 512, 512)
     assert im.calibration.pixel_size_nm == pytest.approx(0.0092024, rel=1e-5)
     assert im.calibration.units == ("px", "nm", "nm")
+
+
+def test_info_command_reports_pictures_and_hyperspy(tmp_path: Path, capsys) -> None:
+    from napari_atomseg.cli import main
+
+    Image.fromarray(_grey8()).save(tmp_path / "shot.png")
+    write_hspy(tmp_path / "scan.hspy", lattice((32, 40)), 0.05, "nm")
+    assert main(["info", str(tmp_path / "shot.png"), str(tmp_path / "scan.hspy")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("shot: 40x56 uint8, uncalibrated (pixels)")
+    assert "format=PNG picture" in out[0]
+    assert out[1].startswith("scan: 32x40 uint16, 0.05 nm/px")
