@@ -16,7 +16,8 @@ import pytest
 
 from napari_atomseg._napari.widgets import atoms as atoms_widget
 from napari_atomseg._progress import Progress
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from tests.napari._synth import lattice
 
 PS_NM = 0.02
@@ -31,10 +32,10 @@ def found(make_napari_viewer, qtbot, monkeypatch):
 
     def fake_network(img, pixel_size_nm=None, model="default", **kw):
         yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result = HeatmapResult.from_arrays(img, heat, pixel_size_nm)
         return dataclasses.replace(result, contrast=kw.get("contrast", "auto"))
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake_network)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake_network)
     viewer = make_napari_viewer()
     layer = viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
     widget = atoms_widget.FindAtomsWidget(viewer)

@@ -10,7 +10,9 @@ from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets import atoms as atoms_widget
 from napari_atomseg._progress import Progress
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms import options as atoms_options
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.errors import AtomsegError
 from tests.napari._synth import lattice
 
@@ -71,12 +73,14 @@ def two_models(monkeypatch):
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(Path(str(model)).name)
         yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result = HeatmapResult.from_arrays(img, heat, pixel_size_nm)
         pp = CARDS.get(Path(str(model)).name, {})
         return dataclasses.replace(result, postprocess=pp, contrast=kw.get("contrast", "auto"))
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
-    monkeypatch.setattr(detect, "model_postprocess", lambda m: CARDS.get(Path(str(m)).name, {}))
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake)
+    monkeypatch.setattr(
+        atoms_options, "model_postprocess", lambda m: CARDS.get(Path(str(m)).name, {})
+    )
     viewer = ViewerModel()
     viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
     widget = atoms_widget.FindAtomsWidget(viewer)
