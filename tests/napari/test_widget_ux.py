@@ -132,3 +132,23 @@ def test_find_atoms_during_a_preview_runs_instead_of_refusing(qtbot, two_models)
     _idle(qtbot, w)
     assert "already running" not in w.panel.status.value
     assert "columns" in w.panel.status.value
+
+
+@pytest.mark.qt
+def test_opening_a_fold_widens_the_dock_to_its_rows(make_napari_viewer, qtbot) -> None:
+    """Rows a fold reveals (folder sorting: file fields, a table) must not be clipped: the
+    dock learns their width (a scroll area does not pass it on by itself)."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    from qtpy.QtCore import Qt
+
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-atomseg", "Segment regions")
+    qtbot.wait(100)
+    # As narrow as the folded rows allow (the width a user may have dragged it to).
+    viewer.window._qt_window.resizeDocks([dock], [1], Qt.Orientation.Horizontal)
+    qtbot.wait(100)
+    narrow = dock.width()
+    widget.sorting_fold.changed.emit(True)  # a click
+    qtbot.wait(200)
+    rows = dock.widget().widget()
+    assert dock.widget().viewport().width() >= rows.minimumSizeHint().width() > narrow

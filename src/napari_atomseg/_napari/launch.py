@@ -30,6 +30,8 @@ def result_layer_data(result: Any, image: np.ndarray) -> list[tuple[Any, dict, s
     features = atoms.drop(columns=[c for c in ("y_px", "x_px") if c in atoms]).reset_index(
         drop=True
     )
+    if result.pixel_size_nm:  # as every Points layer of the plugin (napari's CSV keeps it)
+        features["pixel_size_nm"] = float(result.pixel_size_nm)
     contaminated = features["in_contamination"].to_numpy(dtype=bool)
     face = np.where(contaminated[:, None], [[1.0, 0.3, 0.2, 1.0]], [[0.1, 0.9, 1.0, 1.0]])
     layers = [

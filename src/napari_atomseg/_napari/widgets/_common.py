@@ -13,7 +13,7 @@ from typing import Any
 
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels, Points
-from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
 from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy
 
 _TYPES = {"image": Image, "labels": Labels, "points": Points}
@@ -89,6 +89,13 @@ class _RowsScrollArea(QScrollArea):
         preferred = QSizePolicy.Policy.Preferred
         self.setSizePolicy(preferred, preferred)
         self.setWidget(rows)
+        # A fold opening changes what the rows need; tell the dock (a scroll area does not).
+        rows.installEventFilter(self)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
     def sizeHint(self) -> QSize:
         rows = self.widget().sizeHint()
