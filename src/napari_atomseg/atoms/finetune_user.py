@@ -73,8 +73,9 @@ RECIPE: dict[str, Any] = {
 #: fold (pooled held-out F1 0.539 vs 0.485, same seed and steps; docs/finetune.md), and it
 #: needs no simulation.
 SYNTHETIC_FRACTION = 0.0
-#: Detection thresholds tried when the new model's threshold is chosen.
+#: Detection thresholds and image evidence tried when the new model's defaults are chosen.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
+EVIDENCE = (0.0, 1.0, 2.0, 3.0, 4.0)
 #: Name of the fine-tuned model unless told otherwise.
 DEFAULT_NAME = "atoms_finetuned"
 #: Largest match radius used to score points while choosing the threshold, nm.
@@ -353,24 +354,29 @@ def match_radius_nm(items: Sequence[tuple[np.ndarray, float, np.ndarray]]) -> fl
 def choose_threshold(
     heatmaps: Sequence[Any],
     items: Sequence[tuple[np.ndarray, float, np.ndarray]],
-    contrast: str,
     radius_nm: float,
-) -> tuple[float, dict[float, float]]:
-    """Best pooled F1 over :data:`THRESHOLDS` (ties: nearer 0.5); returns (threshold, curve)."""
+) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
+    """The (threshold, min_evidence) of :data:`THRESHOLDS` x :data:`EVIDENCE` with the best
+    pooled F1 on the labelled images (ties: the stricter evidence, then the threshold
+    nearer 0.5); returns (the pair, the F1 of every pair)."""
     from .find import heatmap_to_atoms
     from .metrics import point_metrics
 
     curve = {}
     for t in THRESHOLDS:
-        tp = fp = fn = 0
-        for h, (_, ps, truth) in zip(heatmaps, items):
-            pred = heatmap_to_atoms(h, threshold=t, refine="none", contrast=contrast)
-            m = point_metrics(
-                pred[["y_px", "x_px"]].to_numpy(float), truth, radius_nm=radius_nm, pixel_size_nm=ps
-            )
-            tp, fp, fn = tp + m.true_positives, fp + m.false_positives, fn + m.false_negatives
-        curve[t] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
-    best = max(THRESHOLDS, key=lambda t: (round(curve[t], 6), -abs(t - 0.5)))
+        for e in EVIDENCE:
+            tp = fp = fn = 0
+            for h, (_, ps, truth) in zip(heatmaps, items):
+                pred = heatmap_to_atoms(h, threshold=t, min_evidence=e, refine="none")
+                m = point_metrics(
+                    pred[["y_px", "x_px"]].to_numpy(float),
+                    truth,
+                    radius_nm=radius_nm,
+                    pixel_size_nm=ps,
+                )
+                tp, fp, fn = tp + m.true_positives, fp + m.false_positives, fn + m.false_negatives
+            curve[(t, e)] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    best = max(curve, key=lambda k: (round(curve[k], 6), k[1], -abs(k[0] - 0.5)))
     return best, curve
 
 
@@ -471,21 +477,21 @@ def iter_finetune_atoms(
         for img, ps, _ in items
     ]
     radius = match_radius_nm(items)
-    threshold, curve = choose_threshold(heatmaps, items, contrast, radius)
+    (threshold, evidence), curve = choose_threshold(heatmaps, items, radius)
     card = load_card(result.card_path)
     metrics = dict(card.metrics)
     metrics["fine_tuning"] = {
         "images": len(items),
         "atoms": int(sum(len(p) for _, _, p in items)),
         "contrast": contrast,
-        "threshold_how": "best pooled F1 on the labelled (training) images, match radius "
-        f"{radius:.3g} nm; in-sample, so optimistic",
+        "threshold_how": "threshold and min_evidence with the best pooled F1 on the labelled "
+        f"(training) images, match radius {radius:.3g} nm; in-sample, so optimistic",
         "match_radius_nm": round(radius, 4),
-        "grid_f1": {str(t): round(v, 4) for t, v in curve.items()},
-        "training_f1": round(curve[threshold], 4),
+        "grid_f1": {f"{t}/{e}": round(v, 4) for (t, e), v in curve.items()},
+        "training_f1": round(curve[(threshold, evidence)], 4),
         "wall_time_s": round(time.perf_counter() - t0, 1),
     }
-    postprocess = {**dict(card.postprocess), "threshold": threshold}
+    postprocess = {**dict(card.postprocess), "threshold": threshold, "min_evidence": evidence}
     changes: dict[str, Any] = {"postprocess": postprocess, "metrics": metrics}
     base_card = load_card(cfg.init_from)
     if card.input.scale_reference is None and base_card.input.scale_reference is not None:
@@ -498,8 +504,9 @@ def iter_finetune_atoms(
     save_card(card.with_updates(**changes), card.path)
     if log is not None:
         log(
-            f"threshold {threshold} (F1 {curve[threshold]:.3f} on the labelled images, "
-            f"radius {radius:.3g} nm); model: {card.path}"
+            f"threshold {threshold}, min evidence {evidence} (F1 "
+            f"{curve[(threshold, evidence)]:.3f} on the labelled images, radius "
+            f"{radius:.3g} nm); model: {card.path}"
         )
     return Path(card.path)
 
