@@ -2,10 +2,17 @@
 
 This is what ``napari-atomseg demo`` (and any batch script) runs per image:
 
+0. without a calibration, the image's one pixel-size estimate
+   (:func:`napari_atomseg.scale.estimate_image_scale`) is made once and given to both
+   steps, so they work at the same scale (its source, confidence and warnings go into
+   the summary);
 1. :func:`napari_atomseg.atoms.find_atoms` -> one row per atomic column;
-2. :func:`napari_atomseg.segment.segment` (contamination / amorphous / vacuum) -> labels;
+2. :func:`napari_atomseg.segment.segment` (contamination / amorphous / vacuum, the default
+   method) -> labels;
 3. each column gets ``region`` (the class name under it) and ``in_contamination`` (bool),
-   as in the graphene atom-and-bond workflow where contaminated columns are dropped;
+   as in the graphene atom-and-bond workflow where contaminated columns are dropped --
+   only when the image shows a lattice: on an image without one (single atoms on
+   amorphous carbon) the amorphous class is the support, not contamination;
 4. results written next to each other: ``NAME_atoms.csv`` (y_px, x_px, y_nm, x_nm and
    every feature), ``NAME_regions.tif`` (calibrated labels), ``NAME_summary.json``.
 
@@ -43,6 +50,10 @@ class PipelineResult:
     files: dict[str, Path] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The pixel-size estimate both steps used (None when the file was calibrated).
+    scale: Any = None
+    #: Method that made the labels, whether a lattice is in view, and the warnings.
+    segmentation: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``NAME_summary.json`` holds)."""
@@ -53,6 +64,8 @@ class PipelineResult:
             "n_columns_in_contamination": n_cont,
             "pixel_size_nm": self.pixel_size_nm,
             "pixel_size_estimated": self.pixel_size_estimated,
+            "pixel_size_estimate": self.scale.to_metadata() if self.scale is not None else None,
+            "segmentation": dict(self.segmentation),
             "class_fractions": {k: round(v, 6) for k, v in self.class_fractions.items()},
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "atom_finder": {
@@ -84,11 +97,17 @@ _ATOM_SETTINGS = (
 
 
 def flag_atoms(
-    atoms: pd.DataFrame, labels: np.ndarray, class_names: tuple[str, ...], flagged: int = 1
+    atoms: pd.DataFrame,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    flagged: int = 1,
+    has_lattice: bool | None = True,
 ) -> pd.DataFrame:
     """Add ``region`` (class name under each column) and ``in_contamination`` columns.
 
-    Returns a new DataFrame; ``atoms`` is not modified.
+    ``has_lattice=False`` (the segmentation found no lattice): the amorphous class is a
+    support, so no column is in contamination. Returns a new DataFrame; ``atoms`` is not
+    modified.
     """
     out = atoms.copy()
     if len(out) == 0:
@@ -100,7 +119,7 @@ def flag_atoms(
     cols = np.clip(np.rint(out["x_px"].to_numpy()).astype(int), 0, w - 1)
     values = labels[rows, cols]
     out["region"] = [class_names[v] for v in values]
-    out["in_contamination"] = values == flagged
+    out["in_contamination"] = (values == flagged) & (has_lattice is not False)
     return out
 
 
@@ -114,10 +133,12 @@ def iter_process_image(
     segment_options: Mapping[str, Any] | None = None,
     inputs: tuple[Path, ...] = (),
     overwrite: bool = True,
+    material: str | None = None,
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
     from .atoms import find_atoms
     from .atoms.detect import imaging_from_metadata
+    from .scale import estimate_image_scale
     from .segment import segment
 
     if not name or any(c in name for c in "/\\"):
@@ -126,6 +147,13 @@ def iter_process_image(
     out.mkdir(parents=True, exist_ok=True)
     pixel_size_nm = calibration.pixel_size_nm if calibration is not None else None
     timings: dict[str, float] = {}
+    scale = None
+    if pixel_size_nm is None:
+        yield Progress(0, 3, f"{name}: estimating the pixel size")
+        t0 = time.perf_counter()
+        scale = estimate_image_scale(image, material)
+        pixel_size_nm = scale.pixel_size_nm
+        timings["estimate_scale"] = time.perf_counter() - t0
 
     yield Progress(0, 3, f"{name}: finding atomic columns")
     t0 = time.perf_counter()
@@ -135,15 +163,16 @@ def iter_process_image(
         atoms_opts["imaging"] = imaging_from_metadata(calibration.metadata)
     atoms = find_atoms(image, pixel_size_nm, **atoms_opts)
     timings["find_atoms"] = time.perf_counter() - t0
-    estimated = bool(atoms.attrs.get("pixel_size_estimated", False))
+    estimated = scale is not None or bool(atoms.attrs.get("pixel_size_estimated", False))
     if pixel_size_nm is None and atoms.attrs.get("pixel_size_nm"):
         pixel_size_nm = float(atoms.attrs["pixel_size_nm"])
 
     yield Progress(1, 3, f"{name}: segmenting contamination")
     t0 = time.perf_counter()
-    seg = segment(image, pixel_size_nm, task="contamination", **dict(segment_options or {}))
+    size_for_segment: Any = scale if scale is not None and scale.pixel_size_nm else pixel_size_nm
+    seg = segment(image, size_for_segment, task="contamination", **dict(segment_options or {}))
     timings["segment"] = time.perf_counter() - t0
-    atoms = flag_atoms(atoms, seg.labels, seg.class_names)
+    atoms = flag_atoms(atoms, seg.labels, seg.class_names, has_lattice=seg.has_lattice)
 
     yield Progress(2, 3, f"{name}: writing results")
     cal = calibration
@@ -181,6 +210,12 @@ def iter_process_image(
         pixel_size_estimated=estimated,
         files=files,
         timings_s=timings,
+        scale=scale,
+        segmentation={
+            "method": seg.details.get("method_used", seg.method),
+            "has_lattice": seg.has_lattice,
+            "warnings": list(seg.warnings),
+        },
     )
     files["summary_json"].write_text(json.dumps(result.summary(), indent=2), encoding="utf-8")
     yield Progress(3, 3, f"{name}: {len(atoms)} columns, done")

@@ -78,8 +78,10 @@ ANISOTROPY_LOG_SD = 0.1
 MAX_LOG_ANISOTROPY = 0.25
 ANISOTROPY_FIT_TOLERANCE = 0.12
 N_ANISOTROPY_HYPOTHESES = 12
-#: A single spot (no second direction, no ring) counts as a lattice only this strong.
+#: Spots along one direction only (no second direction, no ring) count as a lattice only
+#: this strong; "one direction" means within COLLINEAR_DEG degrees.
 MIN_LONE_SPOT_PROMINENCE = 6.0
+COLLINEAR_DEG = 5.0
 #: Width (sigma) of the finest features of an atomic-resolution image, nm: the reference
 #: the atom finder ``atoms_default`` measured on its training examples (probe-limited
 #: columns and single atoms), used when no lattice is visible.
@@ -220,7 +222,9 @@ class ImageScale:
                 for a in self.alternatives
             ],
             "warnings": list(self.warnings),
-            "extra": {k: v for k, v in self.extra.items() if isinstance(v, (str, int, float, bool))},
+            "extra": {
+                k: v for k, v in self.extra.items() if isinstance(v, (str, int, float, bool))
+            },
         }
 
     @classmethod
@@ -329,9 +333,7 @@ def _score(
     px = anchor_k * anchor_spacing
     if not LATTICE_PIXEL_RANGE_NM[0] <= px <= LATTICE_PIXEL_RANGE_NM[1]:
         return None
-    visible = [
-        f for f in zone.families[:N_MATCH_FAMILIES] if k_min <= px / f.spacing_nm <= 0.48
-    ]
+    visible = [f for f in zone.families[:N_MATCH_FAMILIES] if k_min <= px / f.spacing_nm <= 0.48]
     if not visible:
         return None
     k = np.array([p.k for p in peaks])
@@ -343,7 +345,6 @@ def _score(
     hit = mismatch[np.arange(len(k)), nearest] <= MATCH_TOLERANCE
     assigned = [float(spacing[j]) if h else None for j, h in zip(nearest, hit)]
     explained, total = float(weight[hit].sum()), float(weight.sum())
-    matched_spacings = set(spacing[nearest[hit]].tolist())
     # Low-order reflections are the ones every transfer function passes best: a
     # hypothesis that puts a family at a lower frequency than any peak observed, where
     # nothing is seen, is unlikely (weakly, for nearly extinct families).
@@ -394,7 +395,9 @@ def _stretched(peaks: Sequence[SpectrumPeak], transform: np.ndarray | None) -> l
             continue
         ky, kx = transform @ np.array([p.ky, p.kx])
         angle = math.degrees(math.atan2(ky, kx)) % 180.0
-        out.append(SpectrumPeak(float(math.hypot(ky, kx)), float(ky), float(kx), angle, p.prominence))
+        out.append(
+            SpectrumPeak(float(math.hypot(ky, kx)), float(ky), float(kx), angle, p.prominence)
+        )
     return out
 
 
@@ -523,11 +526,35 @@ def _pool(hyps: Sequence[_Hypothesis]) -> list[tuple[float, list[_Hypothesis]]]:
         h = hyps[int(i)]
         for g, (prob, members) in enumerate(groups):
             if abs(math.log(h.pixel_size_nm / members[0].pixel_size_nm)) <= POOL_TOLERANCE:
-                groups[g] = (prob + float(weights[i]), members + [h])
+                groups[g] = (prob + float(weights[i]), [*members, h])
                 break
         else:
             groups.append((float(weights[i]), [h]))
     return sorted(groups, key=lambda g: -g[0])
+
+
+def lattice_evidence(peaks: Sequence[SpectrumPeak]) -> tuple[list[SpectrumPeak], str]:
+    """The peaks that make a lattice, and a note when some were set aside.
+
+    A 2-D lattice shows spots in two directions, many crystals a ring. Spots along one
+    line only (the streak of a straight edge, scan-line noise, or the fringes of one
+    particle) count as a lattice only when the strongest is very strong
+    (:data:`MIN_LONE_SPOT_PROMINENCE`), and then as that spot alone.
+    """
+    peaks = list(peaks)
+    spots = [p for p in peaks if not p.ring]
+    if any(p.ring for p in peaks) or not spots:
+        return peaks, ""
+    first = spots[0].angle_deg
+    if any(_fold_angle(p.angle_deg - first) > COLLINEAR_DEG for p in spots):
+        return peaks, ""
+    strongest = max(spots, key=lambda p: p.prominence)
+    if strongest.prominence >= MIN_LONE_SPOT_PROMINENCE:
+        return [strongest], ""
+    return [], (
+        f"{len(spots)} spectral peak(s) along one direction only (period "
+        f"{strongest.period_px:.3g} px) were not taken as a lattice"
+    )
 
 
 def _features_fallback(img: np.ndarray, warnings: list[str], lattice_found: bool) -> ImageScale:
@@ -584,14 +611,9 @@ def estimate_image_scale(
     img = as_image2d(image)
     peaks, spec = lattice_peaks(img)
     warnings: list[str] = []
-    if len(peaks) == 1 and not peaks[0].ring and peaks[0].prominence < MIN_LONE_SPOT_PROMINENCE:
-        # One faint spot is no lattice (a 2-D lattice shows two directions; fringes of
-        # many particles make a ring).
-        warnings.append(
-            f"one isolated spectral peak (period {peaks[0].period_px:.3g} px) was not taken "
-            "as a lattice"
-        )
-        peaks = []
+    peaks, note = lattice_evidence(peaks)
+    if note:
+        warnings.append(note)
     if not peaks:
         return _features_fallback(img, warnings, lattice_found=False)
     named = material is not None

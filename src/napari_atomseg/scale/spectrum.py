@@ -40,6 +40,9 @@ MAX_PERIOD_FRACTION = 1 / 6
 MIN_PERIOD_PX = 2.1
 #: At most this many spots are kept (the strongest).
 MAX_SPOTS = 24
+#: A maximum whose ray keeps this fraction of its prominence at 0.75 and 1.3 times its
+#: radius is a streak, not a spot.
+STREAK_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,25 @@ def _refine(log_power: np.ndarray, i: int, j: int) -> tuple[float, float]:
     return dy, dx
 
 
+def _on_streak(prominence: np.ndarray, i: int, j: int, n: int) -> bool:
+    """True when the maximum lies on a radial streak (the spectrum of a straight edge or
+    of scan-line noise): the log power stays high on the same ray at 0.75 and 1.3 times
+    the radius (0.6 and 0.8 near Nyquist), where a lattice spot has background."""
+    fy, fx = i - n // 2, j
+    peak = prominence[i, j]
+
+    def inside(factor: float) -> bool:
+        y, x = n // 2 + round(fy * factor), round(fx * factor)
+        return 0 <= y < prominence.shape[0] and 0 <= x < prominence.shape[1]
+
+    factors = (0.75, 1.3) if inside(1.3) else (0.6, 0.8)
+    for factor in factors:
+        y, x = n // 2 + round(fy * factor), round(fx * factor)
+        if prominence[y, x] < STREAK_FRACTION * peak:
+            return False
+    return True
+
+
 def find_spots(spec: Spectrum) -> list[SpectrumPeak]:
     """The spectrum's spots, strongest first (at most :data:`MAX_SPOTS`)."""
     from scipy import ndimage as ndi
@@ -160,9 +182,13 @@ def find_spots(spec: Spectrum) -> list[SpectrumPeak]:
     # One of each Friedel pair: the kx = 0 column holds both +ky and -ky.
     half = (kx > 0) | (ky > 0)
     rows, cols = np.nonzero(local_max & inside & half & (prominence >= threshold))
-    order = np.argsort(-prominence[rows, cols])[:MAX_SPOTS]
+    order = np.argsort(-prominence[rows, cols])
     spots = []
     for i, j in zip(rows[order], cols[order]):
+        if len(spots) == MAX_SPOTS:
+            break
+        if _on_streak(prominence, int(i), int(j), n):
+            continue
         dy, dx = _refine(smooth, int(i), int(j))
         fy = (i + dy - n // 2) / n
         fx = (j + dx) / n
@@ -209,7 +235,5 @@ def lattice_peaks(image: np.ndarray) -> tuple[list[SpectrumPeak], Spectrum]:
     """Spots, plus the rings at radii where no spot lies (``image``: a 2-D float array)."""
     spec = power_spectrum(image)
     spots = find_spots(spec)
-    rings = [
-        r for r in find_rings(spec) if all(abs(s.k / r.k - 1.0) > 0.03 for s in spots)
-    ]
+    rings = [r for r in find_rings(spec) if all(abs(s.k / r.k - 1.0) > 0.03 for s in spots)]
     return spots + rings, spec
