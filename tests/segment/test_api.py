@@ -257,7 +257,9 @@ def test_unet_vacuum_needs_no_lattice():
     """The U-Net/Bragg default: a pixel the U-Net calls vacuum stays vacuum only where the
     Bragg filter sees no lattice fringes; contamination labels are never touched."""
     from napari_atomseg.segment import bragg as _bragg
-    from napari_atomseg.segment.bragg_labels import vacuum_needs_no_lattice as _vacuum_needs_no_lattice
+    from napari_atomseg.segment.bragg_labels import (
+        vacuum_needs_no_lattice as _vacuum_needs_no_lattice,
+    )
 
     shape = (256, 256)
     hole = disc(shape, (190, 70), 35)
