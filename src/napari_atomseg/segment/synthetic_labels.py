@@ -4,9 +4,9 @@ material: the lattice must still be seen for a pixel to count as crystal.
 The simulation engine's masks are geometric: contamination thicker than 3 A is
 "contamination" wherever it lies, and a crystal covered by an amorphous support is
 "crystal". For monolayers that is what a microscopist labels (a nanometre of hydrocarbon
-hides graphene's lattice), but not for a 20 nm thick SrTiO3 slab under the same nanometre,
-whose lattice shows through undimmed -- nor for a thin crystal under a thick film, whose
-lattice vanishes. :func:`visible_lattice_labels` relabels the crystal's footprint from
+hides graphene's lattice; the training task keeps the engine's masks for 2-D materials),
+but not for a 20 nm thick SrTiO3 slab under the same nanometre, whose lattice shows
+through undimmed -- nor for a thin crystal under a thick film, whose lattice vanishes. :func:`visible_lattice_labels` relabels the crystal's footprint from
 the noise-free image instead: the Bragg filter's lattice-fringe amplitude over its
 non-periodic residual is the lattice's local signal-to-clutter ratio; a covered pixel is
 crystal where that ratio is at least :data:`MIN_VISIBILITY` of its median over the

@@ -99,8 +99,9 @@ class SegmentationTask:
         gently. Simulated over the whole field (no padding at the borders, unlike the
         training loop's ``augment.scale_jitter``).
     lattice_visibility:
-        ``mode="contamination"``: relabel a crystal's footprint by whether its lattice
-        is still seen through what covers it (:mod:`.synthetic_labels`).
+        ``mode="contamination"``: relabel a *bulk* crystal's footprint by whether its
+        lattice is still seen through what covers it (:mod:`.synthetic_labels`); 2-D
+        materials keep the engine's masks.
     invert_haadf:
         Probability of inverting a HAADF example's contrast (dark columns on a bright
         background, as annular bright-field shows them).
@@ -230,7 +231,7 @@ class SegmentationTask:
             from ..simulate import simulate
         result = simulate(params)
         labels = sim_classes_to_labels(result.masks, self.mode)
-        if self.lattice_visibility and getattr(params, "scene", "") == "lattice":
+        if self.lattice_visibility and _is_bulk_lattice(params):
             from .synthetic_labels import visible_lattice_labels
 
             labels = visible_lattice_labels(result.image_clean, labels, result.masks["particle"])
@@ -377,6 +378,17 @@ class SegmentationTask:
         out[f"dice_{name}"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else math.nan
         out[f"jaccard_{name}_binary"] = tp / (tp + fp + fn) if (tp + fp + fn) else math.nan
         return out
+
+
+def _is_bulk_lattice(params: Any) -> bool:
+    """A lattice scene of a bulk crystal (the visibility rule's domain; monolayers keep the
+    engine's masks, as a microscopist labels them: any hydrocarbon on graphene counts)."""
+    if getattr(params, "scene", "") != "lattice":
+        return False
+    from ..simulate.materials import MATERIALS
+
+    material = MATERIALS.get(str(getattr(params, "material", "")))
+    return material is not None and material.kind == "bulk"
 
 
 def _range_or_none(value: Any, name: str) -> tuple[float, float] | None:
