@@ -63,7 +63,7 @@ class ScalePanel(Container):
             tooltip="pin the lattice spacing of the pixel-size estimate (uncalibrated images)",
         )  # fmt: skip
         self.value = FloatSpinBox(
-            value=0.0, min=0.0, max=100.0, step=0.0001, label="estimated (nm/px)",
+            value=0.0, min=0.0, max=100.0, step=0.00001, label="estimated (nm/px)",
             tooltip="the shared estimate for this layer; type a value to replace it",
         )  # fmt: skip
         self.info = Label(value="")

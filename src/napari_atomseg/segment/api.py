@@ -93,6 +93,9 @@ _DEFAULT_CLEANUP = {
     "bragg": CleanupOptions(),
     "unet": CleanupOptions(smooth_sigma=0.1, min_region_size=1.0, length_unit="nm"),
 }
+#: Particles by the U-Net: scale-free like the model (a pixel size may be unknown), so in
+#: pixels; tiny specks go (and the instance table drops regions under 4 px).
+_PARTICLE_UNET_CLEANUP = CleanupOptions(smooth_sigma=0.0, min_region_size=2.0, length_unit="px")
 _DEFAULT_PREPROCESS = {
     "contamination": PreprocessOptions(),
     # Large particles dominate a polynomial fit of the illumination: off by default.
@@ -344,7 +347,10 @@ def iter_segment(
     bragg_opts, pre_opts, clean_opts, backend_opts = _split_options(options)
     pre = replace(_DEFAULT_PREPROCESS[task], **pre_opts)
     kind = "bragg" if method == "bragg" else "unet"
-    cleanup = replace(_DEFAULT_CLEANUP[kind], **clean_opts)
+    base = (
+        _PARTICLE_UNET_CLEANUP if (task, kind) == ("particles", "unet") else _DEFAULT_CLEANUP[kind]
+    )
+    cleanup = replace(base, **clean_opts)
     unet_opts = _check_method_options(task, method, bragg_opts, backend_opts)
     total = 5
     yield Progress(0, total, "pixel size")

@@ -57,6 +57,8 @@ from .size_histogram import SizeHistogram
 from .sorting import SortFolderWidget
 
 PREVIEW_DELAY_MS = 300
+#: The model choice that means "the task's shipped default".
+TASK_DEFAULT_MODEL = "(task default)"
 #: What the flagged class is called in the points' feature column, per task.
 FLAG_FEATURE = {"contamination": "in_contamination", "particles": "in_particle"}
 #: Default "min region" and its unit per method: segment.api's clean-up defaults (the
@@ -211,7 +213,8 @@ class SegmentWidget(Container):
     # --- settings --------------------------------------------------------------------
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
-        return model_names("segmentation") or ["(none installed)"]
+        # "(task default)" first: the shipped default of whichever task is chosen.
+        return [TASK_DEFAULT_MODEL, *model_names("segmentation")]
 
     def _method_changed(self) -> None:
         value, unit = MIN_REGION[self.method.value]
@@ -223,12 +226,15 @@ class SegmentWidget(Container):
         unet = self.method.value != "bragg"
         self.model.visible = unet
         self.model_card.visible = unet
+        self.min_region.visible = not (unet and self.task.value == "particles")
         self.mask_threshold.visible = not unet and self.task.value == "contamination"
         self.particle_fraction.visible = not unet and self.task.value == "particles"
 
     def options(self) -> dict[str, Any]:
         """Keyword options for :func:`iter_segment` from the form."""
         opts: dict[str, Any] = {"min_region_size": float(self.min_region.value)}
+        if self.method.value != "bragg" and self.task.value == "particles":
+            opts = {}  # the scale-free particle model cleans up in pixels (api defaults)
         if self.method.value != "bragg":
             card = str(self.model_card.value or "").strip()
             if card.endswith((".yaml", ".yml")):
