@@ -80,7 +80,9 @@ def real_panel() -> list[PanelImage]:
             stated[row["file"]] = float(row["pixel_size_nm"]) if row["pixel_size_nm"] else None
     out = []
     paths = [folder / name for name in PANEL_KIND if (folder / name).exists()]
-    paths += [SHARED / "formats" / "openNCEM" / n for n in ("16_STOimage_1.ser", "Acquisition_18.emd")]
+    paths += [
+        SHARED / "formats" / "openNCEM" / n for n in ("16_STOimage_1.ser", "Acquisition_18.emd")
+    ]
     for path in paths:
         if not path.exists():
             continue

@@ -196,7 +196,9 @@ def section_crystals(size: int = 256) -> dict[str, Any]:
                 for with_px in (True, False):
                     try:
                         res = segment(image, px if with_px else None)
-                        row["crystal" + ("" if with_px else "_no_px")] = res.class_fractions()["crystal"]
+                        row["crystal" + ("" if with_px else "_no_px")] = res.class_fractions()[
+                            "crystal"
+                        ]
                     except Exception as exc:
                         row["error"] = repr(exc)
                 rows.append(row)
@@ -204,7 +206,9 @@ def section_crystals(size: int = 256) -> dict[str, Any]:
     print("\n### Clean simulated crystals, default method: crystal fraction\n")
     print(table.to_markdown(index=False, floatfmt=".3f"))
     for col in ("crystal", "crystal_no_px"):
-        print(f"- {col}: min {table[col].min():.3f}, {(table[col] >= 0.95).sum()}/{len(table)} >= 0.95")
+        print(
+            f"- {col}: min {table[col].min():.3f}, {(table[col] >= 0.95).sum()}/{len(table)} >= 0.95"
+        )
     return {"rows": rows}
 
 
@@ -247,17 +251,24 @@ def section_particles(n_bf: int = 12) -> dict[str, Any]:
     out: dict[str, Any] = {}
     print("\n### Particles: synthetic engine held-out set (pixel size given), Dice = f1\n")
     rows = engine_particles(10, 0)
-    print(pd.DataFrame(rows).T[["f1", "jaccard", "precision", "recall"]].to_markdown(floatfmt=".3f"))
+    print(
+        pd.DataFrame(rows).T[["f1", "jaccard", "precision", "recall"]].to_markdown(floatfmt=".3f")
+    )
     out["engine"] = rows
     data = bf_evaluation_set(n_bf)
-    scores: dict[str, list[MaskScores]] = {"default (auto), no pixel size": [], "default, pixel size given": []}
+    scores: dict[str, list[MaskScores]] = {
+        "default (auto), no pixel size": [],
+        "default, pixel size given": [],
+    }
     for sigma in (1.0, 2.0):
         scores[f"smoothed Otsu (sigma {sigma:g} px)"] = []
     per_image = []
     for name, image, mask, px in data:
         res = segment(image, task="particles")
         res_px = segment(image, px, task="particles")
-        scores["default (auto), no pixel size"].append(MaskScores.from_masks(mask, res.flagged_mask))
+        scores["default (auto), no pixel size"].append(
+            MaskScores.from_masks(mask, res.flagged_mask)
+        )
         scores["default, pixel size given"].append(MaskScores.from_masks(mask, res_px.flagged_mask))
         for sigma in (1.0, 2.0):
             scores[f"smoothed Otsu (sigma {sigma:g} px)"].append(
@@ -274,7 +285,9 @@ def section_particles(n_bf: int = 12) -> dict[str, Any]:
             }
         )
     rows = {k: _pooled(v) for k, v in scores.items()}
-    print(f"\n### SYNTHETIC bright-field survey set ({len(data)} x 512^2, 2-4 nm Au, 5-10 px, 8-bit narrow grey)\n")
+    print(
+        f"\n### SYNTHETIC bright-field survey set ({len(data)} x 512^2, 2-4 nm Au, 5-10 px, 8-bit narrow grey)\n"
+    )
     print(pd.DataFrame(rows).T.to_markdown(floatfmt=".3f"))
     print(pd.DataFrame(per_image).to_markdown(index=False, floatfmt=".3f"))
     out["bf"] = {"pooled": rows, "per_image": per_image}
@@ -303,13 +316,17 @@ def section_speed(baseline: str, repeats: int) -> dict[str, Any]:
     old = Path("runs") / f"baseline_src_{baseline[:8]}"
     if not old.exists():
         old.mkdir(parents=True)
-        archive = subprocess.run(["git", "archive", baseline, "src"], capture_output=True, check=True)
+        archive = subprocess.run(
+            ["git", "archive", baseline, "src"], capture_output=True, check=True
+        )
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     script = TIMING_SCRIPT.replace("REPEATS", str(repeats))
     results = {}
     for label, path in (("baseline " + baseline[:8], old / "src"), ("this tree", Path("src"))):
         env = {**os.environ, "PYTHONPATH": str(path.resolve())}
-        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
+        )
         if proc.returncode:
             print(f"{label}: failed: {proc.stderr[-400:]}")
             continue

@@ -92,7 +92,9 @@ def test_calibrated_layer_shows_its_calibration(graphene_png):
 def test_particles_get_an_instance_layer_and_a_histogram(qtbot):
     from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
 
-    params = random_bf_parameters(np.random.default_rng(4), diameter_px=(9, 12), shape_px=(192, 192))
+    params = random_bf_parameters(
+        np.random.default_rng(4), diameter_px=(9, 12), shape_px=(192, 192)
+    )
     bf = render_bf_particles(params)
     viewer = ViewerModel()
     viewer.add_image(bf.image, name="bf")

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from napari_atomseg.segment.instances import TABLE_COLUMNS, particle_instances
-from napari_atomseg.segment.particle_scale import TARGET_DIAMETER_PX, blob_diameter_px, particle_zoom
+from napari_atomseg.segment.particle_scale import (
+    TARGET_DIAMETER_PX,
+    blob_diameter_px,
+    particle_zoom,
+)
 
 
 def _discs(shape, centres, radius):

@@ -63,9 +63,7 @@ def _blob_sigma(img: np.ndarray) -> float | None:
     sigmas = [s for s in SIGMAS_PX if 6 * s <= min(img.shape)]
     if len(sigmas) < 3:
         return None
-    stack = np.stack(
-        [np.abs(s * s * ndi.gaussian_laplace(img, s, mode="reflect")) for s in sigmas]
-    )
+    stack = np.stack([np.abs(s * s * ndi.gaussian_laplace(img, s, mode="reflect")) for s in sigmas])
     noise = np.median(stack.reshape(len(sigmas), -1), axis=1) * 1.4826
     peaks = (stack == ndi.maximum_filter(stack, size=(3, 5, 5), mode="nearest")) & (
         stack > MIN_BLOB_SIGMAS * noise[:, None, None]
