@@ -6,6 +6,16 @@ micrographs, every catalogue crystal, full-multislice HRTEM, bright-field partic
 
 Sections (each prints its tables; ``--json`` keeps every row):
 
+- ``selection``: what chooses the defaults, on the 20 images of the *selection* set only:
+  a date-grouped 4-fold cross-validation of the shipped fine-tuning recipe
+  (configs/segment_contamination.yaml, one fold model per fold, kept in
+  runs/segment_cv/), scoring the U-Net/Bragg average's weight and threshold on the
+  held-out folds; and the Bragg filter's grid (benchmarks/segmentation.py), whose
+  parameters are chosen on the whole selection set (the Bragg filter is not trained).
+
+- ``scale``: the pixel-size estimate (napari_atomseg.scale) against the graphene set's
+  {100} table (selection set only) and the panel's stated pixel sizes, and on the real Pt
+  single atoms (no lattice).
 - ``final``: the 11 graphene images of the date-grouped final third
   (:func:`napari_atomseg.segment.data.final_split`), never trained on and never used to
   choose anything -- scored once per shipped model and method, with the pixel size of the
@@ -93,6 +103,103 @@ def _score_set(items, methods: dict[str, dict], with_px: bool) -> tuple[dict, pd
             )
         rows[label] = {**_pooled(scores), "n": len(scores), "errors": len(items) - len(scores)}
     return rows, pd.DataFrame(per_image)
+
+
+#: The U-Net/Bragg average's candidates: (U-Net weight = 1 - bragg_weight, threshold).
+FUSION_WEIGHTS = (0.0, 0.3, 0.5, 0.7)
+FUSION_THRESHOLDS = (0.4, 0.5, 0.6)
+
+
+def section_selection(folds: int = 4, keep: Path = Path("runs/segment_cv")) -> dict[str, Any]:
+    from _evaluation_data import graphene_split
+    from segmentation import BRAGG_MAP_OPTIONS, FINETUNE_CONFIG, fold_models
+
+    from napari_atomseg.segment.data import date_of, kfold_splits
+    from napari_atomseg.segment.tuning import BraggGrid, bragg_grid_scores
+
+    selection, _final = graphene_split()
+    splits = kfold_splits([date_of(it.name) for it in selection], folds, seed=0)
+    t0 = time.perf_counter()
+    grid = bragg_grid_scores([(it.image, it.mask) for it in selection], BraggGrid())
+    table = grid.pooled_table().sort_values("jaccard", ascending=False)
+    best_bragg = {
+        k: table.iloc[0][k] for k in (*BRAGG_MAP_OPTIONS, "smooth_sigma", "min_region_size")
+    }
+    print(
+        f"\n### Bragg grid on the selection set ({len(grid.candidates)} candidates, "
+        f"{time.perf_counter() - t0:.0f} s): best pooled Jaccard {table.iloc[0]['jaccard']:.3f}"
+    )
+    print(table.head(5).to_markdown(index=False, floatfmt=".3f"))
+    import yaml
+
+    steps = int(yaml.safe_load(FINETUNE_CONFIG.read_text())["steps"])
+    cards = fold_models(selection, splits, steps, FINETUNE_CONFIG, keep)
+    confusion: dict[tuple, np.ndarray] = {}
+    per_fold_default = []
+    for (_train, test), card in zip(splits, cards):
+        for i in test:
+            it = selection[int(i)]
+            for w in FUSION_WEIGHTS:
+                for t in FUSION_THRESHOLDS if w > 0 else (0.5,):
+                    res = segment(it.image, it.pixel_size_nm, method="unet", model=str(card),
+                                  bragg_weight=w, flag_threshold=t)  # fmt: skip
+                    cm = MaskScores.from_masks(it.mask, res.flagged_mask).confusion
+                    confusion[(w, t)] = confusion.get((w, t), 0) + cm
+            res = segment(it.image, None, model=str(card))
+            per_fold_default.append(MaskScores.from_masks(it.mask, res.flagged_mask))
+    rows = {
+        f"bragg_weight {w:g}, threshold {t:g}": MaskScores(cm, ("other", "flagged")).summary(1)
+        for (w, t), cm in confusion.items()
+    }
+    ranking = pd.DataFrame(rows).T.sort_values("jaccard", ascending=False)
+    print(f"\n### Selection set, {folds}-fold date-grouped CV, pixel size given (pooled)\n")
+    print(ranking[["jaccard", "f1", "precision", "recall"]].to_markdown(floatfmt=".3f"))
+    no_px = _pooled(per_fold_default)
+    print(f"\nDefault (auto), no pixel size, same CV: {no_px}")
+    return {
+        "bragg_best": {k: float(v) for k, v in best_bragg.items()},
+        "bragg_top": table.head(10).to_dict("records"),
+        "fusion": rows,
+        "default_no_px": no_px,
+    }
+
+
+def section_scale() -> dict[str, Any]:
+    from _evaluation_data import graphene_split, pt_single_atoms, real_panel
+
+    from napari_atomseg.scale import estimate_image_scale
+
+    selection, _final = graphene_split()
+    rows = []
+    for group, items in (("graphene selection", selection), ("panel", real_panel()),
+                         ("Pt single atoms", pt_single_atoms())):  # fmt: skip
+        for it in items:
+            t0 = time.perf_counter()
+            est = estimate_image_scale(it.image)
+            ref = it.pixel_size_nm
+            rows.append(
+                {
+                    "group": group,
+                    "image": it.name,
+                    "reference_nm": ref,
+                    "estimate_nm": est.pixel_size_nm,
+                    "ratio": est.pixel_size_nm / ref if ref and est.pixel_size_nm else None,
+                    "source": est.source,
+                    "as": f"{est.material} [{est.zone_axis}]" if est.material else "",
+                    "confidence": est.confidence,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+    table = pd.DataFrame(rows)
+    print("\n### Pixel-size estimate vs the stated / tabulated value\n")
+    print(table.to_markdown(index=False, floatfmt=".4g"))
+    g = table[(table["group"] == "graphene selection") & (table["source"] == "lattice")]
+    err = np.abs(np.log(g["ratio"].astype(float)))
+    print(
+        f"- graphene selection: {len(g)}/{len(selection)} from the lattice, median error "
+        f"{100 * np.median(err):.1f} %, worst {100 * err.max():.1f} %"
+    )
+    return {"rows": rows}
 
 
 def section_final() -> dict[str, Any]:
@@ -344,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sections", nargs="+", default=["final", "panel", "crystals", "multislice", "particles"]
     )
     parser.add_argument("--baseline", default="1aec35b", help="commit for the speed baseline")
+    parser.add_argument("--folds", type=int, default=4, help="selection section: CV folds")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -357,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if section == "speed":
             results[section] = section_speed(args.baseline, args.repeats)
+        elif section == "selection":
+            results[section] = section_selection(args.folds)
         else:
             results[section] = globals()[f"section_{section}"]()
         print(f"({section}: {time.perf_counter() - t0:.0f} s)")
