@@ -101,6 +101,9 @@ _DEFAULT_PREPROCESS = {
     # Large particles dominate a polynomial fit of the illumination: off by default.
     "particles": PreprocessOptions(flatfield_order=None),
 }
+#: Upper bounds of the clean-up in pixels (what clean_labels accepts).
+MAX_MIN_REGION_PX = 16384
+MAX_SMOOTH_PX = 100.0
 _BACKEND_OPTIONS = ("model", "device", "tile_px", "overlap_px", "batch_size")
 
 
@@ -407,6 +410,10 @@ def iter_segment(
             labels = np.argmax(probabilities, axis=0).astype(np.uint8)
     yield Progress(4, total, "clean-up")
     sigma_px, min_area_px = _cleanup_px(cleanup, px, period_px)
+    # A lattice-relative size on an image whose "period" is spurious (no real lattice)
+    # can exceed the image: never absorb more than a sixteenth of it.
+    min_area_px = min(min_area_px, MAX_MIN_REGION_PX, labels.size // 16)
+    sigma_px = min(sigma_px, MAX_SMOOTH_PX)
     labels = clean_labels(
         labels, smooth_sigma_px=sigma_px, min_region_px=min_area_px, fill=cleanup.fill_holes
     )

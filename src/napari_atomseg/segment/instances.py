@@ -56,7 +56,8 @@ def particle_instances(
 
     binary = np.asarray(mask).astype(bool)
     if not binary.any():
-        return np.zeros(binary.shape, np.int32), _table(np.zeros(binary.shape, np.int32), None)
+        empty = np.zeros(binary.shape, np.int32)
+        return empty, _table(empty, pixel_size_nm)
     distance = ndi.distance_transform_edt(binary)
     labels = watershed(-distance, _markers(binary, distance), mask=binary)
     # Components the markers missed (thin slivers) keep a label of their own.
