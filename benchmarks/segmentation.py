@@ -141,7 +141,10 @@ def fold_models(
     )
 
     task = task_from_config(config)
-    pairs = real_pairs(items, task)
+    # One pair per image and scale (real_pair_scales): keep each image's pairs together.
+    per_item = len(task.real_pair_scales())
+    flat = real_pairs(items, task)
+    pairs = [flat[i * per_item : (i + 1) * per_item] for i in range(len(items))]
     base = _read_config(config)
     if keep_dir is None:
         keep_dir = Path(tempfile.mkdtemp(prefix="segment_cv_"))
@@ -160,9 +163,8 @@ def fold_models(
             cards.append(found[0])
             continue
         t0 = time.perf_counter()
-        result = drain(
-            iter_finetune(config, [pairs[i] for i in train_idx], folder, name=name, **overrides)
-        )
+        train_pairs = [pair for i in train_idx for pair in pairs[i]]
+        result = drain(iter_finetune(config, train_pairs, folder, name=name, **overrides))
         stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
         cards.append(Path(result.card_path))
         print(

@@ -137,12 +137,8 @@ def method_stages(method: str, image: np.ndarray, pixel_size_nm: float, old: dic
     from napari_atomseg import segment
     from napari_atomseg._progress import drain
     from napari_atomseg.segment import _unet, api
-    from napari_atomseg.segment.api import (
-        _DEFAULT_CLEANUP,
-        _DEFAULT_PREPROCESS,
-        _bragg_labels,
-        _cleanup_px,
-    )
+    from napari_atomseg.segment.api import _DEFAULT_CLEANUP, _DEFAULT_PREPROCESS, _cleanup_px
+    from napari_atomseg.segment.bragg_labels import bragg_labels as _bragg_labels
 
     pre_opts = _DEFAULT_PREPROCESS["contamination"]
     cleanup = _DEFAULT_CLEANUP[method]

@@ -154,9 +154,9 @@ def test_launch_layer_data_keeps_scale_and_features(tmp_path, micrograph, tiny_a
     assert labels.metadata["class_names"] == ["crystal", "amorphous", "vacuum"]
 
 
-def test_demo_cli_on_a_png_uses_bragg_and_writes_everything(tmp_path, micrograph):
+def test_demo_cli_on_a_png_uses_the_default_and_writes_everything(tmp_path, micrograph):
     """A plain PNG (as published data sets come) runs through the whole main job with the
-    shipped atom model; user files are segmented with the Bragg filter by default."""
+    shipped models and the one default segmentation method."""
     from skimage.io import imsave
 
     from napari_atomseg.cli import main
@@ -175,6 +175,49 @@ def test_demo_cli_on_a_png_uses_bragg_and_writes_everything(tmp_path, micrograph
     _, table = read_points_csv(out / "mos2_atoms.csv")
     assert len(table) == summary["n_columns"]
     assert png.read_bytes()[:4] == b"\x89PNG"  # input untouched
+    assert summary["segmentation"]["method"] in ("auto", "bragg (fallback)")
+
+
+def test_uncalibrated_image_gets_one_estimate_for_both_steps(
+    tmp_path, micrograph, tiny_atoms_model
+):
+    res = process_image(
+        micrograph.image,
+        None,
+        tmp_path,
+        "mos2",
+        atoms_options={"model": str(tiny_atoms_model.path)},
+        segment_options={"method": "bragg"},
+        material="MoS2",
+    )
+    assert res.scale is not None and res.scale.material == "MoS2"
+    assert res.pixel_size_nm == pytest.approx(PS, rel=0.03)
+    assert res.atoms.attrs["pixel_size_nm"] == pytest.approx(res.pixel_size_nm)
+    summary = json.loads(res.files["summary_json"].read_text())
+    assert summary["pixel_size_estimated"] is True
+    assert summary["pixel_size_estimate"]["source"] == "material"
+
+
+def test_no_lattice_means_no_column_in_contamination(tmp_path, tiny_atoms_model):
+    """Single atoms on amorphous carbon: the amorphous class is the support; no flags."""
+    from napari_atomseg.simulate import SimulationParameters, simulate
+
+    sim = simulate(
+        SimulationParameters(scene="single_atoms", mode="haadf", shape_px=(160, 160),
+                             pixel_size_nm=0.03, single_atom_density_per_nm2=0.5,
+                             support_thickness_nm=4, seed=5)
+    )  # fmt: skip
+    res = process_image(
+        sim.image,
+        Calibration.from_pixel_size_nm(0.03),
+        tmp_path,
+        "pt",
+        atoms_options={"model": str(tiny_atoms_model.path), "threshold": 0.05},
+    )
+    assert res.segmentation["has_lattice"] is False
+    assert res.class_fractions["crystal"] == 0.0
+    assert not res.atoms["in_contamination"].any()
+    assert any("no lattice" in w for w in res.segmentation["warnings"])
 
 
 class _Stop(Exception):

@@ -6,16 +6,13 @@ vacancies and W dopants, and phase-contrast HRTEM of graphene with hydrocarbon
 contamination. The run then *scores itself*: each summary holds precision / recall / F1 /
 RMS error of the found columns against the true visible ones (outside contamination) and
 the Jaccard index of the amorphous (contamination) and vacuum masks against the true ones.
-The simulated images are segmented with ``segment_contamination_synthetic`` (trained on
-such images); the default ``segment_contamination`` is that model fine-tuned on real
-graphene HRTEM, best there but worse on simulated and HAADF images (docs/segmentation.md).
-
-Your own files are segmented with the Bragg filter unless ``--segment-method unet`` is
-given: the contamination U-Nets were trained on 2-D materials (graphene, hBN, MoS2, WS2)
-and call other crystals amorphous (a clean SrTiO3 [001] HAADF image comes out 100 %
-amorphous), while the Bragg filter works on any crystal and scores within 0.005 Jaccard of
-the fine-tuned U-Net on the real graphene benchmark. Plain PNG/JPEG pictures are read as
-uncalibrated grey images (give ``--pixel-size-nm``).
+Simulated images and your files are segmented alike, with the default method of
+:func:`napari_atomseg.segment.segment` (``auto``: the default U-Net checked against the
+Bragg filter, which takes over on a crystal the network gets grossly wrong; an image
+without a lattice has no crystal and no contamination flags). Without a calibration
+(PNG/JPEG pictures, uncalibrated TIFFs) the pixel size is estimated once per image from
+its lattice and shared by both steps; ``--material`` pins the spacing, ``--pixel-size-nm``
+overrides it.
 
 An image whose pixel size the atom finder's model does not cover (e.g. a 1.25 nm/px
 overview of nanoparticles) gets what fits it: no atom search (the summary's
@@ -45,8 +42,6 @@ DEMO_IMAGES = {
     "demo_MoS2_haadf": "haadf_mos2",
     "demo_graphene_hrtem_contamination": "hrtem_graphene_contamination",
 }
-#: Segmentation model for the simulated demo images (see the module docstring).
-SIMULATED_SEGMENT_MODEL = "segment_contamination_synthetic"
 #: Simulator mode -> the acquisition mode a microscope's file would record.
 _ACQUISITION_MODE = {"haadf": "STEM", "hrtem": "TEM"}
 #: Simulator class -> segment label (contamination task): crystal 0, amorphous 1, vacuum 2.
@@ -76,15 +71,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segment-model",
         default=None,
-        help="segmentation model name or card (default: the shipped default; the simulated "
-        "demo uses segment_contamination_synthetic, see the module docstring)",
+        help="segmentation model name or card (default: the shipped default)",
     )
     parser.add_argument(
         "--segment-method",
         choices=("auto", "unet", "bragg"),
         default="auto",
-        help="contamination segmentation method; auto (default): the U-Net for the simulated "
-        "demo images, the Bragg filter for your files (see the module docstring)",
+        help="contamination segmentation method (default auto, as segment() and the widget)",
+    )
+    parser.add_argument(
+        "--material",
+        default=None,
+        help="catalogue material (e.g. graphene) pinning the lattice spacing of the "
+        "pixel-size estimate of uncalibrated inputs",
     )
 
 
@@ -152,10 +151,6 @@ def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any,
             overwrite=True,
         )
         jobs.append((name, sim.image, cal, (), sim))
-    if args.segment_method == "auto":
-        args.segment_method = "unet"
-        if args.segment_model is None:
-            args.segment_model = SIMULATED_SEGMENT_MODEL
     return jobs
 
 
@@ -163,8 +158,6 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
     from .errors import AtomsegError
     from .io import Calibration, read_images
 
-    if args.segment_method == "auto":
-        args.segment_method = "bragg"
     jobs, failures = [], 0
     for item in args.inputs:
         path = Path(item)
@@ -195,7 +188,7 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
 
 def _segment_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"method": args.segment_method}
-    if args.segment_method == "unet" and args.segment_model:
+    if args.segment_method != "bragg" and args.segment_model:
         options["model"] = args.segment_model
     return options
 
@@ -221,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 name,
                 inputs=inputs,
                 segment_options=_segment_options(args),
+                material=args.material,
             )
         except AtomsegError as exc:
             print(f"[demo] {name}: failed: {exc}", file=sys.stderr)
@@ -256,6 +250,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{cv['precision']:.3f}, recall {cv['recall']:.3f}), RMS error "
                 f"{cv['rms_error_pm']:.1f} pm; mask Jaccard {masks}"
             )
+        if res.scale is not None:
+            print(f"[demo]   pixel size: {res.scale.describe()}")
+        for warning in res.segmentation.get("warnings", ()):
+            print(f"[demo]   warning: {warning}")
         for kind, path in res.files.items():
             print(f"[demo]   {kind}: {path}")
     if results and not args.no_viewer and _has_display():

@@ -2,10 +2,17 @@
 
 This is what ``napari-atomseg demo`` (and any batch script) runs per image:
 
+0. without a calibration, the image's one pixel-size estimate
+   (:func:`napari_atomseg.scale.estimate_image_scale`) is made once and given to both
+   steps, so they work at the same scale (its source, confidence and warnings go into
+   the summary);
 1. :func:`napari_atomseg.atoms.find_atoms` -> one row per atomic column;
-2. :func:`napari_atomseg.segment.segment` (contamination / amorphous / vacuum) -> labels;
+2. :func:`napari_atomseg.segment.segment` (contamination / amorphous / vacuum, the default
+   method) -> labels;
 3. each column gets ``region`` (the class name under it) and ``in_contamination`` (bool),
-   as in the graphene atom-and-bond workflow where contaminated columns are dropped;
+   as in the graphene atom-and-bond workflow where contaminated columns are dropped --
+   only when the image shows a lattice: on an image without one (single atoms on
+   amorphous carbon) the amorphous class is the support, not contamination;
 4. results written next to each other: ``NAME_atoms.csv`` (y_px, x_px, y_nm, x_nm and
    every feature), ``NAME_regions.tif`` (calibrated labels), ``NAME_summary.json``.
 
@@ -56,6 +63,10 @@ class PipelineResult:
     atoms_skipped: str = ""
     #: One row per particle when the image was segmented for particles, else None.
     particles: pd.DataFrame | None = None
+    #: The pixel-size estimate both steps used (None when the file was calibrated).
+    scale: Any = None
+    #: Method that made the labels, whether a lattice is in view, and the warnings.
+    segmentation: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``NAME_summary.json`` holds)."""
@@ -66,6 +77,8 @@ class PipelineResult:
             "n_columns_in_contamination": n_cont,
             "pixel_size_nm": self.pixel_size_nm,
             "pixel_size_estimated": self.pixel_size_estimated,
+            "pixel_size_estimate": self.scale.to_metadata() if self.scale is not None else None,
+            "segmentation": dict(self.segmentation),
             "class_fractions": {k: round(v, 6) for k, v in self.class_fractions.items()},
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "atom_finder": {
@@ -95,11 +108,17 @@ _ATOM_SETTINGS = (
 
 
 def flag_atoms(
-    atoms: pd.DataFrame, labels: np.ndarray, class_names: tuple[str, ...], flagged: int = 1
+    atoms: pd.DataFrame,
+    labels: np.ndarray,
+    class_names: tuple[str, ...],
+    flagged: int = 1,
+    has_lattice: bool | None = True,
 ) -> pd.DataFrame:
     """Add ``region`` (class name under each column) and ``in_contamination`` columns.
 
-    Returns a new DataFrame; ``atoms`` is not modified.
+    ``has_lattice=False`` (the segmentation found no lattice): the amorphous class is a
+    support, so no column is in contamination. Returns a new DataFrame; ``atoms`` is not
+    modified.
     """
     out = atoms.copy()
     if len(out) == 0:
@@ -111,7 +130,7 @@ def flag_atoms(
     cols = np.clip(np.rint(out["x_px"].to_numpy()).astype(int), 0, w - 1)
     values = labels[rows, cols]
     out["region"] = [class_names[v] for v in values]
-    out["in_contamination"] = values == flagged
+    out["in_contamination"] = (values == flagged) & (has_lattice is not False)
     return out
 
 
@@ -181,8 +200,10 @@ def iter_process_image(
     segment_options: Mapping[str, Any] | None = None,
     inputs: tuple[Path, ...] = (),
     overwrite: bool = True,
+    material: str | None = None,
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
+    from .scale import estimate_image_scale
     from .segment import segment
 
     if not name or any(c in name for c in "/\\"):
@@ -191,6 +212,13 @@ def iter_process_image(
     out.mkdir(parents=True, exist_ok=True)
     pixel_size_nm = calibration.pixel_size_nm if calibration is not None else None
     timings: dict[str, float] = {}
+    scale = None
+    if pixel_size_nm is None:
+        yield Progress(0, 3, f"{name}: estimating the pixel size")
+        t0 = time.perf_counter()
+        scale = estimate_image_scale(image, material)
+        pixel_size_nm = scale.pixel_size_nm
+        timings["estimate_scale"] = time.perf_counter() - t0
 
     atoms_opts = dict(atoms_options or {})
     skipped = atoms_skip_reason(pixel_size_nm, atoms_opts.get("model", "default"))
@@ -198,9 +226,9 @@ def iter_process_image(
     yield Progress(
         0, 3, f"{name}: " + (f"atoms skipped ({skipped})" if skipped else "finding atomic columns")
     )
-    atoms = _no_atoms() if skipped else _find_atoms(image, calibration, atoms_opts)
+    atoms = _no_atoms() if skipped else _find_atoms(image, pixel_size_nm, calibration, atoms_opts)
     timings["find_atoms"] = time.perf_counter() - t0
-    estimated = bool(atoms.attrs.get("pixel_size_estimated", False))
+    estimated = scale is not None or bool(atoms.attrs.get("pixel_size_estimated", False))
     if pixel_size_nm is None and atoms.attrs.get("pixel_size_nm"):
         pixel_size_nm = float(atoms.attrs["pixel_size_nm"])
 
@@ -210,10 +238,11 @@ def iter_process_image(
         seg = drain(particle_segmentation(image, pixel_size_nm, calibration))
     else:
         yield Progress(1, 3, f"{name}: segmenting contamination")
-        seg = segment(image, pixel_size_nm, task="contamination", **dict(segment_options or {}))
+        size: Any = scale if scale is not None and scale.pixel_size_nm else pixel_size_nm
+        seg = segment(image, size, task="contamination", **dict(segment_options or {}))
     timings["segment"] = time.perf_counter() - t0
     if not skipped:
-        atoms = flag_atoms(atoms, seg.labels, seg.class_names)
+        atoms = flag_atoms(atoms, seg.labels, seg.class_names, has_lattice=seg.has_lattice)
 
     yield Progress(2, 3, f"{name}: writing results")
     result = PipelineResult(
@@ -227,6 +256,12 @@ def iter_process_image(
         timings_s=timings,
         atoms_skipped=skipped,
         particles=_particles_of(seg, pixel_size_nm),
+        scale=scale,
+        segmentation={
+            "method": seg.details.get("method_used", seg.method),
+            "has_lattice": seg.has_lattice,
+            "warnings": list(seg.warnings),
+        },
     )
     if result.particles is not None:
         result.extra["particles"] = particle_summary(result.particles, seg.method)
@@ -236,7 +271,10 @@ def iter_process_image(
 
 
 def _find_atoms(
-    image: np.ndarray, calibration: Calibration | None, options: dict[str, Any]
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    calibration: Calibration | None,
+    options: dict[str, Any],
 ) -> pd.DataFrame:
     from .atoms import find_atoms
     from .atoms.imaging import imaging_from_metadata
@@ -244,7 +282,6 @@ def _find_atoms(
     if "imaging" not in options and calibration is not None:
         # HRTEM or STEM as the file says (DM/TIA/EMD metadata); None where it does not.
         options["imaging"] = imaging_from_metadata(calibration.metadata)
-    pixel_size_nm = calibration.pixel_size_nm if calibration is not None else None
     return find_atoms(image, pixel_size_nm, **options)
 
 
@@ -263,7 +300,9 @@ def _particles_of(seg: Any, pixel_size_nm: float | None) -> pd.DataFrame | None:
         return None
     if "particles" in seg.details:
         return seg.details["particles"]
-    return particle_table(ndimage.label(seg.flagged_mask)[0], pixel_size_nm)  # (U-Net)
+    # The U-Net's instances (touching particles split), as the CSV writer wants them.
+    instances = seg.instances if seg.instances is not None else ndimage.label(seg.flagged_mask)[0]
+    return particle_table(instances, pixel_size_nm)
 
 
 def _write_results(

@@ -31,7 +31,8 @@ def test_bragg_segmentation_gives_named_labels_and_fractions(qtbot, contaminated
     viewer = ViewerModel()
     viewer.add_image(image, name="gr", scale=(PS_NM, PS_NM), units="nm")
     w = SegmentWidget(viewer)
-    assert w.method.value == "bragg"
+    assert w.method.value == "auto"  # the one default of segment(), the CLI and the demo
+    w.method.value = "bragg"
     w.run()
     _wait(qtbot, w.panel)
     labels = viewer.layers["gr contamination"]
@@ -92,6 +93,7 @@ def test_folder_sorting_writes_a_ranked_csv(qtbot, tmp_path):
         )
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
     w = SegmentWidget(ViewerModel())
+    w.method.value = "bragg"
     w.sorting.folder.value = str(tmp_path)
     w.sorting.run()
     _wait(qtbot, w.sorting.panel)
@@ -109,6 +111,7 @@ def test_live_preview_resegments_on_parameter_change(qtbot, contaminated):
     viewer = ViewerModel()
     viewer.add_image(image, name="gr", scale=(PS_NM, PS_NM), units="nm")
     w = SegmentWidget(viewer)
+    w.method.value = "bragg"
     w.run()
     _wait(qtbot, w.panel)
     layer = viewer.layers["gr contamination"]
@@ -126,9 +129,9 @@ def test_min_region_follows_the_method_defaults():
     from napari_atomseg.segment import api
 
     w = SegmentWidget(ViewerModel())
-    for method in ("unet", "bragg"):
+    for method in ("auto", "unet", "bragg"):
         w.method.value = method
-        expected = api._DEFAULT_CLEANUP[method]
+        expected = api._DEFAULT_CLEANUP["bragg" if method == "bragg" else "unet"]
         assert w.options()["min_region_size"] == expected.min_region_size
         unit = {"period": "lattice periods", "nm": "nm"}[expected.length_unit]
         assert unit in w.min_region.label

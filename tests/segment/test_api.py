@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -89,7 +89,7 @@ def test_options_are_routed_and_checked():
     with pytest.raises(InputError, match="only apply to method='unet'"):
         segment(image, method="bragg", model="x")
     with pytest.raises(InputError, match="only apply to method='bragg'"):
-        segment(image, method="unet", mask_threshold=1.0, bragg_weight=0)
+        segment(image, task="particles", method="unet", mask_threshold=1.0)
     with pytest.raises(InputError, match="only apply to method='unet'"):
         segment(image, method="bragg", bragg_weight=0.5)
     with pytest.raises(InputError, match="contamination' only"):
@@ -108,11 +108,18 @@ def test_options_are_routed_and_checked():
 
 # ---------------------------------------------------------------- U-Net path (fake backend)
 @dataclass
+class _Input:
+    working_pixel_size_nm: float | None = 0.05
+    pixel_size_range_nm: tuple[float, float] | None = None
+
+
+@dataclass
 class _Card:
     name: str
     task: str
     channels: tuple[str, ...]
     default: bool = False
+    input: _Input = field(default_factory=_Input)
 
 
 @dataclass
@@ -227,7 +234,9 @@ def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
     _fake_backend(
         monkeypatch, [card], lambda img, c: np.stack([1 - p_am, p_am, np.zeros_like(p_am)])
     )
-    result = segment(image, 0.03, smooth_sigma=0, min_region_size=0, fill_holes=False)
+    result = segment(
+        image, 0.03, method="unet", smooth_sigma=0, min_region_size=0, fill_holes=False
+    )
     assert result.details["unet_options"].bragg_weight == 0.5
     q = bragg_contamination_map(bragg_filter(preprocess(image, PreprocessOptions())))
     # (1 - w) p + w q > 0.5 with w = 0.5: p + q > 1.
@@ -236,9 +245,11 @@ def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
     assert not result.flagged_mask[:, :20].any()
     assert MaskScores.from_masks(truth, result.flagged_mask).summary(1)["jaccard"] > 0.7
     # The Bragg options shape its map; bragg_weight=0 gives the U-Net's arg-max alone.
-    strict = segment(image, 0.03, mask_threshold=50.0, smooth_sigma=0, min_region_size=0)
+    strict = segment(
+        image, 0.03, method="unet", mask_threshold=50.0, smooth_sigma=0, min_region_size=0
+    )
     assert not strict.flagged_mask.any()
-    alone = segment(image, 0.03, bragg_weight=0, smooth_sigma=0, min_region_size=0)
+    alone = segment(image, 0.03, method="unet", bragg_weight=0, smooth_sigma=0, min_region_size=0)
     assert alone.flagged_mask[:, 20:].all()
 
 
@@ -246,7 +257,9 @@ def test_unet_vacuum_needs_no_lattice():
     """The U-Net/Bragg default: a pixel the U-Net calls vacuum stays vacuum only where the
     Bragg filter sees no lattice fringes; contamination labels are never touched."""
     from napari_atomseg.segment import bragg as _bragg
-    from napari_atomseg.segment.api import _vacuum_needs_no_lattice
+    from napari_atomseg.segment.bragg_labels import (
+        vacuum_needs_no_lattice as _vacuum_needs_no_lattice,
+    )
 
     shape = (256, 256)
     hole = disc(shape, (190, 70), 35)

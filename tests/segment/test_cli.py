@@ -167,3 +167,25 @@ def test_plain_pictures_are_read_uncalibrated(tmp_path, capsys):
     assert main(["sort", str(d), "--method", "bragg"]) == 0
     out = capsys.readouterr().out
     assert out.index("clean.png") < out.index("lots.png")  # best (cleanest) first
+
+
+def test_particles_write_instances_and_a_table(tmp_path, capsys):
+    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+
+    d = tmp_path / "bf"
+    d.mkdir()
+    params = random_bf_parameters(
+        np.random.default_rng(8), diameter_px=(9, 12), shape_px=(128, 128)
+    )
+    image = render_bf_particles(params).image
+    _write(d / "bf.tif", image)
+    out = tmp_path / "out"
+    code = main(["segment", str(d), "--task", "particles", "--method", "bragg", "--out", str(out)])
+    assert code == 0
+    table = pd.read_csv(out / "segmentation.csv")
+    assert "n_particles" in table and "warnings" in table and "pixel_size_source" in table
+    instances, cal = read_image(out / "bf_instances.tif")
+    particles = pd.read_csv(out / "bf_particles.csv")
+    assert int(instances.max()) == len(particles) == int(table["n_particles"].iloc[0])
+    assert {"area_nm2", "equivalent_diameter_nm", "centroid_y_nm"} <= set(particles.columns)
+    assert cal.pixel_size_nm == pytest.approx(PIXEL_NM)

@@ -9,8 +9,11 @@ Steps, all at bounded memory (an 8192^2 image needs about 1.5 GB beyond the inpu
 a two-channel model; ``benchmarks/backend_tiling.py`` measures it):
 
 1. the image (any real 2-D array) becomes a float32 copy (``_validate.as_image2d``);
-2. its pixel size is the one given, or estimated from the image
-   (:func:`~napari_atomseg.backend.scale.estimate_pixel_size_nm`) when None;
+2. its pixel size is the one given, or estimated from the image when None -- the one
+   physical estimate every tool shares (:func:`napari_atomseg.scale.estimate_image_scale`:
+   lattice spots matched to the material catalogue, else the feature width), clipped to
+   the card's range; a featureless image runs at the working pixel size, with a warning
+   in ``Prediction.scale``;
 3. it is resampled to the card's working pixel size, anti-aliased (sampling.py);
 4. it is prepared as the card says, on the *whole* field of view: its slowly varying
    background subtracted (only if the card has ``input.background_sigma_nm``), then
@@ -60,6 +63,9 @@ class Prediction:
     model_name: str = ""
     #: Wall time of each stage in seconds (resample, normalise, network, map_back, total).
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    #: The image's pixel-size estimate (:class:`napari_atomseg.scale.ImageScale`) when
+    #: ``pixel_size_nm`` was estimated, else None.
+    scale: Any = None
 
     def channel(self, name: str) -> np.ndarray:
         """The (H, W) map of one named channel."""
@@ -159,12 +165,13 @@ def iter_predict(
 
     with torch_threads(threads):
         estimated = False
+        scale = None
         if work is not None and px is None:
-            from .scale import estimate_pixel_size_nm
+            from .scale import estimate_pixel_size_details
 
             yield Progress(0, 1, "estimating the pixel size")
             t = time.perf_counter()
-            px = estimate_pixel_size_nm(img, card)
+            px, scale = estimate_pixel_size_details(img, card)
             timings["estimate_s"] = time.perf_counter() - t
             estimated = True
         orig_shape = img.shape
@@ -244,6 +251,7 @@ def iter_predict(
         working_pixel_size_nm=work,
         model_name=card.name,
         timings_s=timings,
+        scale=scale,
     )
 
 

@@ -273,11 +273,41 @@ def estimate_scale(
     )
 
 
-def estimate_pixel_size_nm(image: np.ndarray, card: ModelCard) -> float:
-    """Pixel size (nm/px) that makes ``image`` look like ``card``'s training data.
+def estimate_pixel_size_details(image: np.ndarray, card: ModelCard) -> tuple[float, object]:
+    """``(pixel size nm/px for this model, the image's ImageScale)``.
 
-    For uncalibrated images; the user can always override it by passing a pixel size.
-    Uses the card's measured ``input.scale_reference`` (or a loose fallback for cards
-    without one) and clips to its ``pixel_size_range_nm``.
+    The pixel size is the image's one physical estimate
+    (:func:`napari_atomseg.scale.estimate_image_scale`, shared by every tool), clipped to
+    the card's ``pixel_size_range_nm``. When nothing in the image carries a length scale
+    it is the card's working pixel size (the image is run as it is) and the estimate's
+    warnings say so. :func:`estimate_scale` (the model-relative feature match) is kept
+    for the training loop's scale reference and for comparisons.
     """
-    return estimate_scale(image, card).pixel_size_nm
+    from dataclasses import replace
+
+    from ..scale import estimate_image_scale
+
+    scale = estimate_image_scale(image)
+    px = scale.pixel_size_nm
+    if px is None:
+        px = card.input.working_pixel_size_nm or 1.0
+        note = f"the image is run at {card.name}'s working sampling ({px:g} nm/px)"
+        return px, replace(scale, warnings=(*scale.warnings, note))
+    rng = card.input.pixel_size_range_nm
+    if rng is not None and not rng[0] <= px <= rng[1]:
+        clipped = min(max(px, rng[0]), rng[1])
+        note = (
+            f"the estimate {px:.4g} nm/px lies outside {card.name}'s range "
+            f"({rng[0]:g}-{rng[1]:g} nm/px); {clipped:.4g} nm/px is used"
+        )
+        return clipped, replace(scale, warnings=(*scale.warnings, note))
+    return px, scale
+
+
+def estimate_pixel_size_nm(image: np.ndarray, card: ModelCard) -> float:
+    """Pixel size (nm/px) at which ``card``'s model runs on an uncalibrated ``image``.
+
+    The image's one physical estimate, clipped to the card's range (see
+    :func:`estimate_pixel_size_details`); the user can always pass the true value.
+    """
+    return float(estimate_pixel_size_details(image, card)[0])

@@ -44,7 +44,7 @@ _LAZY = {
     "iter_segment": ".api",
     "SegmentationResult": ".api",
     "CleanupOptions": ".api",
-    "TASK_CLASSES": ".api",
+    "TASK_CLASSES": ".classes",
     "BraggParameters": ".bragg",
     "BraggResult": ".bragg",
     "bragg_filter": ".bragg",

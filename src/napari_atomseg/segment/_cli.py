@@ -1,8 +1,12 @@
 """``napari-atomseg segment`` and ``napari-atomseg sort``: batch segmentation from a shell.
 
 ``segment INPUT... --out DIR`` writes, per image, ``DIR/<name>_labels.tif`` (uint8
-labels, the image's calibration, class names in the TIFF metadata) and one table
-``DIR/segmentation.csv`` ranking the images by clean-lattice (or particle) fraction.
+labels, the image's calibration, class names in the TIFF metadata) -- for particles also
+``DIR/<name>_instances.tif`` (int32, one label per particle) and
+``DIR/<name>_particles.csv`` (area, equivalent diameter, centroid per particle) -- and one
+table ``DIR/segmentation.csv`` ranking the images by clean-lattice (or particle) fraction,
+with the pixel size used, where it came from, the method that made the labels and any
+warnings (also printed per image).
 
 ``sort FOLDER`` only segments and ranks (no masks written) and prints the ranking; with
 ``--csv FILE`` it writes the table too.
@@ -31,15 +35,22 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("unet", "bragg"),
-        default="unet",
-        help="unet (a trained model) or bragg (classical Bragg filter, no model)",
+        choices=("auto", "unet", "bragg"),
+        default="auto",
+        help="auto (default: the U-Net checked against the Bragg filter, falling back to it "
+        "on crystals unlike its training data), unet (no fall-back) or bragg (classical "
+        "Bragg filter, no model)",
     )
     parser.add_argument("--model", help="U-Net model name or card path (default: shipped)")
     parser.add_argument(
         "--pixel-size-nm",
         type=float,
         help="override the files' pixel size, nm/px (default: from each file)",
+    )
+    parser.add_argument(
+        "--material",
+        help="catalogue material (e.g. graphene) pinning the lattice spacing when the pixel "
+        "size is estimated",
     )
     parser.add_argument(
         "-o",
@@ -118,6 +129,8 @@ def _segment_options(args: argparse.Namespace) -> dict[str, Any]:
     options = parse_options(args.option)
     if args.model:
         options["model"] = args.model
+    if args.material:
+        options["material"] = args.material
     return options
 
 
@@ -165,14 +178,30 @@ def run(args: argparse.Namespace) -> int:
     def write(path: Path, image: Any, cal: Any, result: Any) -> None:
         if args.pixel_size_nm is not None:
             cal = Calibration.from_pixel_size_nm(args.pixel_size_nm)
+        target = out_dir / names[path]
         write_labels_tiff(
-            out_dir / names[path],
+            target,
             result.labels,
             cal,
             dict(enumerate(result.class_names)),
             overwrite=args.overwrite,
             inputs=[path],
         )
+        if result.instances is not None:
+            stem = target.name[: -len("_labels.tif")]
+            write_labels_tiff(
+                out_dir / f"{stem}_instances.tif",
+                result.instances,
+                cal,
+                overwrite=args.overwrite,
+                inputs=[path],
+            )
+            table_path = out_dir / f"{stem}_particles.csv"
+            if table_path.exists() and not args.overwrite:
+                raise FileWriteError(f"{table_path}: already exists; pass --overwrite")
+            result.particles.to_csv(table_path, index=False)
+        for warning in result.warnings:
+            print(f"warning: {path.name}: {warning}", file=sys.stderr)
 
     gen = iter_rank_images(
         files, args.task, args.method, args.pixel_size_nm, on_result=write, **options

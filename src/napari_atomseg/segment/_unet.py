@@ -7,15 +7,17 @@ probabilities in the task's label order. Imported lazily (it pulls in torch).
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .._progress import Progress
 from ..errors import ModelError
+from .classes import TASK_CLASSES
 
 
 @dataclass(frozen=True)
@@ -27,11 +29,11 @@ class UnetRun:
     pixel_size_estimated: bool
     working_pixel_size_nm: float | None
     model_name: str
+    warnings: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _task_classes(task: str) -> tuple[str, ...]:
-    from .api import TASK_CLASSES
-
     return TASK_CLASSES[task]
 
 
@@ -89,8 +91,13 @@ def iter_unet(
     tile_px: int | None = None,
     overlap_px: int | None = None,
     batch_size: int | None = None,
+    estimated: bool = False,
 ) -> Generator[Progress, None, UnetRun]:
-    """Run the task's model (or ``model``, a name or card path) through the backend."""
+    """Run the task's model (or ``model``, a name or card path) through the backend.
+
+    ``estimated``: ``pixel_size_nm`` is an estimate, so one outside the model's range is
+    clipped to it (with a warning) rather than refused.
+    """
     from ..backend import get_model, iter_predict
 
     card = default_model(task) if model is None else None
@@ -100,6 +107,22 @@ def iter_unet(
             f"model {loaded.card.name!r} (task {loaded.card.task!r}, outputs "
             f"{list(loaded.card.channels)}) cannot segment task {task!r}"
         )
+    if loaded.card.input.working_pixel_size_nm is None and task == "particles":
+        return (
+            yield from _iter_relative(
+                loaded, image, pixel_size_nm, task, tile_px, overlap_px, batch_size
+            )
+        )
+    warnings: tuple[str, ...] = ()
+    limits = loaded.card.input.pixel_size_range_nm
+    if estimated and pixel_size_nm is not None and limits is not None:
+        clipped = min(max(pixel_size_nm, limits[0]), limits[1])
+        if clipped != pixel_size_nm:
+            warnings = (
+                f"the estimate {pixel_size_nm:.4g} nm/px lies outside {loaded.card.name}'s "
+                f"range ({limits[0]:g}-{limits[1]:g} nm/px); {clipped:.4g} nm/px is used",
+            )
+            pixel_size_nm = clipped
     pred = yield from iter_predict(
         loaded,
         image,
@@ -115,4 +138,48 @@ def iter_unet(
         pixel_size_estimated=bool(pred.pixel_size_estimated),
         working_pixel_size_nm=pred.working_pixel_size_nm,
         model_name=loaded.card.name,
+        warnings=warnings + tuple(getattr(getattr(pred, "scale", None), "warnings", ()) or ()),
+    )
+
+
+def _iter_relative(
+    loaded: Any,
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    task: str,
+    tile_px: int | None,
+    overlap_px: int | None,
+    batch_size: int | None,
+) -> Generator[Progress, None, UnetRun]:
+    """A scale-free particle model: the image is zoomed so its particles are about
+    :data:`~.particle_scale.TARGET_DIAMETER_PX` across (never up-sampled more than
+    :data:`~.particle_scale.MAX_ZOOM`), run, and the probabilities mapped back. The pixel
+    size, known or not, plays no part (it only labels the particle table in nm)."""
+    from ..backend import iter_predict, resample
+    from .particle_scale import particle_zoom
+
+    zoom, diameter_px = particle_zoom(image)
+    work = image if zoom == 1.0 else resample(image, 1.0, 1.0 / zoom, max_upsample=math.inf)
+    pred = yield from iter_predict(
+        loaded, work, None, tile_px=tile_px, overlap_px=overlap_px, batch_size=batch_size
+    )
+    outputs = pred.outputs
+    if zoom != 1.0:
+        outputs = resample(
+            outputs, 1.0 / zoom, 1.0, output_shape=image.shape, max_upsample=math.inf
+        )
+    probs = class_probabilities(outputs, pred.channels, task)
+    probs /= np.maximum(probs.sum(axis=0, keepdims=True), 1e-6)
+    warnings: tuple[str, ...] = ()
+    if diameter_px is None:
+        warnings = ("no particle-sized blobs measured: the image is segmented at its own sampling",)
+    working = None if pixel_size_nm is None else pixel_size_nm / zoom
+    return UnetRun(
+        probabilities=probs,
+        pixel_size_nm=pixel_size_nm,
+        pixel_size_estimated=False,
+        working_pixel_size_nm=working,
+        model_name=loaded.card.name,
+        warnings=warnings,
+        details={"zoom": zoom, "particle_diameter_px": diameter_px},
     )

@@ -9,12 +9,17 @@ Two tasks, each with fixed class names (label value = index)::
 Label 0 is the "nothing to flag" class, so a napari Labels layer shows the clean lattice
 (or the support) transparent and the regions to mask in colour.
 
-Two methods:
+Three methods:
 
+- ``method="auto"`` (the default of the API, the CLI, the widgets and the main job) --
+  the U-Net below, checked by :mod:`.guard`: no lattice in view means nothing is crystal;
+  a gross U-Net/Bragg disagreement on a lattice falls back to the Bragg filter; inputs
+  outside the training range are warned about (``SegmentationResult.warnings``).
 - ``method="unet"`` -- a shipped (or user) segmentation model run through the shared
   backend (resampled to the model's working pixel size, tiled, any device). For
   contamination its amorphous probability is, by default, averaged with a map from the
-  Bragg filter (:class:`UnetOptions`; ``bragg_weight=0`` for the U-Net alone).
+  Bragg filter (:class:`UnetOptions`; ``bragg_weight=0`` for the U-Net alone); the
+  guard's checks only warn.
 - ``method="bragg"`` -- the classical Bragg filter (:mod:`.bragg`); no model, no pixel
   size needed. Contamination: non-periodic residual above ``mask_threshold``; vacuum:
   neither residual nor lattice fringes. Particles: where the lattice fringes dominate.
@@ -34,24 +39,28 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from .._progress import Progress, drain
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import InputError
 from . import bragg as _bragg
+from .bragg_labels import (
+    bragg_contamination_map,
+    bragg_labels,
+    unet_bragg_labels,
+    vacuum_needs_no_lattice,
+)
+from .classes import FLAGGED_CLASS, TASK_CLASSES
 from .cleanup import clean_labels
+from .guard import contamination_decision, input_warnings, lattice_in_view
 from .preprocess import PreprocessOptions, preprocess
 
 Task = Literal["contamination", "particles"]
-Method = Literal["unet", "bragg"]
-
-#: Class names per task, in label order.
-TASK_CLASSES: dict[str, tuple[str, ...]] = {
-    "contamination": ("crystal", "amorphous", "vacuum"),
-    "particles": ("background", "particle"),
-}
-#: Label value of the class each task flags (what the area fractions and sorting rank by).
-FLAGGED_CLASS: dict[str, int] = {"contamination": 1, "particles": 1}
+Method = Literal["auto", "unet", "bragg"]
+#: Every method, and the one segment(), the CLI, the widgets and the main job default to.
+METHODS: tuple[str, ...] = ("auto", "unet", "bragg")
+DEFAULT_METHOD = "auto"
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,17 @@ _DEFAULT_CLEANUP = {
     "bragg": CleanupOptions(),
     "unet": CleanupOptions(smooth_sigma=0.1, min_region_size=1.0, length_unit="nm"),
 }
+#: Particles by the U-Net: scale-free like the model (a pixel size may be unknown), so in
+#: pixels; tiny specks go (and the instance table drops regions under 4 px).
+_PARTICLE_UNET_CLEANUP = CleanupOptions(smooth_sigma=0.0, min_region_size=2.0, length_unit="px")
 _DEFAULT_PREPROCESS = {
     "contamination": PreprocessOptions(),
     # Large particles dominate a polynomial fit of the illumination: off by default.
     "particles": PreprocessOptions(flatfield_order=None),
 }
+#: Upper bounds of the clean-up in pixels (what clean_labels accepts).
+MAX_MIN_REGION_PX = 16384
+MAX_SMOOTH_PX = 100.0
 _BACKEND_OPTIONS = ("model", "device", "tile_px", "overlap_px", "batch_size")
 
 
@@ -121,8 +136,6 @@ _DEFAULT_UNET = {
     "contamination": UnetOptions(bragg_weight=0.5, flag_threshold=0.5),
     "particles": UnetOptions(),
 }
-#: Slope of the logistic that turns the Bragg residual / threshold ratio into a map.
-_BRAGG_MAP_SLOPE = 6.0
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,22 @@ class SegmentationResult:
         float32 (C, H, W) class probabilities (U-Net only), else ``None``.
     details:
         Method-specific extras: Bragg ``peaks`` (DataFrame), ``lattice_period_px``,
-        ``model`` name, ``working_pixel_size_nm``, the parameters used.
+        ``model`` name, ``working_pixel_size_nm``, the parameters used,
+        ``method_used`` (``"bragg (fallback)"`` when the default switched).
+    instances:
+        ``task="particles"``: int32 (H, W), one label per particle (0 = background).
+    particles:
+        ``task="particles"``: one row per particle (:mod:`.instances`: area, equivalent
+        diameter, centroid, in px and -- with a pixel size -- nm).
+    warnings:
+        What to check: fall-backs, inputs outside the training range, an uncertain
+        pixel-size estimate.
+    scale:
+        The pixel-size estimate (:class:`~napari_atomseg.scale.ImageScale`) when one was
+        made or passed in, else ``None``.
+    has_lattice:
+        Contamination, U-Net methods: whether a lattice is in view. ``False`` means the
+        amorphous class is a support or film, not contamination on a crystal.
     """
 
     labels: np.ndarray
@@ -156,6 +184,11 @@ class SegmentationResult:
     pixel_size_estimated: bool = False
     probabilities: np.ndarray | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    instances: np.ndarray | None = None
+    particles: pd.DataFrame | None = None
+    warnings: tuple[str, ...] = ()
+    scale: Any = None
+    has_lattice: bool | None = None
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.labels, self.class_names))
@@ -170,27 +203,6 @@ class SegmentationResult:
     def flagged_mask(self) -> np.ndarray:
         """bool (H, W): contamination/amorphous (``task="contamination"``) or particle."""
         return self.labels == FLAGGED_CLASS[self.task]
-
-
-def bragg_contamination_map(result: _bragg.BraggResult) -> np.ndarray:
-    """float32 map in (0, 1) from a Bragg filter result: 0.5 where the residual equals the
-    filter's threshold, towards 1 above it (a logistic of ``residual / threshold``)."""
-    thr = float(result.threshold)
-    if not (math.isfinite(thr) and thr > 0):
-        return np.zeros(result.residual.shape, dtype=np.float32)
-    ratio = result.residual.astype(np.float32, copy=False) / np.float32(thr)
-    return (1.0 / (1.0 + np.exp(-_BRAGG_MAP_SLOPE * (ratio - 1.0)))).astype(np.float32)
-
-
-def _unet_bragg_labels(
-    probabilities: np.ndarray, bragg_map: np.ndarray, options: UnetOptions, flagged: int
-) -> np.ndarray:
-    """Labels from the U-Net/Bragg average (see :class:`UnetOptions`); 3-class task."""
-    w = options.bragg_weight
-    score = (1.0 - w) * probabilities[flagged] + w * bragg_map
-    # Not flagged: crystal or vacuum, whichever the U-Net finds more probable.
-    other = np.where(probabilities[2] > probabilities[0], 2, 0).astype(np.uint8)
-    return np.where(score > options.flag_threshold, np.uint8(flagged), other).astype(np.uint8)
 
 
 def _split_options(
@@ -243,99 +255,122 @@ def _cleanup_px(
     return opts.smooth_sigma * scale, round((opts.min_region_size * scale) ** 2)
 
 
-def _fringes(result: _bragg.BraggResult, clean: np.ndarray, vacuum_fraction: float) -> np.ndarray:
-    """Where the Bragg filter sees lattice fringes: fringe strength >= ``vacuum_fraction`` x
-    the "full lattice" level (its 90th percentile over the ``clean`` pixels). Vacuum is
-    what lies below it (and has no residual either)."""
-    lattice = result.lattice_amplitude
-    reference = float(np.percentile(lattice[clean], 90))
-    return lattice >= vacuum_fraction * reference
+def _resolve_pixel_size(
+    img: np.ndarray, pixel_size_nm: Any, material: str | None, estimate: bool
+) -> tuple[float | None, bool, Any]:
+    """``(pixel size, estimated?, ImageScale or None)`` from what the caller gave.
+
+    ``pixel_size_nm`` may be a number, ``None`` or an
+    :class:`~napari_atomseg.scale.ImageScale` (e.g. the estimate a widget keeps with its
+    layer). ``None`` is estimated here, once, when ``estimate`` (the method needs one).
+    """
+    from ..scale import ImageScale, estimate_image_scale
+
+    if isinstance(pixel_size_nm, ImageScale):
+        return pixel_size_nm.pixel_size_nm, pixel_size_nm.source != "user", pixel_size_nm
+    px = check_pixel_size_nm(pixel_size_nm)
+    if px is not None or not estimate:
+        return px, False, None
+    scale = estimate_image_scale(img, material)
+    return scale.pixel_size_nm, scale.pixel_size_nm is not None, scale
 
 
-def _vacuum_needs_no_lattice(
-    labels: np.ndarray, result: _bragg.BraggResult, vacuum_fraction: float | None
-) -> np.ndarray:
-    """Unflagged pixels the U-Net calls vacuum where the Bragg filter sees lattice fringes
-    (:func:`_fringes`, the Bragg method's own vacuum rule) are crystal: vacuum has no
-    lattice. The contaminated (flagged) pixels are not touched."""
-    if vacuum_fraction is None or result.lattice_amplitude is None or result.peaks.empty:
-        return labels
-    clean = labels != 1
-    if not clean.any():
-        return labels
-    out = labels.copy()
-    out[(labels == 2) & _fringes(result, clean, vacuum_fraction)] = 0
-    return out
-
-
-def _bragg_labels(
-    result: _bragg.BraggResult, task: str, vacuum_fraction: float | None, particle_fraction: float
-) -> np.ndarray:
-    """Class labels from the Bragg maps (see the module docstring)."""
-    labels = np.zeros(result.mask.shape, dtype=np.uint8)
-    if task == "particles":
-        total = result.lattice_amplitude + result.residual
-        fraction = np.divide(
-            result.lattice_amplitude, total, out=np.zeros_like(total), where=total > 0
-        )
-        labels[fraction > particle_fraction] = 1
-        return labels
-    labels[result.mask] = 1
-    if vacuum_fraction is not None and not result.peaks.empty:
-        clean = ~result.mask
-        if clean.any():
-            labels[clean & ~_fringes(result, clean, vacuum_fraction)] = 2
-    return labels
-
-
-def iter_segment(
-    image: np.ndarray,
-    pixel_size_nm: float | None = None,
-    task: Task = "contamination",
-    method: Method = "unet",
-    **options: Any,
-) -> Generator[Progress, None, SegmentationResult]:
-    """Generator form of :func:`segment`: yields Progress, returns the result."""
-    if task not in TASK_CLASSES:
-        raise InputError(f"task: expected one of {sorted(TASK_CLASSES)}, got {task!r}")
-    if method not in ("unet", "bragg"):
-        raise InputError(f"method: expected 'unet' or 'bragg', got {method!r}")
-    img = as_image2d(image)
-    pixel_size_nm = check_pixel_size_nm(pixel_size_nm)
-    bragg_opts, pre_opts, clean_opts, backend_opts = _split_options(options)
-    pre = replace(_DEFAULT_PREPROCESS[task], **pre_opts)
-    cleanup = replace(_DEFAULT_CLEANUP[method], **clean_opts)
+def _check_method_options(
+    task: str, method: str, bragg_opts: dict, backend_opts: dict
+) -> UnetOptions:
+    """The U-Net's options (defaults + given); raises for options the method cannot use."""
     if method == "bragg" and backend_opts:
         raise InputError(
-            f"segment: {sorted(backend_opts)} only apply to method='unet', not 'bragg'"
+            f"segment: {sorted(backend_opts)} only apply to method='unet'/'auto', not 'bragg'"
         )
     unet_names = {f.name for f in fields(UnetOptions)}
     unet_opts = replace(
         _DEFAULT_UNET[task], **{k: v for k, v in backend_opts.items() if k in unet_names}
     )
-    backend_opts = {k: v for k, v in backend_opts.items() if k not in unet_names}
-    if method == "unet":
+    for name in unet_names:
+        backend_opts.pop(name, None)
+    if method != "bragg":
         check_range(unet_opts.bragg_weight, 0.0, 1.0, "bragg_weight")
         check_range(unet_opts.flag_threshold, 0.0, 1.0, "flag_threshold")
         if unet_opts.bragg_weight > 0 and task != "contamination":
             raise InputError(
                 f"segment: bragg_weight applies to task='contamination' only, not {task!r}"
             )
-        if bragg_opts and unet_opts.bragg_weight == 0:
+        if bragg_opts and unet_opts.bragg_weight == 0 and task == "particles":
             raise InputError(
                 f"segment: {sorted(bragg_opts)} only apply to method='bragg' or to the "
                 "U-Net with bragg_weight > 0"
             )
-    total = 4
-    yield Progress(0, total, "pre-processing")
-    if method == "bragg":
+    return unet_opts
+
+
+def _unet_contamination(
+    pre_img: np.ndarray,
+    probabilities: np.ndarray,
+    unet_opts: UnetOptions,
+    bragg_opts: dict[str, Any],
+    fallback: bool,
+    lattice: bool,
+) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """Labels of the U-Net/Bragg average, checked by the guard (see :mod:`.guard`)."""
+    # As in the cross-validation that chose it: no pixel size (lattice-relative).
+    params = _bragg.with_options(None, **bragg_opts)
+    bres = _bragg.bragg_filter(pre_img, params)
+    if unet_opts.bragg_weight > 0:
+        labels = unet_bragg_labels(
+            probabilities, bragg_contamination_map(bres), unet_opts, FLAGGED_CLASS["contamination"]
+        )
+    else:
+        labels = np.argmax(probabilities, axis=0).astype(np.uint8)
+    labels = vacuum_needs_no_lattice(labels, bres, params.vacuum_fraction)
+    own = bragg_labels(bres, "contamination", params.vacuum_fraction, params.particle_fraction)
+    labels, report = contamination_decision(labels, own, lattice, fallback)
+    details = {
+        "bragg_parameters": params,
+        "lattice_period_px": bres.lattice_period_px,
+        "peaks": bres.peaks,
+    }
+    return labels, details, report
+
+
+def iter_segment(
+    image: np.ndarray,
+    pixel_size_nm: Any = None,
+    task: Task = "contamination",
+    method: Method = DEFAULT_METHOD,
+    material: str | None = None,
+    **options: Any,
+) -> Generator[Progress, None, SegmentationResult]:
+    """Generator form of :func:`segment`: yields Progress, returns the result."""
+    if task not in TASK_CLASSES:
+        raise InputError(f"task: expected one of {sorted(TASK_CLASSES)}, got {task!r}")
+    if method not in METHODS:
+        raise InputError(f"method: expected one of {list(METHODS)}, got {method!r}")
+    img = as_image2d(image)
+    bragg_opts, pre_opts, clean_opts, backend_opts = _split_options(options)
+    pre = replace(_DEFAULT_PREPROCESS[task], **pre_opts)
+    kind = "bragg" if method == "bragg" else "unet"
+    base = (
+        _PARTICLE_UNET_CLEANUP if (task, kind) == ("particles", "unet") else _DEFAULT_CLEANUP[kind]
+    )
+    cleanup = replace(base, **clean_opts)
+    unet_opts = _check_method_options(task, method, bragg_opts, backend_opts)
+    total = 5
+    yield Progress(0, total, "pixel size")
+    px, estimated, scale = _resolve_pixel_size(img, pixel_size_nm, material, kind == "unet")
+    warnings: list[str] = list(scale.warnings) if scale is not None else []
+    yield Progress(1, total, "pre-processing")
+    instances = table = None
+    has_lattice: bool | None = None
+    probabilities = None
+    method_used = method
+    if kind == "bragg":
         params = _bragg.with_options(None, **bragg_opts)
         pre_img = preprocess(img, pre)
-        yield Progress(1, total, "Bragg filter")
-        bres = _bragg.bragg_filter(pre_img, params, pixel_size_nm)
-        labels = _bragg_labels(bres, task, params.vacuum_fraction, params.particle_fraction)
+        yield Progress(2, total, "Bragg filter")
+        bres = _bragg.bragg_filter(pre_img, params, px)
+        labels = bragg_labels(bres, task, params.vacuum_fraction, params.particle_fraction)
         period_px = bres.lattice_period_px
-        used_pixel_size, estimated, probabilities = pixel_size_nm, False, None
         details: dict[str, Any] = {
             "peaks": bres.peaks,
             "lattice_period_px": period_px,
@@ -345,54 +380,74 @@ def iter_segment(
         from . import _unet
 
         pre_img = preprocess(img, replace(pre, standardise=False))
-        yield Progress(1, total, "U-Net")
-        run = yield from _unet.iter_unet(pre_img, pixel_size_nm, task, **backend_opts)
+        yield Progress(2, total, "U-Net")
+        run = yield from _unet.iter_unet(pre_img, px, task, estimated=estimated, **backend_opts)
         probabilities = run.probabilities
-        used_pixel_size, estimated = run.pixel_size_nm, run.pixel_size_estimated
+        warnings += [w for w in run.warnings if w not in warnings]
         period_px = math.nan
         details = {
             "model": run.model_name,
             "working_pixel_size_nm": run.working_pixel_size_nm,
             "unet_options": unet_opts,
+            **run.details,
         }
-        if unet_opts.bragg_weight > 0:
-            yield Progress(2, total, "Bragg filter")
-            # As in the cross-validation that chose it: no pixel size (lattice-relative).
-            params = _bragg.with_options(None, **bragg_opts)
-            bres = _bragg.bragg_filter(pre_img, params)
-            labels = _unet_bragg_labels(
-                probabilities, bragg_contamination_map(bres), unet_opts, FLAGGED_CLASS[task]
+        if task == "contamination":
+            yield Progress(3, total, "Bragg filter and checks")
+            has_lattice = lattice_in_view(pre_img)
+            labels, extra, report = _unet_contamination(
+                pre_img, probabilities, unet_opts, bragg_opts, method == "auto", has_lattice
             )
-            labels = _vacuum_needs_no_lattice(labels, bres, params.vacuum_fraction)
-            details["bragg_parameters"] = params
-            details["lattice_period_px"] = bres.lattice_period_px
+            details.update(extra)
+            warnings += report.warnings
+            warnings += input_warnings(
+                img, px, run.working_pixel_size_nm, extra["lattice_period_px"]
+            )
+            method_used = method if report.method_used == "unet" else report.method_used
+            if report.method_used != "unet":
+                period_px = extra["lattice_period_px"]
+                cleanup = replace(_DEFAULT_CLEANUP["bragg"], **clean_opts)
         else:
             labels = np.argmax(probabilities, axis=0).astype(np.uint8)
-    yield Progress(3, total, "clean-up")
-    sigma_px, min_area_px = _cleanup_px(cleanup, used_pixel_size, period_px)
+    yield Progress(4, total, "clean-up")
+    sigma_px, min_area_px = _cleanup_px(cleanup, px, period_px)
+    # A lattice-relative size on an image whose "period" is spurious (no real lattice)
+    # can exceed the image: never absorb more than a sixteenth of it.
+    min_area_px = min(min_area_px, MAX_MIN_REGION_PX, labels.size // 16)
+    sigma_px = min(sigma_px, MAX_SMOOTH_PX)
     labels = clean_labels(
         labels, smooth_sigma_px=sigma_px, min_region_px=min_area_px, fill=cleanup.fill_holes
     )
+    if task == "particles":
+        from .instances import particle_instances
+
+        instances, table = particle_instances(labels == FLAGGED_CLASS[task], px)
     details["cleanup"] = cleanup
     details["preprocess"] = pre
+    details["method_used"] = method_used
     yield Progress(total, total, "done")
     return SegmentationResult(
         labels=labels.astype(np.uint8, copy=False),
         class_names=TASK_CLASSES[task],
         task=task,
         method=method,
-        pixel_size_nm=used_pixel_size,
+        pixel_size_nm=px,
         pixel_size_estimated=estimated,
         probabilities=probabilities,
         details=details,
+        instances=instances,
+        particles=table,
+        warnings=tuple(dict.fromkeys(warnings)),
+        scale=scale,
+        has_lattice=has_lattice,
     )
 
 
 def segment(
     image: np.ndarray,
-    pixel_size_nm: float | None = None,
+    pixel_size_nm: Any = None,
     task: Task = "contamination",
-    method: Method = "unet",
+    method: Method = DEFAULT_METHOD,
+    material: str | None = None,
     **options: Any,
 ) -> SegmentationResult:
     """Segment contamination (or nanoparticles) in a micrograph.
@@ -402,14 +457,21 @@ def segment(
     image:
         2-D grey-scale micrograph (any real dtype; not modified).
     pixel_size_nm:
-        Pixel size in nm, or ``None`` (the U-Net then estimates it; the Bragg filter
-        needs none).
+        Pixel size in nm, an :class:`~napari_atomseg.scale.ImageScale` (an estimate kept
+        with the image), or ``None``: the image's one physical estimate
+        (:func:`~napari_atomseg.scale.estimate_image_scale`) is made here (the Bragg
+        filter needs none).
     task:
         ``"contamination"`` (classes crystal / amorphous / vacuum) or ``"particles"``
-        (background / particle).
+        (background / particle; the result then has ``instances`` and ``particles``).
     method:
-        ``"unet"`` (a trained model; ``model=`` picks one by name or card path) or
+        ``"auto"`` (the default everywhere: the U-Net, for contamination averaged with
+        the Bragg filter and checked against it -- see :mod:`.guard`), ``"unet"`` (the
+        same without the fall-back; ``model=`` picks a model by name or card path) or
         ``"bragg"`` (classical Bragg filter, no model).
+    material:
+        A catalogue material (e.g. ``"graphene"``) pinning the lattice spacing for the
+        pixel-size estimate; only used when ``pixel_size_nm`` is None.
     **options:
         Any field of :class:`~.bragg.BraggParameters` (Bragg, or the Bragg map of the
         U-Net/Bragg average), :class:`~.preprocess.PreprocessOptions`,
@@ -420,12 +482,13 @@ def segment(
     Returns
     -------
     SegmentationResult
-        Unpacks as ``labels, class_names``; ``labels`` is uint8 of the image's shape.
+        Unpacks as ``labels, class_names``; ``labels`` is uint8 of the image's shape;
+        ``warnings`` says what to check.
 
     Examples
     --------
-    >>> labels, names = segment(image, method="bragg")            # doctest: +SKIP
+    >>> labels, names = segment(image)                             # doctest: +SKIP
     >>> result = segment(image, 0.02, task="particles")           # doctest: +SKIP
-    >>> result.class_fractions()["particle"]                      # doctest: +SKIP
+    >>> result.particles["equivalent_diameter_nm"].median()       # doctest: +SKIP
     """
-    return drain(iter_segment(image, pixel_size_nm, task, method, **options))
+    return drain(iter_segment(image, pixel_size_nm, task, method, material, **options))

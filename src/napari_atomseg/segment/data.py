@@ -10,6 +10,11 @@ outside the package, in ``shared/data/graphene_contamination`` beside the checko
 Several images are frames of one acquisition series (``..._layer_0035`` and
 ``..._layer_0039`` of the same ``FS_001``): :func:`kfold_splits` keeps a series in one
 fold, so no image is scored by a model (or a parameter choice) that saw its twin.
+
+:func:`final_split` sets a date-grouped third of the set aside as a *final* set: the
+shipped models are trained without it, nothing is chosen on it, and it is scored once
+per shipped model (docs/segmentation.md). Everything else (fine-tuning, cross-validated
+choices) uses the remaining *selection* set.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from ..errors import FileReadError, InputError
 #: Class names of the graphene labels, in label order.
 GRAPHENE_CLASSES: tuple[str, str] = ("clean", "contamination")
 _SERIES_SUFFIX = re.compile(r"_layer_\d+$")
+_DATE = re.compile(r"^(\d{4}_\d{4})")
+#: Seed of the final-set draw (fixed once, before any model was scored on the split).
+FINAL_SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,39 @@ def default_graphene_folder() -> Path:
     env = os.environ.get("NAPARI_ATOMSEG_SHARED_DATA")
     base = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
     return base / "graphene_contamination"
+
+
+def date_of(name: str) -> str:
+    """The acquisition date of an image name (``"2014_0601"``), or its series if none."""
+    m = _DATE.match(Path(name).stem)
+    return m.group(1) if m else series_of(name)
+
+
+def final_split(
+    names: Sequence[str], fraction: float = 1 / 3, seed: int = FINAL_SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(selection_indices, final_indices)``: a date-grouped ``fraction`` set aside.
+
+    Acquisition dates are shuffled with ``seed`` and whole dates are dealt to the final
+    set until it holds at least ``round(fraction * n)`` images, so no session of the
+    microscope is on both sides. With the 31 graphene images and the default seed the
+    final set is the 11 images of 2013-11-14, 2013-12-15, 2014-06-01 and 2015-01-10.
+    """
+    if not 0 < fraction < 1:
+        raise InputError(f"final_split: fraction must be in (0, 1), got {fraction}")
+    dates: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        dates.setdefault(date_of(name), []).append(i)
+    keys = list(dates)
+    np.random.default_rng(seed).shuffle(keys)
+    want = round(fraction * len(names))
+    final: list[int] = []
+    for key in keys:
+        if len(final) >= want:
+            break
+        final.extend(dates[key])
+    final_idx = np.sort(np.asarray(final, dtype=np.int64))
+    return np.setdiff1d(np.arange(len(names)), final_idx), final_idx
 
 
 def series_of(name: str) -> str:

@@ -13,7 +13,8 @@ Two steps make the shipped model (both driven by one training config)::
     napari-atomseg train configs/segment_contamination.yaml
 
 The first writes the config's ``pairs`` file (``.npz``, ignored by git: the real data stay
-outside the repository) from ``shared/data/graphene_contamination``; the second fine-tunes
+outside the repository) from the *selection* set of ``shared/data/graphene_contamination``
+(the final third, :func:`~.data.final_split`, is never trained on); the second fine-tunes
 the config's ``init_from`` model on it (mixed with synthetic examples by
 ``pairs_fraction``). :func:`iter_finetune` does the same from Python with pairs in memory,
 which the benchmark uses for its k-fold cross-validation (one fine-tune per fold, on the
@@ -33,7 +34,7 @@ import numpy as np
 
 from .._progress import ProgressGenerator
 from ..errors import AtomsegError, InputError
-from .data import LabelledImage, load_graphene_contamination
+from .data import LabelledImage, final_split, load_graphene_contamination
 from .preprocess import PreprocessOptions, preprocess
 from .training import SegmentationTask
 
@@ -53,14 +54,18 @@ def real_pairs(
     """Fine-tuning pairs ``((1, h, w) float32, (h, w) int64)`` at the task's working sampling.
 
     Every item needs a pixel size (the graphene set's FFT estimates); the target holds the
-    flagged class where the mask is set and :data:`~.training.NOT_FLAGGED` elsewhere.
+    flagged class where the mask is set and :data:`~.training.NOT_FLAGGED` elsewhere. Each
+    image gives one pair per :meth:`~.training.SegmentationTask.real_pair_scales` (three
+    with a scale jitter: the model meets real images at wrong scales too).
     """
     pre = preprocess_options or unet_preprocess_options(task.mode)
     pairs = []
     for it in items:
         if it.pixel_size_nm is None:
             raise InputError(f"{it.name}: no pixel size; fine-tuning needs one per image")
-        pairs.append(task.real_example(preprocess(it.image, pre), it.mask, it.pixel_size_nm))
+        image = preprocess(it.image, pre)
+        for scale in task.real_pair_scales():
+            pairs.append(task.real_example(image, it.mask, it.pixel_size_nm, scale))
     return pairs
 
 
@@ -87,10 +92,13 @@ def write_pairs(
     config: str | Path,
     folder: str | Path | None = None,
     names: Sequence[str] | None = None,
+    include_final: bool = False,
 ) -> Path:
     """Write the config's ``pairs`` file from the labelled images in ``folder``.
 
-    ``names`` restricts the set to those image names (default: all of them).
+    By default only the *selection* set (:func:`~.data.final_split`): the final third is
+    never trained on. ``names`` restricts the set further to those image names;
+    ``include_final`` adds the final set back (experiments only).
     """
     from ..backend.train_data import save_pairs
 
@@ -99,11 +107,14 @@ def write_pairs(
     if not out:
         raise InputError(f"{config}: the config has no 'pairs: PATH' to write")
     items = load_graphene_contamination(folder)
+    if not include_final:
+        selection, _final = final_split([it.name for it in items])
+        items = [items[i] for i in selection]
     if names is not None:
         wanted = set(names)
         unknown = wanted - {it.name for it in items}
         if unknown:
-            raise InputError(f"images not in the set: {sorted(unknown)}")
+            raise InputError(f"images not in the (selection) set: {sorted(unknown)}")
         items = [it for it in items if it.name in wanted]
     pairs = real_pairs(items, task_from_config(cfg))
     path = Path(out)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .._progress import Progress, drain
 from ..errors import AtomsegError, FileReadError
-from .api import TASK_CLASSES, SegmentationResult, iter_segment
+from .api import DEFAULT_METHOD, TASK_CLASSES, SegmentationResult, iter_segment
 
 #: Column the ranking sorts by, per task (descending).
 RANK_BY: dict[str, str] = {"contamination": "fraction_crystal", "particles": "fraction_particle"}
@@ -51,15 +51,20 @@ def read_any(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
 
 
 def result_row(name: str, result: SegmentationResult) -> dict[str, Any]:
-    """One table row: file, class fractions, pixel size used, method."""
+    """One table row: file, class fractions, pixel size used, method, warnings."""
     row: dict[str, Any] = {"file": name}
     for cls, frac in result.class_fractions().items():
         row[f"fraction_{cls}"] = frac
+    scale = result.scale
     row.update(
         {
+            "n_particles": len(result.particles) if result.particles is not None else pd.NA,
             "pixel_size_nm": result.pixel_size_nm,
             "pixel_size_estimated": result.pixel_size_estimated,
-            "method": result.method,
+            "pixel_size_source": getattr(scale, "source", "given" if result.pixel_size_nm else ""),
+            "pixel_size_confidence": getattr(scale, "confidence", pd.NA),
+            "method": result.details.get("method_used", result.method),
+            "warnings": " | ".join(result.warnings),
             "error": "",
         }
     )
@@ -70,17 +75,23 @@ def ranking_table(rows: Sequence[dict[str, Any]], task: str = "contamination") -
     """Rows (from :func:`result_row`, or with an ``error``) -> ranked DataFrame.
 
     Columns: ``rank`` (1 = most clean lattice / most particle; empty for failures),
-    ``file``, ``fraction_<class>`` for every class of the task, ``pixel_size_nm``,
-    ``pixel_size_estimated``, ``method``, ``error``. Ties keep the input order.
+    ``file``, ``fraction_<class>`` for every class of the task, ``n_particles``
+    (particles task), ``pixel_size_nm``, ``pixel_size_estimated``, ``pixel_size_source``,
+    ``pixel_size_confidence``, ``method`` (the one that made the labels: e.g.
+    ``bragg (fallback)``), ``warnings``, ``error``. Ties keep the input order.
     """
     key = RANK_BY[task]
     columns = [
         "rank",
         "file",
         *[f"fraction_{c}" for c in TASK_CLASSES[task]],
+        *(["n_particles"] if task == "particles" else []),
         "pixel_size_nm",
         "pixel_size_estimated",
+        "pixel_size_source",
+        "pixel_size_confidence",
         "method",
+        "warnings",
         "error",
     ]
     table = pd.DataFrame(list(rows), columns=[c for c in columns if c != "rank"])
@@ -96,7 +107,7 @@ def ranking_table(rows: Sequence[dict[str, Any]], task: str = "contamination") -
 def iter_rank_images(
     paths: Iterable[str | os.PathLike[str]],
     task: str = "contamination",
-    method: str = "unet",
+    method: str = DEFAULT_METHOD,
     pixel_size_nm: float | None = None,
     on_result: Callable[[Path, np.ndarray, Any, SegmentationResult], None] | None = None,
     **options: Any,
@@ -129,7 +140,7 @@ def iter_rank_images(
 def rank_images(
     paths: Iterable[str | os.PathLike[str]],
     task: str = "contamination",
-    method: str = "unet",
+    method: str = DEFAULT_METHOD,
     pixel_size_nm: float | None = None,
     **options: Any,
 ) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import numpy as np
 
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import InputError
-from .api import FLAGGED_CLASS, TASK_CLASSES
+from .classes import FLAGGED_CLASS, TASK_CLASSES
 
 #: Target value of a pixel that is not scored.
 IGNORE = -100
@@ -92,6 +92,29 @@ class SegmentationTask:
         Weight of the soft Dice term added to the cross-entropy (0 = cross-entropy only).
     class_weights:
         Optional per-class cross-entropy weights (task label order).
+    scale_jitter:
+        Each example is resampled to ``working_pixel_size_nm * exp(U(-s, s))`` but shown
+        as if at the working pixel size, so the model meets features up to ``e^s`` times
+        too large or small -- a wrong pixel-size estimate then degrades the answer
+        gently. Simulated over the whole field (no padding at the borders, unlike the
+        training loop's ``augment.scale_jitter``).
+    lattice_visibility:
+        ``mode="contamination"``: relabel a *bulk* crystal's footprint by whether its
+        lattice is still seen through what covers it (:mod:`.synthetic_labels`); 2-D
+        materials keep the engine's masks.
+    invert_haadf:
+        Probability of inverting a HAADF example's contrast (dark columns on a bright
+        background, as annular bright-field shows them).
+    particle_diameter_px:
+        ``mode="particles"``, scale-free model (``working_pixel_size_nm=None``): each
+        engine example is simulated at the pixel size that makes its particles this many
+        pixels across (log-uniform in ``[low, high]``), so one model covers survey images
+        (particles 5-10 px) to lattice-resolving ones; ``segment()`` zooms an image so
+        its particles fall in that range (:mod:`.particle_scale`).
+    bf_fraction, bf_options:
+        ``mode="particles"``: the share of examples that are bright-field TEM images of
+        particles on carbon (:mod:`napari_atomseg.simulate.bf_particles`), and keyword
+        arguments for its random recipe.
     simulate_fn, parameters_fn:
         Injection points (tests, other engines): ``simulate_fn(params) -> result with
         .image, .masks, .pixel_size_nm``; ``parameters_fn(rng) -> params``.
@@ -108,6 +131,12 @@ class SegmentationTask:
         class_weights: tuple[float, ...] | None = None,
         simulate_fn: Callable[[Any], Any] | None = None,
         parameters_fn: Callable[[np.random.Generator], Any] | None = None,
+        scale_jitter: float = 0.0,
+        lattice_visibility: bool = False,
+        invert_haadf: float = 0.0,
+        particle_diameter_px: tuple[float, float] | None = None,
+        bf_fraction: float = 0.0,
+        bf_options: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in TASK_CLASSES:
             raise InputError(f"mode: expected one of {sorted(TASK_CLASSES)}, got {mode!r}")
@@ -128,6 +157,21 @@ class SegmentationTask:
         self.mix = mix
         self._simulate_fn = simulate_fn
         self._parameters_fn = parameters_fn
+        self.scale_jitter = check_range(scale_jitter, 0.0, 1.5, "scale_jitter")
+        self.lattice_visibility = bool(lattice_visibility)
+        if self.lattice_visibility and mode != "contamination":
+            raise InputError("lattice_visibility applies to mode='contamination' only")
+        self.invert_haadf = check_range(invert_haadf, 0.0, 1.0, "invert_haadf")
+        self.particle_diameter_px = _range_or_none(particle_diameter_px, "particle_diameter_px")
+        self.bf_fraction = check_range(bf_fraction, 0.0, 1.0, "bf_fraction")
+        self.bf_options = dict(bf_options or {})
+        if (self.particle_diameter_px or self.bf_fraction) and mode != "particles":
+            raise InputError("particle_diameter_px and bf_fraction apply to mode='particles'")
+        if (self.particle_diameter_px is None) != (self.working_pixel_size_nm is not None):
+            raise InputError(
+                "a scale-free particle model (particle_diameter_px) has no working pixel "
+                "size (working_pixel_size_nm: null), and a physical one needs one"
+            )
 
     def card_defaults(self) -> dict[str, Any]:
         """The card entries this task implies (the training config's ``card`` overrides).
@@ -163,10 +207,23 @@ class SegmentationTask:
         from ..backend import resample
         from ..backend.normalise import normalise  # the package attribute may be the module
 
+        if self.bf_fraction > 0 and rng.random() < self.bf_fraction:
+            return self._bf_example(rng)
         params = self._draw_parameters(rng)
+        if self.particle_diameter_px is not None:
+            # Scale-free: simulate where this example's particles are d_px across.
+            low, high = self.particle_diameter_px
+            d_px = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+            d_nm = float(getattr(params, "particle_diameter_nm", 3.0))
+            to_nm = float(np.clip(d_nm / d_px, 0.008, 0.5))
+            params = dataclasses.replace(params, pixel_size_nm=to_nm)
         pixel_nm = float(params.pixel_size_nm)
+        # Resampled to this, presented as the working pixel size (scale jitter).
+        to_nm = self.working_pixel_size_nm or pixel_nm
+        if self.scale_jitter > 0:
+            to_nm *= float(np.exp(rng.uniform(-self.scale_jitter, self.scale_jitter)))
         # Simulate just enough pixels to cover the tile after resampling.
-        side = math.ceil(self.tile_px * self.working_pixel_size_nm / pixel_nm) + 2
+        side = math.ceil(self.tile_px * to_nm / pixel_nm) + 2
         if hasattr(params, "shape_px") and dataclasses.is_dataclass(params):
             params = dataclasses.replace(params, shape_px=(side, side))
         simulate = self._simulate_fn
@@ -174,23 +231,55 @@ class SegmentationTask:
             from ..simulate import simulate
         result = simulate(params)
         labels = sim_classes_to_labels(result.masks, self.mode)
+        if self.lattice_visibility and _is_bulk_lattice(params):
+            from .synthetic_labels import visible_lattice_labels
+
+            labels = visible_lattice_labels(result.image_clean, labels, result.masks["particle"])
         shape = (self.tile_px, self.tile_px)
         from_nm = float(result.pixel_size_nm)
-        image = resample(result.image, from_nm, self.working_pixel_size_nm)
-        target = resample_labels(
-            labels, self.channels_out, from_nm, self.working_pixel_size_nm, image.shape
-        )
+        image = resample(result.image, from_nm, to_nm)
+        target = resample_labels(labels, self.channels_out, from_nm, to_nm, image.shape)
         image, target = _crop_or_pad(image, target, shape)
+        if (
+            str(getattr(params, "mode", "")).startswith("haadf")
+            and rng.random() < self.invert_haadf
+        ):
+            image = -image
         return normalise(image, self.normalisation)[None].astype(np.float32), target
 
+    def _bf_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A bright-field particles-on-carbon example (rendered at the tile size)."""
+        from ..backend.normalise import normalise
+        from ..simulate.bf_particles import random_bf_parameters, render_bf_particles
+
+        options = {"shape_px": (self.tile_px, self.tile_px), **self.bf_options}
+        if self.particle_diameter_px is not None:
+            options.setdefault("diameter_px", self.particle_diameter_px)
+        result = render_bf_particles(random_bf_parameters(rng, **options))
+        target = result.mask.astype(np.int64)
+        return normalise(result.image, self.normalisation)[None].astype(np.float32), target
+
+    def real_pair_scales(self) -> tuple[float, ...]:
+        """Scale factors at which each real image becomes a fine-tuning pair: 1 and, with
+        ``scale_jitter`` s, ``exp(-s)`` and ``exp(s)`` (the whole image at each, so the
+        model meets real images at wrong scales without padded borders)."""
+        s = self.scale_jitter
+        return (1.0,) if s <= 0 else (float(np.exp(-s)), 1.0, float(np.exp(s)))
+
     def real_example(
-        self, image: np.ndarray, flagged_mask: np.ndarray, pixel_size_nm: float
+        self,
+        image: np.ndarray,
+        flagged_mask: np.ndarray,
+        pixel_size_nm: float,
+        scale: float = 1.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A real image with a binary (flagged / not) mask as a fine-tuning pair.
 
-        The image is resampled to the working sampling and normalised; unflagged pixels
-        become :data:`NOT_FLAGGED` (partial labels: clean crystal or vacuum). Returns the
-        whole resampled image (the training loop crops and augments).
+        The image is resampled to the working sampling (times ``scale``: presented as the
+        working sampling, as :attr:`scale_jitter` does for simulated examples) and
+        normalised; unflagged pixels become :data:`NOT_FLAGGED` (partial labels: clean
+        crystal or vacuum). Returns the whole resampled image (the training loop crops
+        and augments).
         """
         from ..backend import resample
         from ..backend.normalise import normalise  # the package attribute may be the module
@@ -200,10 +289,11 @@ class SegmentationTask:
         if mask.shape != img.shape:
             raise InputError(f"mask shape {mask.shape} differs from the image's {img.shape}")
         px = check_pixel_size_nm(pixel_size_nm)
-        res_img = resample(img, px, self.working_pixel_size_nm)
-        frac = resample(
-            mask.astype(np.float32), px, self.working_pixel_size_nm, output_shape=res_img.shape
-        )
+        if self.working_pixel_size_nm is None:
+            raise InputError("real_example needs a model with a working pixel size")
+        to_nm = self.working_pixel_size_nm * check_range(scale, 0.2, 5.0, "scale")
+        res_img = resample(img, px, to_nm)
+        frac = resample(mask.astype(np.float32), px, to_nm, output_shape=res_img.shape)
         target = np.where(frac > 0.5, self.flagged, NOT_FLAGGED).astype(np.int64)
         return normalise(res_img, self.normalisation)[None].astype(np.float32), target
 
@@ -288,6 +378,29 @@ class SegmentationTask:
         out[f"dice_{name}"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else math.nan
         out[f"jaccard_{name}_binary"] = tp / (tp + fp + fn) if (tp + fp + fn) else math.nan
         return out
+
+
+def _is_bulk_lattice(params: Any) -> bool:
+    """A lattice scene of a bulk crystal (the visibility rule's domain; monolayers keep the
+    engine's masks, as a microscopist labels them: any hydrocarbon on graphene counts)."""
+    if getattr(params, "scene", "") != "lattice":
+        return False
+    from ..simulate.materials import MATERIALS
+
+    material = MATERIALS.get(str(getattr(params, "material", "")))
+    return material is not None and material.kind == "bulk"
+
+
+def _range_or_none(value: Any, name: str) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: expected [low, high], got {value!r}") from exc
+    if not 0 < low <= high:
+        raise InputError(f"{name}: expected 0 < low <= high, got {value!r}")
+    return low, high
 
 
 def _crop_or_pad(

@@ -30,6 +30,7 @@ from .._validate import as_image2d
 from ..errors import InputError
 from . import api
 from .bragg import BraggParameters, bragg_filter, residual_threshold
+from .bragg_labels import bragg_labels
 from .cleanup import clean_labels
 from .metrics import MaskScores, confusion_matrix
 from .preprocess import preprocess
@@ -140,9 +141,7 @@ def iter_bragg_grid_scores(
             params = replace(res.parameters, mask_threshold=cand["mask_threshold"])
             thr = residual_threshold(res.residual, params)
             res_t = replace(res, mask=res.residual > thr, threshold=thr, parameters=params)
-            labels = api._bragg_labels(
-                res_t, task, params.vacuum_fraction, params.particle_fraction
-            )
+            labels = bragg_labels(res_t, task, params.vacuum_fraction, params.particle_fraction)
             cleanup = api.CleanupOptions(
                 smooth_sigma=cand["smooth_sigma"],
                 min_region_size=cand["min_region_size"],

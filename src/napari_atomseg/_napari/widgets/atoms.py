@@ -18,8 +18,10 @@ out of the noise at the column scale).
 
 Pixel size: the layer's calibration; the override field wins when > 0. On an
 uncalibrated layer the override also calibrates the image layer (scale in nm), so image
-and results agree. Without either, the model estimates it (reported in the status line
-and in ``metadata["pixel_size_estimated"]``).
+and results agree. Without either, the layer's shared estimate is used
+(:mod:`napari_atomseg._napari.scale_panel`: computed once, kept in the layer's metadata,
+the same number Segment regions uses; reported in the status line and in
+``metadata["pixel_size_estimated"]``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from ..image_source import (
     layer_pixel_size_nm,
 )
 from ..layers import Geometry, atoms_points, instance_labels
+from ..scale_panel import ScalePanel, stored_scale
 from ._atoms_jobs import (
     FrameAtoms,
     combine,
@@ -129,6 +132,7 @@ class FindAtomsWidget(DockContainer):
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
+        self.scale = ScalePanel(self.image)
         # Set once and left: folded away so two docks fit a 1000 px screen.
         advanced = [self.refine, self.contrast, self.imaging, self.views]
         self.advanced = Fold("refinement, contrast, imaging, views", advanced)
@@ -139,6 +143,7 @@ class FindAtomsWidget(DockContainer):
                 self.model,
                 self.model_card,
                 self.pixel_size_nm,
+                self.scale,
                 self.threshold,
                 self.min_evidence,
                 self.separation_nm,
@@ -262,7 +267,8 @@ class FindAtomsWidget(DockContainer):
         from_layer = layer_pixel_size_nm(layer)
         override = float(self.pixel_size_nm.value) or None
         if override is None:
-            return geometry, from_layer
+            # The calibration, else the layer's shared estimate (one number for every tool).
+            return geometry, self.scale.pixel_size_for(layer)[0]
         if from_layer is None:
             geometry = geometry.with_pixel_size_nm(override)
             layer.scale = geometry.scale
@@ -295,13 +301,18 @@ class FindAtomsWidget(DockContainer):
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
         points_name, labels_name = self.result_names(layer.name)
+        shared = stored_scale(layer) if layer_pixel_size_nm(layer) is None else None
+        estimated = bool(first.pixel_size_estimated) or (
+            shared is not None and shared.source != "user" and not self.pixel_size_nm.value
+        )
         meta = {
             "source_layer": layer.name,
             "model": first.model_name,
             "model_choice": model,
             "pixel_size_used_nm": first.pixel_size_nm,
-            "pixel_size_estimated": bool(first.pixel_size_estimated),
+            "pixel_size_estimated": estimated,
             "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
+            "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
@@ -322,7 +333,7 @@ class FindAtomsWidget(DockContainer):
             self._viewer.layers.selection.active = points
         ps = first.pixel_size_nm
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
-        if first.pixel_size_estimated:
+        if estimated:
             size_text += " (estimated)"
         summary = f"{len(atoms)} columns in {len(results)} frame(s), {size_text}"
         dropped = sum(int(r.atoms.attrs.get("unsupported_removed", 0)) for r in results)

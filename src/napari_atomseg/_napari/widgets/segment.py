@@ -1,9 +1,15 @@
 """The "Segment regions" widget: Image layer -> class Labels (+ points clean-up, sorting).
 
 Segmentation (:func:`napari_atomseg.segment.api.iter_segment`) runs in a worker with the
-method (U-Net model or Bragg filter), task and the few parameters worth touching; the
+method (``auto`` -- the default everywhere: the U-Net checked against the Bragg filter --,
+the U-Net alone or the Bragg filter), task and the few parameters worth touching; the
 result is a Labels layer with named classes (napari shows the class under the cursor),
-the area fraction of each class in its features and in the status line. Live preview
+the area fraction of each class in its features and in the status line, and what to
+check (fall-backs, inputs outside the training range) under it and as a notification.
+For particles a second Labels layer holds one label per particle (its table -- area,
+equivalent diameter, centroid -- as the layer's features) and the widget plots the size
+histogram. On an uncalibrated layer the pixel size is the layer's shared estimate
+(:mod:`napari_atomseg._napari.scale_panel`), the one Find atoms uses too. Live preview
 re-runs the segmentation (debounced) when a parameter changes. The Labels layer can be
 painted over to correct it; "Apply to points" then flags (feature ``in_<class>``) or drops
 the Points on the flagged class using the layer as it is now. The folder-sorting section
@@ -24,7 +30,7 @@ from magicgui.widgets import (
     Label,
     PushButton,
 )
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QTimer
 
 if TYPE_CHECKING:
@@ -39,21 +45,24 @@ from ..image_source import (
     current_frame_index,
     image_frames,
     layer_geometry,
-    layer_pixel_size_nm,
 )
 from ..layers import Geometry, class_labels
 from ..masking import drop_points, flag_points, points_on_class
+from ..scale_panel import ScalePanel
 from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
+from .size_histogram import SizeHistogram
 from .sorting import SortFolderWidget
 
 PREVIEW_DELAY_MS = 300
+#: The model choice that means "the task's shipped default".
+TASK_DEFAULT_MODEL = "(task default)"
 #: What the flagged class is called in the points' feature column, per task.
 FLAG_FEATURE = {"contamination": "in_contamination", "particles": "in_particle"}
 #: Default "min region" and its unit per method: segment.api's clean-up defaults (the
 #: Bragg value in lattice periods was chosen by cross-validation, the U-Net's is in nm).
-MIN_REGION = {"bragg": (4.0, "lattice periods"), "unet": (1.0, "nm")}
+MIN_REGION = {"bragg": (4.0, "lattice periods"), "unet": (1.0, "nm"), "auto": (1.0, "nm")}
 
 
 def segment_steps(
@@ -66,6 +75,41 @@ def segment_steps(
         result = yield from as_part(steps, k, len(frames), "frame")
         out.append((frame.index, result))
     return out
+
+
+def stack_instances(
+    results: Sequence[tuple[int | None, Any]], shape: tuple[int, ...]
+) -> tuple[np.ndarray, Any]:
+    """One label per particle over every frame (labels stay unique across frames) and the
+    particle table with a ``frame`` column."""
+    import pandas as pd
+
+    if len(shape) == 2:
+        result = results[0][1]
+        return result.instances, result.particles.assign(frame=0)
+    out = np.zeros(shape, dtype=np.int32)
+    tables, offset = [], 0
+    for index, result in results:
+        inst = result.instances
+        out[index] = np.where(inst > 0, inst + offset, 0)
+        tables.append(
+            result.particles.assign(label=result.particles["label"] + offset, frame=index)
+        )
+        offset += int(inst.max())
+    return out, pd.concat(tables, ignore_index=True)
+
+
+def particle_labels(
+    instances: np.ndarray, table: Any, geometry: Geometry, name: str, meta: dict
+) -> Any:
+    """A Labels layer description of the particle instances (features: the table)."""
+    from ..layers import instance_labels
+
+    layer_meta = {**meta, "n_particles": len(table)}
+    data, kwargs, layer_type = instance_labels(instances, geometry, name, layer_meta, visible=True)
+    # napari matches Labels features to label values by their "index" column.
+    kwargs["features"] = table.assign(index=table["label"])
+    return data, kwargs, layer_type
 
 
 def stack_labels(results: Sequence[tuple[int | None, Any]], shape: tuple[int, ...]) -> np.ndarray:
@@ -85,7 +129,11 @@ class SegmentWidget(DockContainer):
         self.image = layer_combo(viewer, "image", "image")
         self.all_frames = CheckBox(value=False, text="every frame of a stack")
         self.task = ComboBox(choices=tuple(seg_api.TASK_CLASSES), label="task")
-        self.method = ComboBox(choices=("bragg", "unet"), label="method")
+        self.method = ComboBox(
+            choices=seg_api.METHODS, value=seg_api.DEFAULT_METHOD, label="method",
+            tooltip="auto: the U-Net, checked against the Bragg filter (which takes over on "
+            "a crystal the network gets grossly wrong); unet: no fall-back; bragg: no model",
+        )  # fmt: skip
         self.model = ComboBox(choices=self._models, label="model")
         self.model_card = FileEdit(mode="r", filter="*.yaml", label="or model card", value="")
         self.pixel_size_nm = FloatSpinBox(
@@ -109,6 +157,9 @@ class SegmentWidget(DockContainer):
         self.run_button = PushButton(text="Segment")
         self.panel = RunPanel()
         self.fractions = Label(value="")
+        self.warnings = Label(value="")
+        self.scale = ScalePanel(self.image)
+        self.histogram = SizeHistogram()
         self.points = layer_combo(viewer, "points", "points", optional=True)
         self.points_action = ComboBox(choices=("flag", "drop"), label="points on class")
         self.apply_button = PushButton(text="Apply to points")
@@ -126,6 +177,7 @@ class SegmentWidget(DockContainer):
                 self.model,
                 self.model_card,
                 self.pixel_size_nm,
+                self.scale,
                 self.mask_threshold,
                 self.particle_fraction,
                 self.min_region,
@@ -133,6 +185,8 @@ class SegmentWidget(DockContainer):
                 self.run_button,
                 self.panel,
                 self.fractions,
+                self.warnings,
+                self.histogram,
                 self.points_fold,
                 *points_section,
                 self.sorting_fold,
@@ -160,7 +214,8 @@ class SegmentWidget(DockContainer):
     # --- settings --------------------------------------------------------------------
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
-        return model_names("segmentation") or ["(none installed)"]
+        # "(task default)" first: the shipped default of whichever task is chosen.
+        return [TASK_DEFAULT_MODEL, *model_names("segmentation")]
 
     def _method_changed(self) -> None:
         value, unit = MIN_REGION[self.method.value]
@@ -169,16 +224,19 @@ class SegmentWidget(DockContainer):
         self._sync()
 
     def _sync(self) -> None:
-        unet = self.method.value == "unet"
+        unet = self.method.value != "bragg"
         self.model.visible = unet
         self.model_card.visible = unet
+        self.min_region.visible = not (unet and self.task.value == "particles")
         self.mask_threshold.visible = not unet and self.task.value == "contamination"
         self.particle_fraction.visible = not unet and self.task.value == "particles"
 
     def options(self) -> dict[str, Any]:
         """Keyword options for :func:`iter_segment` from the form."""
         opts: dict[str, Any] = {"min_region_size": float(self.min_region.value)}
-        if self.method.value == "unet":
+        if self.method.value != "bragg" and self.task.value == "particles":
+            opts = {}  # the scale-free particle model cleans up in pixels (api defaults)
+        if self.method.value != "bragg":
             card = str(self.model_card.value or "").strip()
             if card.endswith((".yaml", ".yml")):
                 opts["model"] = card
@@ -210,7 +268,11 @@ class SegmentWidget(DockContainer):
             if layer is None:
                 raise InputError("Segment regions: open or choose an Image layer first")
             geometry = layer_geometry(layer)
-            pixel_size = float(self.pixel_size_nm.value) or layer_pixel_size_nm(layer)
+            # The override, else the calibration, else the layer's shared estimate.
+            pixel_size: Any = float(self.pixel_size_nm.value) or None
+            if pixel_size is None:
+                calibrated, estimate = self.scale.pixel_size_for(layer)
+                pixel_size = estimate if estimate is not None else calibrated
             index = current_frame_index(layer, self._viewer.dims.point)
             frames = image_frames(layer, index, all_frames=bool(self.all_frames.value))
             task, method = self.task.value, self.method.value
@@ -246,16 +308,43 @@ class SegmentWidget(DockContainer):
         source = layer.metadata.get("source_path")
         if source:
             meta["source_path"] = source
+        meta["method_used"] = first.details.get("method_used", first.method)
+        meta["warnings"] = list(first.warnings)
+        meta["has_lattice"] = first.has_lattice
         name = f"{layer.name} {first.task}"
         add_or_update(self._viewer, class_labels(labels, first.class_names, geometry, name, meta))
         fractions = self._viewer.layers[name].metadata["class_fractions"]
         text = ", ".join(f"{k} {100 * v:.1f}%" for k, v in fractions.items())
         self.fractions.value = text
+        self._show_warnings(results)
+        self._show_particles(layer, geometry, results, meta)
         size = first.pixel_size_nm
         where = "" if size is None else f" at {size:.4g} nm/px"
         if first.pixel_size_estimated:
             where += " (estimated)"
-        return f"{first.method}, {len(results)} frame(s){where}"
+        return f"{meta['method_used']}, {len(results)} frame(s){where}"
+
+    def _show_warnings(self, results: list[tuple[int | None, Any]]) -> None:
+        found = list(dict.fromkeys(w for _, r in results for w in r.warnings))
+        self.warnings.value = "<br>".join(f"&#9888; {w}" for w in found)
+        for warning in found:
+            show_warning(warning)
+
+    def _show_particles(
+        self, layer: Any, geometry: Geometry, results: list[tuple[int | None, Any]], meta: dict
+    ) -> None:
+        """Particles: a second Labels layer (one label per particle) + the size histogram."""
+        first = results[0][1]
+        if first.instances is None:
+            self.histogram.visible = False
+            return
+        shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
+        if getattr(layer, "rgb", False):
+            shape = shape[:-1]
+        instances, table = stack_instances(results, shape)
+        name = f"{layer.name} particles"
+        add_or_update(self._viewer, particle_labels(instances, table, geometry, name, meta))
+        self.histogram.show(table)
 
     # --- preview ---------------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
