@@ -125,9 +125,15 @@ def iter_track_stack(
     tracks = _corrected(detections, registration, stack.frame_indices)
     max_px = _max_jump_px(ours, px)
     rel = np.searchsorted(stack.frame_indices, tracks["frame"].to_numpy())
-    tracks.insert(0, "track_id", link(
-        tracks.assign(frame=rel), max_px, gap, linker=linker, coordinates=("y_corr_px", "x_corr_px")
-    ))
+    ids = link(
+        tracks.assign(frame=rel),
+        max_px,
+        gap,
+        linker=linker,
+        coordinates=("y_corr_px", "x_corr_px"),
+        brightness="intensity",
+    )
+    tracks.insert(0, "track_id", ids)
     threshold, support = jump_threshold_px(
         detections, px, ours.get("support", "auto"), ours.get("jump_threshold_nm")
     )

@@ -114,25 +114,38 @@ def msd(tracks: pd.DataFrame, max_lag: int = 20, per_track: bool = False) -> pd.
     """
     if max_lag < 1:
         raise InputError(f"max_lag: {max_lag} must be >= 1")
-    rows = []
-    for tid, t in tracks.groupby("track_id"):
-        frame = t["frame"].to_numpy()
-        yx = t[["y_corr_px", "x_corr_px"]].to_numpy(np.float64)
-        order = np.argsort(frame)
-        frame, yx = frame[order], yx[order]
-        index = np.full(frame[-1] - frame[0] + 1, -1)
-        index[frame - frame[0]] = np.arange(len(frame))
-        for lag in range(1, min(max_lag, len(index) - 1) + 1):
-            a, b = index[:-lag], index[lag:]
-            ok = (a >= 0) & (b >= 0)
-            if ok.any():
-                d2 = ((yx[b[ok]] - yx[a[ok]]) ** 2).sum(axis=1)
-                rows.append((tid, lag, float(d2.sum()), int(ok.sum())))
-    table = pd.DataFrame(rows, columns=["track_id", "lag_frames", "sum_px2", "n_pairs"])
+    columns = ["track_id", "lag_frames", "msd_px2", "n_pairs"]
+    if len(tracks) == 0:
+        return pd.DataFrame(columns=columns if per_track else columns[1:])
+    tid = tracks["track_id"].to_numpy(np.int64)
+    frame = tracks["frame"].to_numpy(np.int64)
+    yx = tracks[["y_corr_px", "x_corr_px"]].to_numpy(np.float64)
+    span = int(frame.max() - frame.min()) + max_lag + 1
+    key = tid * span + (frame - frame.min())
+    order = np.argsort(key, kind="stable")
+    key, tid, yx = key[order], tid[order], yx[order]
+    n_tracks = int(tid.max()) + 1
+    parts = []
+    for lag in range(1, max_lag + 1):
+        pos = np.searchsorted(key, key + lag)
+        ok = pos < len(key)
+        ok[ok] = key[pos[ok]] == key[ok] + lag
+        if not ok.any():
+            continue
+        d2 = ((yx[pos[ok]] - yx[ok]) ** 2).sum(axis=1)
+        sums = np.bincount(tid[ok], d2, minlength=n_tracks)
+        counts = np.bincount(tid[ok], minlength=n_tracks)
+        has = np.flatnonzero(counts)
+        parts.append(pd.DataFrame(
+            {"track_id": has, "lag_frames": lag, "sum": sums[has], "n_pairs": counts[has]}
+        ))
+    if not parts:
+        return pd.DataFrame(columns=columns if per_track else columns[1:])
+    table = pd.concat(parts, ignore_index=True)
     keys = ["track_id", "lag_frames"] if per_track else ["lag_frames"]
-    out = table.groupby(keys, as_index=False)[["sum_px2", "n_pairs"]].sum()
-    out["msd_px2"] = out["sum_px2"] / out["n_pairs"]
-    return out.drop(columns="sum_px2")[[*keys, "msd_px2", "n_pairs"]]
+    out = table.groupby(keys, as_index=False)[["sum", "n_pairs"]].sum()
+    out["msd_px2"] = out["sum"] / out["n_pairs"]
+    return out[[*keys, "msd_px2", "n_pairs"]]
 
 
 def diffusion_px2_per_frame(msd_table: pd.DataFrame, fit_lags: int = MSD_FIT_LAGS) -> float:
@@ -151,18 +164,46 @@ def residence_times(tracks: pd.DataFrame, jumps: pd.DataFrame) -> pd.DataFrame:
     A track with k jumps has k + 1 stays; the first and last end where the track is
     first / last seen, which may be the movie's ends or a detection gap: ``censored``.
     """
+    columns = ["track_id", "start_frame", "end_frame", "frames", "censored"]
+    span = tracks.groupby("track_id")["frame"].agg(["min", "max"])
     rows = []
-    by_track = {tid: j for tid, j in jumps.groupby("track_id")} if len(jumps) else {}
-    for tid, t in tracks.groupby("track_id"):
-        first, last = int(t["frame"].min()), int(t["frame"].max())
-        j = by_track.get(tid)
-        cuts = [] if j is None else sorted(zip(j["frame_from"], j["frame_to"]))
-        start = first
-        for k, (a, b) in enumerate(cuts):
+    jumped = set(jumps["track_id"].tolist()) if len(jumps) else set()
+    for tid, j in jumps.groupby("track_id") if len(jumps) else ():
+        start, last = int(span.at[tid, "min"]), int(span.at[tid, "max"])
+        for k, (a, b) in enumerate(sorted(zip(j["frame_from"], j["frame_to"]))):
             rows.append((tid, start, int(a), int(a) - start + 1, k == 0))
             start = int(b)
         rows.append((tid, start, last, last - start + 1, True))
-    return pd.DataFrame(rows, columns=["track_id", "start_frame", "end_frame", "frames", "censored"])
+    still = span[~span.index.isin(list(jumped))]
+    whole = pd.DataFrame(
+        {
+            "track_id": still.index.to_numpy(),
+            "start_frame": still["min"].to_numpy(),
+            "end_frame": still["max"].to_numpy(),
+            "frames": (still["max"] - still["min"] + 1).to_numpy(),
+            "censored": True,
+        }
+    )
+    out = pd.concat([whole, pd.DataFrame(rows, columns=columns)], ignore_index=True)
+    return out.sort_values(["track_id", "start_frame"], ignore_index=True)[columns]
+
+
+def _slopes(per_track: pd.DataFrame | None, index: pd.Index) -> np.ndarray:
+    """Least-squares slope of MSD against lag per track (NaN under 2 lags), >= 0."""
+    if per_track is None or len(per_track) == 0:
+        return np.full(len(index), np.nan)
+    g = per_track.assign(
+        xy=per_track["lag_frames"] * per_track["msd_px2"],
+        xx=per_track["lag_frames"] ** 2,
+    ).groupby("track_id")
+    n = g.size()
+    sx, sy = g["lag_frames"].sum(), g["msd_px2"].sum()
+    sxy, sxx = g["xy"].sum(), g["xx"].sum()
+    denom = n * sxx - sx**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where((n >= 2) & (denom > 0), (n * sxy - sx * sy) / denom, np.nan)
+    slope = pd.Series(np.maximum(slope, 0.0), index=n.index)
+    return slope.reindex(index).to_numpy(np.float64)
 
 
 def track_features(
@@ -195,9 +236,7 @@ def track_features(
     out["n_jumps"] = n_jumps.reindex(out.index).fillna(0).astype(np.int64)
     full = stays[~stays["censored"]].groupby("track_id")["frames"].mean()
     out["mean_residence_frames"] = full.reindex(out.index)
-    out["diffusion_px2_per_frame"] = [
-        diffusion_px2_per_frame(per_track[per_track["track_id"] == tid]) for tid in out.index
-    ] if per_track is not None else []
+    out["diffusion_px2_per_frame"] = _slopes(per_track, out.index) / 4.0
     if pixel_size_nm is not None:
         out["mean_y_nm"] = out["mean_y_px"] * pixel_size_nm
         out["mean_x_nm"] = out["mean_x_px"] * pixel_size_nm

@@ -48,6 +48,15 @@ class LinkScores:
         return self.correct_links / self.predicted_links if self.predicted_links else float("nan")
 
 
+def inside(truth: pd.DataFrame, shape: tuple[int, int], border_px: float) -> pd.DataFrame:
+    """Truth rows at least ``border_px`` inside a frame of ``shape`` (a column cut by the
+    frame's edge is not a fair test of the tracker)."""
+    h, w = shape
+    y, x = truth["y_px"], truth["x_px"]
+    keep = (y >= border_px) & (y <= h - 1 - border_px) & (x >= border_px) & (x <= w - 1 - border_px)
+    return truth[keep]
+
+
 def match_to_truth(tracks: pd.DataFrame, truth: pd.DataFrame, radius_px: float) -> pd.DataFrame:
     """``truth`` (visible rows) with the matched detection's ``track_id`` (-1: none)."""
     from ..atoms.metrics import match_points
@@ -77,10 +86,12 @@ def score_links(
 
     ``tracks``: ``frame, y_px, x_px, track_id`` (raw frame coordinates); ``truth``:
     ``object_id, frame, y_px, x_px, visible, kind`` (as :mod:`napari_atomseg.simulate.movie`
-    makes it).
+    makes it; filter it with :func:`inside` first). A gap link needs the object in the
+    field, not visible, on every frame between its two ends (a column that left the
+    field and came back is no gap the tracker should close).
     """
-    matched = match_to_truth(tracks, truth, radius_px)
-    matched = matched.sort_values(["object_id", "frame"])
+    present = truth.sort_values(["object_id", "frame"])
+    matched = match_to_truth(tracks, present, radius_px).sort_values(["object_id", "frame"])
     obj = matched["object_id"].to_numpy()
     frame = matched["frame"].to_numpy()
     ids = matched["track_id"].to_numpy()
@@ -89,7 +100,12 @@ def score_links(
     step = frame[1:] - frame[:-1]
     found = (ids[1:] == ids[:-1]) & (ids[1:] >= 0)
     consecutive = same_obj & (step == 1)
-    gaps = same_obj & (step > 1)
+    # A gap is fair when the object was present (invisible) on every frame in between.
+    rows_of = present.groupby("object_id")["frame"].apply(lambda f: set(f.tolist())).to_dict()
+    gaps = np.zeros(len(step), bool)
+    for k in np.flatnonzero(same_obj & (step > 1)):
+        frames = rows_of.get(obj[k], set())
+        gaps[k] = all(f in frames for f in range(frame[k] + 1, frame[k + 1]))
     moving = consecutive & (kind[1:] == moving_kind)
     correct, judged = _predicted_links(tracks, matched)
     return LinkScores(
