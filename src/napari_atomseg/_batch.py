@@ -17,7 +17,8 @@ scheduler: a convolution summed by two threads may differ from one thread's in t
 bit, and that can move a sub-pixel position by 1e-7 px. Parallelism comes from workers.
 
 Resume: a task's outputs are written by the task; when its result comes back, the
-driver records it in ``OUT/.napari-atomseg/<command>/<key>.json`` (atomic rename). A
+driver records it in ``OUT/.napari-atomseg/<command>/<digest of key>.json`` (atomic
+rename; the key holds the input file and the settings). A
 re-run into the same ``--out`` skips every task whose record and outputs exist and uses
 the recorded summary row; ``--overwrite`` redoes them all. A task interrupted before its
 record was written is simply redone.
@@ -158,8 +159,10 @@ class Records:
         self.folder = Path(out_dir) / RECORD_DIR / command
 
     def _path(self, key: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        return self.folder / f"{safe}.json"
+        import hashlib
+
+        # The key holds the input path and the settings: a digest makes a file name of it.
+        return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
     def get(self, task: Task) -> dict[str, Any] | None:
         """The recorded row of ``task`` when it finished and its outputs still exist."""
