@@ -89,7 +89,7 @@ class MovieParameters:
             if not low <= float(value) <= high:
                 raise InputError(f"{name}: {value} must be within {low:g}-{high:g}")
         lo, hi = self.fade_frames
-        if not 1 <= lo <= hi < self.n_frames:
+        if self.fading_fraction > 0 and not 1 <= lo <= hi < self.n_frames:
             raise InputError(f"fade_frames: {self.fade_frames} must be 1 <= min <= max < n_frames")
         if self.n_hopping_atoms < 0:
             raise InputError(f"n_hopping_atoms: {self.n_hopping_atoms} must be >= 0")

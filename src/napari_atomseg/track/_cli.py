@@ -111,10 +111,12 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "chunk_frames": args.chunk_frames,
         "threads_per_task": args.threads,
     }
-    for key in ("frames", "threshold", "max_jump_nm", "gap_frames", "jump_threshold_nm"):
+    for key in ("threshold", "max_jump_nm", "gap_frames", "jump_threshold_nm"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
+    if args.frames is not None:
+        options["frame_range"] = args.frames
     return options
 
 
@@ -148,8 +150,8 @@ def track_file(
     from .register import iter_registered_average
 
     t0 = time.perf_counter()
-    stack = open_stack(path, options.get("frames"))
-    rest = {k: v for k, v in options.items() if k != "frames"}
+    stack = open_stack(path, options.get("frame_range"))
+    rest = {k: v for k, v in options.items() if k != "frame_range"}
     result = drain(iter_track_stack(stack, pixel_size_nm, **rest), callback=on_progress)
     px = result.pixel_size_nm
     result.tracks.to_csv(outputs["tracks.csv"], index=False)

@@ -41,7 +41,7 @@ DEFAULT_GAP_FRAMES = 5
 DEFAULT_CHUNK_FRAMES = 10
 #: Options of this module; everything else goes to the atom finder.
 TRACK_OPTIONS = (
-    "frames",
+    "frame_range",
     "register",
     "tiles",
     "max_jump_nm",
@@ -103,7 +103,7 @@ def iter_track_stack(
     or a stack file path. Options: see :func:`track_atoms`.
     """
     ours, find_options = _split(options)
-    stack = _stack_of(frames, pixel_size_nm).select(ours.get("frames"))
+    stack = _stack_of(frames, pixel_size_nm).select(ours.get("frame_range"))
     px = stack.pixel_size_nm
     n = len(stack)
     if n < 2:
@@ -276,7 +276,7 @@ def track_atoms(frames: Any, pixel_size_nm: float | None = None, **options: Any)
     pixel_size_nm
         nm per pixel; None uses the stack's calibration, else estimates it on frame 0.
     **options
-        ``frames`` ("A:B" absolute range), ``register`` (default True), ``tiles``
+        ``frame_range`` ("A:B" absolute frame numbers), ``register`` (default True), ``tiles``
         (non-rigid registration, 0 = rigid), ``max_jump_nm`` (longest step between two
         frames, default 0.4) or ``max_jump_px``, ``gap_frames`` (default 5), ``linker``
         ("laptrack" or "trackpy"), ``support`` ("auto", "crystal", "amorphous") and
@@ -305,10 +305,10 @@ def register_stack(frames: Any, **options: Any) -> tuple[np.ndarray, Any]:
 
     ``drift_px`` (frames x 2) is each frame's content shift relative to the first frame;
     ``aligned`` is a lazy dask array (float32) of the frames moved back by their drift.
-    Options: ``frames`` ("A:B"), ``tiles`` (non-rigid), ``upsample``,
+    Options: ``frame_range`` ("A:B"), ``tiles`` (non-rigid), ``upsample``,
     ``lowpass_cycles_per_px``.
     """
-    stack = _stack_of(frames, None).select(options.pop("frames", None))
+    stack = _stack_of(frames, None).select(options.pop("frame_range", None))
     registration = drain(iter_register(stack, **options))
     for message in registration.warnings:
         _warnings.warn(message, ResultWarning, stacklevel=2)
