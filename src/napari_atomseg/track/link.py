@@ -22,6 +22,7 @@ comparison table is in docs/tracking.md. Positions enter in drift-corrected pixe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -292,9 +293,12 @@ def _trackpy(table: pd.DataFrame, max_d: float, gap: int) -> np.ndarray:
 
     trackpy.quiet()
     logging.getLogger("trackpy").setLevel(logging.WARNING)
-    tracked = trackpy.link(
-        table, search_range=max_d, memory=gap, pos_columns=["y", "x"], t_column="frame"
-    )
+    with warnings.catch_warnings():
+        # trackpy's own use of a pandas keyword pandas 3 deprecates; not ours to fix.
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        tracked = trackpy.link(
+            table, search_range=max_d, memory=gap, pos_columns=["y", "x"], t_column="frame"
+        )
     ids = np.empty(len(table), dtype=np.int64)
     ids[tracked["row"].to_numpy()] = tracked["particle"].to_numpy()
     return ids
