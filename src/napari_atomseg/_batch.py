@@ -49,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser, default: str = "synchronous")
     """``--scheduler``, ``--workers`` and ``--threads`` (as ``simulate`` has them)."""
     parser.add_argument("--scheduler", default=default, help=SCHEDULER_HELP)
     parser.add_argument(
-        "--workers", type=int, help="worker processes for 'local' / threads for 'threads' (default: CPUs)"
+        "--workers",
+        type=int,
+        help="worker processes for 'local' / threads for 'threads' (default: CPUs)",
     )
     parser.add_argument(
         "--threads",
@@ -215,7 +217,9 @@ def run_tasks(
             outcomes[i] = Outcome(task, row, skipped=True)
         else:
             todo.append(i)
-    with tqdm(total=len(tasks), initial=len(outcomes), desc=desc, unit=unit, file=sys.stderr) as bar:
+    with tqdm(
+        total=len(tasks), initial=len(outcomes), desc=desc, unit=unit, file=sys.stderr
+    ) as bar:
         if outcomes:
             bar.set_postfix_str(f"{len(outcomes)} already done", refresh=True)
         for i, status, value in _execute(tasks, todo, scheduler, workers, threads):

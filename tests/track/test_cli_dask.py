@@ -45,19 +45,30 @@ def cluster():
         pytest.skip("the dask command line is not installed beside this Python")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(napari_atomseg.__file__).parents[1]), str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]
-    )}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [
+                str(Path(napari_atomseg.__file__).parents[1]),
+                str(Path(__file__).parents[2]),
+                os.environ.get("PYTHONPATH", ""),
+            ]
+        ),
+    }
     procs = [
         subprocess.Popen(
             [str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     ]
     procs.append(
         subprocess.Popen(
             [str(dask), "worker", address, "--nworkers", "2", "--nthreads", "1", "--no-dashboard"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     )
     try:
@@ -128,22 +139,42 @@ def test_segment_on_a_cluster_equals_in_process(tmp_path, cluster):
 
 @pytest.fixture(scope="module")
 def movie_file(tmp_path_factory):
-    frame = SimulationParameters(material="MoS2", shape_px=(128, 128), pixel_size_nm=0.02, dose_e_per_A2=2e4, seed=1)
-    movie = simulate_movie(MovieParameters(frame=frame, n_frames=7, drift_max_nm=0.1, n_hopping_atoms=2, fade_frames=(2, 3)))
+    frame = SimulationParameters(
+        material="MoS2", shape_px=(128, 128), pixel_size_nm=0.02, dose_e_per_A2=2e4, seed=1
+    )
+    movie = simulate_movie(
+        MovieParameters(
+            frame=frame, n_frames=7, drift_max_nm=0.1, n_hopping_atoms=2, fade_frames=(2, 3)
+        )
+    )
     path = tmp_path_factory.mktemp("movie") / "movie.tif"
     tifffile.imwrite(
-        path, movie.frames, imagej=True, resolution=(50, 50), metadata={"unit": "nm", "finterval": 0.25, "axes": "TYX"}
+        path,
+        movie.frames,
+        imagej=True,
+        resolution=(50, 50),
+        metadata={"unit": "nm", "finterval": 0.25, "axes": "TYX"},
     )
     return path
 
 
 def test_track_cli_outputs_cluster_and_resume(tmp_path, tiny_model, movie_file, cluster, capsys):
-    common = [str(movie_file), "--model", str(tiny_model.path), "--threshold", "0.05", "--frames", "1:7"]
+    common = [
+        str(movie_file),
+        "--model",
+        str(tiny_model.path),
+        "--threshold",
+        "0.05",
+        "--frames",
+        "1:7",
+    ]
     assert main(["track", *common, "--out", str(tmp_path / "here"), "--chunk-frames", "2"]) == 0
     out = tmp_path / "here"
     tracks = pd.read_csv(out / "movie_tracks.csv")
     assert tracks["frame"].min() == 1 and tracks["frame"].max() == 6
-    assert {"track_id", "frame", "time_s", "y_px", "x_px", "y_nm", "x_nm", "confidence"} <= set(tracks)
+    assert {"track_id", "frame", "time_s", "y_px", "x_px", "y_nm", "x_nm", "confidence"} <= set(
+        tracks
+    )
     drift = pd.read_csv(out / "movie_drift.csv")
     assert list(drift["frame"]) == [1, 2, 3, 4, 5, 6] and drift["drift_y_px"].iloc[0] == 0
     np.testing.assert_allclose(drift["time_s"], np.arange(6) * 0.25)
@@ -152,7 +183,21 @@ def test_track_cli_outputs_cluster_and_resume(tmp_path, tiny_model, movie_file, 
     summary = pd.read_csv(out / "track_summary.csv")
     assert summary.loc[0, "frames"] == 6 and summary.loc[0, "first_frame"] == 1
     # The same on the cluster (frame chunks as tasks): identical tracks.
-    assert main(["track", *common, "--out", str(tmp_path / "there"), "--chunk-frames", "2", "--scheduler", cluster]) == 0
+    assert (
+        main(
+            [
+                "track",
+                *common,
+                "--out",
+                str(tmp_path / "there"),
+                "--chunk-frames",
+                "2",
+                "--scheduler",
+                cluster,
+            ]
+        )
+        == 0
+    )
     there = pd.read_csv(tmp_path / "there" / "movie_tracks.csv")
     pd.testing.assert_frame_equal(tracks, there)
     # Resume: the stack is done, a re-run skips it; --overwrite redoes it.

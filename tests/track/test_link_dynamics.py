@@ -30,8 +30,7 @@ def _lattice_movie(n_frames=8, seed=0):
                 continue
             q = p + rng.normal(0, 0.15, 2)
             rows.append((t, q[0], q[1], 0.8, 1.0, f"col{k}"))
-        hop = np.array([40.5, 40.5]) + [16.0 * ((t >= 3) + (t >= 6)), 0.0]
-        rows.append((t, *hop, 0.97, 4.0, "atom"))
+        rows.append((t, 40.5 + 16.0 * ((t >= 3) + (t >= 6)), 40.5, 0.97, 4.0, "atom"))
     return pd.DataFrame(rows, columns=["frame", "y", "x", "confidence", "intensity", "truth"])
 
 
@@ -86,7 +85,9 @@ def test_jumps_msd_residence_features():
     stays = residence_times(tracks, jumps)
     t0 = stays[stays.track_id == 0]
     assert list(t0["frames"]) == [4, 6] and t0["censored"].all()
-    feats = track_features(tracks, jumps, pixel_size_nm=0.02, frame_time_s=0.5).set_index("track_id")
+    feats = track_features(tracks, jumps, pixel_size_nm=0.02, frame_time_s=0.5).set_index(
+        "track_id"
+    )
     assert feats.loc[0, "n_jumps"] == 1 and feats.loc[1, "n_jumps"] == 0
     assert feats.loc[0, "lifetime_frames"] == 10 and feats.loc[0, "lifetime_s"] == 5.0
     # MSD = lag^2 over lags 1-4: slope 5 -> D = 1.25 px^2/frame.

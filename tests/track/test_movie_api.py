@@ -17,27 +17,40 @@ from napari_atomseg.simulate.movie import (
 )
 from napari_atomseg.track.metrics import inside, score_links
 
-FRAME = SimulationParameters(material="MoS2", shape_px=(160, 160), pixel_size_nm=0.02, dose_e_per_A2=2e4, seed=4)
+FRAME = SimulationParameters(
+    material="MoS2", shape_px=(160, 160), pixel_size_nm=0.02, dose_e_per_A2=2e4, seed=4
+)
 
 
 @pytest.fixture(scope="module")
 def movie():
     return simulate_movie(
-        MovieParameters(frame=FRAME, n_frames=8, drift_max_nm=0.15, n_hopping_atoms=3, hop_probability=0.2, fade_frames=(2, 3))
+        MovieParameters(
+            frame=FRAME,
+            n_frames=8,
+            drift_max_nm=0.15,
+            n_hopping_atoms=3,
+            hop_probability=0.2,
+            fade_frames=(2, 3),
+        )
     )
 
 
 def test_movie_truth(movie):
     t = movie.truth
     assert movie.frames.shape == (8, 160, 160) and movie.frames.dtype == np.float32
-    assert np.allclose(movie.drift_px[0], 0) and np.hypot(*movie.drift_px.T).max() == pytest.approx(7.5)
+    assert np.allclose(movie.drift_px[0], 0) and np.hypot(*movie.drift_px.T).max() == pytest.approx(
+        7.5
+    )
     atoms = t[t.kind == "single_atom"]
     assert atoms.object_id.nunique() == 3 and (atoms.site >= 0).all()
     # The same column moves exactly with the drift.
     col = t[t.kind == "column"].object_id.iloc[0]
     c = t[t.object_id == col].set_index("frame")
     np.testing.assert_allclose(
-        c[["y_px", "x_px"]].to_numpy() - c[["y_px", "x_px"]].to_numpy()[0], movie.drift_px[c.index], atol=1e-9
+        c[["y_px", "x_px"]].to_numpy() - c[["y_px", "x_px"]].to_numpy()[0],
+        movie.drift_px[c.index],
+        atol=1e-9,
     )
     # Visible columns that fade are invisible for 2-3 frames (S2 columns, too faint at
     # this dose, are never visible).
@@ -54,7 +67,11 @@ def test_noise_free_frames_are_shifted_copies():
     from napari_atomseg.io.stack import as_stack
     from napari_atomseg.track.register import register
 
-    plan = plan_movie(MovieParameters(frame=FRAME, n_frames=4, drift_max_nm=0.08, n_hopping_atoms=0, fading_fraction=0))
+    plan = plan_movie(
+        MovieParameters(
+            frame=FRAME, n_frames=4, drift_max_nm=0.08, n_hopping_atoms=0, fading_fraction=0
+        )
+    )
     frames = np.stack([noise_free_frame(plan, t) for t in range(4)]).astype(np.float32)
     reg = register(as_stack(frames))
     np.testing.assert_allclose(reg.drift_px, plan.drift_px, atol=0.02)
@@ -62,7 +79,11 @@ def test_noise_free_frames_are_shifted_copies():
 
 def test_hollow_sites_of_a_honeycomb():
     a = 10.0
-    pts = [(i * a * 1.5, j * a * np.sqrt(3) + (i % 2) * a * np.sqrt(3) / 2) for i in range(8) for j in range(8)]
+    pts = [
+        (i * a * 1.5, j * a * np.sqrt(3) + (i % 2) * a * np.sqrt(3) / 2)
+        for i in range(8)
+        for j in range(8)
+    ]
     honeycomb = np.array(pts + [(y + a, x) for y, x in pts])
     sites = hollow_sites(honeycomb, 0.45 * a)
     d = np.min(np.hypot(*(sites[:, None] - honeycomb[None]).transpose(2, 0, 1)), axis=1)

@@ -38,7 +38,14 @@ def test_known_subpixel_drift_is_recovered():
     np.testing.assert_allclose(reg.drift_px, DRIFT, atol=0.06)
     assert reg.reliable.all() and not reg.warnings
     assert list(reg.table(0.02, 0.5).columns) == [
-        "frame", "time_s", "drift_y_px", "drift_x_px", "drift_y_nm", "drift_x_nm", "peak_to_noise", "reliable"
+        "frame",
+        "time_s",
+        "drift_y_px",
+        "drift_x_px",
+        "drift_y_nm",
+        "drift_x_nm",
+        "peak_to_noise",
+        "reliable",
     ]
 
 
@@ -93,7 +100,10 @@ def test_aligned_stack_is_lazy_and_aligned_and_average_is_sharper():
     average, count = registered_average(as_stack(frames), reg)
     assert count.max() == 6 and count.min() >= 1
     clean = _movie(DRIFT[:1], noise=0.0)[0]
-    assert np.abs(average[core] - clean[core]).std() < 0.5 * np.abs(frames[0][core] - clean[core]).std()
+    assert (
+        np.abs(average[core] - clean[core]).std()
+        < 0.5 * np.abs(frames[0][core] - clean[core]).std()
+    )
     np.testing.assert_allclose(drift, reg.drift_px)
 
 
@@ -114,7 +124,9 @@ def test_nonrigid_tiles_follow_a_smooth_warp():
     assert total[:, 1].mean() - total[:, 0].mean() > 0.1
     assert total[:, 1].mean() - total[:, 2].mean() > 0.1
     a = np.asarray(aligned_stack(stack, reg))
-    rigid = np.asarray(aligned_stack(stack, type(reg)(reg.drift_px, reg.peak_to_noise, reg.reliable, reg.frames)))
+    rigid = np.asarray(
+        aligned_stack(stack, type(reg)(reg.drift_px, reg.peak_to_noise, reg.reliable, reg.frames))
+    )
     core = (slice(30, 160), slice(30, 160))
     assert np.abs(a[3][core] - a[0][core]).mean() < np.abs(rigid[3][core] - rigid[0][core]).mean()
 

@@ -20,7 +20,11 @@ def frames():
 def test_imagej_tiff_is_lazy_with_time_and_pixel_size(tmp_path, frames):
     path = tmp_path / "movie.tif"
     tifffile.imwrite(
-        path, frames, imagej=True, resolution=(50, 50), metadata={"unit": "nm", "finterval": 0.5, "axes": "TYX"}
+        path,
+        frames,
+        imagej=True,
+        resolution=(50, 50),
+        metadata={"unit": "nm", "finterval": 0.5, "axes": "TYX"},
     )
     stack = open_stack(path)
     assert hasattr(stack.data, "dask")  # a dask array: nothing read yet
@@ -46,7 +50,13 @@ def test_frame_range_keeps_absolute_numbers(tmp_path, frames):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2:5", range(2, 5)), (":3", range(0, 3)), ("4", range(4, 5)), ("-2:", range(8, 10)), ("0:10:4", range(0, 10, 4))],
+    [
+        ("2:5", range(2, 5)),
+        (":3", range(0, 3)),
+        ("4", range(4, 5)),
+        ("-2:", range(8, 10)),
+        ("0:10:4", range(0, 10, 4)),
+    ],
 )
 def test_parse_frame_range(text, expected):
     assert parse_frame_range(text, 0, 10) == expected

@@ -388,7 +388,9 @@ def run(args: argparse.Namespace) -> int:
         desc="atoms",
     )
     rows: list[dict[str, Any]] = [
-        o.row if o.row is not None else {"file": str(f), "csv": "", "n_columns": 0, "error": o.error}
+        o.row
+        if o.row is not None
+        else {"file": str(f), "csv": "", "n_columns": 0, "error": o.error}
         for f, o in zip(files, outcomes)
     ]
     table = pd.DataFrame(rows)

@@ -69,7 +69,9 @@ class Stack:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 3:
-            raise InputError(f"{self.name}: a stack is 3-D (frames, rows, cols), got {self.data.shape}")
+            raise InputError(
+                f"{self.name}: a stack is 3-D (frames, rows, cols), got {self.data.shape}"
+            )
         if self.calibration.ndim != 3:
             raise InputError(f"{self.name}: the calibration must have 3 axes")
 
@@ -253,7 +255,9 @@ def open_stack(path: str | os.PathLike[str], frames: str | slice | range | None 
     except MemoryError:
         raise
     except Exception as exc:  # the libraries raise anything from struct.error to KeyError
-        raise FileReadError(f"{p}: could not be opened as a stack: {type(exc).__name__}: {exc}") from exc
+        raise FileReadError(
+            f"{p}: could not be opened as a stack: {type(exc).__name__}: {exc}"
+        ) from exc
     return stack.select(frames)
 
 
@@ -265,7 +269,9 @@ def _as_frames(data: Any, name: str) -> Any:
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
-        raise FileReadError(f"{name}: {arr.ndim}-D data of shape {arr.shape} is not a stack of images")
+        raise FileReadError(
+            f"{name}: {arr.ndim}-D data of shape {arr.shape} is not a stack of images"
+        )
     return arr.rechunk((1, *arr.shape[1:]))
 
 
@@ -308,11 +314,11 @@ def _open_tiff(p: Path) -> Stack:
 
 
 def _open_mrc(p: Path) -> Stack:
+    import warnings
+
     import mrcfile
 
     from ._mrc import check_mrc_header
-
-    import warnings
 
     check_mrc_header(p)
     with warnings.catch_warnings():
@@ -383,7 +389,9 @@ def _calibration(
     if cal.units[0] not in ("s", "px"):
         # A lead axis in nm or eV is not a time series; frames are frames.
         cal = dataclasses.replace(
-            cal, scale=(1.0, *cal.scale[1:]), units=("px", *cal.units[1:]),
+            cal,
+            scale=(1.0, *cal.scale[1:]),
+            units=("px", *cal.units[1:]),
             axis_names=("frame", *cal.axis_names[1:]),
         )
     return cal

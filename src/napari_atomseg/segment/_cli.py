@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="redo every image (default: a re-run into the same --out skips finished ones)"
+        help="redo every image (default: a re-run into the same --out skips finished ones)",
     )
     _add_common(parser)
 

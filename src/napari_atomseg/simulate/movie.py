@@ -251,7 +251,7 @@ def plan_movie(parameters: MovieParameters) -> MoviePlan:
         hop_yx = np.zeros((mp.n_frames, 0, 2))
 
     candidates = np.flatnonzero(crystal)
-    n_fading = int(round(mp.fading_fraction * len(candidates)))
+    n_fading = round(mp.fading_fraction * len(candidates))
     fading = np.sort(movie_rng.choice(candidates, size=n_fading, replace=False))
     fade = np.ones((mp.n_frames, n_fading))
     lo, hi = mp.fade_frames
@@ -282,7 +282,9 @@ def _single_atom_weight(p: SimulationParameters, element: str) -> float:
     from .stem import _cross_sections, saturation_factor
 
     z = atomic_numbers[element_symbol(element)]
-    return float(_cross_sections(p, np.array([z]))[0] * saturation_factor(1, p.haadf_saturation_atoms))
+    return float(
+        _cross_sections(p, np.array([z]))[0] * saturation_factor(1, p.haadf_saturation_atoms)
+    )
 
 
 def _static_detector(p: SimulationParameters, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -403,8 +405,10 @@ def _static_visibility(plan: MoviePlan, crystal: np.ndarray, hop_weight: float) 
     columns = sample_output(grid, sfft.irfft2(spectra.columns_ft, s=grid.shape), None)
     frame0 = noise_free_frame(dataclasses.replace(plan, fade=np.ones_like(plan.fade)), 0)
     yx = np.concatenate([scene.column_yx_A, plan.hop_yx_A[0]]) / px_A
-    signal = electrons * spectra.psf_peak_per_A2 * np.concatenate(
-        [spectra.column_signal_A2, np.full(plan.hop_yx_A.shape[1], hop_weight)]
+    signal = (
+        electrons
+        * spectra.psf_peak_per_A2
+        * np.concatenate([spectra.column_signal_A2, np.full(plan.hop_yx_A.shape[1], hop_weight)])
     )
     footprint_px = max(1.0, spectra.psf_area_A2 / px_A**2)
     read_var = (p.read_noise_counts / p.detector_gain) ** 2
@@ -437,7 +441,10 @@ def _truth_table(
             if k is not None and plan.fade[t, k] < 0.5:
                 vis[j] = False
         site = np.concatenate(
-            [np.full(len(cols), -1), site_index[t] if site_index is not None else np.full(n_hop, -1)]
+            [
+                np.full(len(cols), -1),
+                site_index[t] if site_index is not None else np.full(n_hop, -1),
+            ]
         )
         inside = inside_field(yx[:, 0], yx[:, 1], p.shape_px)
         parts.append(

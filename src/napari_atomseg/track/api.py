@@ -164,7 +164,9 @@ def iter_track_stack(
             **settings,
         }
     )
-    return TrackingResult(tracks, registration, features, jumps, px, stack.frame_time_s, settings, notes)
+    return TrackingResult(
+        tracks, registration, features, jumps, px, stack.frame_time_s, settings, notes
+    )
 
 
 def _scaled(gen, start: int, stop: int, total: int):
@@ -261,7 +263,9 @@ def _finish(tracks: pd.DataFrame, px: float | None, stack: Any) -> pd.DataFrame:
         out.insert(4, "y_nm", out["y_px"] * px)
         out.insert(5, "x_nm", out["x_px"] * px)
     if stack.frame_time_s is not None:
-        out.insert(2, "time_s", (out["frame"] - stack.first_frame) / stack.frame_step * stack.frame_time_s)
+        out.insert(
+            2, "time_s", (out["frame"] - stack.first_frame) / stack.frame_step * stack.frame_time_s
+        )
     return out
 
 
@@ -313,4 +317,3 @@ def register_stack(frames: Any, **options: Any) -> tuple[np.ndarray, Any]:
     for message in registration.warnings:
         _warnings.warn(message, ResultWarning, stacklevel=2)
     return registration.drift_px, aligned_stack(stack, registration)
-

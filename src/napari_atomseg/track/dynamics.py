@@ -136,9 +136,11 @@ def msd(tracks: pd.DataFrame, max_lag: int = 20, per_track: bool = False) -> pd.
         sums = np.bincount(tid[ok], d2, minlength=n_tracks)
         counts = np.bincount(tid[ok], minlength=n_tracks)
         has = np.flatnonzero(counts)
-        parts.append(pd.DataFrame(
-            {"track_id": has, "lag_frames": lag, "sum": sums[has], "n_pairs": counts[has]}
-        ))
+        parts.append(
+            pd.DataFrame(
+                {"track_id": has, "lag_frames": lag, "sum": sums[has], "n_pairs": counts[has]}
+            )
+        )
     if not parts:
         return pd.DataFrame(columns=columns if per_track else columns[1:])
     table = pd.concat(parts, ignore_index=True)

@@ -233,10 +233,8 @@ def close_segments(
     return np.array([lookup[s_] for s_ in segment.tolist()], dtype=np.int64)
 
 
-def _laptrack(
-    table: pd.DataFrame, max_d: float, gap: int, gap_d: float, fixed: np.ndarray | None = None
-) -> np.ndarray:
-    """laptrack on ``table``; ``fixed`` (track ids of a first stage) are kept as links."""
+def _laptrack(table: pd.DataFrame, max_d: float, gap: int, gap_d: float) -> np.ndarray:
+    """laptrack alone on ``table`` (frame-to-frame assignment, then gap closing)."""
     from laptrack import LapTrack
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -263,17 +261,9 @@ def _laptrack(
     starts = np.searchsorted(frame, np.arange(n_frames + 1))
     yx = table[[c for c in ("y", "x", "b") if c in table]].to_numpy()[order]
     coords = [yx[starts[f] : starts[f + 1]] for f in range(n_frames)]
-    # Node of a row: (frame, index within the frame).
-    node_of = np.empty((len(table), 2), dtype=np.int64)
-    node_of[order, 0] = frame
-    node_of[order, 1] = np.arange(len(table)) - starts[frame]
-    known = None
-    if fixed is not None:
-        rows = _fixed_edges(fixed, table["frame"].to_numpy())
-        known = [(tuple(node_of[a]), tuple(node_of[b])) for a, b in rows]
     # predict() returns the graph of (frame, index) nodes; its dataframe conversion is
     # far slower than the tracking itself on thousands of columns, so do that here.
-    tree = tracker.predict(coords, connected_edges=known)
+    tree = tracker.predict(coords)
     edges = np.array([(starts[a[0]] + a[1], starts[b[0]] + b[1]) for a, b in tree.edges()])
     n = len(table)
     if len(edges) == 0:

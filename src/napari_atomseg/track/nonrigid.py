@@ -32,7 +32,9 @@ from .register import (
 TILE_RADIUS_PX = 2.0
 
 
-def tile_layout(shape: tuple[int, int], tiles: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def tile_layout(
+    shape: tuple[int, int], tiles: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Tile centre rows, centre cols and the tile shape for ``tiles x tiles`` tiles."""
     centres = []
     sizes = []
@@ -44,8 +46,8 @@ def tile_layout(shape: tuple[int, int], tiles: int) -> tuple[np.ndarray, np.ndar
 
 
 def _cut(image: np.ndarray, centre: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
-    r0 = int(round(centre[0] - size[0] / 2))
-    c0 = int(round(centre[1] - size[1] / 2))
+    r0 = round(centre[0] - size[0] / 2)
+    c0 = round(centre[1] - size[1] / 2)
     r0 = min(max(r0, 0), image.shape[0] - size[0])
     c0 = min(max(c0, 0), image.shape[1] - size[1])
     return image[r0 : r0 + size[0], c0 : c0 + size[1]]
@@ -66,7 +68,9 @@ def tile_shifts(
         for j, x in enumerate(xs):
             ref = spectra(_cut(average, (y, x), size))
             mov = spectra(_cut(frame, (y, x), size))
-            shift, quality = measure(ref, mov, spectra.weight, np.zeros(2), TILE_RADIUS_PX, upsample)
+            shift, quality = measure(
+                ref, mov, spectra.weight, np.zeros(2), TILE_RADIUS_PX, upsample
+            )
             if quality >= MIN_PEAK_TO_NOISE:
                 out[i, j] = shift
     bad = np.isnan(out[..., 0])

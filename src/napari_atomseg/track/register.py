@@ -50,6 +50,9 @@ TAPER_FRACTION = 0.2
 #: Search radius (px) around the predicted drift in the sequential pass / refinement.
 SEARCH_RADIUS_PX = 4.0
 REFINE_RADIUS_PX = 2.0
+#: Frame-to-frame steps: a peak this close to the highest (fraction) counts as a rival,
+#: and the rival with the smallest shift is taken (see _smallest_strong_peak).
+ALIAS_MARGIN = 0.8
 #: A frame is unreliable when its peak-to-noise ratio is below this fraction of the
 #: median of the reliable frames, or below MIN_PEAK_TO_NOISE.
 RELIABLE_FRACTION = 0.35
@@ -182,7 +185,7 @@ def correlate(
     corr = sfft.ifft2(product, workers=FFT_WORKERS).real
     shape = corr.shape
     if near_px is None:
-        peak = np.array(np.unravel_index(int(np.argmax(corr)), shape))
+        peak = _smallest_strong_peak(corr)
     else:
         # Correlation index s is a shift of -s of the content (ref * conj(mov)).
         target = -np.asarray(near_px, dtype=np.float64)
@@ -222,6 +225,26 @@ def measure(
     coarse, quality = correlate(ref_ft, mov_ft, weight, near_px, radius_px, upsample=1)
     fine, _ = correlate(ref_ft, mov_ft, weight, coarse, 1.5, upsample, whiten=0.0)
     return fine, quality
+
+
+def _smallest_strong_peak(corr: np.ndarray) -> np.ndarray:
+    """Index of the correlation peak with the smallest shift among those within
+    :data:`ALIAS_MARGIN` of the highest one.
+
+    A lattice correlates with itself at every lattice vector, and when little but the
+    lattice is in view (a small field, few defects, atoms that hopped) those peaks are
+    nearly equal: the smallest shift is then the likeliest step between two frames. A
+    clearly higher peak farther out still wins.
+    """
+    from scipy import ndimage as ndi_
+
+    top = float(corr.max())
+    local = (corr == ndi_.maximum_filter(corr, size=5, mode="wrap")) & (corr >= ALIAS_MARGIN * top)
+    peaks = np.argwhere(local)
+    if len(peaks) <= 1:
+        return np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))
+    shifts = _wrap(peaks, corr.shape)
+    return peaks[int(np.argmin(np.hypot(shifts[:, 0], shifts[:, 1])))]
 
 
 def _refine(corr: np.ndarray, peak: np.ndarray, upsample: int) -> np.ndarray:
@@ -334,7 +357,7 @@ def iter_register(
     total = 2 * n + (n if tiles > 1 else 0)
     yield Progress(0, total, "registration: frame-to-frame pass")
     first = yield from _counting(_chain_pass(stack, spectra, upsample), 0, total, "pass 1")
-    drift1, quality1, reliable, average_ft = first
+    drift1, _quality1, reliable, average_ft = first
     refine = _refine_pass(stack, spectra, average_ft, drift1, upsample)
     drift, quality = yield from _counting(refine, n, total, "pass 2")
     for t in np.flatnonzero(reliable):
@@ -342,7 +365,11 @@ def iter_register(
     drift = _interpolate_unreliable(drift, reliable)
     drift = drift - drift[0]
     warnings = []
-    bad = stack.frame_indices[~reliable] if hasattr(stack, "frame_indices") else np.flatnonzero(~reliable)
+    bad = (
+        stack.frame_indices[~reliable]
+        if hasattr(stack, "frame_indices")
+        else np.flatnonzero(~reliable)
+    )
     if len(bad):
         warnings.append(
             f"registration: {len(bad)} frame(s) did not correlate with the others (damaged, "
