@@ -47,7 +47,7 @@ def test_track_widget_adds_tracks_points_and_average(make_napari_viewer, qtbot, 
     true = movie.drift_px[1:] - movie.drift_px[1]
     np.testing.assert_allclose(drift[["drift_y_px", "drift_x_px"]].to_numpy(), true, atol=0.3)
     assert "movie registered average" in viewer.layers
-    assert "tracks" in widget.summary.value
+    assert "tracks" in widget.panel.status.value
     assert len(widget.plots.axes[0].lines) >= 2  # the drift was plotted
 
 

@@ -22,7 +22,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FloatSpinBox,
-    Label,
     LineEdit,
     PushButton,
     SpinBox,
@@ -68,8 +67,6 @@ class TrackAtomsWidget(Container):
         self.average = CheckBox(value=True, text="add the registered average")
         self.run_button = PushButton(text="Track atoms")
         self.panel = RunPanel()
-        self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
         self.plots = _Plots()
         super().__init__(
             widgets=[
@@ -83,7 +80,6 @@ class TrackAtomsWidget(Container):
                 self.average,
                 self.run_button,
                 self.panel,
-                self.summary,
             ]
         )
         self.native.layout().addWidget(self.plots.canvas)
@@ -107,7 +103,6 @@ class TrackAtomsWidget(Container):
         """Track the chosen movie in a worker."""
         from napari_atomseg.io import Calibration
         from napari_atomseg.io.stack import as_stack
-        from napari_atomseg.track.api import iter_track_stack
 
         layer = self.image.value
         if layer is None:
@@ -122,36 +117,32 @@ class TrackAtomsWidget(Container):
         cal = Calibration.from_pixel_size_nm(px, ndim=3) if px else None
         stack = as_stack(layer.data, cal, name=layer.name)
         self.panel.start(
-            iter_track_stack,
+            _track_job,
             stack,
-            None,
-            on_result=lambda result: self._show(result, layer),
+            bool(self.average.value),
+            on_result=lambda job: self._show(job, layer),
             **self.options(),
         )
 
     # --- results --------------------------------------------------------------------------
-    def _show(self, result: Any, layer: Any) -> str:
+    def _show(self, job: tuple[Any, Any], layer: Any) -> str:
+        result, average = job
         tracks = result.tracks
-        scale = tuple(layer.scale)
-        add_or_update(
-            self._viewer, _tracks_layer(result, layer.name, scale, tuple(layer.translate))
-        )
-        add_or_update(
-            self._viewer, _points_layer(result, layer.name, scale, tuple(layer.translate))
-        )
-        if self.average.value:
-            # Reads the frames once more; a movie in memory makes this quick.
-            from napari_atomseg.io.stack import as_stack
-            from napari_atomseg.track.register import registered_average
-
-            stack = as_stack(layer.data).select(self.options().get("frame_range"))
-            average, _ = registered_average(stack, result.registration)
+        where = {
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "units": tuple(str(u) for u in layer.units),
+        }
+        _replace(self._viewer, _tracks_layer(result, layer.name, where))
+        add_or_update(self._viewer, _points_layer(result, layer.name, where))
+        if average is not None:
             add_or_update(
                 self._viewer,
                 (
                     average,
-                    {"name": f"{layer.name} registered average", "scale": scale[1:],
-                     "translate": tuple(layer.translate)[1:]},
+                    {"name": f"{layer.name} registered average", "visible": False,
+                     "scale": where["scale"][1:], "translate": where["translate"][1:],
+                     "units": where["units"][1:]},
                     "image",
                 ),
             )  # fmt: skip
@@ -169,11 +160,34 @@ class TrackAtomsWidget(Container):
                 text += f"; mean residence {stay.mean():.1f} frames"
         if result.warnings:
             text += " -- " + result.warnings[0]
-        self.summary.value = text
         return text
 
 
-def _tracks_layer(result: Any, name: str, scale: tuple, translate: tuple) -> tuple:
+def _track_job(stack: Any, with_average: bool, **options: Any):
+    """The worker's job: track, then (optionally) the registered average -- both off the
+    GUI thread. Returns ``(TrackingResult, average or None)``."""
+    from napari_atomseg._progress import Progress
+    from napari_atomseg.track.api import iter_track_stack
+    from napari_atomseg.track.register import iter_registered_average
+
+    result = yield from iter_track_stack(stack, None, **options)
+    if not with_average:
+        return result, None
+    yield Progress(0, 1, "registered average")
+    selected = stack.select(options.get("frame_range"))
+    average, _count = yield from iter_registered_average(selected, result.registration)
+    return result, average
+
+
+def _replace(viewer: Any, layer_data: tuple) -> None:
+    """Tracks layers are replaced, not updated (add_or_update knows Points/Labels/Image)."""
+    data, kwargs, _ = layer_data
+    if kwargs["name"] in viewer.layers:
+        viewer.layers.remove(kwargs["name"])
+    viewer.add_tracks(data, **kwargs)
+
+
+def _tracks_layer(result: Any, name: str, where: dict[str, Any]) -> tuple:
     tracks = result.tracks
     data = tracks[["track_id", "frame", "y_px", "x_px"]].to_numpy(np.float64)
     per_track = result.features.set_index("track_id")
@@ -194,17 +208,18 @@ def _tracks_layer(result: Any, name: str, scale: tuple, translate: tuple) -> tup
     }
     kwargs = {
         "name": f"{name} tracks",
-        "scale": scale,
-        "translate": translate,
+        **where,
         "features": features,
         "metadata": metadata,
-        "tail_length": 10,
-        "color_by": "track_id",
+        "tail_length": 8,
+        # Columns that sit still share one colour; atoms that jumped stand out.
+        "color_by": "n_jumps",
+        "colormap": "turbo",
     }
     return data, kwargs, "tracks"
 
 
-def _points_layer(result: Any, name: str, scale: tuple, translate: tuple) -> tuple:
+def _points_layer(result: Any, name: str, where: dict[str, Any]) -> tuple:
     tracks = result.tracks
     data = tracks[["frame", "y_px", "x_px"]].to_numpy(np.float64)
     features = tracks[["track_id", "confidence"]].reset_index(drop=True)
@@ -212,12 +227,12 @@ def _points_layer(result: Any, name: str, scale: tuple, translate: tuple) -> tup
     size = max(2.0, 0.06 / px) if px else 4.0
     kwargs = {
         "name": f"{name} atoms",
-        "scale": scale,
-        "translate": translate,
+        **where,
         "features": features,
         "size": size,
         "face_color": "transparent",
         "border_color": "yellow",
+        "border_width": 0.15,
         "metadata": {"pixel_size_nm": px},
     }
     return data, kwargs, "points"
