@@ -328,7 +328,7 @@ PLUGIN_OPTIONS: dict = {}
 
 
 def plugin_predict(case: Case, model: str, threads: int) -> np.ndarray:
-    from napari_atomseg.atoms.detect import find_atoms
+    from napari_atomseg.atoms.find import find_atoms
 
     options = PLUGIN_OPTIONS if model == PLUGIN_OPTIONS.get("_model") else {}
     options = {k: v for k, v in options.items() if not k.startswith("_")}
@@ -346,7 +346,7 @@ THRESHOLD_GRID = tuple(round(float(t), 2) for t in np.arange(0.15, 0.701, 0.05))
 
 def heatmaps(cases: list[Case], model: str, threads: int) -> list:
     """The network's answer for each case (told the case's contrast), computed once."""
-    from napari_atomseg.atoms.detect import predict_heatmap
+    from napari_atomseg.atoms.heatmap import predict_heatmap
 
     return [
         predict_heatmap(c.image, c.pixel_size_nm, model=model, threads=threads, contrast=c.contrast)
@@ -359,14 +359,18 @@ def first_and_second_look(case: Case, model: str, threads: int):
     (``detect.iter_second_look``), each as (HeatmapResult, columns DataFrame) with the
     card's post-processing; the network runs once, or twice where the look runs."""
     from napari_atomseg._progress import drain
-    from napari_atomseg.atoms.detect import heatmap_to_atoms, iter_second_look, predict_heatmap
+    from napari_atomseg.atoms.find import heatmap_to_atoms
+    from napari_atomseg.atoms.heatmap import predict_heatmap
+    from napari_atomseg.atoms.second_look import iter_second_look
 
     heat = predict_heatmap(
         case.image, case.pixel_size_nm, model=model, threads=threads, contrast=case.contrast
     )
-    post = {"contrast": case.contrast, "imaging": case.imaging}
-    first = heatmap_to_atoms(heat, **post)
-    looked = drain(iter_second_look(heat, first, model, post, threads=threads))
+    from napari_atomseg.atoms.options import FinderOptions
+
+    options = FinderOptions(contrast=case.contrast, imaging=case.imaging, threads=threads)
+    first = heatmap_to_atoms(heat, options)
+    looked = drain(iter_second_look(heat, first, model, options))
     return (heat, first), looked
 
 
@@ -378,7 +382,7 @@ def columns_from(
     lattices (``threshold_noisy``; ``detect.default_threshold``), each image gets the
     library's rule with ``threshold`` as the card's (``ramp=False``: the same fixed
     threshold for every image)."""
-    from napari_atomseg.atoms.detect import heatmap_to_atoms
+    from napari_atomseg.atoms.find import heatmap_to_atoms
 
     out = []
     for h, c in zip(heats, cases):
@@ -401,7 +405,7 @@ def calibrate_threshold(cases: list[Case], model: str, threads: int, log) -> dic
     image; only the peak finding is repeated (refinement does not change what is found).
     With a card that raises the threshold on noisy images, this chooses the base of that
     ramp (``columns_from``); the ramp itself is chosen by atoms_noise_threshold.py."""
-    from napari_atomseg.atoms.detect import DEFAULT_CONTRAST_CHECK, REFINE_METHODS
+    from napari_atomseg.atoms.options import DEFAULT_CONTRAST_CHECK, REFINE_METHODS
 
     t0 = time.perf_counter()
     heats = heatmaps(cases, model, threads)
@@ -473,7 +477,7 @@ def evaluate(
 
 
 def timing(model: str, threads: int, params: dict, repeats: int, log) -> dict[str, float]:
-    from napari_atomseg.atoms.detect import find_atoms
+    from napari_atomseg.atoms.find import find_atoms
     from napari_atomseg.simulate import SimulationParameters, simulate
 
     res = simulate(

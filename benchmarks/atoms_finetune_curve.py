@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from napari_atomseg.atoms.baselines import BASELINES, tune  # noqa: E402
-from napari_atomseg.atoms.detect import find_atoms  # noqa: E402
+from napari_atomseg.atoms.find import find_atoms  # noqa: E402
 from napari_atomseg.atoms.finetune import pt_image_keys, read_pt_image, shared_data_dir  # noqa: E402
 from napari_atomseg.atoms.finetune_user import finetune_atoms  # noqa: E402
 from napari_atomseg.atoms.metrics import point_metrics  # noqa: E402

@@ -24,7 +24,7 @@ import atoms as bench  # benchmarks/atoms.py: cases and scoring
 
 
 def main(argv=None) -> int:
-    from napari_atomseg.atoms.detect import heatmap_to_atoms
+    from napari_atomseg.atoms.find import heatmap_to_atoms
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--values", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4])

@@ -54,7 +54,8 @@ def seed_sets(n: int, n_low: int) -> dict[str, list]:
 def main(argv=None) -> int:
     import torch
 
-    from napari_atomseg.atoms.detect import heatmap_to_atoms, model_postprocess
+    from napari_atomseg.atoms.find import heatmap_to_atoms
+    from napari_atomseg.atoms.options import model_postprocess
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=12, help="images per group (tuning, development)")

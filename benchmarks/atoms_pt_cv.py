@@ -49,12 +49,7 @@ os.chdir(ROOT)  # configs and runs/ paths are relative to the repository root
 sys.path.insert(0, str(ROOT / "src"))
 
 from napari_atomseg.atoms.baselines import BASELINES, grid_search  # noqa: E402
-from napari_atomseg.atoms.detect import (  # noqa: E402
-    DEFAULT_THRESHOLD,
-    find_atoms,
-    heatmap_to_atoms,
-    predict_heatmap,
-)
+from napari_atomseg.atoms.find import find_atoms, heatmap_to_atoms  # noqa: E402
 from napari_atomseg.atoms.finetune import (  # noqa: E402
     cv_folds,
     point_pairs,
@@ -62,7 +57,9 @@ from napari_atomseg.atoms.finetune import (  # noqa: E402
     read_pt_image,
     shared_data_dir,
 )
+from napari_atomseg.atoms.heatmap import predict_heatmap  # noqa: E402
 from napari_atomseg.atoms.metrics import point_metrics  # noqa: E402
+from napari_atomseg.atoms.options import DEFAULT_THRESHOLD  # noqa: E402
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.951, 0.05))
 #: The start model of configs/atoms_pt_carbon*.yaml (scored without fine-tuning).
@@ -192,7 +189,7 @@ def heatmaps(
 ) -> dict[str, object]:
     """HeatmapResult per image, cached in ``cache_dir`` (default: beside the model; never
     give a shipped model's folder) keyed by the weights' sha256."""
-    from napari_atomseg.atoms.detect import HeatmapResult
+    from napari_atomseg.atoms.heatmap import HeatmapResult
     from napari_atomseg.backend.cards import load_card
 
     sha = load_card(card_path).weights.sha256

@@ -83,7 +83,7 @@ def labels_for(case: bench.Case, pos: np.ndarray) -> np.ndarray:
 
 
 def prepare(cases: list[tuple[str, bench.Case]], threads: int) -> list[Image]:
-    from napari_atomseg.atoms.detect import peak_candidates
+    from napari_atomseg.atoms.candidates import peak_candidates
     from napari_atomseg.atoms.rescore import in_gate
 
     out = []
@@ -191,7 +191,7 @@ def choose_tau(images, hidden, weight_decay, seed, log) -> tuple[float, dict]:
 
 
 def compare(sets: dict[str, list[Image]], spec: dict) -> dict:
-    from napari_atomseg.atoms.detect import heatmap_to_atoms
+    from napari_atomseg.atoms.find import heatmap_to_atoms
 
     rows = {}
     for name, images in sets.items():

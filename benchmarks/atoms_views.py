@@ -25,7 +25,8 @@ import atoms as bench  # benchmarks/atoms.py: cases and scoring
 def main(argv=None) -> int:
     import torch
 
-    from napari_atomseg.atoms.detect import VIEWS_CHOICES, find_atoms
+    from napari_atomseg.atoms.find import find_atoms
+    from napari_atomseg.atoms.options import VIEWS_CHOICES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--views", type=int, nargs="+", default=list(VIEWS_CHOICES))

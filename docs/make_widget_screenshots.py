@@ -173,12 +173,12 @@ def shot_pt(model: str | None, threshold: float | None = None) -> None:
 
 def _direct_call(layer: Any, model: str | None) -> dict[str, float]:
     """Backend timings of the same prediction called on this (the GUI) thread."""
-    from napari_atomseg.atoms import detect
+    from napari_atomseg.atoms.heatmap import predict_heatmap
 
     image = np.asarray(layer.data)
     size = layer.metadata["pixel_size_nm"]
-    detect.predict_heatmap(image, size, model or "default")  # load + warm up
-    return dict(detect.predict_heatmap(image, size, model or "default").timings_s)
+    predict_heatmap(image, size, model or "default")  # load + warm up
+    return dict(predict_heatmap(image, size, model or "default").timings_s)
 
 
 def _compare_worker_with_direct_call(points: Any, direct: dict[str, float]) -> None:
@@ -225,7 +225,7 @@ def shot_finetune(steps: int | None = None) -> None:
 
     import pandas as pd
 
-    from napari_atomseg.atoms.detect import find_atoms
+    from napari_atomseg.atoms.find import find_atoms
     from napari_atomseg.atoms.metrics import point_metrics
     from napari_atomseg.backend.cards import load_card
 
@@ -289,7 +289,8 @@ def shot_finetune(steps: int | None = None) -> None:
 
 
 def _graphene_folder_as_tiffs(folder: Path, sizes: Any, out: Path) -> None:
-    """The first N_SORTED graphene PNGs as calibrated TIFFs (the reader takes no PNG)."""
+    """The first N_SORTED graphene PNGs as TIFFs calibrated with the set's FFT estimates
+    (a PNG stores no pixel size)."""
     from napari_atomseg.io import Calibration, write_image_tiff
     from napari_atomseg.segment.data import _read_grey_png
 
@@ -349,6 +350,7 @@ def shot_graphene(model: str | None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         _graphene_folder_as_tiffs(folder, sizes, Path(tmp))
+        widget.sorting_fold.toggle()  # (folded by default)
         widget.sorting.folder.value = tmp
         widget.sorting.run()
         _wait(widget.sorting.panel)
@@ -397,7 +399,7 @@ def thread_check(model: str | None, repeats: int = 5) -> None:
 
     import napari
     from napari_atomseg._napari.widgets._runner import RunPanel
-    from napari_atomseg.atoms import detect
+    from napari_atomseg.atoms.heatmap import iter_predict_heatmap, predict_heatmap
     from napari_atomseg.io import read_image
 
     image, cal = read_image(DATA / "formats" / "openNCEM" / "16_STOimage.emi")
@@ -407,7 +409,7 @@ def thread_check(model: str | None, repeats: int = 5) -> None:
     app = QApplication.instance()
 
     def job() -> Any:
-        return (yield from detect.iter_predict_heatmap(image, size, name))
+        return (yield from iter_predict_heatmap(image, size, name))
 
     def in_worker() -> float:
         panel, out = RunPanel(), []
@@ -418,7 +420,7 @@ def thread_check(model: str | None, repeats: int = 5) -> None:
         return out[0]
 
     def direct() -> float:
-        return detect.predict_heatmap(image, size, name).timings_s["network_s"]
+        return predict_heatmap(image, size, name).timings_s["network_s"]
 
     direct(), in_worker()
     pairs = [(direct(), in_worker()) for _ in range(repeats)]

@@ -12,7 +12,18 @@ neither torch nor Qt:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .atoms import find_atoms as find_atoms
+    from .io import Calibration as Calibration
+    from .io import read_image as read_image
+    from .segment import segment as segment
+    from .simulate import SimulationParameters as SimulationParameters
+    from .simulate import simulate as simulate
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,8 @@ import pytest
 import tifffile
 
 from napari_atomseg.atoms._cli import SUMMARY_NAME, expand_inputs, output_names
-from napari_atomseg.atoms.detect import find_atoms
+from napari_atomseg.atoms.find import find_atoms
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_points_csv, write_image_tiff
 from tests._models import export_tiny_atoms_model
@@ -185,20 +186,25 @@ def test_contrast_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys
 
 
 def test_cli_choices_are_the_library_s():
-    """The parser keeps its own copy of the choices (it must not import the heavy detect
-    module); they must not drift from the library's."""
+    """The parser takes its choices from the (light) options module: they cannot drift
+    from the library's."""
     import argparse
 
-    from napari_atomseg.atoms import detect
     from napari_atomseg.atoms._cli import configure
+    from napari_atomseg.atoms.options import (
+        CONTRASTS,
+        IMAGING_MODES,
+        REFINE_METHODS,
+        VIEWS_CHOICES,
+    )
 
     parser = argparse.ArgumentParser()
     configure(parser)
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices}
-    assert choices["refine"] == detect.REFINE_METHODS
-    assert choices["contrast"] == detect.CONTRASTS
-    assert choices["imaging"] == ("auto", *detect.IMAGING_MODES, "unknown")
-    assert choices["views"] == detect.VIEWS_CHOICES
+    assert choices["refine"] == REFINE_METHODS
+    assert choices["contrast"] == CONTRASTS
+    assert choices["imaging"] == ("auto", *IMAGING_MODES, "unknown")
+    assert choices["views"] == VIEWS_CHOICES
 
 
 def test_warnings_are_printed_and_recorded_in_the_summary(
@@ -207,19 +213,19 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
     """A network whose peaks all sit between the columns: the CSV is still written; the
     summary's warnings column and stderr say why the result needs a look."""
     from napari_atomseg._progress import Progress
-    from napari_atomseg.atoms import detect
+    from napari_atomseg.atoms import heatmap as atoms_heatmap
 
     def between_columns(image, pixel_size_nm=None, model="default", *, contrast="auto", **kw):
         true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=1)
         hollows = hex_hollows_px(true, 0.25 / PS, (96, 96))
         yield Progress(0, 1, "network")
-        res = detect.HeatmapResult.from_arrays(
+        res = HeatmapResult.from_arrays(
             image, heatmap_for((96, 96), hollows, 0.04 / PS), pixel_size_nm
         )
         res.contrast = contrast
         return res
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", between_columns)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", between_columns)
     out = tmp_path / "out"
     img = folder / "a.tif"
     code, err = _run(
@@ -239,42 +245,42 @@ def test_warnings_are_printed_and_recorded_in_the_summary(
 
 
 def test_second_look_option_reaches_find_atoms(folder, tmp_path, tiny_model, capsys, monkeypatch):
-    from napari_atomseg.atoms import detect
+    from napari_atomseg.atoms import find
 
     seen = []
-    real = detect.iter_find_atoms
+    real = find.iter_find_atoms
 
-    def spy(image, pixel_size_nm=None, model="default", **options):
-        seen.append(options.get("second_look"))
-        return real(image, pixel_size_nm, model, **options)
+    def spy(image, pixel_size_nm=None, model="default", options=None, **overrides):
+        seen.append(options.second_look)
+        return real(image, pixel_size_nm, model, options, **overrides)
 
-    monkeypatch.setattr(detect, "iter_find_atoms", spy)
+    monkeypatch.setattr(find, "iter_find_atoms", spy)
     args = [folder / "a.tif", "--out", tmp_path / "out", "--model", tiny_model.path]
     code, err = _run([*args, "--contrast", "dark", "--no-second-look"], capsys)
     assert code == 0, err
     code, err = _run([*args, "--contrast", "dark", "--overwrite"], capsys)
     assert code == 0, err
-    assert seen == [False, None]
+    assert seen == [False, True]
 
 
 def test_min_prominence_option(tmp_path, tiny_model, capsys):
     import argparse
 
-    from napari_atomseg.atoms._cli import _options, configure
+    from napari_atomseg.atoms._cli import configure, finder_options
 
     parser = argparse.ArgumentParser()
     configure(parser)
     args = parser.parse_args(["x.tif", "--out", "o", "--min-prominence", "0.3"])
-    assert _options(args)["min_prominence"] == 0.3
-    assert "min_prominence" not in _options(parser.parse_args(["x.tif", "--out", "o"]))
-    assert _options(parser.parse_args(["x.tif", "--out", "o", "--views", "4"]))["views"] == 4
-    assert "views" not in _options(parser.parse_args(["x.tif", "--out", "o"]))
+    assert finder_options(args).min_prominence == 0.3
+    assert finder_options(parser.parse_args(["x.tif", "--out", "o"])).min_prominence is None
+    assert finder_options(parser.parse_args(["x.tif", "--out", "o", "--views", "4"])).views == 4
+    assert finder_options(parser.parse_args(["x.tif", "--out", "o"])).views == 1
     with pytest.raises(SystemExit):
         parser.parse_args(["x.tif", "--out", "o", "--views", "3"])
     img = tmp_path / "a.tif"
     write_image_tiff(img, _image(1), Calibration.from_pixel_size_nm(PS))
     code, err = _run([img, "--out", tmp_path / "out", "--min-prominence", "2"], capsys)
-    assert code == 2 and "--min-prominence: 2.0 must be within 0-1" in err
+    assert code == 2 and "--min-prominence: 2.0 is outside the allowed range" in err
 
 
 def test_imaging_is_read_from_each_file_unless_given(tmp_path, tiny_model, capsys):

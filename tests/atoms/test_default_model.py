@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from napari_atomseg.atoms.detect import find_atoms
+from napari_atomseg.atoms.find import find_atoms
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.backend import default_model_name, get_model
 from napari_atomseg.backend.cards import load_card
@@ -83,7 +83,7 @@ def test_default_model_finds_the_columns_of_a_haadf_image(haadf):
 def test_images_much_finer_than_the_working_grid_map_back():
     # 0.005 nm/px is 6x finer than the model's 0.03 nm/px: the heatmap is up-sampled 6x
     # on the way back (this failed with the input's 4x up-sampling cap before).
-    from napari_atomseg.atoms.detect import predict_heatmap
+    from napari_atomseg.atoms.heatmap import predict_heatmap
 
     rng = np.random.default_rng(0)
     image = rng.poisson(100, (200, 200)).astype(np.float32)

@@ -8,20 +8,17 @@ import numpy as np
 import pytest
 
 from napari_atomseg._progress import Progress, drain
-from napari_atomseg.atoms.detect import (
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms.find import find_atoms, heatmap_to_atoms, iter_find_atoms, labels_for
+from napari_atomseg.atoms.heatmap import HeatmapResult, predict_heatmap
+from napari_atomseg.atoms.image_check import (
     HRTEM_MIN_PROMINENCE,
-    VIEWS_CHOICES,
-    HeatmapResult,
     check_disagrees,
     default_min_prominence,
-    find_atoms,
-    heatmap_to_atoms,
-    imaging_from_metadata,
-    iter_find_atoms,
-    labels_for,
-    predict_heatmap,
 )
+from napari_atomseg.atoms.imaging import imaging_from_metadata
 from napari_atomseg.atoms.metrics import point_metrics
+from napari_atomseg.atoms.options import VIEWS_CHOICES
 from napari_atomseg.errors import InputError, ModelError, ResultWarning
 from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
 
@@ -271,7 +268,7 @@ def test_find_atoms_rejects_bad_input_before_running(tiny_model):
 def test_card_postprocess_sets_the_defaults_and_explicit_options_win(lattice, tmp_path):
     """A model card's recommended ``postprocess`` (e.g. its calibrated threshold) is what
     heatmap_to_atoms uses when the caller gives nothing; the caller's options win."""
-    from napari_atomseg.atoms.detect import card_postprocess, model_postprocess
+    from napari_atomseg.atoms.options import card_postprocess, model_postprocess
     from napari_atomseg.backend import load_card
     from tests._models import export_tiny_atoms_model
 
@@ -389,7 +386,6 @@ def test_check_disagrees_needs_a_majority_of_enough_peaks(removed, candidates, d
 def two_faced_network(lattice, monkeypatch):
     """A network that marks the columns of the image as it is and the hollows of the
     inverted one (the phase-contrast ambiguity the second look is for); records calls."""
-    from napari_atomseg.atoms import detect
 
     img, heat, true = lattice
     hollows = heatmap_for(img.shape, hex_hollows_px(true, 0.3 / PS, img.shape), 0.045 / PS)
@@ -404,7 +400,7 @@ def two_faced_network(lattice, monkeypatch):
         res.contrast, res.inverted = contrast, inverted
         return res
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake)
     fake.answers = answers
     return img.max() - img, true, calls
 
@@ -440,10 +436,9 @@ def test_no_second_look_when_the_contrast_is_auto_or_the_peaks_agree(two_faced_n
 def test_a_second_look_that_is_no_better_is_discarded_and_the_warning_stays(
     two_faced_network, lattice
 ):
-    from napari_atomseg.atoms import detect
 
     _, _, calls = two_faced_network
-    answers = detect.iter_predict_heatmap.answers
+    answers = atoms_heatmap.iter_predict_heatmap.answers
     answers[False] = answers[True]  # the hollows both ways round
     img, _, _ = lattice
     with pytest.warns(ResultWarning, match="the image check removed"):
@@ -460,11 +455,10 @@ def test_dark_columns_always_get_a_second_look_kept_only_when_clearly_better(
 ):
     """With dark columns the network also sees the image as it is; that answer replaces
     the first (inverted) one only with more than SECOND_LOOK_MARGIN x its columns."""
-    from napari_atomseg.atoms import detect
 
     dark, true, calls = two_faced_network
     img, _, _ = lattice
-    answers = detect.iter_predict_heatmap.answers
+    answers = atoms_heatmap.iter_predict_heatmap.answers
     rng = np.random.default_rng(1)
     some = true[rng.random(len(true)) >= missing]
     answers[True] = heatmap_for(img.shape, some, 0.045 / PS)  # first look: columns missing
@@ -608,10 +602,8 @@ def test_views_turn_every_heatmap_back_before_averaging(monkeypatch):
         yield Progress(0, 1, "network")
         return _EchoPrediction(image, pixel_size_nm)
 
-    from napari_atomseg.atoms import detect
-
     monkeypatch.setattr(backend, "iter_predict", echo)
-    monkeypatch.setattr(detect, "_resolve_model", lambda model, device: _EchoModel())
+    monkeypatch.setattr(atoms_heatmap, "resolve_model", lambda model, device: _EchoModel())
     rng = np.random.default_rng(0)
     img = rng.random((40, 56)).astype(np.float32)  # not square: transposes must come back
     one = drain(iter_predict_heatmap_echo(img, views=1))
@@ -637,7 +629,7 @@ def test_views_turn_every_heatmap_back_before_averaging(monkeypatch):
 
 
 def iter_predict_heatmap_echo(img, pixel_size_nm=0.02, **kw):
-    from napari_atomseg.atoms.detect import iter_predict_heatmap
+    from napari_atomseg.atoms.heatmap import iter_predict_heatmap
 
     return iter_predict_heatmap(img, pixel_size_nm, "echo", **kw)
 
@@ -658,7 +650,7 @@ def test_a_card_s_hrtem_prominence_reaches_the_result():
     is not a find_atoms option, but default_min_prominence reads it)."""
     from types import SimpleNamespace
 
-    from napari_atomseg.atoms.detect import card_postprocess
+    from napari_atomseg.atoms.options import card_postprocess
 
     card = SimpleNamespace(postprocess={"min_prominence_hrtem": 0.3, "threshold": 0.4, "x": 1})
     pp = card_postprocess(card)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.atoms.detect import find_atoms
+from napari_atomseg.atoms.find import find_atoms
 from napari_atomseg.atoms.finetune import read_pt_image
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.backend import default_model_name

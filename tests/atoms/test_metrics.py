@@ -86,3 +86,19 @@ def test_large_sets_match_quickly_and_correctly():
     m = point_metrics(pred, true, radius_px=2.0)
     assert m.true_positives >= 36000
     assert m.rms_error_px == pytest.approx(0.3 * np.sqrt(2), rel=0.1)
+
+
+def test_box_iou_metrics_follow_the_papers_21_px_rule():
+    """Two 21 px boxes overlap with IoU > 0.5 when their centres are less than 7 px apart
+    along one axis; matching is one to one."""
+    from napari_atomseg.atoms.metrics import box_iou_metrics
+
+    true = np.array([[10.0, 10.0], [50.0, 50.0], [100.0, 100.0]])
+    pred = np.array([[13.0, 10.0], [50.0, 57.5], [200.0, 200.0], [100.0, 103.0], [101.0, 100.0]])
+    m = box_iou_metrics(pred, true)
+    # (13,10): IoU 378/504 = 0.75; (50,57.5): 283.5/598.5 = 0.47; one of the two near
+    # (100,100) is matched, the other is a false positive.
+    assert (m.true_positives, m.false_positives, m.false_negatives) == (2, 3, 1)
+    assert m.precision == pytest.approx(2 / 5) and m.recall == pytest.approx(2 / 3)
+    empty = box_iou_metrics(np.zeros((0, 2)), true)
+    assert empty.recall == 0 and empty.precision == 1.0

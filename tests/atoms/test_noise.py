@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.atoms.detect import HeatmapResult, default_threshold, heatmap_to_atoms
+from napari_atomseg.atoms.candidates import default_threshold
+from napari_atomseg.atoms.find import heatmap_to_atoms
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.atoms.noise import (
     noise_adapted_threshold,
     noise_level,
@@ -165,7 +167,7 @@ def test_bad_noise_settings_in_a_card_are_named(low_dose_with_hollows):
 
 
 def test_the_default_card_carries_the_noise_ramp():
-    from napari_atomseg.atoms.detect import model_postprocess
+    from napari_atomseg.atoms.options import model_postprocess
 
     pp = model_postprocess("default")
     assert pp["threshold"] == 0.4 and pp["threshold_noisy"] == 0.6

@@ -7,13 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from napari_atomseg.atoms.detect import (
-    HeatmapResult,
-    heatmap_to_atoms,
-    model_postprocess,
-    peak_candidates,
-)
+from napari_atomseg.atoms.candidates import peak_candidates
+from napari_atomseg.atoms.find import heatmap_to_atoms
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.atoms.metrics import point_metrics
+from napari_atomseg.atoms.options import model_postprocess
 from napari_atomseg.atoms.rescore import (
     FEATURE_NAMES,
     Lattice,

@@ -12,7 +12,15 @@ from napari.utils.notifications import notification_manager
 
 from napari_atomseg._napari.widgets import atoms as atoms_widget
 from napari_atomseg._progress import Progress
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms import options as atoms_options
+from napari_atomseg.atoms.heatmap import HeatmapResult
+from napari_atomseg.atoms.options import (
+    DEFAULT_CONTRAST_CHECK,
+    DEFAULT_MIN_SEPARATION_NM,
+    DEFAULT_REFINE,
+    DEFAULT_THRESHOLD,
+)
 from tests.napari._synth import lattice
 from tests.napari.conftest import PS_NM
 
@@ -43,10 +51,10 @@ def fake_network(monkeypatch):
         inverted = contrast == "dark" if kw.get("invert") is None else kw["invert"]
         seen_inverted.append(inverted)
         yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, answers[inverted], pixel_size_nm)
+        result = HeatmapResult.from_arrays(img, answers[inverted], pixel_size_nm)
         return dataclasses.replace(result, contrast=contrast, inverted=inverted)
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake)
     fake.contrasts = contrasts
     fake.inverts = inverts
     fake.seen_inverted = seen_inverted
@@ -200,10 +208,10 @@ def test_choosing_a_model_moves_the_sliders_to_its_recommended_settings(qtbot, t
     assert w.threshold.value == pytest.approx(0.27)
     assert w.refine.value == "com"
     # Auto threshold: the card's value, which find_atoms picks itself (None here).
-    assert w.auto_threshold.value is True and w.settings()["threshold"] is None
+    assert w.auto_threshold.value is True and w.settings().threshold is None
     w.threshold.value = 0.6  # the user's choice stands until the model changes again
     assert w.auto_threshold.value is False
-    assert w.settings()["threshold"] == pytest.approx(0.6)
+    assert w.settings().threshold == pytest.approx(0.6)
     w._apply_model_defaults()  # what choosing a model again does
     assert w.auto_threshold.value is True and w.threshold.value == pytest.approx(0.27)
 
@@ -220,18 +228,18 @@ def test_model_defaults_reset_what_the_new_card_does_not_say(qtbot, monkeypatch)
         },
         "b.yaml": {},
     }
-    monkeypatch.setattr(detect, "model_postprocess", lambda m: cards.get(Path(m).name, {}))
+    monkeypatch.setattr(atoms_options, "model_postprocess", lambda m: cards.get(Path(m).name, {}))
     w = atoms_widget.FindAtomsWidget(ViewerModel())
     w.live_preview.value = False
     w.model_card.value = "a.yaml"
     assert (w.threshold.value, w.refine.value) == (pytest.approx(0.3), "com")
     assert w.separation_nm.value == pytest.approx(0.1)
-    assert w.contrast_check.value is False and w.settings()["contrast_check"] is False
+    assert w.contrast_check.value is False and w.settings().contrast_check is False
     w.model_card.value = "b.yaml"
-    assert w.threshold.value == pytest.approx(detect.DEFAULT_THRESHOLD)
-    assert w.refine.value == detect.DEFAULT_REFINE
-    assert w.separation_nm.value == pytest.approx(detect.DEFAULT_MIN_SEPARATION_NM)
-    assert w.contrast_check.value is detect.DEFAULT_CONTRAST_CHECK
+    assert w.threshold.value == pytest.approx(DEFAULT_THRESHOLD)
+    assert w.refine.value == DEFAULT_REFINE
+    assert w.separation_nm.value == pytest.approx(DEFAULT_MIN_SEPARATION_NM)
+    assert w.contrast_check.value is DEFAULT_CONTRAST_CHECK
 
 
 def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fake_network):
@@ -240,8 +248,8 @@ def test_column_contrast_reaches_the_network_and_stays_for_the_preview(qtbot, fa
     # The columns are bright, so told "dark" the image check removes the network's
     # peaks: a second look shows it the image the other way round (this fake network
     # answers the same), the first answer stays and the status line says why.
-    assert detect.iter_predict_heatmap.contrasts == ["dark", "dark"]
-    assert detect.iter_predict_heatmap.inverts == [None, False]
+    assert atoms_heatmap.iter_predict_heatmap.contrasts == ["dark", "dark"]
+    assert atoms_heatmap.iter_predict_heatmap.inverts == [None, False]
     assert "WARNING: the image check removed" in w.panel.status.value
     assert "set the contrast to 'bright'" in w.panel.status.value
     points = viewer.layers["lat columns"]
@@ -260,9 +268,9 @@ def test_second_look_when_the_network_marks_the_hollows(qtbot, fake_network):
     them, and shown the image as it is, the columns: the widget keeps the second answer
     and says so."""
     image, true, _, _ = fake_network
-    answers = detect.iter_predict_heatmap.answers
+    answers = atoms_heatmap.iter_predict_heatmap.answers
     answers[True] = np.roll(answers[False], (6, 6), axis=(0, 1))  # the square lattice's hollows
-    seen = detect.iter_predict_heatmap.seen_inverted
+    seen = atoms_heatmap.iter_predict_heatmap.seen_inverted
     viewer, w = _find_dark_columns(qtbot, image.max() - image)
     assert seen == [True, False]
     assert "second look kept" in w.panel.status.value and "WARNING" not in w.panel.status.value
@@ -299,14 +307,14 @@ def test_min_prominence_slider_is_a_live_post_processing_setting(qtbot, fake_net
     _wait(qtbot, w)
     assert len(points.data) > 0.3 * len(true)
     assert len(calls) == 1
-    assert w.settings()["min_prominence"] == 1.0
+    assert w.settings().min_prominence == 1.0
 
 
 def test_imaging_mode_sets_the_min_prominence_default(qtbot, fake_network):
     """imaging auto reads the layer's acquisition mode (a file's, or the simulator's):
     HRTEM with bright or auto columns moves min prominence to the white-atom default;
     STEM, unknown and dark columns keep it off. The mode is recorded in the settings."""
-    from napari_atomseg.atoms.detect import HRTEM_MIN_PROMINENCE
+    from napari_atomseg.atoms.image_check import HRTEM_MIN_PROMINENCE
     from napari_atomseg.io import Calibration
 
     image, _, _, _ = fake_network
@@ -333,7 +341,7 @@ def test_imaging_mode_sets_the_min_prominence_default(qtbot, fake_network):
     w.imaging.value = "hrtem"
     assert w.min_prominence.value == HRTEM_MIN_PROMINENCE
     w.imaging.value = "stem"
-    assert w.min_prominence.value == 0.0 and w.settings()["imaging"] == "stem"
+    assert w.min_prominence.value == 0.0 and w.settings().imaging == "stem"
     w.image.value = viewer.layers["tem"]
     w.imaging.value = "auto"
     w.threshold.value = 0.1
@@ -359,7 +367,7 @@ def test_views_reach_the_network_and_its_second_look(qtbot, fake_network):
     _wait(qtbot, w)
     w.run()
     _wait(qtbot, w)
-    assert detect.iter_predict_heatmap.views == [4, 4]
+    assert atoms_heatmap.iter_predict_heatmap.views == [4, 4]
     assert viewer.layers["lat columns"].metadata["settings"]["views"] == 4
     w.threshold.value = 0.3
     qtbot.wait(400)
@@ -371,17 +379,17 @@ def _low_dose_widget(monkeypatch, image, heat, card):
     """A widget on layer "low" whose network answers ``heat`` under ``card``'s
     post-processing (image check and refinement off: noise makes some hollows image
     maxima; keep them all). Returns (viewer, widget, the models the network ran for)."""
-    monkeypatch.setattr(detect, "model_postprocess", lambda m: dict(card))
+    monkeypatch.setattr(atoms_options, "model_postprocess", lambda m: dict(card))
     calls = []
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         calls.append(model)
         yield Progress(0, 1, "fake network")
-        result = detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        result = HeatmapResult.from_arrays(img, heat, pixel_size_nm)
         result.postprocess = dict(card)
         return result
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake)
     viewer = ViewerModel()
     viewer.add_image(image, name="low", scale=(PS_NM, PS_NM), units="nm")
     w = atoms_widget.FindAtomsWidget(viewer)
@@ -392,7 +400,7 @@ def _low_dose_widget(monkeypatch, image, heat, card):
 
 def test_auto_threshold_is_raised_on_a_noisy_image_and_shown(qtbot, monkeypatch):
     """A card with a noise ramp: on a low-dose image the widget leaves the threshold to
-    detect.default_threshold, shows the raised value on the slider and in the status
+    default_threshold, shows the raised value on the slider and in the status
     line, and the hollows the network marks at 0.5 are gone; moving the slider hands the
     threshold back to the user (and the preview keeps the hollows at 0.45)."""
     from tests.atoms.synth import low_dose_lattice_with_hollows

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from napari_atomseg._progress import Progress
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms.heatmap import HeatmapResult
 from tests.napari._synth import lattice
 from tests.napari.conftest import PS_NM
 
@@ -34,9 +35,9 @@ def test_find_atoms_in_a_real_viewer(make_napari_viewer, qtbot, monkeypatch):
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         yield Progress(0, 1, "fake network")
-        return detect.HeatmapResult.from_arrays(img, heat, pixel_size_nm)
+        return HeatmapResult.from_arrays(img, heat, pixel_size_nm)
 
-    monkeypatch.setattr(detect, "iter_predict_heatmap", fake)
+    monkeypatch.setattr(atoms_heatmap, "iter_predict_heatmap", fake)
     viewer = make_napari_viewer()
     viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
     _dock, w = viewer.window.add_plugin_dock_widget("napari-atomseg", "Find atoms")

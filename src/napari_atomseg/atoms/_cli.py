@@ -29,6 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+from .options import (
+    CONTRASTS,
+    IMAGING_MODES,
+    REFINE_METHODS,
+    VIEWS_CHOICES,
+    FinderOptions,
+    option_help,
+)
+
 SUMMARY_NAME = "atoms_summary.csv"
 #: Columns of the summary table, in order.
 SUMMARY_COLUMNS = (
@@ -61,85 +71,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--model", default="default", help="atoms model name or card path (default: shipped)"
     )
     parser.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="confidence lower bound on the heatmap, 0-1 (default: the model card's "
-        "recommended value, else 0.5; on noisy lattices raised, or each peak judged by the "
-        "card's rescorer, where the card says so; the summary's threshold and "
-        "threshold_from columns say what was used)",
-    )
-    parser.add_argument(
-        "--min-separation-nm",
-        type=float,
-        default=None,
-        help="minimum distance between two columns, nm (default 0.07 nm; 2 px uncalibrated)",
-    )
-    parser.add_argument(
         "--pixel-size-nm",
         type=float,
         default=None,
         help="override the files' pixel size, nm/px (default: from each file, else estimated)",
     )
-    parser.add_argument(
-        "--refine",
-        choices=("gaussian", "com", "heatmap", "none"),
-        default=None,
-        help="sub-pixel position: 2-D Gaussian fit or centre of mass on the image, centre of "
-        "mass of the network's heatmap, or its peak (none) (default: the model card's "
-        "recommendation, else gaussian)",
-    )
-    parser.add_argument(
-        "--contrast",
-        choices=("auto", "bright", "dark"),
-        default=None,
-        help="the columns' contrast: bright (HAADF, white atoms), dark (black-atom HRTEM: "
-        "the network sees the inverted image, then the image as it is, the refinement the "
-        "inverted image) or auto (default)",
-    )
-    parser.add_argument(
-        "--imaging",
-        choices=("auto", "stem", "hrtem", "unknown"),
-        default="auto",
-        help="what the images are: stem (HAADF/ADF/ABF/BF-STEM), hrtem (phase-contrast TEM: "
-        "white-atom columns then get --min-prominence 0.4 unless given) or unknown; auto "
-        "(default) reads each file's acquisition mode where its metadata says (DM, TIA, EMD)",
-    )
-    parser.add_argument(
-        "--views",
-        type=int,
-        choices=(1, 2, 4, 8),
-        default=None,
-        help="test-time augmentation: the network sees each image in this many "
-        "orientations and averages its answers (default 1; 2 costs ~1.6x the time, 4 ~3x, "
-        "8 ~5.5x; measured gains in docs/atoms.md)",
-    )
-    parser.add_argument(
-        "--second-look",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="with --contrast given, run the network a second time on the image the other "
-        "way round where that can find more columns (always for dark columns); default on",
-    )
-    parser.add_argument(
-        "--contrast-check",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="keep only heatmap peaks that are a local maximum of the image (minimum for "
-        "dark columns); default: the model card's setting, else on",
-    )
-    parser.add_argument(
-        "--min-prominence",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help="stricter image check: drop columns standing out of their surroundings by less "
-        "than this fraction of the image's median column (0-1; default: the card's, else 0 = "
-        "off; 0.3-0.4 for white-atom HRTEM, see docs/atoms.md)",
-    )
-    parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda, then mps, then cpu)"
-    )
+    _add_finder_arguments(parser)
     parser.add_argument("--recursive", action="store_true", help="look into sub-folders too")
     parser.add_argument(
         "--overwrite",
@@ -149,6 +86,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from .. import _batch
 
     _batch.add_arguments(parser)
+
+
+def _add_finder_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per exposed :class:`FinderOptions` field, its help from the field."""
+    flag = {name: "--" + name.replace("_", "-") for name in CLI_OPTIONS}
+    for name in ("threshold", "min_separation_nm", "min_prominence"):
+        parser.add_argument(flag[name], type=float, default=None, help=option_help(name))
+    parser.add_argument(
+        flag["refine"], choices=REFINE_METHODS, default=None, help=option_help("refine")
+    )
+    parser.add_argument(
+        flag["contrast"], choices=CONTRASTS, default=None, help=option_help("contrast")
+    )
+    parser.add_argument(
+        flag["imaging"],
+        choices=("auto", *IMAGING_MODES, "unknown"),
+        default="auto",
+        help=option_help("imaging") + "; auto (default) reads each file's acquisition mode "
+        "where its metadata says (DM, TIA, EMD)",
+    )
+    parser.add_argument(
+        flag["views"], type=int, choices=VIEWS_CHOICES, default=None, help=option_help("views")
+    )
+    for name in ("second_look", "contrast_check"):
+        parser.add_argument(
+            flag[name],
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=option_help(name),
+        )
+    parser.add_argument(flag["device"], default=None, help=option_help("device"))
 
 
 def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Path], list[str]]:
@@ -208,50 +176,62 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if args.refine is not None:
-        options["refine"] = args.refine
-    if args.contrast is not None:
-        options["contrast"] = args.contrast
-    if args.contrast_check is not None:
-        options["contrast_check"] = args.contrast_check
-    if args.second_look is not None:
-        options["second_look"] = args.second_look
-    if args.min_prominence is not None:
-        options["min_prominence"] = args.min_prominence
-    options["imaging"] = None if args.imaging == "unknown" else args.imaging
-    if args.views is not None:
-        options["views"] = args.views
-    if args.threshold is not None:
-        options["threshold"] = args.threshold
-    if args.min_separation_nm is not None:
-        options["min_separation_nm"] = args.min_separation_nm
-    return options
+#: The finder options the command line exposes (FinderOptions fields, same names).
+CLI_OPTIONS = (
+    "threshold",
+    "min_separation_nm",
+    "refine",
+    "contrast",
+    "imaging",
+    "views",
+    "second_look",
+    "contrast_check",
+    "min_prominence",
+    "device",
+)
+
+
+def finder_options(args: argparse.Namespace) -> FinderOptions:
+    """The :class:`FinderOptions` the arguments give (``imaging`` "auto" stays None here:
+    it is read per file). A bad value is an InputError naming the flag."""
+    given = {name: getattr(args, name) for name in CLI_OPTIONS if getattr(args, name) is not None}
+    if given.get("imaging") in ("auto", "unknown"):
+        del given["imaging"]
+    try:
+        return FinderOptions(**given)
+    except InputError as exc:
+        name = str(exc).split(":", 1)[0]
+        if name in CLI_OPTIONS:
+            raise InputError(f"--{name.replace('_', '-')}{str(exc)[len(name) :]}") from None
+        raise
 
 
 def process_file(
     path: Path,
     out_path: Path,
     loaded: Any,
-    options: dict[str, Any],
+    options: FinderOptions,
     pixel_size_nm: float | None,
     overwrite: bool,
     on_progress: Any = None,
+    read_imaging: bool = True,
 ) -> dict[str, Any]:
-    """Find the columns of one file and write its CSV; the summary row (raises on error)."""
+    """Find the columns of one file and write its CSV; the summary row (raises on error).
+
+    ``read_imaging``: take the imaging mode from the file's metadata (``--imaging auto``).
+    """
     import numpy as np
     import pandas as pd
 
     from .._progress import drain
-    from ..errors import InputError
     from ..io import Calibration, read_image, write_points_csv
-    from .detect import imaging_from_metadata, iter_find_atoms
+    from .find import iter_find_atoms
+    from .imaging import imaging_from_metadata
 
     t0 = time.perf_counter()
     data, cal = read_image(path)
-    if options.get("imaging", "auto") == "auto":
-        options = {**options, "imaging": imaging_from_metadata(cal.metadata)}
+    if read_imaging:
+        options = options.replace(imaging=imaging_from_metadata(cal.metadata))
     if pixel_size_nm is not None:
         cal = Calibration.from_pixel_size_nm(pixel_size_nm, ndim=cal.ndim)
     ps = cal.pixel_size_nm
@@ -267,7 +247,7 @@ def process_file(
     used_ps, estimated = ps, False
     for i, frame in enumerate(frames):
         # Uncalibrated stacks: the scale estimated on the first frame serves them all.
-        df = drain(iter_find_atoms(frame, used_ps, loaded, **options), callback=on_progress)
+        df = drain(iter_find_atoms(frame, used_ps, loaded, options), callback=on_progress)
         where = f"frame {i}: " if stack else ""
         problems += [where + message for message in df.attrs.get("warnings", [])]
         if used_ps is None:
@@ -318,14 +298,17 @@ def file_task(
     out_path: str,
     model: str,
     device: str | None,
-    options: dict[str, Any],
+    options: FinderOptions,
     pixel_size_nm: float | None,
+    read_imaging: bool = True,
 ) -> dict[str, Any]:
     """One image as a batch task (in this process or on a Dask worker): its summary row."""
     from ..backend import get_model
 
     loaded = get_model(model, device)
-    return process_file(Path(path), Path(out_path), loaded, options, pixel_size_nm, True)
+    return process_file(
+        Path(path), Path(out_path), loaded, options, pixel_size_nm, True, read_imaging=read_imaging
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -339,12 +322,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import AtomsegError, InputError
 
     try:
-        if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-            raise InputError(f"--threshold: {args.threshold} must be within 0-1")
-        if args.min_prominence is not None and not 0.0 <= args.min_prominence <= 1.0:
-            raise InputError(f"--min-prominence: {args.min_prominence} must be within 0-1")
-        if args.min_separation_nm is not None and args.min_separation_nm < 0:
-            raise InputError(f"--min-separation-nm: {args.min_separation_nm} must be >= 0")
+        options = finder_options(args)
         if args.pixel_size_nm is not None and not args.pixel_size_nm > 0:
             raise InputError(f"--pixel-size-nm: {args.pixel_size_nm} must be > 0")
         files, problems = expand_inputs(args.inputs, args.recursive)
@@ -362,12 +340,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--model {args.model!r} is a {loaded.card.task!r} model; choose an atoms model"
             )
-        options = _options(args)
     except (AtomsegError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     names = output_names(files)
+    read_imaging = args.imaging == "auto"
     settings = {"model": name, "options": options, "pixel_size_nm": args.pixel_size_nm}
     tasks = [
         _batch.Task(
@@ -375,6 +353,7 @@ def run(args: argparse.Namespace) -> int:
             file_task,
             (str(f), str(out_dir / names[f]), name, args.device, options, args.pixel_size_nm),
             outputs=(out_dir / names[f],),
+            kwargs={"read_imaging": read_imaging},
         )
         for f in files
     ]

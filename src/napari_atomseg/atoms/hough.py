@@ -6,7 +6,7 @@ scores 1); centres are the peaks of the best-radius vote map. Touching or merged
 which defeat a plain connected-component centroid, still give one circle per column
 because each column's arc votes for its own centre.
 
-Use it as an alternative to heatmap peaks (``method="hough"`` in :func:`.detect.heatmap_to_atoms`)
+Use it as an alternative to heatmap peaks (``method="hough"`` in :func:`.find.heatmap_to_atoms`)
 when columns are round and of similar size.
 """
 

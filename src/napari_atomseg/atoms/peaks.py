@@ -1,7 +1,7 @@
 """Peaks of a heatmap: local maxima above a confidence threshold, then non-maximum
 suppression with a spacing-aware radius and a minimum separation.
 
-Two user-facing knobs (both with defaults chosen by the caller, see :mod:`.detect`):
+Two user-facing knobs (both with defaults chosen by the caller, see :mod:`.options`):
 
 - ``threshold`` -- the confidence lower bound ("filter lower bound"): a peak whose heatmap
   value is below it is dropped;

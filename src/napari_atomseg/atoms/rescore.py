@@ -3,7 +3,7 @@
 At low dose one threshold per image is not enough: the network's lattice prior marks
 empty hollows with confidence 0.5-0.6 while faint real columns of the same image sit at
 0.3-0.5 (docs/atoms.md, "Noise-adapted threshold"). The noise ramp
-(:func:`~napari_atomseg.atoms.detect.default_threshold`) raises the threshold with the
+(:func:`~napari_atomseg.atoms.candidates.default_threshold`) raises the threshold with the
 image's noise; on the benchmark's further low-dose images the best threshold *per image*
 would still gain up to 0.06 F1 over it. The rescorer decides per peak instead, from what a
 microscopist looks at: the peak's confidence against its neighbours', whether a more

@@ -21,7 +21,7 @@ the simulator flags as invisible (below its matched-filter SNR) and around colum
 than the resolvable separation (at the recipe's or the working sampling). With
 ``spacing_head=True`` a second channel regresses the local column spacing
 (``min(nn_spacing, spacing_scale_nm) / spacing_scale_nm`` through a sigmoid) on the column
-cores, ignored elsewhere; :mod:`.detect` uses it for the suppression radius.
+cores, ignored elsewhere; :mod:`.candidates` uses it for the suppression radius.
 
 Loss: binary cross-entropy on the soft heatmap with column pixels up-weighted
 (``1 + positive_weight * target``), ignoring pixels with negative targets; L1 on the

@@ -16,11 +16,15 @@ import numpy as np
 import pandas as pd
 
 from napari_atomseg._progress import Progress, as_part
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import heatmap as atoms_heatmap
+from napari_atomseg.atoms.find import heatmap_to_atoms, labels_for
+from napari_atomseg.atoms.heatmap import HeatmapResult
+from napari_atomseg.atoms.options import FinderOptions
+from napari_atomseg.atoms.second_look import iter_second_look
 
 from ..image_source import Frame
 
-Stored = Sequence[tuple[int | None, detect.HeatmapResult]]
+Stored = Sequence[tuple[int | None, HeatmapResult]]
 
 
 @dataclass
@@ -28,72 +32,50 @@ class FrameAtoms:
     """One frame's result: where it is in the stack, the network output, the columns."""
 
     index: int | None
-    heatmap: detect.HeatmapResult
+    heatmap: HeatmapResult
     atoms: pd.DataFrame
     labels: np.ndarray | None
 
 
-def _post_options(
-    heat: detect.HeatmapResult,
-    threshold: float | None,
-    separation_nm: float,
-    refine: str,
-    contrast: str = "auto",
-    contrast_check: bool = detect.DEFAULT_CONTRAST_CHECK,
-    min_prominence: float = 0.0,
-    imaging: str | None = None,
-    views: int = 1,  # a network setting (find_atoms_steps); not post-processing
-) -> dict[str, Any]:
-    options: dict[str, Any] = {
-        "threshold": threshold,
-        "refine": refine,
-        "contrast": contrast,
-        "contrast_check": contrast_check,
-        "min_prominence": min_prominence,
-        "imaging": imaging,
-    }
-    if heat.pixel_size_nm is not None:
-        options["min_separation_nm"] = separation_nm
+def for_result(options: FinderOptions, heat: HeatmapResult) -> FinderOptions:
+    """The widget's options for one frame: its separation in nm needs a pixel size."""
+    if heat.pixel_size_nm is None and options.min_separation_nm is not None:
+        return options.replace(min_separation_nm=None)
     return options
 
 
 def postprocess(
-    heat: detect.HeatmapResult, index: int | None, with_labels: bool = True, **settings: Any
+    heat: HeatmapResult, index: int | None, options: FinderOptions, with_labels: bool = True
 ) -> FrameAtoms:
     """Columns (and column labels) of one frame from its (stored) network output."""
-    atoms = detect.heatmap_to_atoms(heat, **_post_options(heat, **settings))
+    atoms = heatmap_to_atoms(heat, for_result(options, heat))
     return _frame_result(heat, atoms, index, with_labels)
 
 
 def _frame_result(
-    heat: detect.HeatmapResult, atoms: pd.DataFrame, index: int | None, with_labels: bool = True
+    heat: HeatmapResult, atoms: pd.DataFrame, index: int | None, with_labels: bool = True
 ) -> FrameAtoms:
     if index is not None:
         atoms.insert(0, "frame", index)
-    labels = detect.labels_for(heat, atoms) if with_labels else None
+    labels = labels_for(heat, atoms) if with_labels else None
     return FrameAtoms(index, heat, atoms, labels)
 
 
 def find_atoms_steps(
-    frames: Sequence[Frame], pixel_size_nm: float | None, model: Any, **settings: Any
+    frames: Sequence[Frame], pixel_size_nm: float | None, model: Any, options: FinderOptions
 ) -> Generator[Progress, None, list[FrameAtoms]]:
     """Network + post-processing for every frame (generator yielding Progress)."""
     out = []
     for k, frame in enumerate(frames):
-        views = int(settings.get("views", 1))
-        steps = detect.iter_predict_heatmap(
-            frame.data,
-            pixel_size_nm,
-            model,
-            contrast=settings.get("contrast", "auto"),
-            views=views,
+        steps = atoms_heatmap.iter_predict_heatmap(
+            frame.data, pixel_size_nm, model, contrast=options.contrast, views=options.views
         )
         heat = yield from as_part(steps, k, len(frames), "frame")
-        options = _post_options(heat, **settings)
-        first = detect.heatmap_to_atoms(heat, **options)
+        frame_options = for_result(options, heat)
+        first = heatmap_to_atoms(heat, frame_options)
         # The network's columns disagree with the contrast the user gave: look again with
-        # the image the other way round (detect.iter_second_look; no-op otherwise).
-        again = detect.iter_second_look(heat, first, model, options, views=views)
+        # the image the other way round (iter_second_look; no-op otherwise).
+        again = iter_second_look(heat, first, model, frame_options)
         heat, atoms = yield from as_part(again, k, len(frames), "frame")
         out.append(_frame_result(heat, atoms, frame.index))
     yield Progress(len(frames), len(frames), "done")
@@ -114,7 +96,7 @@ def result_warnings(results: Sequence[FrameAtoms]) -> list[str]:
 
 
 def refresh_steps(
-    stored: Stored, with_labels: bool = True, **settings: Any
+    stored: Stored, options: FinderOptions, with_labels: bool = True
 ) -> Generator[Progress, None, list[FrameAtoms]]:
     """Post-processing only, on stored network outputs (the live preview).
 
@@ -124,7 +106,7 @@ def refresh_steps(
     out = []
     for k, (index, heat) in enumerate(stored):
         yield Progress(k, len(stored), "post-processing")
-        out.append(postprocess(heat, index, with_labels, **settings))
+        out.append(postprocess(heat, index, options, with_labels))
     return out
 
 
@@ -139,9 +121,9 @@ def labels_steps(
         mine = points_px if index is None else points_px[np.rint(points_px[:, 0]) == index]
         atoms = pd.DataFrame({"y_px": mine[:, -2], "x_px": mine[:, -1]})
         if index is None:
-            labels = detect.labels_for(heat, atoms)
+            labels = labels_for(heat, atoms)
         else:
-            labels[index] = detect.labels_for(heat, atoms)
+            labels[index] = labels_for(heat, atoms)
     return labels
 
 

@@ -1,7 +1,7 @@
 """The "Find atoms" widget: Image layer -> Points (columns) + Labels (column regions).
 
-Run: the network (:func:`napari_atomseg.atoms.detect.iter_predict_heatmap`) runs once per
-frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.detect.heatmap_to_atoms`)
+Run: the network (:func:`napari_atomseg.atoms.iter_predict_heatmap`) runs once per
+frame in a worker, then post-processing (:func:`~napari_atomseg.atoms.heatmap_to_atoms`)
 and the column labels. The network's answers (:class:`HeatmapResult`, one per frame) are
 kept in the Points layer's ``metadata["heatmaps"]``, so the live preview -- moving the
 threshold / separation sliders or the refinement -- re-runs only the post-processing on
@@ -12,7 +12,7 @@ with napari's own tools (points added by hand get ``source = "manual"``) and sav
 with File > Save Selected Layers (CSV).
 
 Threshold: with *auto threshold* (the default) each image gets the model card's threshold,
-raised on noisy lattices (:func:`napari_atomseg.atoms.detect.default_threshold`), and the
+raised on noisy lattices (:func:`napari_atomseg.atoms.default_threshold`), and the
 slider shows the value used; moving the slider turns it off.
 
 Pixel size: the layer's calibration; the override field wins when > 0. On an
@@ -23,13 +23,13 @@ and in ``metadata["pixel_size_estimated"]``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSlider,
     FloatSpinBox,
@@ -41,7 +41,20 @@ from qtpy.QtCore import QTimer
 if TYPE_CHECKING:
     import napari.viewer
 
-from napari_atomseg.atoms import detect
+from napari_atomseg.atoms import options as atoms_options
+from napari_atomseg.atoms.heatmap import HeatmapResult
+from napari_atomseg.atoms.image_check import HRTEM_MIN_PROMINENCE, default_min_prominence
+from napari_atomseg.atoms.imaging import imaging_from_metadata
+from napari_atomseg.atoms.options import (
+    CONTRASTS,
+    DEFAULT_CONTRAST_CHECK,
+    DEFAULT_MIN_SEPARATION_NM,
+    DEFAULT_REFINE,
+    DEFAULT_THRESHOLD,
+    REFINE_METHODS,
+    VIEWS_CHOICES,
+    FinderOptions,
+)
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import (
@@ -59,7 +72,7 @@ from ._atoms_jobs import (
     refresh_steps,
     result_warnings,
 )
-from ._common import layer_combo, model_names
+from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
@@ -73,7 +86,7 @@ IMAGING_CHOICES = [
 ]
 
 
-class FindAtomsWidget(Container):
+class FindAtomsWidget(DockContainer):
     """Dock widget: find every atomic column of an image, with a live preview."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -90,17 +103,15 @@ class FindAtomsWidget(Container):
         self.auto_threshold = CheckBox(
             value=True, text="auto threshold (raised on noisy lattices)",
             tooltip="the model card's threshold, raised on noisy (low-dose) lattices where the "
-            "card says how (detect.default_threshold); the slider then shows the value used. "
+            "card says how (default_threshold); the slider then shows the value used. "
             "Moving the slider turns this off",
         )  # fmt: skip
         self.separation_nm = FloatSlider(
             value=0.07, min=0.0, max=0.5, step=0.005, label="min separation (nm)"
         )
-        self.refine = ComboBox(
-            choices=detect.REFINE_METHODS, value=detect.DEFAULT_REFINE, label="refinement"
-        )
+        self.refine = ComboBox(choices=REFINE_METHODS, value=DEFAULT_REFINE, label="refinement")
         self.contrast = ComboBox(
-            choices=detect.CONTRASTS, value="auto", label="columns",
+            choices=CONTRASTS, value="auto", label="columns",
             tooltip="bright (HAADF, white atoms), dark (black-atom HRTEM: the network and the "
             "refinement see the inverted image) or auto; a change takes effect on Find atoms",
         )  # fmt: skip
@@ -108,11 +119,11 @@ class FindAtomsWidget(Container):
             choices=IMAGING_CHOICES, value="auto", label="imaging",
             tooltip="what the image is: auto reads the file's acquisition mode (DM, TIA, EMD) "
             "or the simulation's; HRTEM with bright (or auto) columns sets min prominence "
-            f"to {detect.HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
+            f"to {HRTEM_MIN_PROMINENCE} (hollows of white-atom HRTEM are weak image "
             "maxima)",
         )  # fmt: skip
         self.contrast_check = CheckBox(
-            value=detect.DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
+            value=DEFAULT_CONTRAST_CHECK, text="only image maxima (minima for dark)",
             tooltip="drop heatmap peaks that are not a local extremum of the image in the "
             "columns' contrast (hollows, tunnels, dumbbell midpoints)",
         )  # fmt: skip
@@ -123,7 +134,7 @@ class FindAtomsWidget(Container):
             "for white-atom HRTEM, where hollows can be weak image maxima)",
         )  # fmt: skip
         self.views = ComboBox(
-            choices=list(detect.VIEWS_CHOICES), value=1, label="views",
+            choices=list(VIEWS_CHOICES), value=1, label="views",
             tooltip="test-time augmentation: the network sees the image in this many "
             "orientations and averages its answers (1 = once; 2 costs ~1.6x the time, 4 "
             "~3x, 8 ~5.5x); a change takes effect on Find atoms",
@@ -131,6 +142,16 @@ class FindAtomsWidget(Container):
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
+        # Set once and left: folded away so two docks fit a 1000 px screen.
+        advanced = [
+            self.refine,
+            self.contrast,
+            self.imaging,
+            self.contrast_check,
+            self.min_prominence,
+            self.views,
+        ]
+        self.advanced = Fold("refinement, contrast, imaging, views", advanced)
         super().__init__(
             widgets=[
                 self.image,
@@ -141,12 +162,8 @@ class FindAtomsWidget(Container):
                 self.threshold,
                 self.auto_threshold,
                 self.separation_nm,
-                self.refine,
-                self.contrast,
-                self.imaging,
-                self.contrast_check,
-                self.min_prominence,
-                self.views,
+                self.advanced,
+                *advanced,
                 self.live_preview,
                 self.run_button,
                 self.panel,
@@ -156,6 +173,12 @@ class FindAtomsWidget(Container):
         self._card_postprocess: dict[str, Any] = {}
         #: True while the widget itself moves the threshold slider (not the user).
         self._moving_threshold = False
+        #: True while the sliders move to a newly chosen model's values (no preview).
+        self._applying_model = False
+        #: The running job is a preview or a column-labels update, which a press of
+        #: Find atoms supersedes; _run_next: that press, waiting for it to stop.
+        self._disposable_job = False
+        self._run_next = False
         self.run_button.changed.connect(self.run)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -182,17 +205,24 @@ class FindAtomsWidget(Container):
         """Move the sliders to the chosen model's recommended post-processing (its card's
         ``postprocess``): each model is calibrated for its own threshold. What the card
         does not say goes back to the library default, never the previous model's value."""
-        # Read once per model choice; the imaging default (below) reuses it.
-        self._card_postprocess = pp = detect.model_postprocess(self.chosen_model())
-        self._show_threshold(float(pp.get("threshold", detect.DEFAULT_THRESHOLD)))
-        self.auto_threshold.value = True
-        self.separation_nm.value = float(
-            pp.get("min_separation_nm", detect.DEFAULT_MIN_SEPARATION_NM)
-        )
-        refine = pp.get("refine", detect.DEFAULT_REFINE)
-        self.refine.value = refine if refine in detect.REFINE_METHODS else detect.DEFAULT_REFINE
-        self.contrast_check.value = bool(pp.get("contrast_check", detect.DEFAULT_CONTRAST_CHECK))
-        self._apply_imaging_default()
+        # The columns shown came from the previous model's heatmaps: re-post-processing
+        # them with this model's settings would show neither model's answer (and the
+        # auto threshold would move the slider back to the old model's value). So no
+        # preview until Find atoms runs the new model (see _stored).
+        self._timer.stop()
+        self._applying_model = True
+        try:
+            # Read once per model choice; the imaging default (below) reuses it.
+            self._card_postprocess = pp = atoms_options.model_postprocess(self.chosen_model())
+            self._show_threshold(float(pp.get("threshold", DEFAULT_THRESHOLD)))
+            self.auto_threshold.value = True
+            self.separation_nm.value = float(pp.get("min_separation_nm", DEFAULT_MIN_SEPARATION_NM))
+            refine = pp.get("refine", DEFAULT_REFINE)
+            self.refine.value = refine if refine in REFINE_METHODS else DEFAULT_REFINE
+            self.contrast_check.value = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
+            self._apply_imaging_default()
+        finally:
+            self._applying_model = False
 
     def _show_threshold(self, value: float) -> None:
         """Move the slider without it counting as the user's choice."""
@@ -209,19 +239,19 @@ class FindAtomsWidget(Container):
 
     def chosen_imaging(self) -> str | None:
         """``"stem"``, ``"hrtem"`` or None: the combo's choice, or with auto what the
-        chosen layer's metadata says (:func:`detect.imaging_from_metadata`)."""
+        chosen layer's metadata says (:func:`imaging_from_metadata`)."""
         value = self.imaging.value
         if value == "auto":
             layer = self.image.value
-            return detect.imaging_from_metadata(getattr(layer, "metadata", None))
+            return imaging_from_metadata(getattr(layer, "metadata", None))
         return None if value == "unknown" else value
 
     def _apply_imaging_default(self, _value: Any = None) -> None:
         """Move the min prominence slider to the default for this imaging mode and
-        contrast (:func:`detect.default_min_prominence`: white-atom HRTEM gets the
+        contrast (:func:`default_min_prominence`: white-atom HRTEM gets the
         stricter check); the user may move it afterwards."""
         dark = self.contrast.value == "dark"
-        self.min_prominence.value = detect.default_min_prominence(
+        self.min_prominence.value = default_min_prominence(
             self.chosen_imaging(), dark, self._card_postprocess
         )
 
@@ -230,18 +260,19 @@ class FindAtomsWidget(Container):
     def _models(_widget: Any = None) -> list[str]:
         return model_names("atoms") or ["default"]
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            # None: the model's default for each image (detect.default_threshold).
-            "threshold": None if self.auto_threshold.value else float(self.threshold.value),
-            "separation_nm": float(self.separation_nm.value),
-            "refine": self.refine.value,
-            "contrast": self.contrast.value,
-            "contrast_check": bool(self.contrast_check.value),
-            "min_prominence": float(self.min_prominence.value),
-            "imaging": self.chosen_imaging(),
-            "views": int(self.views.value),
-        }
+    def settings(self) -> FinderOptions:
+        """The finder's options as the controls say (checked by FinderOptions)."""
+        return FinderOptions(
+            # None: the model's default for each image (candidates.default_threshold).
+            threshold=None if self.auto_threshold.value else float(self.threshold.value),
+            min_separation_nm=float(self.separation_nm.value),
+            refine=self.refine.value,
+            contrast=self.contrast.value,
+            contrast_check=bool(self.contrast_check.value),
+            min_prominence=float(self.min_prominence.value),
+            imaging=self.chosen_imaging(),
+            views=int(self.views.value),
+        )
 
     def chosen_model(self) -> str:
         card = str(self.model_card.value or "").strip()
@@ -254,7 +285,17 @@ class FindAtomsWidget(Container):
 
     # --- run -------------------------------------------------------------------------
     def run(self) -> Any:
-        """Start network + post-processing on the chosen image; returns the worker."""
+        """Start network + post-processing on the chosen image; returns the worker.
+
+        A live preview (or column-labels update) still running is stopped first and the
+        run starts when it has (returns None then): a press of Find atoms always counts.
+        """
+        if self.panel.busy and self._disposable_job:
+            self._timer.stop()
+            self._run_next = True
+            self.panel.stop_quietly()
+            self.panel.status.value = "starting after the preview stops..."
+            return None
         layer = self.image.value
         try:
             if layer is None:
@@ -262,13 +303,14 @@ class FindAtomsWidget(Container):
             geometry, pixel_size = self._pixel_size(layer)
             index = current_frame_index(layer, self._viewer.dims.point)
             frames = image_frames(layer, index, all_frames=bool(self.all_frames.value))
+            model = self.chosen_model()
             worker = self.panel.start(
                 find_atoms_steps,
                 frames,
                 pixel_size,
-                self.chosen_model(),
-                **self.settings(),
-                on_result=lambda res: self._show(layer, geometry, res),
+                model,
+                self.settings(),
+                on_result=lambda res: self._show(layer, geometry, res, model, select=True),
             )
         except AtomsegError as exc:
             notify_error(exc)
@@ -300,7 +342,18 @@ class FindAtomsWidget(Container):
         shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
         return shape[:-1] if getattr(layer, "rgb", False) else shape
 
-    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+    def _show(
+        self,
+        layer: Any,
+        geometry: Geometry,
+        results: list[FrameAtoms],
+        model: str,
+        select: bool = False,
+    ) -> str:
+        """Results -> layers. ``model``: the model choice that made the heatmaps (kept in
+        the Points metadata as ``model_choice``). ``select`` (after Find atoms) makes the
+        Points layer the active one, so napari shows its add / select / move tools, ready
+        for correction."""
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
         used = results[0].atoms.attrs.get("threshold")
@@ -310,16 +363,17 @@ class FindAtomsWidget(Container):
         meta = {
             "source_layer": layer.name,
             "model": first.model_name,
+            "model_choice": model,
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
-            "settings": {**self.settings(), "contrast": first.contrast},
+            "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
             "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
         if source:
             meta["source_path"] = source
-        add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
+        points = add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
         existing = find_layer(self._viewer, labels_name, "labels")
         if labels is not None:
             labels_meta = {"source_layer": layer.name, "stale": False}
@@ -330,6 +384,8 @@ class FindAtomsWidget(Container):
             labels_layer.events.visible.connect(self._labels_shown)
         elif existing is not None:
             existing.metadata["stale"] = True
+        if select:  # (adding the hidden column labels made them the active layer)
+            self._viewer.layers.selection.active = points
         ps = first.pixel_size_nm
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
         if first.pixel_size_estimated:
@@ -351,7 +407,7 @@ class FindAtomsWidget(Container):
         if imaging != "unknown":
             source = " (from the file)" if self.imaging.value == "auto" else ""
             summary += f"; {'HRTEM' if imaging == 'hrtem' else 'STEM'}{source}"
-        # A kept second look (detect.iter_second_look) stays in the stored network output,
+        # A kept second look (iter_second_look) stays in the stored network output,
         # so previews keep saying so.
         flipped = [r.index for r in results if r.heatmap.looked_again]
         if flipped:
@@ -367,16 +423,23 @@ class FindAtomsWidget(Container):
 
     # --- live preview ----------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
-        # The widget showing the threshold it used is no reason to run again.
-        if self.live_preview.value and not self._moving_threshold:
+        # The widget showing the threshold it used, or a new model's values, is no reason
+        # to run again.
+        if self.live_preview.value and not (self._moving_threshold or self._applying_model):
             self._timer.start()
 
-    def _stored(self) -> tuple[Any, list[tuple[int | None, detect.HeatmapResult]]] | None:
+    def _stored(self) -> tuple[Any, list[tuple[int | None, HeatmapResult]]] | None:
+        """(image layer, stored heatmaps) when the chosen model made them, else None."""
         layer = self.image.value
         if layer is None:
             return None
         points = find_layer(self._viewer, self.result_names(layer.name)[0], "points")
         if points is None or not points.metadata.get("heatmaps"):
+            return None
+        if points.metadata.get("model_choice", self.chosen_model()) != self.chosen_model():
+            self.panel.status.value = (
+                f"{points.name} came from another model: press Find atoms to run this one"
+            )
             return None
         return layer, list(points.metadata["heatmaps"])
 
@@ -399,19 +462,26 @@ class FindAtomsWidget(Container):
         labels = find_layer(self._viewer, labels_name, "labels")
         geometry = Geometry.from_layer(points)
         # The contrast the network ran with stays until Find atoms runs it again.
-        settings = self.settings()
-        settings["contrast"] = heatmaps[0][1].contrast
-        return self.panel.start(
+        options = self.settings().replace(contrast=heatmaps[0][1].contrast)
+        model = self.chosen_model()
+        worker = self.panel.start(
             refresh_steps,
             heatmaps,
+            options,
             labels is not None and labels.visible,
-            **settings,
-            on_result=lambda res: self._show(layer, geometry, res),
+            on_result=lambda res: self._show(layer, geometry, res, model),
             on_finish=self._after_preview,
         )
+        self._disposable_job = True
+        return worker
 
     def _after_preview(self) -> None:
-        if self._preview_pending:
+        self._disposable_job = False
+        if self._run_next:  # Find atoms was pressed meanwhile: it wins
+            self._run_next = False
+            self._preview_pending = False
+            self.run()
+        elif self._preview_pending:
             self._preview_pending = False
             self._timer.start()
 
@@ -435,10 +505,13 @@ class FindAtomsWidget(Container):
             labels.metadata["stale"] = False
             return f"column labels for {len(points.data)} columns"
 
-        return self.panel.start(
+        worker = self.panel.start(
             labels_steps,
             list(points.metadata["heatmaps"]),
             np.asarray(points.data),
             shape,
             on_result=show,
+            on_finish=self._after_preview,
         )
+        self._disposable_job = True
+        return worker

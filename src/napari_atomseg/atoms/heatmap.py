@@ -1,0 +1,264 @@
+"""The network's answer for one image: :class:`HeatmapResult` and its prediction.
+
+:func:`iter_predict_heatmap` runs the atom model once (tiled, in the image's own pixel
+grid); post-processing (:func:`~napari_atomseg.atoms.find.heatmap_to_atoms`) can then run
+any number of times on the result, as the widget's live preview does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._progress import ProgressGenerator, as_part, drain
+from .._validate import as_image2d, check_pixel_size_nm
+from ..errors import InputError
+from .options import CONTRASTS, _check_views, card_postprocess, model_name
+from .spacing import lattice_spacing_px
+
+#: Spacing channel scale used when the card does not record one (nm).
+DEFAULT_SPACING_SCALE_NM = 1.0
+#: Test-time augmentation (``views=``): orientations of the image the network sees, each
+#: with the map that turns its heatmap back; the heatmaps are averaged. The first is the
+#: image as it is; 2 adds the half turn, 4 the two mirrors, 8 the transposes and the
+#: quarter turns (the whole dihedral group of the pixel grid).
+VIEWS = (
+    (lambda a: a, lambda a: a),
+    (lambda a: a[::-1, ::-1], lambda a: a[::-1, ::-1]),
+    (lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    (lambda a: a[::-1, :], lambda a: a[::-1, :]),
+    (lambda a: a.T, lambda a: a.T),
+    (lambda a: a[::-1, ::-1].T, lambda a: a.T[::-1, ::-1]),
+    (lambda a: np.rot90(a, 1), lambda a: np.rot90(a, -1)),
+    (lambda a: np.rot90(a, -1), lambda a: np.rot90(a, 1)),
+)
+
+
+@dataclass
+class HeatmapResult:
+    """The network's answer for one image, reusable for any post-processing settings."""
+
+    #: float32 (H, W) column probability in [0, 1] on the image's own pixel grid.
+    heatmap: np.ndarray
+    #: float32 (H, W) validated copy of the input image (refinement runs on it).
+    image: np.ndarray
+    #: Pixel size used (given or estimated), nm/px; None when unknown.
+    pixel_size_nm: float | None = None
+    #: True when ``pixel_size_nm`` was estimated from the image.
+    pixel_size_estimated: bool = False
+    #: float32 (H, W) local column spacing in nm from a spacing head, or None.
+    spacing_nm: np.ndarray | None = None
+    #: Name of the model that produced the heatmap ("" for a heatmap made otherwise).
+    model_name: str = ""
+    #: Wall time of the prediction stages (from the backend), seconds.
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+    #: The model card's recommended post-processing (``postprocess`` in the card): the
+    #: defaults post-processing uses for options the caller does not give.
+    postprocess: Mapping[str, Any] = field(default_factory=dict)
+    #: The columns' contrast the caller gave (auto / bright / dark).
+    contrast: str = "auto"
+    #: True when the network saw the inverted image: ``contrast="dark"``, unless a second
+    #: look kept the answer for the other way round.
+    inverted: bool = False
+    _lattice_spacing_px: float | None = field(default=None, init=False, repr=False)
+    _noise_level: tuple[float | None] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def network_input(self) -> str:
+        """How the network saw the image: ``"inverted"`` or ``"as is"``."""
+        return "inverted" if self.inverted else "as is"
+
+    @property
+    def looked_again(self) -> bool:
+        """True when this is a kept second look: the network saw the image the other way
+        round from what ``contrast`` implies."""
+        return self.inverted != (self.contrast == "dark")
+
+    @classmethod
+    def from_arrays(
+        cls,
+        image: Any,
+        heatmap: Any,
+        pixel_size_nm: float | None = None,
+        spacing_nm: Any = None,
+    ) -> HeatmapResult:
+        """Wrap an image and a heatmap made elsewhere (tests, other detectors)."""
+        img = as_image2d(image)
+        heat = np.asarray(heatmap, dtype=np.float32)
+        if heat.shape != img.shape:
+            raise InputError(f"heatmap: shape {heat.shape} differs from the image's {img.shape}")
+        if not np.isfinite(heat).all():
+            raise InputError("heatmap: contains NaN/inf values")
+        sp = None if spacing_nm is None else np.asarray(spacing_nm, dtype=np.float32)
+        if sp is not None and sp.shape != img.shape:
+            raise InputError(f"spacing_nm: shape {sp.shape} differs from the image's {img.shape}")
+        return cls(heat, img, check_pixel_size_nm(pixel_size_nm), spacing_nm=sp)
+
+    @property
+    def lattice_spacing_px(self) -> float:
+        """Nearest-neighbour spacing of the heatmap's dominant lattice (px), NaN if none.
+
+        From the heatmap's autocorrelation; computed once and cached, so slider moves in
+        the widget do not pay for it again.
+        """
+        if self._lattice_spacing_px is None:
+            heat = self.heatmap
+            flat = float(heat.max()) <= float(heat.min())
+            self._lattice_spacing_px = (
+                float("nan") if flat else lattice_spacing_px(heat, min_spacing_px=2.0)
+            )
+        return self._lattice_spacing_px
+
+    @property
+    def noise_level(self) -> float | None:
+        """The image's pixel noise against its column contrast
+        (:func:`napari_atomseg.atoms.noise.noise_level`; None without a pixel size).
+        Computed once and cached, as the widget's previews ask again."""
+        if self._noise_level is None:
+            from .noise import noise_level
+
+            self._noise_level = (noise_level(self.image, self.pixel_size_nm),)
+        return self._noise_level[0]
+
+
+def resolve_model(model: Any, device: Any) -> Any:
+    """A loaded atoms model from a name, card path, ``"default"`` or a loaded model."""
+    from ..backend import get_model
+    from ..backend.registry import LoadedModel
+
+    if isinstance(model, LoadedModel):
+        return model
+    return get_model(model_name(model), device)
+
+
+def _spacing_scale_nm(card: Any) -> float:
+    """The spacing head's scale, as AtomsTask wrote it into the card's training record."""
+    options = (card.training or {}).get("config", {}).get("task_options", {}) or {}
+    return float(options.get("spacing_scale_nm", DEFAULT_SPACING_SCALE_NM))
+
+
+def iter_predict_heatmap(
+    image: Any,
+    pixel_size_nm: float | None = None,
+    model: Any = "default",
+    *,
+    device: Any = None,
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    batch_size: int | None = None,
+    threads: int | None = None,
+    contrast: str = "auto",
+    invert: bool | None = None,
+    views: int = 1,
+) -> ProgressGenerator[HeatmapResult]:
+    """Run the atom model on ``image``: a generator yielding Progress, returning a HeatmapResult.
+
+    Parameters
+    ----------
+    image
+        Any real 2-D array (not modified).
+    pixel_size_nm
+        nm per pixel; None estimates it from the image (``pixel_size_estimated`` True).
+    model
+        ``"default"`` (the shipped default atom model), a model name, a card path, or a
+        loaded model from :func:`napari_atomseg.backend.get_model`.
+    device, tile_px, overlap_px, batch_size, threads
+        Passed to the backend (device choice, tiling, batching, CPU threads).
+    contrast
+        ``"dark"``: the columns are known to be darker than their surroundings
+        (black-atom HRTEM), so the network sees the inverted image -- bright columns,
+        the case it is surest of. ``"auto"``/``"bright"``: the image as it is. The
+        returned ``image`` is always the original.
+    invert
+        Show the network the inverted image (True) or the image as it is (False)
+        whatever ``contrast`` says; None (default): inverted for ``"dark"`` only.
+    views
+        Test-time augmentation: the network sees the image in this many orientations
+        (1, 2, 4 or 8 of :data:`VIEWS`) and the heatmaps, turned back, are averaged.
+        Costs ``views`` network passes.
+    """
+    img = as_image2d(image)
+    px = check_pixel_size_nm(pixel_size_nm)
+    if contrast not in CONTRASTS:
+        raise InputError(f"contrast: expected one of {CONTRASTS}, got {contrast!r}")
+    inverted = contrast == "dark" if invert is None else bool(invert)
+    loaded = resolve_model(model, device)
+    if loaded.card.task != "atoms":
+        raise InputError(
+            f"model {loaded.card.name!r} is a {loaded.card.task!r} model; choose an atoms model"
+        )
+    _check_views(views)
+    views = int(views)
+    first, heat, spacing, timings = yield from _predict_views(
+        loaded, -img if inverted else img, px, views, tile_px, overlap_px, batch_size, threads
+    )
+    heat = heat / np.float32(views)
+    if spacing is not None:
+        spacing = spacing * np.float32(_spacing_scale_nm(loaded.card) / views)
+    return HeatmapResult(
+        heatmap=np.ascontiguousarray(heat, dtype=np.float32),
+        image=img,
+        pixel_size_nm=first.pixel_size_nm,
+        pixel_size_estimated=first.pixel_size_estimated,
+        spacing_nm=spacing,
+        model_name=first.model_name,
+        timings_s=timings,
+        postprocess=card_postprocess(loaded.card),
+        contrast=contrast,
+        inverted=inverted,
+    )
+
+
+def _predict_views(
+    loaded: Any,
+    seen: np.ndarray,
+    px: float | None,
+    views: int,
+    tile_px: int | None,
+    overlap_px: int | None,
+    batch_size: int | None,
+    threads: int | None,
+) -> ProgressGenerator[tuple[Any, np.ndarray, np.ndarray | None, dict[str, float]]]:
+    """The first view's prediction and the summed heatmaps / spacing maps of all views."""
+    from ..backend import iter_predict
+
+    heat = spacing = None
+    timings: dict[str, float] = {}
+    for k in range(views):
+        forward, back = VIEWS[k]
+        pred = yield from as_part(
+            iter_predict(
+                loaded,
+                np.ascontiguousarray(forward(seen)),
+                px,
+                tile_px=tile_px,
+                overlap_px=overlap_px,
+                batch_size=batch_size,
+                threads=threads,
+            ),
+            k,
+            views,
+            "view",
+        )
+        if k == 0:
+            first = pred
+            # Every view at the first one's pixel size (an estimate is made once).
+            px = first.pixel_size_nm
+        h = back(pred.channel("heatmap") if "heatmap" in pred.channels else pred.outputs[0])
+        heat = h.astype(np.float32) if heat is None else heat + h
+        if "spacing" in pred.channels:
+            sp = back(pred.channel("spacing")).astype(np.float32)
+            spacing = sp if spacing is None else spacing + sp
+        for key, value in pred.timings_s.items():
+            timings[key] = timings.get(key, 0.0) + value
+    return first, heat, spacing, timings
+
+
+def predict_heatmap(
+    image: Any, pixel_size_nm: float | None = None, model: Any = "default", **kwargs: Any
+) -> HeatmapResult:
+    """Run :func:`iter_predict_heatmap` to completion (same arguments)."""
+    return drain(iter_predict_heatmap(image, pixel_size_nm, model, **kwargs))
