@@ -7,6 +7,7 @@ neither torch nor Qt:
 - :func:`simulate` / :class:`SimulationParameters` -- synthetic micrographs with ground truth
 - :func:`find_atoms` -- atomic columns as a pandas DataFrame
 - :func:`segment` -- contamination / nanoparticle label masks
+- :func:`track_atoms` / :func:`register_stack` -- movies: atoms tracked across frames, drift
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ _LAZY = {
     "SimulationParameters": "napari_atomseg.simulate",
     "find_atoms": "napari_atomseg.atoms",
     "segment": "napari_atomseg.segment",
+    "track_atoms": "napari_atomseg.track",
+    "register_stack": "napari_atomseg.track",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, extra=("__version__",))

@@ -91,18 +91,25 @@ def _cross_sections(p, z) -> np.ndarray:
     return haadf_cross_section_A2(z, p.z_exponent, p.energy_keV, p.adf_inner_mrad, p.adf_outer_mrad)
 
 
-def render_haadf(
-    p,
-    scene: Scene,
-    grid: RenderGrid,
-    sample_yx_A: tuple[np.ndarray, np.ndarray] | None,
-    rng: np.random.Generator,
-) -> FastStemImage:
-    """Noise-free HAADF fractions at the output pixels.
+@dataclass
+class HaadfSpectra:
+    """The noise-free HAADF fractions on the internal grid, in Fourier space (rfft2).
 
-    ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
-    means the ideal raster.
+    Kept separate from the sampling so a movie can shift the specimen by a sub-pixel
+    drift exactly (a phase ramp) and add moving atoms by linearity (:mod:`.movie`).
     """
+
+    columns_ft: np.ndarray  # columns / particles / single atoms, probe-convolved
+    other_ft: np.ndarray | None  # amorphous material, probe-convolved (None: none)
+    psf_ft: np.ndarray  # rfft2 of the probe intensity incl. blur
+    psf_peak_per_A2: float
+    psf_area_A2: float
+    column_signal_A2: np.ndarray  # effective cross-section of each scene column (A^2)
+    point_weights: np.ndarray  # what each render point deposits (cross-section x saturation)
+
+
+def haadf_spectra(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) -> HaadfSpectra:
+    """Probe-convolved column and amorphous fractions on the internal grid (rfft2)."""
     sigma_el = _cross_sections(p, scene.column_atomic_numbers())
     saturation = saturation_factor(scene.column_counts.sum(1), p.haadf_saturation_atoms)
     col = scene.point_column
@@ -128,18 +135,45 @@ def render_haadf(
         w = {s: float(_cross_sections(p, atomic_numbers[s])) for s in means}
         stat = sample_statistical(means, w, rng)
         other = stat if other is None else other + stat
-    cols = sfft.irfft2(cols_ft * psf_ft, s=grid.shape, workers=workers)
+    other_ft = None
     if other is not None:
-        other_ft = sfft.rfft2(other, workers=workers)
-        other = sfft.irfft2(other_ft * psf_ft, s=grid.shape, workers=workers)
+        other_ft = sfft.rfft2(other, workers=workers) * psf_ft
+    return HaadfSpectra(
+        columns_ft=cols_ft * psf_ft,
+        other_ft=other_ft,
+        psf_ft=psf_ft,
+        psf_peak_per_A2=peak,
+        psf_area_A2=area,
+        column_signal_A2=(scene.column_counts @ sigma_el) * saturation,
+        point_weights=weights,
+    )
+
+
+def render_haadf(
+    p,
+    scene: Scene,
+    grid: RenderGrid,
+    sample_yx_A: tuple[np.ndarray, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> FastStemImage:
+    """Noise-free HAADF fractions at the output pixels.
+
+    ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
+    means the ideal raster.
+    """
+    spectra = haadf_spectra(p, scene, grid, rng)
+    workers = render.FFT_WORKERS
+    cols = sfft.irfft2(spectra.columns_ft, s=grid.shape, workers=workers)
+    if spectra.other_ft is not None:
+        other = sfft.irfft2(spectra.other_ft, s=grid.shape, workers=workers)
     else:
         other = np.zeros(grid.shape)
     return FastStemImage(
         columns=sample_output(grid, cols, sample_yx_A),
         other=sample_output(grid, other, sample_yx_A),
-        psf_peak_per_A2=peak,
-        psf_area_A2=area,
-        column_signal_A2=(scene.column_counts @ sigma_el) * saturation,
+        psf_peak_per_A2=spectra.psf_peak_per_A2,
+        psf_area_A2=spectra.psf_area_A2,
+        column_signal_A2=spectra.column_signal_A2,
     )
 
 
