@@ -50,6 +50,7 @@ _LAZY = {
     "generate_library": ".library",
     "generate_library_steps": ".library",
     "open_library": ".library",
+    "Deformation": ".deformation",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
