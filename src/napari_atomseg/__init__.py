@@ -36,6 +36,7 @@ _LAZY = {
     "segment": "napari_atomseg.segment",
     "track_atoms": "napari_atomseg.track",
     "register_stack": "napari_atomseg.track",
+    "analyse_lattice": "napari_atomseg.lattice",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, extra=("__version__",))

@@ -139,15 +139,20 @@ def iter_analyse_lattice(
         skip=ref_local if same else None,
         skip_sublattice=ref_sub if same else None,
     )
-    cell_ref = _reference_cell(local.cell, labels == ref_sub, in_ref, cell0, opts, warnings)
-    report = distortion_report(cell_ref, opts.reference_symmetry)
+    measured = _reference_cell(local.cell, labels == ref_sub, in_ref, cell0, warnings)
+    overridden = opts.cell_px is not None or opts.cell_nm is not None
+    cell_ref = cell0 if overridden else measured
+    # The distortion is judged on the cell the image shows, even when one is given.
+    report = distortion_report(measured, opts.reference_symmetry)
     pos_used, cells = pos, local.cell
     if opts.scan_correction:
         t = np.asarray(report["correction"]) if "correction" in report else None
         if t is None:
             warnings.append(f"scan correction not applied: {report.get('note', '')}")
         else:
-            pos_used, cells, cell_ref = pos @ t.T, np.einsum("ij,njk->nik", t, cells), t @ cell_ref
+            pos_used, cells = pos @ t.T, np.einsum("ij,njk->nik", t, cells)
+            # A given cell is the true one already; a measured one is corrected too.
+            cell_ref = cell_ref if overridden else t @ cell_ref
             report["applied"] = True
     sigma = _sigma(table, local, labels, ps, opts)
     local = type(local)(cells, local.n_neighbours, local.cq, local.rss, local.dof)
@@ -302,9 +307,8 @@ def _index(pos, labels, ref_cols, cell0, in_ref, opts: LatticeOptions):
     return q, ref_local
 
 
-def _reference_cell(cells, is_ref, in_ref, cell0, opts, warnings) -> np.ndarray:
-    if opts.cell_px is not None or opts.cell_nm is not None:
-        return cell0
+def _reference_cell(cells, is_ref, in_ref, cell0, warnings) -> np.ndarray:
+    """Median local cell of the reference columns in the reference region."""
     use = is_ref & in_ref
     if np.isfinite(cells[use]).all(axis=(1, 2)).sum() < MIN_REFERENCE_COLUMNS:
         warnings.append(
@@ -332,17 +336,8 @@ def _distortion_warning(report, strain, opts: LatticeOptions, warnings) -> None:
     level = report.get("distortion_level")
     if level is None or level < DISTORTION_WARN_LEVEL or report.get("applied"):
         return
-    mags = (
-        np.nanmax(
-            np.abs(
-                np.column_stack([strain["strain_xx"], strain["strain_yy"], strain["strain_xy"]])
-            ),
-            axis=1,
-        )
-        if np.isfinite(strain["strain_xx"]).any()
-        else np.array([])
-    )
-    mags = mags[np.isfinite(mags)]
+    stacked = np.column_stack([strain["strain_xx"], strain["strain_yy"], strain["strain_xy"]])
+    mags = np.abs(stacked[np.isfinite(stacked).all(axis=1)]).max(axis=1, initial=0.0)
     below = float((mags < level).mean()) if mags.size else 1.0
     report["fraction_below_distortion"] = below
     warnings.append(

@@ -63,12 +63,14 @@ def lattice_maps(
     names: tuple[str, ...] | None = None,
     pixel_size_nm: float | None = None,
     max_side: int = MAX_MAP_SIDE,
+    displacement_sublattice: int | None = None,
 ) -> LatticeMaps:
     """Maps of ``names`` (default: strain and displacement columns present in ``table``).
 
-    ``shape_px`` is the image's shape (default: the columns' extent). Each quantity is
-    interpolated from the columns where it is finite, so displacement maps come from the
-    displaced sublattice only.
+    ``shape_px`` is the image's shape (default: the columns' extent). Strain maps are
+    interpolated from every column with a value; displacement maps from one sublattice
+    only (``displacement_sublattice``; default the brightest displaced one, e.g. a
+    perovskite's B site), as neighbouring sublattices move differently.
     """
     if "y_px" not in table or "x_px" not in table:
         raise InputError("lattice_maps: the table needs y_px and x_px columns")
@@ -92,7 +94,10 @@ def lattice_maps(
     # One triangulation per set of columns that has values (strain set, displacement set).
     groups: dict[bytes, list[str]] = {}
     finite = {n: np.isfinite(table[n].to_numpy(dtype=np.float64)) for n in names}
+    chosen = _displacement_sublattice(table, displacement_sublattice)
     for n in names:
+        if n.startswith("displacement_") and chosen is not None:
+            finite[n] &= table["sublattice"].to_numpy() == chosen
         groups.setdefault(finite[n].tobytes(), []).append(n)
     for members in groups.values():
         ok = finite[members[0]]
@@ -105,7 +110,24 @@ def lattice_maps(
         for i, n in enumerate(members):
             maps[n] = out[..., i]
     size = None if pixel_size_nm is None else float(pixel_size_nm) * step
-    return LatticeMaps(maps, step, size, {"shape_px": tuple(shape_px)})
+    return LatticeMaps(
+        maps, step, size, {"shape_px": tuple(shape_px), "displacement_sublattice": chosen}
+    )
+
+
+def _displacement_sublattice(table: pd.DataFrame, chosen: int | None) -> int | None:
+    """The sublattice whose displacements are mapped (lowest-numbered displaced one)."""
+    if "sublattice" not in table:
+        return None
+    if chosen is not None:
+        return int(chosen)
+    cols = [c for c in table.columns if c.startswith("displacement_")]
+    if not cols:
+        return None
+    has = np.isfinite(table[cols[0]].to_numpy(dtype=np.float64))
+    subs = table["sublattice"].to_numpy()[has]
+    subs = subs[subs >= 0]
+    return int(subs.min()) if subs.size else None
 
 
 def symmetric_limits(values: np.ndarray, percentile: float = 99.0) -> tuple[float, float]:

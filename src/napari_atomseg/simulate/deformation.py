@@ -131,7 +131,8 @@ def perovskite_columns(
     ``oxygen``, O columns on the edges; the undeformed lattice has a corner at the field's
     centre (the deformation's origin unless it names one). Columns: ``y_px, x_px, y_nm,
     x_nm, element`` and the exact ``true_strain_xx, true_strain_yy, true_strain_xy,
-    true_rotation_deg, true_displacement_y_pm, true_displacement_x_pm``.
+    true_rotation_deg, true_displacement_y_pm, true_displacement_x_pm`` and the cell
+    ``true_h, true_k`` (rows of the cell along y, x) each column belongs to.
     """
     deformation = deformation or Deformation()
     h, w = shape_px
@@ -159,6 +160,7 @@ def perovskite_columns(
     for e, dy, dx in deformation.shifts_pm:
         shift[masks.get(e, np.zeros(len(ref), bool))] += (dy, dx)
     y, x = moved[inside].T
+    cell_hk = np.floor((ref[inside] - centre) / a_nm + 1e-9)
     return pd.DataFrame(
         {
             "y_px": y / pixel_size_nm,
@@ -172,5 +174,7 @@ def perovskite_columns(
             "true_rotation_deg": np.full(int(inside.sum()), deformation.rotation_deg),
             "true_displacement_y_pm": shift[inside, 0],
             "true_displacement_x_pm": shift[inside, 1],
+            "true_h": cell_hk[:, 0].astype(np.int64),
+            "true_k": cell_hk[:, 1].astype(np.int64),
         }
     )
