@@ -21,7 +21,7 @@ from .._validate import as_image2d, check_pixel_size_nm
 from ..errors import InputError
 from .cell import cell_is_hexagonal, cell_summary, nearest_neighbour_distance, primitive_cell
 from .displacement import HALVES, HALVES_AND_THIRDS, displacements_px, ideal_coordinates
-from .distortion import distortion_report, strain_profiles
+from .distortion import distortion_report, scan_profiles, strain_profiles
 from .indexing import unwrap
 from .intensity import brightness as sample_brightness
 from .intensity import gaussian_features, voronoi_intensity
@@ -144,18 +144,18 @@ def iter_analyse_lattice(
     cell_ref = cell0 if overridden else measured
     # The distortion is judged on the cell the image shows, even when one is given.
     report = distortion_report(measured, opts.reference_symmetry)
-    pos_used, cells = pos, local.cell
-    if opts.scan_correction:
-        t = np.asarray(report["correction"]) if "correction" in report else None
-        if t is None:
-            warnings.append(f"scan correction not applied: {report.get('note', '')}")
-        else:
-            pos_used, cells = pos @ t.T, np.einsum("ij,njk->nik", t, cells)
-            # A given cell is the true one already; a measured one is corrected too.
-            cell_ref = cell_ref if overridden else t @ cell_ref
-            report["applied"] = True
+    report["measured_cell"] = measured.T.tolist()
+    if img is not None:
+        edge = (0.0, img.shape[0] - 1.0, 0.0, img.shape[1] - 1.0)
+    else:
+        edge = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
+    report["bounds_px"] = (*(float(v) for v in edge), 0.5 * spacing)
+    pos_used = pos
+    if opts.scan_correction != "none":
+        pos_used, local, cell_ref = _correct_scan(
+            pos, q, labels, ref_sub, in_ref, local, cell_ref, overridden, report, opts, warnings
+        )
     sigma = _sigma(table, local, labels, ps, opts)
-    local = type(local)(cells, local.n_neighbours, local.cq, local.rss, local.dof)
     strain = strain_table(local, cell_ref, sigma)
     report.update(strain_profiles(pos, strain))
     _distortion_warning(report, strain, opts, warnings)
@@ -307,6 +307,55 @@ def _index(pos, labels, ref_cols, cell0, in_ref, opts: LatticeOptions):
     return q, ref_local
 
 
+def _correct_scan(pos, q, labels, ref_sub, in_ref, local, cell, overridden, report, opts, warnings):
+    """Positions, local cells and reference cell after the scan-distortion correction.
+
+    ``cell`` is the reference cell so far (given, or measured); ``report`` gains what was
+    applied. Linear: T on every position and local cell. Non-linear: then the slow- and
+    fast-scan profiles from the reference columns in the region, and the local cells fitted
+    again on the corrected positions.
+    """
+    if "correction" not in report:
+        warnings.append(f"scan correction not applied: {report.get('note', '')}")
+        return pos, local, cell
+    t = np.asarray(report["correction"])
+    pos_used = pos @ t.T
+    cells = np.einsum("ij,njk->nik", t, local.cell)
+    local = type(local)(cells, local.n_neighbours, local.cq, local.rss, local.dof)
+    # A given cell is the true one already; a measured one is corrected too.
+    cell = cell if overridden else t @ cell
+    report["applied"] = "linear"
+    if opts.scan_correction != "nonlinear":
+        return pos_used, local, cell
+    is_ref = labels == ref_sub
+    use = is_ref & in_ref & np.isfinite(q).all(axis=1) & ~_at_border(pos, report["bounds_px"])
+    profiles = scan_profiles(pos_used[use], q[use], t @ np.asarray(report["measured_cell"]))
+    if profiles is None:
+        warnings.append("non-linear scan correction not applied: too few reference columns")
+        return pos_used, local, cell
+    y_all, y_ref = np.ptp(pos[:, 0]), np.ptp(pos[use, 0])
+    if y_ref < 0.9 * y_all:
+        warnings.append(
+            "the reference region covers only part of the slow-scan (y) range: the "
+            "non-linear scan correction is extrapolated as constant outside it"
+        )
+    pos_used = profiles.correct(pos_used)
+    local = local_cells(pos_used, q, labels, opts.neighbour_cells, opts.min_neighbours)
+    if not overridden:
+        cell = _reference_cell(local.cell, is_ref, in_ref, cell, warnings)
+    report["applied"] = "nonlinear"
+    report["profiles_px"] = profiles.summary()
+    return pos_used, local, cell
+
+
+def _at_border(pos: np.ndarray, bounds: tuple[float, float, float, float, float]) -> np.ndarray:
+    """Columns within ``margin`` of the field's edge, where a fit window is cut and
+    positions are biased: kept out of the scan profiles, which they would bend."""
+    y0, y1, x0, x1, margin = bounds
+    y, x = pos[:, 0], pos[:, 1]
+    return (y < y0 + margin) | (y > y1 - margin) | (x < x0 + margin) | (x > x1 - margin)
+
+
 def _reference_cell(cells, is_ref, in_ref, cell0, warnings) -> np.ndarray:
     """Median local cell of the reference columns in the reference region."""
     use = is_ref & in_ref
@@ -345,7 +394,7 @@ def _distortion_warning(report, strain, opts: LatticeOptions, warnings) -> None:
         f"slow-scan scale {report['slow_scan_scale']:+.2%}, shear "
         f"{report['scan_shear_deg']:+.2f} deg): the cell and the {below:.0%} of columns whose "
         "strain is below that level cannot be told from scan distortion "
-        "(scan_correction=True corrects it from the reference region)"
+        "(scan_correction='linear' or 'nonlinear' corrects it from the reference region)"
     )
 
 

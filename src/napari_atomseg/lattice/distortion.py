@@ -12,10 +12,17 @@ Reported: ``slow_scan_scale`` (= 1/t_yy - 1; positive: lengths along y appear lo
 than along x) and ``scan_shear_deg`` (= atan(-t_xy); positive: lower rows appear shifted
 to larger x), and how strain varies along y against along x (drift that changes during
 the frame makes strain bands along the slow scan).
+
+That linear model cannot follow drift that changes during the frame, nor a fast scan that
+is not linear: both make strain bands (along y, along x). :func:`scan_profiles` estimates
+them as 1-D displacement profiles from the reference columns, assuming the crystal there
+is unstrained -- any real strain that varies only along y (or x) in the reference region
+is removed with them, so the reference region must be a region known to be perfect.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -117,3 +124,82 @@ def distortion_report(cell: np.ndarray, symmetry: Any) -> dict[str, Any]:
         }
     )
     return report
+
+
+@dataclass(frozen=True)
+class ScanProfiles:
+    """Non-linear scan distortion as 1-D displacement profiles (px) of the image coordinates:
+    ``dy_of_y`` (slow-scan drift along y), ``dx_of_y`` (slow-scan drift along x: a shear
+    that changes through the frame) and ``dx_of_x`` (fast-scan non-linearity), sampled at
+    ``y_grid`` / ``x_grid`` and linearly interpolated (constant beyond the ends)."""
+
+    y_grid: np.ndarray
+    dy_of_y: np.ndarray
+    dx_of_y: np.ndarray
+    x_grid: np.ndarray
+    dx_of_x: np.ndarray
+
+    def correct(self, positions_px: np.ndarray) -> np.ndarray:
+        y, x = positions_px[:, 0], positions_px[:, 1]
+        out = positions_px.copy()
+        out[:, 0] = y - np.interp(y, self.y_grid, self.dy_of_y)
+        out[:, 1] = (
+            x - np.interp(y, self.y_grid, self.dx_of_y) - np.interp(x, self.x_grid, self.dx_of_x)
+        )
+        return out
+
+    def summary(self, length_scale: float = 1.0) -> dict[str, float]:
+        """Peak-to-peak of each profile (times ``length_scale``)."""
+        return {
+            "slow_scan_y_ptp": float(np.ptp(self.dy_of_y) * length_scale),
+            "slow_scan_x_ptp": float(np.ptp(self.dx_of_y) * length_scale),
+            "fast_scan_x_ptp": float(np.ptp(self.dx_of_x) * length_scale),
+        }
+
+
+def _binned_mean(coord: np.ndarray, values: np.ndarray, width: float):
+    """Means of ``values`` in bins of ``width`` along ``coord`` (bins with >= 3 values)."""
+    edges = np.arange(coord.min(), coord.max() + width, width)
+    idx = np.clip(np.searchsorted(edges, coord, side="right") - 1, 0, len(edges) - 1)
+    count = np.bincount(idx, minlength=len(edges))
+    total = np.bincount(idx, weights=values, minlength=len(edges))
+    centre = np.bincount(idx, weights=coord, minlength=len(edges))
+    keep = count >= 3
+    return centre[keep] / count[keep], total[keep] / count[keep]
+
+
+def scan_profiles(
+    positions_px: np.ndarray, q: np.ndarray, cell: np.ndarray, iterations: int = 2
+) -> ScanProfiles | None:
+    """Profiles making reference columns ``positions_px`` (ideal coordinates ``q``) sit on
+    the lattice ``cell`` (already of the known symmetry), assuming the crystal there is
+    unstrained: the residuals from the best-placed lattice, averaged in bands of half a
+    cell along y (slow scan) and then along x (fast scan)."""
+    if len(positions_px) < 12:
+        return None
+    width = 0.5 * float(np.linalg.norm(cell, axis=0).min())
+    ideal_rel = q @ cell.T
+    pos = positions_px.copy()
+    total = None
+    for _ in range(iterations):
+        resid = pos - ideal_rel
+        resid -= np.median(resid, axis=0)
+        y_grid, dy = _binned_mean(positions_px[:, 0], resid[:, 0], width)
+        _, dxy = _binned_mean(positions_px[:, 0], resid[:, 1], width)
+        rest = resid[:, 1] - np.interp(positions_px[:, 0], y_grid, dxy)
+        x_grid, dxx = _binned_mean(positions_px[:, 1], rest, width)
+        if len(y_grid) < 2 or len(x_grid) < 2:
+            return None
+        step = ScanProfiles(y_grid, dy, dxy, x_grid, dxx)
+        if total is None:
+            total = step
+        else:
+            total = ScanProfiles(
+                y_grid,
+                np.interp(y_grid, total.y_grid, total.dy_of_y) + dy,
+                np.interp(y_grid, total.y_grid, total.dx_of_y) + dxy,
+                x_grid,
+                np.interp(x_grid, total.x_grid, total.dx_of_x) + dxx,
+            )
+        pos = total.correct(positions_px)
+    return total

@@ -26,6 +26,8 @@ SYMMETRIES: dict[str, tuple[float, float] | None] = {
     "none": None,
 }
 
+SCAN_CORRECTIONS = ("none", "linear", "nonlinear")
+
 
 @dataclass(frozen=True)
 class LatticeOptions:
@@ -54,8 +56,11 @@ class LatticeOptions:
         table's ``position_std_px`` column, else estimated from the residuals of the
         local fits per sublattice.
     scan_correction:
-        Correct fast/slow-scan distortion so that the reference cell has
-        ``reference_symmetry`` (the fast scan axis, x, is kept as it is).
+        ``"none"``; ``"linear"``: correct the fast/slow-scan scale difference and shear so
+        that the reference cell has ``reference_symmetry`` (the fast scan axis, x, is kept
+        as it is); ``"nonlinear"``: also the drift that changes through the frame and a
+        non-linear fast scan, from the reference columns taken as perfect (the region
+        should span the field's height). True means "linear".
     reference_symmetry:
         ``"auto"``, ``"square"``, ``"hexagonal"``, ``"none"`` or ``(ratio, angle_deg)``:
         what the reference cell is known to be, for the distortion report and correction.
@@ -79,7 +84,7 @@ class LatticeOptions:
     neighbour_cells: int = 1
     min_neighbours: int = 3
     position_std_px: float | None = None
-    scan_correction: bool = False
+    scan_correction: str = "none"
     reference_symmetry: Any = "auto"
     ideal_site_fractions: tuple[float, ...] | None = None
     intensity_radius_fraction: float = 0.75
@@ -105,6 +110,15 @@ class LatticeOptions:
             raise InputError(f"min_neighbours: {self.min_neighbours!r} must be 2-24")
         if self.position_std_px is not None:
             check_range(self.position_std_px, 1e-6, 100.0, "position_std_px")
+        if isinstance(self.scan_correction, bool):
+            object.__setattr__(
+                self, "scan_correction", "linear" if self.scan_correction else "none"
+            )
+        if self.scan_correction not in SCAN_CORRECTIONS:
+            raise InputError(
+                f"scan_correction: {self.scan_correction!r} is not one of "
+                f"{', '.join(SCAN_CORRECTIONS)}"
+            )
         check_range(self.intensity_radius_fraction, 0.2, 2.0, "intensity_radius_fraction")
         symmetry_parameters(self.reference_symmetry)
         if self.ideal_site_fractions is not None:
