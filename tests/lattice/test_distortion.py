@@ -59,3 +59,24 @@ def test_correction_matrix_makes_the_cell_hexagonal():
     la, lb = np.linalg.norm(fixed, axis=0)
     assert la == pytest.approx(lb, rel=1e-9)
     assert np.degrees(np.arccos(fixed[:, 0] @ fixed[:, 1] / la / lb)) == pytest.approx(60.0)
+
+
+def test_nonlinear_correction_follows_drift_that_changes_through_the_frame():
+    cols = perovskite_columns((800, 800), 0.01, oxygen=False)
+    cols["intensity"] = cols["element"].map({"Sr": 3.0, "Ti": 2.0})
+    y, x = cols["y_px"].to_numpy(), cols["x_px"].to_numpy()
+    # Slow-scan drift varying along y, and a non-linear fast scan along x.
+    cols["y_px"] = y + 6 * np.sin(2 * np.pi * y / 600)
+    cols["x_px"] = x + 3 * np.sin(2 * np.pi * y / 500) + 5 * np.sin(2 * np.pi * x / 700)
+    cols = cols.drop(columns=["y_nm", "x_nm"])
+    linear = analyse_lattice(cols, pixel_size_nm=0.01, scan_correction="linear")
+    fixed = analyse_lattice(cols, pixel_size_nm=0.01, scan_correction="nonlinear")
+    assert fixed.attrs["scan_distortion"]["applied"] == "nonlinear"
+    inner = (y > 60) & (y < 740) & (x > 60) & (x < 740)
+    sr = (cols["element"] == "Sr").to_numpy() & inner
+    for name in ("strain_xx", "strain_yy", "strain_xy"):
+        before = float(np.nanstd(linear[name][sr]))
+        after = float(np.nanstd(fixed[name][sr]))
+        assert after < 0.15 * before and after < 2e-3, name
+    cell = fixed.attrs["cell"]
+    assert cell["a"] == pytest.approx(cell["b"], rel=1e-3)

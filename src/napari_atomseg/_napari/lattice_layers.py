@@ -127,7 +127,8 @@ def vector_layer(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[LayerData | None, float]:
     """Displacements as a Vectors layer in the image's pixel frame, ``scale`` x longer
-    (auto: the 95th percentile as a third of the spacing). None when there are none."""
+    (auto: see :func:`~napari_atomseg.lattice.figure.arrow_scale`). None when there are
+    none."""
     ps = table.attrs.get("pixel_size_nm")
     if "displacement_x_pm" in table and ps:
         disp = table[["displacement_y_pm", "displacement_x_pm"]].to_numpy(np.float64) / (
@@ -143,7 +144,8 @@ def vector_layer(
     if not ok.any():
         return None, 1.0
     spacing = float(np.nanmedian(table.get("nn_spacing_px", pd.Series([20.0]))))
-    scale = float(scale) if scale else arrow_scale(disp, spacing)
+    sub = table["sublattice"].to_numpy()
+    scale = float(scale) if scale else arrow_scale(disp, spacing, sub)
     pos = table[["y_px", "x_px"]].to_numpy(np.float64)[ok]
     data = np.stack([pos, disp[ok]], axis=1)
     features = pd.DataFrame(

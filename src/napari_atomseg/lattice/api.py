@@ -329,7 +329,9 @@ def _correct_scan(pos, q, labels, ref_sub, in_ref, local, cell, overridden, repo
         return pos_used, local, cell
     is_ref = labels == ref_sub
     use = is_ref & in_ref & np.isfinite(q).all(axis=1) & ~_at_border(pos, report["bounds_px"])
-    profiles = scan_profiles(pos_used[use], q[use], t @ np.asarray(report["measured_cell"]))
+    # measured_cell holds the vectors as rows (a, b), like cell_nm.
+    measured = np.asarray(report["measured_cell"]).T
+    profiles = scan_profiles(pos_used[use], q[use], t @ measured)
     if profiles is None:
         warnings.append("non-linear scan correction not applied: too few reference columns")
         return pos_used, local, cell

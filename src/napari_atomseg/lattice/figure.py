@@ -24,12 +24,29 @@ def sublattice_colour(index: int) -> str:
     return "#9e9e9e" if index < 0 else SUBLATTICE_COLOURS[index % len(SUBLATTICE_COLOURS)]
 
 
-def arrow_scale(displacement_px: np.ndarray, spacing_px: float) -> float:
-    """Factor drawing the 95th-percentile displacement as a third of the column spacing."""
+def arrow_scale(
+    displacement_px: np.ndarray, spacing_px: float, sublattice: np.ndarray | None = None
+) -> float:
+    """Factor drawing the median displacement of the most displaced sublattice as a third
+    of the column spacing (a round number: 1, 2, 5 x a power of ten), so typical arrows
+    are visible and the largest few cross at most about a cell."""
     mags = np.hypot(displacement_px[:, 0], displacement_px[:, 1])
+    if sublattice is not None:
+        medians = {
+            m: np.nanmedian(mags[sublattice == m])
+            for m in np.unique(sublattice)
+            if np.isfinite(mags[sublattice == m]).any()
+        }
+        if medians:
+            most = max(medians, key=lambda m: medians[m])
+            mags = mags[sublattice == most]
     mags = mags[np.isfinite(mags)]
-    top = float(np.percentile(mags, 95)) if mags.size else 0.0
-    return float(spacing_px / 3 / top) if top > 0 else 1.0
+    typical = float(np.median(mags)) if mags.size else 0.0
+    if not typical > 0:
+        return 1.0
+    raw = spacing_px / 3 / typical
+    power = 10 ** np.floor(np.log10(raw))
+    return float(max(1.0, power * max(m for m in (1, 2, 5) if m * power <= raw)))
 
 
 def _displacements_px(table: pd.DataFrame) -> tuple[np.ndarray, str, float]:
@@ -110,7 +127,7 @@ def _vector_panel(ax, table, image) -> None:
     disp, unit, per_px = _displacements_px(table)
     ok = np.isfinite(disp).all(axis=1)
     spacing = float(np.nanmedian(table.get("nn_spacing_px", pd.Series([20.0]))))
-    scale = arrow_scale(disp, spacing)
+    scale = arrow_scale(disp, spacing, table["sublattice"].to_numpy())
     ax.quiver(
         table["x_px"][ok], table["y_px"][ok], disp[ok, 1] * scale, disp[ok, 0] * scale,
         angles="xy", scale_units="xy", scale=1, color="#ffd700", width=0.003,

@@ -110,7 +110,7 @@ class AnalyseLatticeWidget(Container):
         )
         self.vector_scale = FloatSpinBox(
             value=0.0, min=0.0, max=10000.0, step=5.0, label="arrow scale",
-            tooltip="0: automatic (the largest displacements a third of the spacing)",
+            tooltip="0: automatic (typical displacements drawn a third of the spacing)",
         )  # fmt: skip
         self.run_button = PushButton(text="Analyse lattice")
         self.panel = RunPanel()
@@ -226,6 +226,8 @@ class AnalyseLatticeWidget(Container):
             from napari.layers import Layer
 
             self._viewer.add_layer(Layer.create(*vectors))
+        # The columns stay on top of the maps they are coloured over.
+        self._viewer.layers.move(self._viewer.layers.index(points), len(self._viewer.layers))
         self.histogram.draw(points.features)
         return self._summary_text(table, reference, used if vectors is not None else None)
 
@@ -235,7 +237,9 @@ class AnalyseLatticeWidget(Container):
             if name not in ("y_px", "x_px"):
                 features[name] = table[name].to_numpy()
         points.features = features
-        points.face_color = sublattice_colours(table["sublattice"].to_numpy())
+        colours = sublattice_colours(table["sublattice"].to_numpy())
+        points.face_color = colours
+        points.border_color = colours
         points.metadata["lattice"] = {
             k: v for k, v in table.attrs.items() if k not in ("sublattice_detection",)
         }
@@ -286,6 +290,7 @@ class AnalyseLatticeWidget(Container):
         features["sublattice"] = values
         points.features = features
         points.face_color = sublattice_colours(values)
+        points.border_color = sublattice_colours(values)
         return len(chosen)
 
 
