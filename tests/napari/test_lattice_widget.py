@@ -88,3 +88,18 @@ def test_widget_explains_missing_input(qtbot):
     w = AnalyseLatticeWidget(viewer)
     assert w.run() is None
     assert "Points" in w.panel.status.value
+
+
+def test_docks_from_the_manifest_in_a_real_viewer(make_napari_viewer, qtbot, viewer_with_columns):
+    model, _ = viewer_with_columns
+    viewer = make_napari_viewer()
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-atomseg", "Analyse lattice")
+    assert w.run() is None  # no Points layer yet: a message, not an exception
+    for layer in model.layers:
+        viewer.add_layer(layer)
+    w.points.value = viewer.layers["cols"]
+    w.image.value = viewer.layers["sto"]
+    w.run()
+    qtbot.waitUntil(lambda: not w.panel.busy, timeout=120_000)
+    assert "cols strain_xx" in viewer.layers
+    assert viewer.layers[-1].name == "cols"  # the columns stay on top of the maps

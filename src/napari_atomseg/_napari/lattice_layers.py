@@ -164,6 +164,7 @@ def vector_layer(
     kwargs = {
         "name": f"{name} (arrows x{scale:.0f})",
         "length": scale,
+        "vector_style": "arrow",
         "edge_width": max(0.5, 0.06 * spacing),
         "edge_color": "#ffd700",
         "features": features,
