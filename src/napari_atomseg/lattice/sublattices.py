@@ -5,21 +5,25 @@ Positions alone give the *geometric* cell: the translations of the set of column
 different columns can still be related by a geometric translation -- Sr and Ti-O columns
 of a perovskite seen along [001] both sit on one centred square -- so each site is split
 by brightness when the bright and dark columns alternate with the parity of h, of k or of
-h + k: the true cell is then the corresponding supercell, and every site of the supercell
-is a sublattice. Sublattices are numbered by decreasing median brightness (0 = brightest;
+h + k (one class brighter than the other in at least :data:`SPLIT_AUC` of the pairs): the
+true cell is then the corresponding supercell, and every site of the supercell is a
+sublattice. Sublattices are numbered by decreasing median brightness (0 = brightest;
 without brightness, by decreasing number of columns); -1 is "unassigned".
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from .cell import primitive_cell
 from .indexing import unwrap
 
-#: A site is split when the medians of its two parity classes differ by more than this
-#: many pooled robust standard deviations (identical columns give ~0; Sr vs Ti-O >> 10).
-SPLIT_SEPARATION = 3.0
+#: A site is split when one parity class is brighter than the other with this
+#: probability (the area under the ROC curve of the two classes' brightness; 0.5 for
+#: identical columns, ~1 for Sr against Ti-O). A rank statistic, so a class that is itself
+#: a mixture (Sr and Ti-O against O, before Sr and Ti-O are told apart) still counts.
+SPLIT_AUC = 0.85
 #: ... and each class holds at least this share of the site's columns.
 SPLIT_MIN_SHARE = 0.2
 #: (parity vector c, supercell C): columns with even / odd (c . hk) differ; C's columns
@@ -31,8 +35,10 @@ PARITIES = (
 )
 
 
-def _robust_std(x: np.ndarray) -> float:
-    return 1.4826 * float(np.median(np.abs(x - np.median(x))))
+def _auc(a: np.ndarray, b: np.ndarray) -> float:
+    """P(a > b) for a random pair (ties count half), from ranks."""
+    ranks = rankdata(np.concatenate([a, b]))
+    return float((ranks[: a.size].sum() - a.size * (a.size + 1) / 2) / (a.size * b.size))
 
 
 def _best_split(frac: np.ndarray, brightness: np.ndarray) -> tuple[float, int] | None:
@@ -49,10 +55,9 @@ def _best_split(frac: np.ndarray, brightness: np.ndarray) -> tuple[float, int] |
             a, b = brightness[members[odd]], brightness[members[~odd]]
             if min(a.size, b.size) < max(3, SPLIT_MIN_SHARE * members.size):
                 continue
-            spread = np.sqrt(0.5 * (_robust_std(a) ** 2 + _robust_std(b) ** 2))
-            sep = abs(float(np.median(a) - np.median(b))) / max(spread, 1e-12)
-            if sep > SPLIT_SEPARATION and (best is None or sep > best[0]):
-                best = (sep, p)
+            score = abs(_auc(a, b) - 0.5) + 0.5
+            if score > SPLIT_AUC and (best is None or score > best[0]):
+                best = (score, p)
     return best
 
 
