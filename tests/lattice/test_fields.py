@@ -197,3 +197,15 @@ def test_bad_input_raises_clear_errors():
     glass = pd.DataFrame({"y_px": rng.uniform(0, 300, 400), "x_px": rng.uniform(0, 300, 400)})
     with pytest.raises(InputError, match="lattice"):
         analyse_lattice(glass)
+
+
+def test_sublattices_when_a_parity_class_is_itself_a_mixture():
+    # Brightness as a simulated SrTiO3 HAADF image gives it: Sr 128, Ti-O 46, O 10. The
+    # first split (Sr + Ti-O against O) compares a bimodal class with a faint one.
+    cols = _columns(Deformation())
+    rng = np.random.default_rng(3)
+    level = cols["element"].map({"Sr": 128.0, "Ti": 46.0, "O": 10.0}).to_numpy()
+    cols["intensity"] = level * (1 + rng.normal(0, 0.08, len(cols)))
+    res = analyse_lattice(cols, pixel_size_nm=PS)
+    groups = res.groupby("sublattice")["element"].agg(lambda e: set(e))
+    assert list(groups) == [{"Sr"}, {"Ti"}, {"O"}, {"O"}]
