@@ -132,6 +132,11 @@ def test_honeycomb_without_intensity_has_two_sublattices():
     ] == pytest.approx(120.0, abs=1e-6)
     assert np.nanmax(np.abs(res["strain_xx"])) < 1e-9
     assert np.nanmax(np.abs(res["displacement_x_pm"])) < 1e-6
+    # 12 % of slow-scan stretch: the cell is far from hexagonal, the sites still at thirds.
+    stretched = table.assign(y_px=table["y_px"] * 1.12)
+    res = analyse_lattice(stretched, pixel_size_nm=0.01)
+    assert set(res["sublattice"]) == {0, 1}
+    assert np.nanmax(np.abs(res["displacement_x_pm"])) < 1e-6
 
 
 def test_hand_reassignment_is_kept_and_unassigned_columns_are_filled():

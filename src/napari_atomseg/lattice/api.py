@@ -53,6 +53,9 @@ RESULT_COLUMNS = (
 )
 #: Below this many reference columns in the reference region, the whole field is used.
 MIN_REFERENCE_COLUMNS = 5
+#: Tolerance of the "hexagonal" test (length ratio, |cos angle| - 1/2) that lets
+#: non-reference sites sit at thirds of the cell.
+HEXAGONAL_LOOSE = 0.2
 #: A scan distortion below this is not worth a warning.
 DISTORTION_WARN_LEVEL = 0.002
 
@@ -298,8 +301,10 @@ def _index(pos, labels, ref_cols, cell0, in_ref, opts: LatticeOptions):
     is_ref = np.zeros(len(pos), dtype=bool)
     is_ref[ref_cols] = True
     others = np.nonzero((labels >= 0) & ~is_ref)[0]
+    # Thirds are ideal places only in (possibly scan-distorted) hexagonal cells: a loose
+    # test, as 14 % of scan distortion still leaves a honeycomb's sites at 1/3, 2/3.
     allowed = opts.ideal_site_fractions or (
-        HALVES_AND_THIRDS if cell_is_hexagonal(cell0) else HALVES
+        HALVES_AND_THIRDS if cell_is_hexagonal(cell0, HEXAGONAL_LOOSE) else HALVES
     )
     q[others] = ideal_coordinates(
         pos[others], pos[done], q[done], ref_local.cell[done], cell0, allowed
