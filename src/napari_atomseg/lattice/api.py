@@ -325,7 +325,7 @@ def _correct_scan(pos, q, labels, ref_sub, in_ref, local, cell, overridden, repo
         return pos, local, cell
     t = np.asarray(report["correction"])
     pos_used = pos @ t.T
-    cells = np.einsum("ij,njk->nik", t, local.cell)
+    cells = t @ local.cell
     local = type(local)(cells, local.n_neighbours, local.cq, local.rss, local.dof)
     # A given cell is the true one already; a measured one is corrected too.
     cell = cell if overridden else t @ cell

@@ -34,7 +34,7 @@ def nearest_neighbour_distance(positions_px: np.ndarray) -> np.ndarray:
     """Distance from each position to its nearest other position (inf if alone)."""
     if len(positions_px) < 2:
         return np.full(len(positions_px), np.inf)
-    d, _ = cKDTree(positions_px).query(positions_px, k=2)
+    d, _ = cKDTree(positions_px).query(positions_px, k=2, workers=-1)
     return d[:, 1]
 
 
@@ -54,7 +54,7 @@ def translation_peaks(
     rng = np.random.default_rng(seed)
     sample = pos if n <= SAMPLE_SIZE else pos[rng.choice(n, SAMPLE_SIZE, replace=False)]
     k = min(NEIGHBOURS + 1, n)
-    dist, idx = cKDTree(pos).query(sample, k=k)
+    dist, idx = cKDTree(pos).query(sample, k=k, workers=-1)
     spacing = float(np.median(dist[:, 1]))
     if not spacing > 0:
         raise InputError("lattice: several columns sit at the same position")

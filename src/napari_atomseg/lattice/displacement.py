@@ -43,7 +43,7 @@ def ideal_coordinates(
     """
     if len(ref_positions_px) == 0 or len(positions_px) == 0:
         return np.full((len(positions_px), 2), np.nan)
-    _, j = cKDTree(ref_positions_px).query(positions_px)
+    _, j = cKDTree(ref_positions_px).query(positions_px, workers=-1)
     cells = ref_cells[j]
     bad = ~np.isfinite(cells).all(axis=(1, 2))
     cells[bad] = fallback_cell

@@ -60,7 +60,7 @@ def neighbour_graph(positions_px: np.ndarray, spacing_px: float) -> csr_matrix:
     """Symmetric graph linking each column to its nearest neighbours (CSR, bool)."""
     n = len(positions_px)
     k = min(GRAPH_NEIGHBOURS + 1, n)
-    dist, idx = cKDTree(positions_px).query(positions_px, k=k)
+    dist, idx = cKDTree(positions_px).query(positions_px, k=k, workers=-1)
     ok = (dist[:, 1:] <= GRAPH_REACH * spacing_px) & np.isfinite(dist[:, 1:])
     rows = np.repeat(np.arange(n), k - 1)[ok.ravel()]
     cols = idx[:, 1:].ravel()[ok.ravel()]

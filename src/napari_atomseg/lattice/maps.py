@@ -52,7 +52,7 @@ def _interpolate(
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     query = np.column_stack([gy.ravel(), gx.ravel()])
     out = LinearNDInterpolator(tri, values)(query)
-    far = cKDTree(points_px).query(query, distance_upper_bound=reach)[0] > reach
+    far = cKDTree(points_px).query(query, distance_upper_bound=reach, workers=-1)[0] > reach
     out[far] = np.nan
     return out.reshape(*shape, values.shape[1]).astype(np.float32)
 

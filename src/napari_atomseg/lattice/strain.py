@@ -80,7 +80,7 @@ def local_cells(
             continue
         pos, qm = positions_px[members], q[members]
         kk = min(k + 1, members.size)
-        _, idx = cKDTree(pos).query(pos, k=kk)
+        _, idx = cKDTree(pos).query(pos, k=kk, workers=-1)
         nb = idx[:, 1:]
         dq = qm[nb] - qm[:, None, :]
         dr = pos[nb] - pos[:, None, :]
@@ -187,9 +187,9 @@ def strain_table(
     theta, u = polar(f)
     eps = u - np.eye(2)
     frame = crystal_frame(reference)
-    eps_c = np.einsum("ia,nij,jb->nab", frame, eps, frame)
+    eps_c = frame.T @ eps @ frame
     # Error matrix of F's rows in (y, x) reference-vector space: A^-T C_q A^-1.
-    cv = np.einsum("ji,njk,kl->nil", inv_ref, local.cq, inv_ref)
+    cv = inv_ref.T @ local.cq @ inv_ref
     var_y, var_x = cv[:, 0, 0], cv[:, 1, 1]
     with np.errstate(invalid="ignore"):
         half = 0.5 * sigma_px * np.sqrt(var_x + var_y)
