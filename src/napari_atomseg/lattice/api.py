@@ -148,11 +148,7 @@ def iter_analyse_lattice(
     # The distortion is judged on the cell the image shows, even when one is given.
     report = distortion_report(measured, opts.reference_symmetry)
     report["measured_cell"] = measured.T.tolist()
-    if img is not None:
-        edge = (0.0, img.shape[0] - 1.0, 0.0, img.shape[1] - 1.0)
-    else:
-        edge = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
-    report["bounds_px"] = (*(float(v) for v in edge), 0.5 * spacing)
+    report["bounds_px"] = _field_bounds(img, pos, spacing)
     pos_used = pos
     if opts.scan_correction != "none":
         pos_used, local, cell_ref = _correct_scan(
@@ -169,14 +165,7 @@ def iter_analyse_lattice(
     yield Progress(4, total, "intensities")
     extra = _intensities(img, pos, nn, spacing, opts)
     out = _assemble(table, labels, q, strain, disp, extra, ps)
-    n_bad = int((labels < 0).sum())
-    if n_bad:
-        warnings.append(f"{n_bad} column(s) fit no site of the lattice (sublattice -1)")
-    n_nan = int((labels >= 0).sum() - np.isfinite(strain["strain_xx"]).sum())
-    if n_nan:
-        warnings.append(
-            f"{n_nan} column(s) have too few same-sublattice neighbours for a strain (NaN)"
-        )
+    _coverage_warnings(labels, strain, warnings)
     out.attrs.update(
         _attrs(
             cell_ref, ps, ref_text, ref_sub, labels, q, bright, sigma, report, sub_info, warnings
@@ -353,6 +342,26 @@ def _correct_scan(pos, q, labels, ref_sub, in_ref, local, cell, overridden, repo
     report["applied"] = "nonlinear"
     report["profiles_px"] = profiles.summary()
     return pos_used, local, cell
+
+
+def _field_bounds(img, pos, spacing) -> tuple[float, float, float, float, float]:
+    """(y0, y1, x0, x1) of the image (else of the columns) and the border margin, px."""
+    if img is not None:
+        edge = (0.0, img.shape[0] - 1.0, 0.0, img.shape[1] - 1.0)
+    else:
+        edge = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
+    return (*(float(v) for v in edge), 0.5 * spacing)
+
+
+def _coverage_warnings(labels, strain, warnings) -> None:
+    n_bad = int((labels < 0).sum())
+    if n_bad:
+        warnings.append(f"{n_bad} column(s) fit no site of the lattice (sublattice -1)")
+    n_nan = int((labels >= 0).sum() - np.isfinite(strain["strain_xx"]).sum())
+    if n_nan:
+        warnings.append(
+            f"{n_nan} column(s) have too few same-sublattice neighbours for a strain (NaN)"
+        )
 
 
 def _at_border(pos: np.ndarray, bounds: tuple[float, float, float, float, float]) -> np.ndarray:
