@@ -64,6 +64,10 @@ def test_widget_adds_sublattices_maps_vectors_and_histogram(qtbot, viewer_with_c
     np.testing.assert_allclose(vectors.features["displacement_x_pm"][~ti], 0.0, atol=1e-3)
     assert w.histogram.quantity == "intensity_integrated"
     assert "mean displacement" in w.panel.status.value
+    # A point added by hand starts unassigned.
+    points.add(np.array([[100.0, 100.0]]))
+    assert points.features["sublattice"].iloc[-1] == -1
+    assert np.isnan(points.features["strain_xx"].iloc[-1])
 
 
 def test_hand_reassignment_survives_a_rerun(qtbot, viewer_with_columns):

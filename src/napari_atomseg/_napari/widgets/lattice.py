@@ -52,6 +52,11 @@ from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update
 
 _HISTOGRAM_BINS = 60
+#: Feature columns the analysis writes (stale values are never a hand-added point's default).
+_LATTICE_PREFIXES = (
+    "lattice_", "strain_", "rotation_", "dilatation", "displacement_", "intensity_",
+    "gaussian_", "voronoi_",
+)  # fmt: skip
 
 
 def lattice_steps(
@@ -236,7 +241,11 @@ class AnalyseLatticeWidget(Container):
         for name in table.columns:
             if name not in ("y_px", "x_px"):
                 features[name] = table[name].to_numpy()
+        before = points.feature_defaults
+        added = set(table.columns) - set(before.columns)
         points.features = features
+        # A point added by hand starts unassigned, with no lattice values.
+        points.feature_defaults = _feature_defaults(features, before, added)
         colours = sublattice_colours(table["sublattice"].to_numpy())
         points.face_color = colours
         points.border_color = colours
@@ -292,6 +301,29 @@ class AnalyseLatticeWidget(Container):
         points.face_color = sublattice_colours(values)
         points.border_color = sublattice_colours(values)
         return len(chosen)
+
+
+def _feature_defaults(features: pd.DataFrame, before: Any, added: set[str]) -> dict[str, Any]:
+    """Defaults for hand-added points: the layer's own for its own columns, unassigned /
+    NaN / False for the analysis's (``added`` and every lattice column)."""
+    known = {}
+    if before is not None and len(before):
+        known = {name: before[name].iloc[0] for name in before.columns}
+    out: dict[str, Any] = {}
+    for name, col in features.items():
+        if name == "sublattice":
+            out[name] = -1
+        elif name in known and name not in added and not name.startswith(_LATTICE_PREFIXES):
+            out[name] = known[name]
+        elif col.dtype == bool:
+            out[name] = False
+        elif col.dtype.kind in "iu":
+            out[name] = -1
+        elif col.dtype.kind == "f":
+            out[name] = np.nan
+        else:
+            out[name] = ""
+    return out
 
 
 class _Histogram(Container):
