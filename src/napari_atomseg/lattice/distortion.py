@@ -130,23 +130,39 @@ def distortion_report(cell: np.ndarray, symmetry: Any) -> dict[str, Any]:
 class ScanProfiles:
     """Non-linear scan distortion as 1-D displacement profiles (px) of the image coordinates:
     ``dy_of_y`` (slow-scan drift along y), ``dx_of_y`` (slow-scan drift along x: a shear
-    that changes through the frame) and ``dx_of_x`` (fast-scan non-linearity), sampled at
-    ``y_grid`` / ``x_grid`` and linearly interpolated (constant beyond the ends)."""
+    that changes through the frame), ``dx_of_x`` (fast-scan non-linearity) and ``dy_of_x``
+    (a fast scan that is not a straight line), sampled at ``y_grid`` / ``x_grid`` and
+    linearly interpolated (constant beyond the ends)."""
 
     y_grid: np.ndarray
     dy_of_y: np.ndarray
     dx_of_y: np.ndarray
     x_grid: np.ndarray
     dx_of_x: np.ndarray
+    dy_of_x: np.ndarray
 
     def correct(self, positions_px: np.ndarray) -> np.ndarray:
         y, x = positions_px[:, 0], positions_px[:, 1]
         out = positions_px.copy()
-        out[:, 0] = y - np.interp(y, self.y_grid, self.dy_of_y)
+        out[:, 0] = (
+            y - np.interp(y, self.y_grid, self.dy_of_y) - np.interp(x, self.x_grid, self.dy_of_x)
+        )
         out[:, 1] = (
             x - np.interp(y, self.y_grid, self.dx_of_y) - np.interp(x, self.x_grid, self.dx_of_x)
         )
         return out
+
+    def plus(self, other: ScanProfiles) -> ScanProfiles:
+        """The two corrections applied one after the other (to first order)."""
+        yg, xg = other.y_grid, other.x_grid
+        return ScanProfiles(
+            yg,
+            np.interp(yg, self.y_grid, self.dy_of_y) + other.dy_of_y,
+            np.interp(yg, self.y_grid, self.dx_of_y) + other.dx_of_y,
+            xg,
+            np.interp(xg, self.x_grid, self.dx_of_x) + other.dx_of_x,
+            np.interp(xg, self.x_grid, self.dy_of_x) + other.dy_of_x,
+        )
 
     def summary(self, length_scale: float = 1.0) -> dict[str, float]:
         """Peak-to-peak of each profile (times ``length_scale``)."""
@@ -154,6 +170,7 @@ class ScanProfiles:
             "slow_scan_y_ptp": float(np.ptp(self.dy_of_y) * length_scale),
             "slow_scan_x_ptp": float(np.ptp(self.dx_of_y) * length_scale),
             "fast_scan_x_ptp": float(np.ptp(self.dx_of_x) * length_scale),
+            "fast_scan_y_ptp": float(np.ptp(self.dy_of_x) * length_scale),
         }
 
 
@@ -179,27 +196,22 @@ def scan_profiles(
         return None
     width = 0.5 * float(np.linalg.norm(cell, axis=0).min())
     ideal_rel = q @ cell.T
+    y, x = positions_px[:, 0], positions_px[:, 1]
     pos = positions_px.copy()
     total = None
     for _ in range(iterations):
         resid = pos - ideal_rel
         resid -= np.median(resid, axis=0)
-        y_grid, dy = _binned_mean(positions_px[:, 0], resid[:, 0], width)
-        _, dxy = _binned_mean(positions_px[:, 0], resid[:, 1], width)
-        rest = resid[:, 1] - np.interp(positions_px[:, 0], y_grid, dxy)
-        x_grid, dxx = _binned_mean(positions_px[:, 1], rest, width)
-        if len(y_grid) < 2 or len(x_grid) < 2:
+        y_grid, dy = _binned_mean(y, resid[:, 0], width)
+        _, dxy = _binned_mean(y, resid[:, 1], width)
+        if len(y_grid) < 2:
             return None
-        step = ScanProfiles(y_grid, dy, dxy, x_grid, dxx)
-        if total is None:
-            total = step
-        else:
-            total = ScanProfiles(
-                y_grid,
-                np.interp(y_grid, total.y_grid, total.dy_of_y) + dy,
-                np.interp(y_grid, total.y_grid, total.dx_of_y) + dxy,
-                x_grid,
-                np.interp(x_grid, total.x_grid, total.dx_of_x) + dxx,
-            )
+        # What the slow-scan profiles leave, as functions of the fast-scan coordinate.
+        x_grid, dxx = _binned_mean(x, resid[:, 1] - np.interp(y, y_grid, dxy), width)
+        _, dyx = _binned_mean(x, resid[:, 0] - np.interp(y, y_grid, dy), width)
+        if len(x_grid) < 2:
+            return None
+        step = ScanProfiles(y_grid, dy, dxy, x_grid, dxx, dyx)
+        total = step if total is None else total.plus(step)
         pos = total.correct(positions_px)
     return total
