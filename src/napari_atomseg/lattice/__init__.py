@@ -16,7 +16,19 @@ errors), ``displacement``, ``intensity``, ``distortion`` (scan distortion), ``ma
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .api import RESULT_COLUMNS as RESULT_COLUMNS
+    from .api import analyse_lattice as analyse_lattice
+    from .api import iter_analyse_lattice as iter_analyse_lattice
+    from .maps import LatticeMaps as LatticeMaps
+    from .maps import lattice_maps as lattice_maps
+    from .options import LatticeOptions as LatticeOptions
+    from .regions import region_means as region_means
 
 _LAZY = {
     "analyse_lattice": ".api",
