@@ -52,6 +52,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "napari_atomseg.track._cli",
         "movies: drift, atoms tracked across frames, jumps; tracks/drift CSV + registered average",
     ),
+    "lattice": ("napari_atomseg.lattice._cli", "sublattices, strain, polarisation, intensities"),
     "simulate": (
         "napari_atomseg.simulate._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",
