@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from .segment import segment as segment
     from .simulate import SimulationParameters as SimulationParameters
     from .simulate import simulate as simulate
+    from .track import register_stack as register_stack
+    from .track import track_atoms as track_atoms
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,28 @@ Modules: ``register`` (phase correlation), ``nonrigid`` (tile-wise residual drif
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .api import TrackingResult as TrackingResult
+    from .api import iter_track_stack as iter_track_stack
+    from .api import register_stack as register_stack
+    from .api import track_atoms as track_atoms
+    from .dynamics import detect_jumps as detect_jumps
+    from .dynamics import msd as msd
+    from .dynamics import residence_times as residence_times
+    from .dynamics import track_features as track_features
+    from .link import link as link
+    from .metrics import score_links as score_links
+    from .register import Registration as Registration
+    from .register import aligned_stack as aligned_stack
+    from .register import iter_register as iter_register
+    from .register import iter_registered_average as iter_registered_average
+    from .register import register as register
+    from .register import registered_average as registered_average
 
 _LAZY = {
     "track_atoms": ".api",
