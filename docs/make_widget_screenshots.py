@@ -289,7 +289,8 @@ def shot_finetune(steps: int | None = None) -> None:
 
 
 def _graphene_folder_as_tiffs(folder: Path, sizes: Any, out: Path) -> None:
-    """The first N_SORTED graphene PNGs as calibrated TIFFs (the reader takes no PNG)."""
+    """The first N_SORTED graphene PNGs as TIFFs calibrated with the set's FFT estimates
+    (a PNG stores no pixel size)."""
     from napari_atomseg.io import Calibration, write_image_tiff
     from napari_atomseg.segment.data import _read_grey_png
 
@@ -349,6 +350,7 @@ def shot_graphene(model: str | None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         _graphene_folder_as_tiffs(folder, sizes, Path(tmp))
+        widget.sorting_fold.toggle()  # (folded by default)
         widget.sorting.folder.value = tmp
         widget.sorting.run()
         _wait(widget.sorting.panel)

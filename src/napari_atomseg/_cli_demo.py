@@ -17,6 +17,11 @@ amorphous), while the Bragg filter works on any crystal and scores within 0.005 
 the fine-tuned U-Net on the real graphene benchmark. Plain PNG/JPEG pictures are read as
 uncalibrated grey images (give ``--pixel-size-nm``).
 
+An image whose pixel size the atom finder's model does not cover (e.g. a 1.25 nm/px
+overview of nanoparticles) gets what fits it: no atom search (the summary's
+``atoms_skipped`` and the printed line say why) and, when it is too coarse for atoms,
+particles segmented instead (``NAME_particles.csv``; see :mod:`napari_atomseg.pipeline`).
+
 For each image it finds every atomic column (told STEM or HRTEM from the file's
 acquisition mode where it records one; the simulated images say theirs), segments
 contamination / amorphous / vacuum, flags columns inside contamination and writes
@@ -53,7 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "inputs",
         nargs="*",
         metavar="INPUT",
-        help="image files (DM3/DM4/MRC/TIFF/SER/EMD); none = simulate a demo micrograph",
+        help="image files (DM3/DM4/MRC/TIFF/SER/EMD/HSPY/ZSPY, PNG/JPEG/BMP); none = simulate "
+        "a demo micrograph",
     )
     parser.add_argument(
         "--out", default="atomseg_demo", help="output folder (default: ./atomseg_demo)"
@@ -155,8 +161,7 @@ def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any,
 
 def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tuple, Any]], int]:
     from .errors import AtomsegError
-    from .io import Calibration, ImageData, read_images
-    from .segment.sorting import PICTURE_EXTENSIONS, read_any
+    from .io import Calibration, read_images
 
     if args.segment_method == "auto":
         args.segment_method = "bragg"
@@ -164,11 +169,7 @@ def _from_files(args: argparse.Namespace) -> tuple[list[tuple[str, Any, Any, tup
     for item in args.inputs:
         path = Path(item)
         try:
-            if path.suffix.lower() in PICTURE_EXTENSIONS:
-                data, cal = read_any(path)
-                images = [ImageData(data=data, calibration=cal, name=path.stem)]
-            else:
-                images = read_images(path)
+            images = read_images(path)
         except (AtomsegError, OSError) as exc:
             print(f"[demo] {path}: skipped: {exc}", file=sys.stderr)
             failures += 1
@@ -233,10 +234,19 @@ def run(args: argparse.Namespace) -> int:
         results.append((res, data))
         s = res.summary()
         fractions = ", ".join(f"{k} {v:.1%}" for k, v in res.class_fractions.items())
+        if res.atoms_skipped:
+            found = f"atoms skipped: {res.atoms_skipped}"
+        else:
+            found = f"{s['n_columns']} columns ({s['n_columns_in_contamination']} in contamination)"
+        if "particles" in s:
+            p = s["particles"]
+            size = p.get("median_equivalent_diameter_nm")
+            found += f"; {p['count']} particles ({p['method']}" + (
+                f", median diameter {size:.2f} nm)" if size is not None else ")"
+            )
         print(
-            f"[demo] {name}: {s['n_columns']} columns "
-            f"({s['n_columns_in_contamination']} in contamination); {fractions}; "
-            f"atoms {s['timings_s']['find_atoms']:.2f} s, segment {s['timings_s']['segment']:.2f} s"
+            f"[demo] {name}: {found}; {fractions}; atoms {s['timings_s']['find_atoms']:.2f} s, "
+            f"segment {s['timings_s']['segment']:.2f} s"
         )
         if "columns_vs_truth" in s:
             cv = s["columns_vs_truth"]

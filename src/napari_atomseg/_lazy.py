@@ -19,6 +19,10 @@ def lazy_exports(
     in the package so later lookups skip ``__getattr__``. Use as::
 
         __getattr__, __dir__, __all__ = lazy_exports(__name__, {"simulate": ".engine"})
+
+    Type checkers and IDEs do not run ``__getattr__``: import the same names under
+    ``if TYPE_CHECKING:`` as ``from .engine import simulate as simulate``
+    (``tests/test_lazy_names.py`` checks the two agree and that every name resolves).
     """
     names = [*extra, *sorted(exports)]
 

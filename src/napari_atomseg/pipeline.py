@@ -9,6 +9,15 @@ This is what ``napari-atomseg demo`` (and any batch script) runs per image:
 4. results written next to each other: ``NAME_atoms.csv`` (y_px, x_px, y_nm, x_nm and
    every feature), ``NAME_regions.tif`` (calibrated labels), ``NAME_summary.json``.
 
+It does what fits the image. When the pixel size lies outside what the atom finder's
+model supports (:func:`atoms_skip_reason`) -- e.g. a 1.25 nm/px overview of
+nanoparticles, where no column is resolved -- the atoms are skipped, the summary's
+``atoms_skipped`` says why, and a too-coarse image is segmented for **particles**
+instead (:func:`particle_segmentation`: the particle U-Net where its pixel-size range
+covers the image, else by Z contrast, :mod:`napari_atomseg.segment.intensity`), with
+``NAME_particles.csv`` (one row per particle: centre, area, equivalent diameter) in
+place of the atoms table.
+
 Writers never overwrite an input file (see :mod:`napari_atomseg.io.writers`).
 """
 
@@ -43,6 +52,10 @@ class PipelineResult:
     files: dict[str, Path] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Why no atoms were looked for ('' when they were).
+    atoms_skipped: str = ""
+    #: One row per particle when the image was segmented for particles, else None.
+    particles: pd.DataFrame | None = None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly summary (what ``NAME_summary.json`` holds)."""
@@ -58,6 +71,7 @@ class PipelineResult:
             "atom_finder": {
                 k: self.atoms.attrs[k] for k in _ATOM_SETTINGS if k in self.atoms.attrs
             },
+            **({"atoms_skipped": self.atoms_skipped} if self.atoms_skipped else {}),
             "files": {k: str(v) for k, v in self.files.items()},
             **self.extra,
         }
@@ -104,6 +118,62 @@ def flag_atoms(
     return out
 
 
+def _atoms_card(model: Any = "default") -> Any:
+    from .backend import default_model_name
+    from .backend.cards import ModelCard, load_card
+
+    if isinstance(model, ModelCard):
+        return model
+    return load_card(default_model_name("atoms") if model in (None, "default") else model)
+
+
+def atoms_skip_reason(pixel_size_nm: float | None, model: Any = "default") -> str:
+    """Why the atom finder's ``model`` cannot work at ``pixel_size_nm`` ('' if it can).
+
+    Outside the pixel-size range on its card the network would see columns at a scale it
+    never learnt (coarser: columns are not even resolved). An unknown pixel size is left
+    to the model's own estimate.
+    """
+    if pixel_size_nm is None:
+        return ""
+    card = _atoms_card(model)
+    span = card.input.pixel_size_range_nm
+    if span is None or span[0] <= pixel_size_nm <= span[1]:
+        return ""
+    if pixel_size_nm > span[1]:
+        return (
+            f"pixel size {pixel_size_nm:g} nm/px is coarser than the {span[1]:g} nm/px up to "
+            f"which model {card.name!r} finds atomic columns: at this magnification columns "
+            "are not resolved, so no atoms were looked for"
+        )
+    return (
+        f"pixel size {pixel_size_nm:g} nm/px is finer than the {span[0]:g} nm/px model "
+        f"{card.name!r} supports: bin the image to find atoms; none were looked for"
+    )
+
+
+def particle_segmentation(
+    image: np.ndarray, pixel_size_nm: float, calibration: Calibration | None
+) -> ProgressGenerator[Any]:
+    """Particles of an image too coarse for atoms: the particle U-Net where its range
+    covers ``pixel_size_nm``, else by Z contrast (bright particles unless the file says
+    bright-field TEM)."""
+    from .errors import ModelError
+    from .segment import iter_segment
+    from .segment._unet import default_model
+    from .segment.intensity import iter_particles_by_intensity
+
+    try:
+        span = default_model("particles").input.pixel_size_range_nm
+    except ModelError:  # no particle U-Net installed
+        span = (0.0, 0.0)
+    if span is None or span[0] <= pixel_size_nm <= span[1]:
+        return (yield from iter_segment(image, pixel_size_nm, "particles", "unet"))
+    mode = (calibration.metadata.get("acquisition_mode") if calibration else None) or ""
+    bright = str(mode).upper() != "TEM"
+    return (yield from iter_particles_by_intensity(image, pixel_size_nm, bright=bright))
+
+
 def iter_process_image(
     image: np.ndarray,
     calibration: Calibration | None,
@@ -116,8 +186,6 @@ def iter_process_image(
     overwrite: bool = True,
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
-    from .atoms import find_atoms
-    from .atoms.imaging import imaging_from_metadata
     from .segment import segment
 
     if not name or any(c in name for c in "/\\"):
@@ -127,50 +195,30 @@ def iter_process_image(
     pixel_size_nm = calibration.pixel_size_nm if calibration is not None else None
     timings: dict[str, float] = {}
 
-    yield Progress(0, 3, f"{name}: finding atomic columns")
-    t0 = time.perf_counter()
     atoms_opts = dict(atoms_options or {})
-    if "imaging" not in atoms_opts and calibration is not None:
-        # HRTEM or STEM as the file says (DM/TIA/EMD metadata); None where it does not.
-        atoms_opts["imaging"] = imaging_from_metadata(calibration.metadata)
-    atoms = find_atoms(image, pixel_size_nm, **atoms_opts)
+    skipped = atoms_skip_reason(pixel_size_nm, atoms_opts.get("model", "default"))
+    t0 = time.perf_counter()
+    yield Progress(
+        0, 3, f"{name}: " + (f"atoms skipped ({skipped})" if skipped else "finding atomic columns")
+    )
+    atoms = _no_atoms() if skipped else _find_atoms(image, calibration, atoms_opts)
     timings["find_atoms"] = time.perf_counter() - t0
     estimated = bool(atoms.attrs.get("pixel_size_estimated", False))
     if pixel_size_nm is None and atoms.attrs.get("pixel_size_nm"):
         pixel_size_nm = float(atoms.attrs["pixel_size_nm"])
 
-    yield Progress(1, 3, f"{name}: segmenting contamination")
     t0 = time.perf_counter()
-    seg = segment(image, pixel_size_nm, task="contamination", **dict(segment_options or {}))
+    if skipped and pixel_size_nm is not None and "coarser" in skipped:
+        yield Progress(1, 3, f"{name}: segmenting particles")
+        seg = drain(particle_segmentation(image, pixel_size_nm, calibration))
+    else:
+        yield Progress(1, 3, f"{name}: segmenting contamination")
+        seg = segment(image, pixel_size_nm, task="contamination", **dict(segment_options or {}))
     timings["segment"] = time.perf_counter() - t0
-    atoms = flag_atoms(atoms, seg.labels, seg.class_names)
+    if not skipped:
+        atoms = flag_atoms(atoms, seg.labels, seg.class_names)
 
     yield Progress(2, 3, f"{name}: writing results")
-    cal = calibration
-    if cal is None or not cal.calibrated:
-        cal = (
-            Calibration.from_pixel_size_nm(pixel_size_nm)
-            if pixel_size_nm is not None
-            else Calibration.uncalibrated(2)
-        )
-    files = {
-        "atoms_csv": out / f"{name}_atoms.csv",
-        "regions_tif": out / f"{name}_regions.tif",
-        "summary_json": out / f"{name}_summary.json",
-    }
-    coords = atoms[["y_px", "x_px"]].to_numpy(dtype=np.float64)
-    features = atoms.drop(columns=[c for c in ("y_px", "x_px", "y_nm", "x_nm") if c in atoms])
-    write_points_csv(
-        files["atoms_csv"], coords, cal, features=features, inputs=inputs, overwrite=overwrite
-    )
-    write_labels_tiff(
-        files["regions_tif"],
-        seg.labels,
-        cal,
-        class_names=dict(enumerate(seg.class_names)),
-        inputs=inputs,
-        overwrite=overwrite,
-    )
     result = PipelineResult(
         name=name,
         atoms=atoms,
@@ -179,12 +227,95 @@ def iter_process_image(
         class_fractions=seg.class_fractions(),
         pixel_size_nm=pixel_size_nm,
         pixel_size_estimated=estimated,
-        files=files,
         timings_s=timings,
+        atoms_skipped=skipped,
+        particles=_particles_of(seg, pixel_size_nm),
     )
-    files["summary_json"].write_text(json.dumps(result.summary(), indent=2), encoding="utf-8")
+    if result.particles is not None:
+        result.extra["particles"] = particle_summary(result.particles, seg.method)
+    _write_results(result, calibration, out, inputs, overwrite)
     yield Progress(3, 3, f"{name}: {len(atoms)} columns, done")
     return result
+
+
+def _find_atoms(
+    image: np.ndarray, calibration: Calibration | None, options: dict[str, Any]
+) -> pd.DataFrame:
+    from .atoms import find_atoms
+    from .atoms.imaging import imaging_from_metadata
+
+    if "imaging" not in options and calibration is not None:
+        # HRTEM or STEM as the file says (DM/TIA/EMD metadata); None where it does not.
+        options["imaging"] = imaging_from_metadata(calibration.metadata)
+    pixel_size_nm = calibration.pixel_size_nm if calibration is not None else None
+    return find_atoms(image, pixel_size_nm, **options)
+
+
+def _no_atoms() -> pd.DataFrame:
+    """The empty columns table of an image where no atoms were looked for."""
+    return flag_atoms(pd.DataFrame({"y_px": [], "x_px": []}), np.zeros((1, 1), int), ("",))
+
+
+def _particles_of(seg: Any, pixel_size_nm: float | None) -> pd.DataFrame | None:
+    """The particles table of a particles segmentation (None for contamination)."""
+    from scipy import ndimage
+
+    from .segment.intensity import particle_table
+
+    if seg.task != "particles":
+        return None
+    if "particles" in seg.details:
+        return seg.details["particles"]
+    return particle_table(ndimage.label(seg.flagged_mask)[0], pixel_size_nm)  # (U-Net)
+
+
+def _write_results(
+    result: PipelineResult,
+    calibration: Calibration | None,
+    out: Path,
+    inputs: tuple[Path, ...],
+    overwrite: bool,
+) -> None:
+    """``NAME_atoms.csv`` (or ``NAME_particles.csv``), ``NAME_regions.tif`` and
+    ``NAME_summary.json``; fills ``result.files``."""
+    cal = calibration
+    if cal is None or not cal.calibrated:
+        ps = result.pixel_size_nm
+        cal = Calibration.from_pixel_size_nm(ps) if ps is not None else Calibration.uncalibrated(2)
+    table = "atoms" if result.particles is None else "particles"
+    rows = result.atoms if result.particles is None else result.particles
+    files = result.files
+    files[f"{table}_csv"] = out / f"{result.name}_{table}.csv"
+    files["regions_tif"] = out / f"{result.name}_regions.tif"
+    files["summary_json"] = out / f"{result.name}_summary.json"
+    coords = rows[["y_px", "x_px"]].to_numpy(dtype=np.float64)
+    features = rows.drop(columns=[c for c in ("y_px", "x_px", "y_nm", "x_nm") if c in rows])
+    write_points_csv(
+        files[f"{table}_csv"], coords, cal, features=features, inputs=inputs, overwrite=overwrite
+    )
+    write_labels_tiff(
+        files["regions_tif"],
+        result.labels,
+        cal,
+        class_names=dict(enumerate(result.class_names)),
+        inputs=inputs,
+        overwrite=overwrite,
+    )
+    summary = json.dumps(result.summary(), indent=2)
+    files["summary_json"].write_text(summary, encoding="utf-8")
+
+
+def particle_summary(particles: pd.DataFrame, method: str) -> dict[str, Any]:
+    """Count and sizes of the particles, for the summary."""
+    out: dict[str, Any] = {"method": method, "count": len(particles)}
+    if len(particles) and "equivalent_diameter_nm" in particles:
+        diameters = particles["equivalent_diameter_nm"].to_numpy(float)
+        out["median_equivalent_diameter_nm"] = round(float(np.median(diameters)), 3)
+        out["equivalent_diameter_nm_range"] = [
+            round(float(diameters.min()), 3),
+            round(float(diameters.max()), 3),
+        ]
+    return out
 
 
 def process_image(

@@ -328,16 +328,16 @@ def test_cli_trains_from_a_yaml_file(tmp_path, capsys):
 
 
 def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
-    from napari_atomseg.backend import train as train_mod
+    from napari_atomseg.backend import train_sources
 
     calls = []
-    original = train_mod._pool_example
+    original = train_sources._pool_example
 
     def counting(task, seed, j):
         calls.append(j)
         return original(task, seed, j)
 
-    monkeypatch.setattr(train_mod, "_pool_example", counting)
+    monkeypatch.setattr(train_sources, "_pool_example", counting)
     a = train(config(tmp_path, "pool", example_pool=10), log=None)
     assert sorted(calls) == list(range(10))  # simulated once each
     pool_file = tmp_path / "pool" / "example_pool.npz"
@@ -357,7 +357,7 @@ def test_example_pool_is_reproducible_cached_and_used(tmp_path, monkeypatch):
     assert sorted(calls) == list(range(10))
     # ...and so does changed simulator/task code (same config)
     calls.clear()
-    monkeypatch.setattr(train_mod, "_generator_digest", lambda task: "other-code")
+    monkeypatch.setattr(train_sources, "_generator_digest", lambda task: "other-code")
     train(config(tmp_path, "pool", example_pool=10, task_options={"patch_px": 40}), log=None)
     assert sorted(calls) == list(range(10))
 
@@ -452,3 +452,58 @@ def test_distillation_config_errors(tmp_path):
     teacher = train(config(tmp_path, "t", steps=1), log=None).card
     with pytest.raises(InputError, match="cannot distil"):  # BlobTask has no distill_loss
         train(config(tmp_path, teacher=str(teacher.path), distill_weight=1.0), log=None)
+
+
+def test_stages_of_one_config_train_in_turn_and_equal_separate_runs(tmp_path):
+    """A config with two stages trains the second from the first and records both in the
+    final card; it gives the very weights of two separate configs chained by init_from,
+    and --resume skips a finished stage."""
+    staged = config(
+        tmp_path,
+        "staged",
+        steps=6,
+        stages=[
+            {"name": "first", "steps": 6, "lr": 5e-3},
+            {"name": "second", "steps": 4, "lr": 1e-3, "seed": 3},
+        ],
+    )
+    result = train(staged, log=None)
+    assert result.card.name == "staged"
+    assert result.card_path == tmp_path / "staged" / "staged.yaml"  # the final model
+    assert (tmp_path / "staged" / "first" / "staged_first.yaml").is_file()
+    stages = result.card.training["stages"]
+    assert [s["stage"] for s in stages] == ["first"] and stages[0]["steps"] == 6
+    assert result.card.training["init_from"]["sha256"] == stages[0]["sha256"]
+    assert result.card.training["config"]["steps"] == 4
+
+    first = train(config(tmp_path, "first", steps=6, lr=5e-3), log=None)
+    second = train(
+        config(tmp_path, "second", steps=4, lr=1e-3, seed=3, init_from=str(first.card_path)),
+        log=None,
+    )
+    assert same_weights(result.card, second.card)
+
+    lines = []
+    again = train(staged, resume=True, log=lines.append)
+    assert any("stage first: finished earlier" in line for line in lines)
+    assert same_weights(again.card, result.card)
+
+
+def test_stage_errors_are_named(tmp_path):
+    with pytest.raises(InputError, match="stage 0 needs a 'name'"):
+        TrainConfig.from_mapping(config(tmp_path, stages=[{"steps": 3}]))
+    with pytest.raises(InputError, match="cannot set \\['card'\\]"):
+        TrainConfig.from_mapping(config(tmp_path, stages=[{"name": "a", "steps": 3, "card": {}}]))
+    with pytest.raises(InputError, match="cannot set \\['init_from'\\]"):
+        TrainConfig.from_mapping(
+            config(
+                tmp_path,
+                stages=[{"name": "a", "steps": 3}, {"name": "b", "steps": 2, "init_from": "x"}],
+            )
+        )
+    with pytest.raises(InputError, match="unique"):
+        TrainConfig.from_mapping(
+            config(tmp_path, stages=[{"name": "a", "steps": 3}, {"name": "a", "steps": 2}])
+        )
+    with pytest.raises(InputError, match="steps must be a positive integer"):
+        TrainConfig.from_mapping(config(tmp_path, stages=[{"name": "a", "steps": 0}]))

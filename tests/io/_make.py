@@ -91,3 +91,82 @@ def write_hyperspy_tiff(path: Path, data: np.ndarray, scale: float, unit: str) -
     }
     file_writer(str(path), signal)
     return path
+
+
+def write_hspy(
+    path: Path, data: np.ndarray, scale: float, unit: str, *, frame_axis: bool = False
+) -> Path:
+    """A HyperSpy ``.hspy`` (HDF5) file as ``s.save("x.hspy")`` writes it (rosettasciio)."""
+    from rsciio.hspy import file_writer
+
+    names = ("y", "x") if data.ndim == 2 else ("z", "y", "x")
+    axes = []
+    for k, (name, size) in enumerate(zip(names, data.shape)):
+        stack = data.ndim == 3 and k == 0
+        axes.append(
+            {
+                "name": name,
+                "size": size,
+                "scale": 1.0 if stack else scale,
+                "offset": 0.0,
+                "units": "" if stack else unit,
+                "navigate": stack and frame_axis,
+            }
+        )
+    signal = {
+        "data": data,
+        "axes": axes,
+        "metadata": {
+            "General": {"title": "hs", "original_filename": "scan.dm4"},
+            "Signal": {"signal_type": "", "record_by": "image"},
+            "Acquisition_instrument": {"TEM": {"beam_energy": 300.0}},
+        },
+        "original_metadata": {},
+        "tmp_parameters": {},
+        "attributes": {"_lazy": False},
+        "package_info": {"package": "hyperspy", "package_version": "2.3.0"},
+        "learning_results": {},
+        "models": {},
+    }
+    file_writer(str(path), signal, show_progressbar=False)
+    return path
+
+
+def hspy_to_zspy(hspy: Path, zspy: Path) -> Path:
+    """The same HyperSpy tree as a zarr (format 2) folder, which is what a ``.zspy`` is.
+
+    rosettasciio 0.15's ZSPY *writer* needs zarr 2; its reader works with zarr 3, so the
+    test copies the HSPY tree group by group (HyperSpy's two formats share one layout).
+    """
+    import h5py
+    import zarr
+
+    def plain(value: object) -> object:
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    def copy(group: h5py.Group, target: zarr.Group) -> None:
+        for key, value in group.attrs.items():
+            target.attrs[key] = plain(value)
+        for name, item in group.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.require_group(name))
+                continue
+            values = item[()]
+            if values.dtype.kind in "OS":
+                continue  # (string arrays: not needed to read an image)
+            array = target.create_array(name, shape=values.shape, dtype=values.dtype)
+            array[...] = values
+            for key, value in item.attrs.items():
+                array.attrs[key] = plain(value)
+
+    with h5py.File(hspy, "r") as source:
+        root = zarr.open_group(str(zspy), mode="w", zarr_format=2)
+        copy(source, root)
+        root.attrs["file_format"] = "ZSpy"
+    return zspy

@@ -222,8 +222,11 @@ def test_missing_empty_unsupported(tmp_path: Path) -> None:
     (tmp_path / "empty.dm3").write_bytes(b"")
     with pytest.raises(FileReadError, match="empty"):
         read_image(tmp_path / "empty.dm3")
-    (tmp_path / "x.png").write_bytes(b"\x89PNG....")
-    with pytest.raises(FileReadError, match=r"unsupported file type '\.png'"):
+    (tmp_path / "x.gif").write_bytes(b"GIF89a....")
+    with pytest.raises(FileReadError, match=r"unsupported file type '\.gif'"):
+        read_image(tmp_path / "x.gif")
+    (tmp_path / "x.png").write_bytes(b"\x89PNX....")
+    with pytest.raises(FileReadError, match=r"x.png: is not a PNG/JPEG/BMP picture file"):
         read_image(tmp_path / "x.png")
     with pytest.raises(FileReadError, match="is a folder"):
         read_image(tmp_path)

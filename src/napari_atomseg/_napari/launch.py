@@ -30,9 +30,11 @@ def result_layer_data(result: Any, image: np.ndarray) -> list[tuple[Any, dict, s
     features = atoms.drop(columns=[c for c in ("y_px", "x_px") if c in atoms]).reset_index(
         drop=True
     )
+    if result.pixel_size_nm:  # as every Points layer of the plugin (napari's CSV keeps it)
+        features["pixel_size_nm"] = float(result.pixel_size_nm)
     contaminated = features["in_contamination"].to_numpy(dtype=bool)
     face = np.where(contaminated[:, None], [[1.0, 0.3, 0.2, 1.0]], [[0.1, 0.9, 1.0, 1.0]])
-    return [
+    layers = [
         (image, {"name": result.name, "metadata": meta, **spatial}, "image"),
         (
             coords,
@@ -62,6 +64,9 @@ def result_layer_data(result: Any, image: np.ndarray) -> list[tuple[Any, dict, s
             "labels",
         ),
     ]
+    if result.atoms_skipped:  # (an overview image: no columns were looked for)
+        del layers[1]
+    return layers
 
 
 def show_results(results: Sequence[tuple[Any, np.ndarray]], run: bool = True) -> Any:

@@ -11,7 +11,11 @@ Conventions
   result overlays its image and napari's scale bar is in nm when the image is calibrated.
 - Points hold positions in the image's pixel (data) coordinates; the columns' other
   numbers go to ``features`` (never the coordinates themselves: a moved point must not
-  disagree with a stale ``y_px``). Points added by hand get ``source = "manual"``.
+  disagree with a stale ``y_px``). Points added by hand get ``source = "manual"``. On a
+  calibrated image every point also carries the in-plane ``pixel_size_nm`` (points added
+  by hand too), so napari's own Points CSV -- the first choice of *Save Selected
+  Layers*, which writes data coordinates and features but no scale -- still opens
+  calibrated through this plugin's reader (:mod:`napari_atomseg.io.points_table`).
 - Labels carrying classes get a direct colormap (label 0 transparent) and a features
   table with an ``index`` column, so napari's status bar shows the class under the
   cursor; ``metadata["class_names"]`` is what the label-TIFF writer stores.
@@ -27,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from napari_atomseg.io import Calibration
+from napari_atomseg.io.points_table import PIXEL_SIZE_FEATURE
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -114,18 +119,43 @@ def point_size_px(atoms: pd.DataFrame, default_px: float = 4.0) -> float:
     return float(default_px)
 
 
-def _features(atoms: pd.DataFrame, drop: Sequence[str] = COORDINATE_COLUMNS) -> pd.DataFrame:
-    feats = atoms.drop(columns=[c for c in drop if c in atoms.columns]).reset_index(drop=True)
+def _features(atoms: pd.DataFrame, pixel_size_nm: float | None) -> pd.DataFrame:
+    drop = [c for c in COORDINATE_COLUMNS if c in atoms.columns]
+    feats = atoms.drop(columns=drop).reset_index(drop=True)
     feats["source"] = pd.Categorical(["model"] * len(feats), categories=["model", "manual"])
-    return feats
+    return _with_pixel_size(feats, pixel_size_nm)
+
+
+def _with_pixel_size(features: pd.DataFrame, pixel_size_nm: float | None) -> pd.DataFrame:
+    """``features`` with the constant ``pixel_size_nm`` column (calibrated images only)."""
+    if pixel_size_nm is not None:
+        features[PIXEL_SIZE_FEATURE] = float(pixel_size_nm)
+    return features
+
+
+def _source_categorical(features: pd.DataFrame) -> pd.DataFrame:
+    """A ``source`` column read back from a table becomes the model / manual categories;
+    a table without one is the model's when it has the model's ``confidence``, else
+    placed by hand (ImageJ, napari)."""
+    if "source" not in features:
+        value = "model" if "confidence" in features else "manual"
+        features["source"] = pd.Categorical([value] * len(features), ["model", "manual"])
+        return features
+    values = features["source"].astype(str)
+    if set(values) <= {"model", "manual"}:
+        features["source"] = pd.Categorical(values, categories=["model", "manual"])
+    return features
 
 
 def _feature_defaults(features: pd.DataFrame) -> dict[str, Any]:
-    """What a point added by hand gets: NaN numbers, False flags, ``source = manual``."""
+    """What a point added by hand gets: NaN numbers, False flags, ``source = manual``,
+    and the layer's pixel size."""
     out: dict[str, Any] = {}
     for name, col in features.items():
         if name == "source":
             out[name] = "manual"
+        elif name == PIXEL_SIZE_FEATURE and len(col):
+            out[name] = float(col.iloc[0])
         elif col.dtype == bool:
             out[name] = False
         elif col.dtype.kind in "iu":
@@ -156,8 +186,35 @@ def atoms_points(
     if missing:
         raise ValueError(f"atoms_points: table lacks column(s) {missing}")
     data = atoms[cols].to_numpy(dtype=np.float64).reshape(-1, geometry.ndim)
-    features = _features(atoms)
-    size = point_size_px(atoms)
+    features = _features(atoms, geometry.calibration().pixel_size_nm)
+    return _points(data, features, point_size_px(atoms), geometry, name, metadata)
+
+
+def table_points(
+    points_px: np.ndarray,
+    features: pd.DataFrame,
+    geometry: Geometry,
+    name: str,
+    metadata: Mapping[str, Any] | None = None,
+) -> LayerData:
+    """A Points layer of a point table read from a file (positions in pixels, the
+    table's other columns as features), drawn as :func:`atoms_points` draws columns."""
+    features = _source_categorical(features.reset_index(drop=True).copy())
+    if PIXEL_SIZE_FEATURE not in features:
+        features = _with_pixel_size(features, geometry.calibration().pixel_size_nm)
+    size = point_size_px(features)
+    data = np.asarray(points_px, dtype=np.float64).reshape(-1, geometry.ndim)
+    return _points(data, features, size, geometry, name, metadata)
+
+
+def _points(
+    data: np.ndarray,
+    features: pd.DataFrame,
+    size: float,
+    geometry: Geometry,
+    name: str,
+    metadata: Mapping[str, Any] | None,
+) -> LayerData:
     meta = {**_metadata_calibration(geometry), "point_size_px": size, **(metadata or {})}
     kwargs = {
         "name": name,

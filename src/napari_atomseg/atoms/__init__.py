@@ -20,7 +20,25 @@ say on each peak), ``positions`` (sub-pixel refinement), ``table`` (the output),
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .baselines import BASELINES as BASELINES
+    from .find import find_atoms as find_atoms
+    from .find import heatmap_to_atoms as heatmap_to_atoms
+    from .find import iter_find_atoms as iter_find_atoms
+    from .find import labels_for as labels_for
+    from .heatmap import HeatmapResult as HeatmapResult
+    from .heatmap import iter_predict_heatmap as iter_predict_heatmap
+    from .heatmap import predict_heatmap as predict_heatmap
+    from .metrics import PointMetrics as PointMetrics
+    from .metrics import match_points as match_points
+    from .metrics import point_metrics as point_metrics
+    from .options import FinderOptions as FinderOptions
+    from .training import AtomsTask as AtomsTask
 
 _LAZY = {
     "find_atoms": ".find",

@@ -87,44 +87,40 @@ def read_points_table(
 ) -> np.ndarray:
     """Atom positions ``(N, 2)`` (row, col) in pixels from a CSV table.
 
-    Understood layouts:
-
-    - this plugin's tables (``y_px, x_px``; ``napari-atomseg atoms`` and the napari writer);
-    - napari's built-in Points CSV (``axis-0, axis-1`` ...; the last two axes are row, col);
-    - ImageJ Results (``X, Y``: column, row in pixels);
-    - ``y_nm, x_nm`` only, converted with ``pixel_size_nm``.
+    Understood layouts: those of :func:`napari_atomseg.io.read_points_table` (this
+    plugin's tables, ``y_px, x_px``; napari's built-in Points CSV, ``axis-0, axis-1`` ...,
+    the last two axes being row, col; ImageJ Results, ``X, Y``: column, row in pixels), and
+    ``y_nm, x_nm`` only, converted with ``pixel_size_nm``.
 
     Raises :class:`FileReadError` for unreadable files and tables without coordinates.
     """
     import pandas as pd
 
+    from ..io.points_table import layout_of
+    from ..io.points_table import read_points_table as read_table
+
     p = Path(path)
     try:
-        table = pd.read_csv(p)
+        table = pd.read_csv(p, nrows=0)
     except (OSError, ValueError) as exc:
         raise FileReadError(f"{p}: cannot read the points table ({exc})") from exc
-    cols = {str(c).strip(): c for c in table.columns}
-    if "y_px" in cols and "x_px" in cols:
-        pts = table[[cols["y_px"], cols["x_px"]]]
-    elif "axis-0" in cols and "axis-1" in cols:
-        axes = sorted((c for c in cols if c.startswith("axis-")), key=lambda c: int(c[5:]))
-        pts = table[[cols[axes[-2]], cols[axes[-1]]]]
-    elif "X" in cols and "Y" in cols:
-        pts = table[[cols["Y"], cols["X"]]]
-    elif "y_nm" in cols and "x_nm" in cols:
-        if pixel_size_nm is None:
-            raise FileReadError(
-                f"{p}: positions are in nm only (y_nm, x_nm); the image's pixel size is needed"
-            )
-        pts = table[[cols["y_nm"], cols["x_nm"]]] / float(pixel_size_nm)
-    else:
+    cols = [str(c).strip() for c in table.columns]
+    if layout_of(cols) is not None:
+        return read_table(p).points_px[:, -2:]
+    if "y_nm" not in cols or "x_nm" not in cols:
         raise FileReadError(
             f"{p}: no atom coordinates found; expected columns y_px, x_px (napari-atomseg), "
             f"axis-0, axis-1 (napari Points CSV), X, Y (ImageJ Results) or y_nm, x_nm; "
-            f"got {list(table.columns)[:8]}"
+            f"got {cols[:8]}"
         )
+    if pixel_size_nm is None:
+        raise FileReadError(
+            f"{p}: positions are in nm only (y_nm, x_nm); the image's pixel size is needed"
+        )
+    table = pd.read_csv(p)
+    table.columns = cols
     try:
-        out = pts.to_numpy(dtype=np.float64)
+        out = table[["y_nm", "x_nm"]].to_numpy(dtype=np.float64) / float(pixel_size_nm)
     except (TypeError, ValueError) as exc:
         raise FileReadError(f"{p}: coordinates are not numbers ({exc})") from exc
     if not np.isfinite(out).all():
@@ -245,6 +241,23 @@ def finetune_config(
     if threads is not None:
         cfg["threads"] = int(threads)
     return cfg
+
+
+# --------------------------------------------------------------------------- clean-up
+def _remove_new_files(folders: Sequence[Path], before: set[Path]) -> list[Path]:
+    """Delete the files a cancelled run left in ``folders`` that were not there before,
+    and those folders if the run created them and they are now empty."""
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and path not in before:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        if folder not in before and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 # --------------------------------------------------------------------------- run
@@ -379,6 +392,10 @@ def iter_finetune_atoms(
         the share of synthetic examples in each batch (0 needs no simulation).
     device, threads
         Torch device and CPU threads (defaults: the backend's choice).
+
+    Cancelled (the generator closed before the end, as the napari widget's Cancel
+    does), the run removes what it wrote -- checkpoint, training log, a half-exported
+    model -- leaving files that were there before untouched.
     """
     from ..backend.cards import load_card, save_card
     from ..backend.train import TrainConfig, iter_train, load_task
@@ -407,17 +424,24 @@ def iter_finetune_atoms(
     task = load_task(cfg.task, cfg.task_options)
     sign = -1.0 if contrast == "dark" else 1.0
     pairs = point_pairs([(sign * img, ps, p) for img, ps, p in items], task)
-    out.mkdir(parents=True, exist_ok=True)
-    Path(cfg.out_path).mkdir(parents=True, exist_ok=True)
+    folders = list(dict.fromkeys([out, Path(cfg.out_path)]))
+    before = {f for f in folders if f.is_dir()}
+    before |= {path for f in before for path in f.iterdir()}
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = yield from iter_train(
-        cfg,
-        pairs=pairs,
-        log=log,
-        command=command or f"napari_atomseg.atoms.finetune_user.finetune_atoms(name={name!r})",
-    )
-    # The detection threshold, chosen on the labelled images.
-    yield Progress(cfg.steps, cfg.steps, "choosing the detection threshold")
+    try:
+        result = yield from iter_train(
+            cfg,
+            pairs=pairs,
+            log=log,
+            command=command or f"napari_atomseg.atoms.finetune_user.finetune_atoms(name={name!r})",
+        )
+        # The detection threshold, chosen on the labelled images.
+        yield Progress(cfg.steps, cfg.steps, "choosing the detection threshold")
+    except GeneratorExit:  # cancelled: no half-trained checkpoint or model left behind
+        _remove_new_files(folders, before)
+        raise
     heatmaps = [
         predict_heatmap(img, ps, model=result.card_path, contrast=contrast, threads=threads)
         for img, ps, _ in items

@@ -20,7 +20,38 @@ See docs/backend.md for the design, measured speeds and how to train a model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .cards import InputSpec as InputSpec
+    from .cards import ModelCard as ModelCard
+    from .cards import OutputHead as OutputHead
+    from .cards import ScaleReference as ScaleReference
+    from .cards import card_from_dict as card_from_dict
+    from .cards import default_model_name as default_model_name
+    from .cards import list_models as list_models
+    from .cards import load_card as load_card
+    from .cards import save_card as save_card
+    from .device import get_device as get_device
+    from .device import torch_threads as torch_threads
+    from .inference import Prediction as Prediction
+    from .inference import iter_predict as iter_predict
+    from .inference import predict as predict
+    from .nets import build_model as build_model
+    from .normalise import normalise as normalise
+    from .registry import LoadedModel as LoadedModel
+    from .registry import clear_cache as clear_cache
+    from .registry import get_model as get_model
+    from .sampling import resample as resample
+    from .scale import estimate_pixel_size_nm as estimate_pixel_size_nm
+    from .scale import estimate_scale as estimate_scale
+    from .train import TrainConfig as TrainConfig
+    from .train import TrainingTask as TrainingTask
+    from .train import iter_train as iter_train
+    from .train import train as train
 
 _LAZY = {
     "get_device": ".device",

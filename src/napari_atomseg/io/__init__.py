@@ -13,6 +13,11 @@ Reading::
     for im in read_images("multi_signal.dm3"):   # one ImageData per image signal
         print(im.name, im.data.shape, im.calibration.scale)
 
+Point tables (this plugin's CSV, napari's Points CSV, ImageJ Results)::
+
+    from napari_atomseg.io import read_points_table
+    t = read_points_table("columns.csv")   # t.points_px, t.features, t.calibration
+
 Writing::
 
     from napari_atomseg.io import write_points_csv, write_labels_tiff
@@ -30,19 +35,28 @@ from .calibration import (
     RawAxis,
     build_calibration,
 )
-from .readers import SUPPORTED_EXTENSIONS, read_image, read_images, sniff_format
+from .points_table import PointsTable, read_points_table, sniff_points_csv
+from .readers import (
+    PICTURE_EXTENSIONS,
+    SUPPORTED_EXTENSIONS,
+    read_image,
+    read_images,
+    sniff_format,
+)
 from .units import NM, PER_NM, PX, length_to_nm, parse_unit, reciprocal_to_per_nm
 from .writers import read_points_csv, write_image_tiff, write_labels_tiff, write_points_csv
 
 __all__ = [
     "NM",
     "PER_NM",
+    "PICTURE_EXTENSIONS",
     "PX",
     "SQUARE_PIXEL_RTOL",
     "SUPPORTED_EXTENSIONS",
     "Calibration",
     "CalibrationWarning",
     "ImageData",
+    "PointsTable",
     "RawAxis",
     "build_calibration",
     "length_to_nm",
@@ -50,8 +64,10 @@ __all__ = [
     "read_image",
     "read_images",
     "read_points_csv",
+    "read_points_table",
     "reciprocal_to_per_nm",
     "sniff_format",
+    "sniff_points_csv",
     "write_image_tiff",
     "write_labels_tiff",
     "write_points_csv",

@@ -12,7 +12,9 @@ _SHOWN = ("instrument", "voltage_kV", "magnification", "acquisition_mode", "form
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``info`` (imports nothing heavy)."""
-    parser.add_argument("files", nargs="+", help="DM3/DM4/MRC/TIFF/SER/EMI/EMD files")
+    parser.add_argument(
+        "files", nargs="+", help="DM3/DM4/MRC/TIFF/SER/EMI/EMD/HSPY/ZSPY/PNG/JPEG/BMP files"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
 
 

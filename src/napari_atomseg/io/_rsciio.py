@@ -1,4 +1,4 @@
-"""Gatan DM3/DM4, TIA SER/EMI, Velox and Berkeley EMD, vendor TIFFs: through rosettasciio.
+"""DM3/DM4, TIA SER/EMI, Velox/Berkeley EMD, HyperSpy HSPY/ZSPY, vendor TIFFs: rosettasciio.
 
 rosettasciio (the HyperSpy readers) knows these formats' tag trees; this module only turns
 its signal dictionaries into :class:`ImageData`: image signals become images (stacks for
@@ -23,6 +23,9 @@ _READERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     # "images": skip EDS spectrum streams (slow, and not images); their element maps stay.
     "emd": ("rsciio.emd", "EMD (Velox / Berkeley)", {"select_type": "images"}),
     "tiff": ("rsciio.tiff", "TIFF (vendor metadata)", {}),
+    # HyperSpy's own files (what Atomap and TEMUL users save): axes carry the calibration.
+    "hspy": ("rsciio.hspy", "HyperSpy HSPY (HDF5)", {}),
+    "zspy": ("rsciio.zspy", "HyperSpy ZSPY (zarr)", {}),
 }
 
 

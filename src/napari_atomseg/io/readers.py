@@ -10,6 +10,8 @@ extension                     format                       library
 .tif .tiff                    TIFF (ImageJ, DM, vendors)   tifffile / rosettasciio
 .ser .emi                     FEI/Thermo TIA               rosettasciio
 .emd                          Velox or Berkeley EMD (HDF5) rosettasciio + h5py
+.hspy .zspy                   HyperSpy (HDF5 / zarr)       rosettasciio
+.png .jpg .jpeg .bmp          pictures (uncalibrated grey) Pillow
 ============================  ===========================  ==========================
 
 Every failure a user can cause (missing, empty, truncated, corrupt, unsupported file, or a
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FileReadError
+from ._picture import picture_magic_ok, read_picture
 from .calibration import Calibration, ImageData
 
 #: extension (lower case) -> format key
@@ -41,6 +44,12 @@ FORMATS: dict[str, str] = {
     ".ser": "tia",
     ".emi": "tia",
     ".emd": "emd",
+    ".hspy": "hspy",
+    ".zspy": "zspy",
+    ".png": "picture",
+    ".jpg": "picture",
+    ".jpeg": "picture",
+    ".bmp": "picture",
 }
 
 #: Extensions read by :func:`read_images` (lower case, with the dot).
@@ -52,7 +61,12 @@ _FORMAT_NAMES = {
     "tiff": "a TIFF",
     "tia": "a TIA SER/EMI",
     "emd": "an EMD (HDF5)",
+    "hspy": "a HyperSpy HSPY (HDF5)",
+    "zspy": "a HyperSpy ZSPY (zarr)",
+    "picture": "a PNG/JPEG/BMP picture",
 }
+#: Plain picture extensions (uncalibrated grey images, :mod:`._picture`).
+PICTURE_EXTENSIONS: tuple[str, ...] = tuple(k for k, v in FORMATS.items() if v == "picture")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
@@ -60,11 +74,14 @@ def sniff_format(path: str | os.PathLike[str]) -> str | None:
     """The format key of ``path`` if its extension is supported and its first bytes match.
 
     Cheap (reads at most 1 kB) and never raises: returns None for anything else, including
-    missing, unreadable or empty files and files whose content is another format.
+    missing, unreadable or empty files and files whose content is another format. A
+    ``.zspy`` may be a folder (zarr's directory store) or a zip file.
     """
     try:
         p = Path(path)
         fmt = FORMATS.get(p.suffix.lower())
+        if fmt == "zspy" and p.is_dir():
+            return fmt if _zarr_folder(p) else None
         if fmt is None or not p.is_file():
             return None
         with open(p, "rb") as fh:
@@ -79,8 +96,12 @@ def _magic_ok(fmt: str, suffix: str, head: bytes) -> bool:
         return len(head) >= 16 and struct.unpack(">i", head[:4])[0] in (3, 4)
     if fmt == "tiff":
         return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-    if fmt == "emd":
+    if fmt in ("emd", "hspy"):
         return head[:8] == _HDF5_SIGNATURE
+    if fmt == "zspy":
+        return head[:4] == b"PK\x03\x04"  # a zarr ZipStore (a folder is checked apart)
+    if fmt == "picture":
+        return picture_magic_ok(suffix, head)
     if fmt == "tia":
         if suffix == ".ser":
             return head[:4] == b"II\x97\x01"
@@ -151,9 +172,13 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Calibration]:
 def _check_path(p: Path) -> str:
     if not p.exists():
         raise FileReadError(f"{p}: no such file")
+    fmt = FORMATS.get(p.suffix.lower())
+    if fmt == "zspy" and p.is_dir():
+        if not _zarr_folder(p):
+            raise FileReadError(f"{p}: is a folder without zarr metadata, not a ZSPY file")
+        return fmt
     if p.is_dir():
         raise FileReadError(f"{p}: is a folder, not a file")
-    fmt = FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise FileReadError(
             f"{p}: unsupported file type {p.suffix!r}; supported: "
@@ -207,8 +232,10 @@ def _dispatch(p: Path, fmt: str) -> tuple[list[ImageData], list[str]]:
         from ._tiff import read_tiff
 
         return read_tiff(p)
-    if fmt == "emd":
-        _check_hdf5(p)
+    if fmt == "picture":
+        return read_picture(p)
+    if fmt in ("emd", "hspy"):
+        _check_hdf5(p, fmt)
     if fmt == "tia":
         from ._tia import check_ser, ser_files_for
 
@@ -225,10 +252,12 @@ def _dispatch(p: Path, fmt: str) -> tuple[list[ImageData], list[str]]:
     return read_rsciio(p, fmt)
 
 
-def _check_hdf5(p: Path) -> None:
-    """Open the HDF5 container first so a truncated EMD gets a plain-language message."""
+def _check_hdf5(p: Path, fmt: str = "emd") -> None:
+    """Open the HDF5 container first so a truncated EMD / HSPY gets a plain-language
+    message."""
     import h5py
 
+    what = _FORMAT_NAMES[fmt].split(" ", 1)[1]
     try:
         with h5py.File(p, "r"):
             pass
@@ -236,9 +265,14 @@ def _check_hdf5(p: Path) -> None:
         text = str(exc)
         if "truncated" in text:
             raise FileReadError(
-                f"{p}: the EMD (HDF5) file is truncated ({text}); incomplete copy or download?"
+                f"{p}: the {what} file is truncated ({text}); incomplete copy or download?"
             ) from exc
-        raise FileReadError(f"{p}: corrupt EMD (HDF5) file ({text})") from exc
+        raise FileReadError(f"{p}: corrupt {what} file ({text})") from exc
+
+
+def _zarr_folder(p: Path) -> bool:
+    """A folder holding a zarr group (v2 ``.zgroup`` or v3 ``zarr.json``)."""
+    return (p / ".zgroup").is_file() or (p / "zarr.json").is_file()
 
 
 def _explain(p: Path, fmt: str, exc: Exception) -> str:

@@ -19,9 +19,25 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .api import TASK_CLASSES as TASK_CLASSES
+    from .api import CleanupOptions as CleanupOptions
+    from .api import SegmentationResult as SegmentationResult
+    from .api import iter_segment as iter_segment
+    from .api import segment as segment
+    from .bragg import BraggParameters as BraggParameters
+    from .bragg import BraggResult as BraggResult
+    from .bragg import bragg_filter as bragg_filter
+    from .metrics import MaskScores as MaskScores
+    from .metrics import pooled as pooled
+    from .metrics import summarise as summarise
+    from .preprocess import PreprocessOptions as PreprocessOptions
+    from .sorting import rank_images as rank_images
 
 _LAZY = {
     "segment": ".api",

@@ -5,8 +5,8 @@ area fraction of each class, and rank the images -- best first -- by the clean-c
 fraction (``task="contamination"``) or the particle fraction (``task="particles"``).
 The table is what the CLI writes as CSV and what the napari widget shows.
 
-Files are read with :func:`napari_atomseg.io.read_image`; plain 8/16-bit pictures (PNG,
-JPEG, BMP -- e.g. the published graphene set) are read as uncalibrated grey images (the
+Files are read with :func:`napari_atomseg.io.read_image`, plain pictures (PNG, JPEG, BMP
+-- e.g. the published graphene set) included: they come as uncalibrated grey images (the
 U-Net then estimates the pixel size). A file that cannot be read or segmented gets a row
 with its ``error`` and no rank, and the others go on.
 """
@@ -29,35 +29,25 @@ from .api import TASK_CLASSES, SegmentationResult, iter_segment
 RANK_BY: dict[str, str] = {"contamination": "fraction_crystal", "particles": "fraction_particle"}
 
 
-#: Plain picture formats read (uncalibrated, grey) besides the microscope formats of io.
-PICTURE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
-
-
 def supported_files(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` that :func:`read_any` can read, sorted."""
+    """Image files in ``folder`` that :func:`napari_atomseg.io.read_image` reads, sorted."""
     from ..io import SUPPORTED_EXTENSIONS
 
     root = Path(folder)
     if not root.is_dir():
         raise FileReadError(f"{root}: is not a folder")
     pattern = "**/*" if recursive else "*"
-    known = (*SUPPORTED_EXTENSIONS, *PICTURE_EXTENSIONS)
-    return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in known)
+    return sorted(
+        p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+    )
 
 
 def read_any(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
-    """``(image, Calibration)``: microscope files via :func:`napari_atomseg.io.read_image`,
-    plain pictures (:data:`PICTURE_EXTENSIONS`) as uncalibrated grey images."""
-    from ..io import Calibration, read_image
+    """``(image, Calibration)`` of any file :func:`napari_atomseg.io.read_image` reads
+    (pictures included, as uncalibrated grey images)."""
+    from ..io import read_image
 
-    p = Path(path)
-    if p.suffix.lower() not in PICTURE_EXTENSIONS:
-        return read_image(p)
-    if not p.is_file():
-        raise FileReadError(f"{p}: no such file")
-    from .data import _read_grey_png
-
-    return _read_grey_png(p).astype(np.float32), Calibration.uncalibrated(2, source=str(p))
+    return read_image(path)
 
 
 def result_row(name: str, result: SegmentationResult) -> dict[str, Any]:

@@ -18,7 +18,25 @@ See ``docs/simulation.md`` for the physics and the validation against abTEM.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .deformation import Deformation as Deformation
+    from .engine import SimulationResult as SimulationResult
+    from .engine import simulate as simulate
+    from .engine import simulate_steps as simulate_steps
+    from .library import generate_library as generate_library
+    from .library import generate_library_steps as generate_library_steps
+    from .library import open_library as open_library
+    from .materials import list_materials as list_materials
+    from .mix import MixConfig as MixConfig
+    from .mix import load_mix as load_mix
+    from .mix import random_parameters as random_parameters
+    from .parameters import SimulationParameters as SimulationParameters
+    from .parameters import estimate_memory_bytes as estimate_memory_bytes
 
 _LAZY = {
     "SimulationParameters": ".parameters",
@@ -33,6 +51,7 @@ _LAZY = {
     "generate_library": ".library",
     "generate_library_steps": ".library",
     "open_library": ".library",
+    "Deformation": ".deformation",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -4,7 +4,9 @@ Compute functions are generators yielding :class:`napari_atomseg._progress.Progr
 returning their result (see ``_progress.py``). :class:`RunPanel` starts one in a
 ``superqt`` generator worker (what ``napari.qt.threading.thread_worker`` is built on),
 moves the progress bar on every yield, and asks the worker to stop at the next yield when
-Cancel is pressed. The result goes to a callback on the GUI thread, which turns it into
+Cancel is pressed; the stopped generator is then closed, so a job's ``finally`` /
+``except GeneratorExit`` clean-up (e.g. removing a cancelled training run's checkpoint)
+runs at once. The result goes to a callback on the GUI thread, which turns it into
 layers. Errors never escape to Qt: deliberate ones (:mod:`napari_atomseg.errors`) are
 shown as a napari error notification with their own message; anything else as a napari
 error notification carrying the traceback.
@@ -39,6 +41,12 @@ class _Failed:
         self.exc = exc
 
 
+def _drive(gen: Generator[Progress, Any, Any]) -> Generator[Progress, Any, Any]:
+    """The generator the worker runs (superqt wants a generator function); the panel
+    keeps ``gen`` itself, to close it when the job is cancelled."""
+    return (yield from gen)
+
+
 def _guarded(
     job: Callable[..., Generator[Progress, Any, Any]], *args: Any, **kwargs: Any
 ) -> Generator[Progress, Any, Any]:
@@ -70,6 +78,8 @@ class RunPanel(Container):
         self.cancel.changed.connect(self._on_cancel)
         self.worker: GeneratorWorker | None = None
         self.cancelled = False
+        self._gen: Generator[Progress, Any, Any] | None = None
+        self._quiet = False
 
     @property
     def busy(self) -> bool:
@@ -90,10 +100,12 @@ class RunPanel(Container):
         """
         if self.worker is not None:
             raise AtomsegError("a computation is already running; wait or cancel it")
+        self._gen = _guarded(job, *args, **kwargs)
         worker = create_worker(
-            _guarded, job, *args, _worker_class=GeneratorWorker, _ignore_errors=True, **kwargs
+            _drive, self._gen, _worker_class=GeneratorWorker, _ignore_errors=True
         )
         self.cancelled = False
+        self._quiet = False
 
         def returned(value: Any) -> None:
             if isinstance(value, _Failed):
@@ -144,11 +156,24 @@ class RunPanel(Container):
             self.status.value = "cancelling at the next step..."
             self.worker.quit()
 
+    def stop_quietly(self) -> None:
+        """Stop the running job at its next step without announcing it (a live preview
+        superseded by a new run); ``on_finish`` callbacks still run."""
+        if self.worker is not None:
+            self._quiet = True
+            self.cancelled = True
+            self.worker.quit()
+
     def _on_aborted(self) -> None:
+        if self._quiet:
+            return
         self.status.value = "cancelled"
         show_info("cancelled")
 
     def _on_finished(self) -> None:
+        if self._gen is not None:  # a cancelled job: run its clean-up now (no-op if done)
+            self._gen.close()
+            self._gen = None
         self.worker = None
         self.cancel.enabled = False
         self.cancel.visible = False

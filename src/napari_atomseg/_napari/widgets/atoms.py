@@ -30,7 +30,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSlider,
     FloatSpinBox,
@@ -73,7 +72,7 @@ from ._atoms_jobs import (
     refresh_steps,
     result_warnings,
 )
-from ._common import layer_combo, model_names
+from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 
@@ -87,7 +86,7 @@ IMAGING_CHOICES = [
 ]
 
 
-class FindAtomsWidget(Container):
+class FindAtomsWidget(DockContainer):
     """Dock widget: find every atomic column of an image, with a live preview."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -143,6 +142,16 @@ class FindAtomsWidget(Container):
         self.live_preview = CheckBox(value=True, text="live preview (post-processing only)")
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
+        # Set once and left: folded away so two docks fit a 1000 px screen.
+        advanced = [
+            self.refine,
+            self.contrast,
+            self.imaging,
+            self.contrast_check,
+            self.min_prominence,
+            self.views,
+        ]
+        self.advanced = Fold("refinement, contrast, imaging, views", advanced)
         super().__init__(
             widgets=[
                 self.image,
@@ -153,12 +162,8 @@ class FindAtomsWidget(Container):
                 self.threshold,
                 self.auto_threshold,
                 self.separation_nm,
-                self.refine,
-                self.contrast,
-                self.imaging,
-                self.contrast_check,
-                self.min_prominence,
-                self.views,
+                self.advanced,
+                *advanced,
                 self.live_preview,
                 self.run_button,
                 self.panel,
@@ -168,6 +173,12 @@ class FindAtomsWidget(Container):
         self._card_postprocess: dict[str, Any] = {}
         #: True while the widget itself moves the threshold slider (not the user).
         self._moving_threshold = False
+        #: True while the sliders move to a newly chosen model's values (no preview).
+        self._applying_model = False
+        #: The running job is a preview or a column-labels update, which a press of
+        #: Find atoms supersedes; _run_next: that press, waiting for it to stop.
+        self._disposable_job = False
+        self._run_next = False
         self.run_button.changed.connect(self.run)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -194,15 +205,24 @@ class FindAtomsWidget(Container):
         """Move the sliders to the chosen model's recommended post-processing (its card's
         ``postprocess``): each model is calibrated for its own threshold. What the card
         does not say goes back to the library default, never the previous model's value."""
-        # Read once per model choice; the imaging default (below) reuses it.
-        self._card_postprocess = pp = atoms_options.model_postprocess(self.chosen_model())
-        self._show_threshold(float(pp.get("threshold", DEFAULT_THRESHOLD)))
-        self.auto_threshold.value = True
-        self.separation_nm.value = float(pp.get("min_separation_nm", DEFAULT_MIN_SEPARATION_NM))
-        refine = pp.get("refine", DEFAULT_REFINE)
-        self.refine.value = refine if refine in REFINE_METHODS else DEFAULT_REFINE
-        self.contrast_check.value = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
-        self._apply_imaging_default()
+        # The columns shown came from the previous model's heatmaps: re-post-processing
+        # them with this model's settings would show neither model's answer (and the
+        # auto threshold would move the slider back to the old model's value). So no
+        # preview until Find atoms runs the new model (see _stored).
+        self._timer.stop()
+        self._applying_model = True
+        try:
+            # Read once per model choice; the imaging default (below) reuses it.
+            self._card_postprocess = pp = atoms_options.model_postprocess(self.chosen_model())
+            self._show_threshold(float(pp.get("threshold", DEFAULT_THRESHOLD)))
+            self.auto_threshold.value = True
+            self.separation_nm.value = float(pp.get("min_separation_nm", DEFAULT_MIN_SEPARATION_NM))
+            refine = pp.get("refine", DEFAULT_REFINE)
+            self.refine.value = refine if refine in REFINE_METHODS else DEFAULT_REFINE
+            self.contrast_check.value = bool(pp.get("contrast_check", DEFAULT_CONTRAST_CHECK))
+            self._apply_imaging_default()
+        finally:
+            self._applying_model = False
 
     def _show_threshold(self, value: float) -> None:
         """Move the slider without it counting as the user's choice."""
@@ -265,7 +285,17 @@ class FindAtomsWidget(Container):
 
     # --- run -------------------------------------------------------------------------
     def run(self) -> Any:
-        """Start network + post-processing on the chosen image; returns the worker."""
+        """Start network + post-processing on the chosen image; returns the worker.
+
+        A live preview (or column-labels update) still running is stopped first and the
+        run starts when it has (returns None then): a press of Find atoms always counts.
+        """
+        if self.panel.busy and self._disposable_job:
+            self._timer.stop()
+            self._run_next = True
+            self.panel.stop_quietly()
+            self.panel.status.value = "starting after the preview stops..."
+            return None
         layer = self.image.value
         try:
             if layer is None:
@@ -273,13 +303,14 @@ class FindAtomsWidget(Container):
             geometry, pixel_size = self._pixel_size(layer)
             index = current_frame_index(layer, self._viewer.dims.point)
             frames = image_frames(layer, index, all_frames=bool(self.all_frames.value))
+            model = self.chosen_model()
             worker = self.panel.start(
                 find_atoms_steps,
                 frames,
                 pixel_size,
-                self.chosen_model(),
+                model,
                 self.settings(),
-                on_result=lambda res: self._show(layer, geometry, res),
+                on_result=lambda res: self._show(layer, geometry, res, model, select=True),
             )
         except AtomsegError as exc:
             notify_error(exc)
@@ -311,7 +342,18 @@ class FindAtomsWidget(Container):
         shape = tuple(np.shape(layer.data[0] if layer.multiscale else layer.data))
         return shape[:-1] if getattr(layer, "rgb", False) else shape
 
-    def _show(self, layer: Any, geometry: Geometry, results: list[FrameAtoms]) -> str:
+    def _show(
+        self,
+        layer: Any,
+        geometry: Geometry,
+        results: list[FrameAtoms],
+        model: str,
+        select: bool = False,
+    ) -> str:
+        """Results -> layers. ``model``: the model choice that made the heatmaps (kept in
+        the Points metadata as ``model_choice``). ``select`` (after Find atoms) makes the
+        Points layer the active one, so napari shows its add / select / move tools, ready
+        for correction."""
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
         used = results[0].atoms.attrs.get("threshold")
@@ -321,6 +363,7 @@ class FindAtomsWidget(Container):
         meta = {
             "source_layer": layer.name,
             "model": first.model_name,
+            "model_choice": model,
             "pixel_size_used_nm": first.pixel_size_nm,
             "pixel_size_estimated": bool(first.pixel_size_estimated),
             "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
@@ -330,7 +373,7 @@ class FindAtomsWidget(Container):
         source = layer.metadata.get("source_path")
         if source:
             meta["source_path"] = source
-        add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
+        points = add_or_update(self._viewer, atoms_points(atoms, geometry, points_name, meta))
         existing = find_layer(self._viewer, labels_name, "labels")
         if labels is not None:
             labels_meta = {"source_layer": layer.name, "stale": False}
@@ -341,6 +384,8 @@ class FindAtomsWidget(Container):
             labels_layer.events.visible.connect(self._labels_shown)
         elif existing is not None:
             existing.metadata["stale"] = True
+        if select:  # (adding the hidden column labels made them the active layer)
+            self._viewer.layers.selection.active = points
         ps = first.pixel_size_nm
         size_text = "unknown pixel size" if ps is None else f"{ps:.5g} nm/px"
         if first.pixel_size_estimated:
@@ -378,16 +423,23 @@ class FindAtomsWidget(Container):
 
     # --- live preview ----------------------------------------------------------------
     def _schedule_preview(self, _value: Any = None) -> None:
-        # The widget showing the threshold it used is no reason to run again.
-        if self.live_preview.value and not self._moving_threshold:
+        # The widget showing the threshold it used, or a new model's values, is no reason
+        # to run again.
+        if self.live_preview.value and not (self._moving_threshold or self._applying_model):
             self._timer.start()
 
     def _stored(self) -> tuple[Any, list[tuple[int | None, HeatmapResult]]] | None:
+        """(image layer, stored heatmaps) when the chosen model made them, else None."""
         layer = self.image.value
         if layer is None:
             return None
         points = find_layer(self._viewer, self.result_names(layer.name)[0], "points")
         if points is None or not points.metadata.get("heatmaps"):
+            return None
+        if points.metadata.get("model_choice", self.chosen_model()) != self.chosen_model():
+            self.panel.status.value = (
+                f"{points.name} came from another model: press Find atoms to run this one"
+            )
             return None
         return layer, list(points.metadata["heatmaps"])
 
@@ -411,17 +463,25 @@ class FindAtomsWidget(Container):
         geometry = Geometry.from_layer(points)
         # The contrast the network ran with stays until Find atoms runs it again.
         options = self.settings().replace(contrast=heatmaps[0][1].contrast)
-        return self.panel.start(
+        model = self.chosen_model()
+        worker = self.panel.start(
             refresh_steps,
             heatmaps,
             options,
             labels is not None and labels.visible,
-            on_result=lambda res: self._show(layer, geometry, res),
+            on_result=lambda res: self._show(layer, geometry, res, model),
             on_finish=self._after_preview,
         )
+        self._disposable_job = True
+        return worker
 
     def _after_preview(self) -> None:
-        if self._preview_pending:
+        self._disposable_job = False
+        if self._run_next:  # Find atoms was pressed meanwhile: it wins
+            self._run_next = False
+            self._preview_pending = False
+            self.run()
+        elif self._preview_pending:
             self._preview_pending = False
             self._timer.start()
 
@@ -445,10 +505,13 @@ class FindAtomsWidget(Container):
             labels.metadata["stale"] = False
             return f"column labels for {len(points.data)} columns"
 
-        return self.panel.start(
+        worker = self.panel.start(
             labels_steps,
             list(points.metadata["heatmaps"]),
             np.asarray(points.data),
             shape,
             on_result=show,
+            on_finish=self._after_preview,
         )
+        self._disposable_job = True
+        return worker

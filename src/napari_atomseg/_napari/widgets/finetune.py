@@ -10,12 +10,21 @@ For a 3-D stack the frame shown is used, with the points on that frame. Points a
 from world coordinates into the image's pixels (scale and translate of both layers), so
 a Points layer in nm over a calibrated image works as well as one in pixels.
 
+Time: *Estimate time* times the set-up and a few steps of this very run here
+(:func:`~napari_atomseg.atoms.finetune_time.iter_measure_finetune`, ~10 s) and shows the
+whole run's duration, following the steps and pairs chosen; Fine-tune measures first when
+that was not done, says how long it will take, and the status line counts down the time
+left during the run.
+
 Training runs in a worker (:func:`napari_atomseg.atoms.finetune_user.iter_finetune_atoms`)
-with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``.
+with progress and Cancel; the model goes to ``folder/NAME.yaml`` + ``.safetensors``. A
+cancelled run leaves nothing behind (no checkpoint, log or half-made model).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +34,13 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pus
 if TYPE_CHECKING:
     import napari.viewer
 
+from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import finetune_user
+from napari_atomseg.atoms.finetune_time import FinetuneTiming, iter_measure_finetune
 from napari_atomseg.errors import AtomsegError, InputError
 
 from ..image_source import current_frame_index, image_frames, layer_pixel_size_nm
-from ._common import layer_combo, model_names
+from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 
 
@@ -50,7 +61,53 @@ def points_in_image_px(points_layer: Any, image_layer: Any, frame: int | None = 
     return yx
 
 
-class FinetuneAtomsWidget(Container):
+def format_duration(seconds: float) -> str:
+    """'45 s', '6.5 min', '1.4 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def timed_finetune(
+    timing: FinetuneTiming | None, base: str, *args: Any, **kwargs: Any
+) -> Generator[Progress, None, Path]:
+    """:func:`~napari_atomseg.atoms.finetune_user.iter_finetune_atoms` that first states
+    how long it will take (measuring when ``timing`` is None) and then counts the time
+    left down in its progress messages."""
+    steps = int(kwargs["steps"])
+    if timing is None:
+        options = {k: v for k, v in kwargs.items() if k in ("contrast", "device", "threads")}
+        timing = yield from iter_measure_finetune(*args[:3], base=base, **options)
+    expected = timing.total_s(steps, len(args[0]))
+    yield Progress(0, steps, f"about {format_duration(expected)} for {steps} steps")
+    start = None
+    run = finetune_user.iter_finetune_atoms(*args, base=base, **kwargs)
+    while True:
+        try:
+            progress = next(run)
+        except StopIteration as stop:
+            return stop.value
+        if progress.message.startswith("step") and progress.done > 0:
+            start = start or (time.perf_counter(), progress.done)
+            t0, done0 = start
+            if progress.done > done0:
+                rate = (time.perf_counter() - t0) / (progress.done - done0)
+                left = rate * (progress.total - progress.done)
+                progress = Progress(
+                    progress.done,
+                    progress.total,
+                    f"{progress.message}, about {format_duration(left)} left",
+                )
+        try:
+            yield progress
+        except GeneratorExit:
+            run.close()  # the training's own clean-up (checkpoint removed)
+            raise
+
+
+class FinetuneAtomsWidget(DockContainer):
     """Dock widget: fine-tune the atom finder on hand-corrected Points layers."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -71,6 +128,10 @@ class FinetuneAtomsWidget(Container):
             value=finetune_user.RECIPE["steps"], min=10, max=20000, step=50, label="steps",
             tooltip=f"training steps of {finetune_user.RECIPE['batch_size']} crops",
         )  # fmt: skip
+        self.estimate_button = PushButton(
+            text="Estimate time", tooltip="time a few training steps of this run here (~10 s)"
+        )
+        self.estimate = Label(value="")
         self.folder = FileEdit(mode="d", label="save to folder", value="")
         self.model_name = LineEdit(value=finetune_user.DEFAULT_NAME, label="model name")
         self.run_button = PushButton(
@@ -80,29 +141,45 @@ class FinetuneAtomsWidget(Container):
         self.panel = RunPanel()
         self.card_path: Path | None = None
         self._pairs: list[tuple[Any, Any, int | None]] = []
+        #: Timings measured here, per base model (a measurement, not a result).
+        self._timing: dict[str, FinetuneTiming] = {}
+        self.base_options = Fold("model card, contrast", [self.base_card, self.contrast])
+        pair_buttons = Container(
+            widgets=[self.add_pair, self.clear_pairs], layout="horizontal", labels=False
+        )
+        pair_buttons.margins = (0, 0, 0, 0)
+        time_row = Container(
+            widgets=[self.estimate_button, self.estimate], layout="horizontal", labels=False
+        )
+        time_row.margins = (0, 0, 0, 0)
         super().__init__(
             widgets=[
                 self.image,
                 self.points,
-                self.add_pair,
-                self.clear_pairs,
+                pair_buttons,
                 self.pairs_label,
                 self.base,
+                self.base_options,
                 self.base_card,
                 self.contrast,
                 self.steps,
+                time_row,
                 self.folder,
                 self.model_name,
                 self.run_button,
                 self.panel,
             ]
         )
-        for label in (self.pairs_label, self.panel.status):  # long paths must not widen the dock
-            label.native.setWordWrap(True)
-            label.native.setMinimumHeight(4 * label.native.fontMetrics().lineSpacing())
+        for label, lines in ((self.pairs_label, 2), (self.panel.status, 3), (self.estimate, 2)):
+            label.native.setWordWrap(True)  # long paths must not widen the dock
+            label.native.setMinimumHeight(lines * label.native.fontMetrics().lineSpacing())
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.run_button.changed.connect(self.run)
+        self.estimate_button.changed.connect(self.measure)
+        for w in (self.steps, self.base, self.base_card):
+            w.changed.connect(self._show_estimate)
+        self._show_estimate()
 
     @staticmethod
     def _models(_widget: Any = None) -> list[str]:
@@ -130,7 +207,51 @@ class FinetuneAtomsWidget(Container):
         self._pairs.clear()
         self._show_pairs()
 
+    # --- time ------------------------------------------------------------------------
+    def measure(self, _value: Any = None) -> Any:
+        """Time a few training steps of this run here; returns the worker."""
+        base = self.chosen_base()
+
+        def show(timing: FinetuneTiming) -> str:
+            self._timing[base] = timing
+            self._show_estimate()
+            return f"{timing.step_s:.2f} s per training step here"
+
+        try:
+            images, points, sizes = self.training_data()
+            return self.panel.start(
+                iter_measure_finetune,
+                images,
+                points,
+                sizes,
+                base=base,
+                contrast=self.contrast.value,
+                on_result=show,
+            )
+        except AtomsegError as exc:
+            notify_error(exc)
+            self.panel.status.value = f"not measured: {exc}"[:200]
+            return None
+
+    def estimated_s(self) -> float | None:
+        """The run's expected duration (s) with the current choices, once measured."""
+        timing = self._timing.get(self.chosen_base())
+        if timing is None:
+            return None
+        return timing.total_s(int(self.steps.value), max(1, len(self._pairs)))
+
+    def _show_estimate(self, _value: Any = None) -> None:
+        seconds = self.estimated_s()
+        if seconds is None:
+            self.estimate.value = "time: not measured yet"
+            return
+        step_s = self._timing[self.chosen_base()].step_s
+        self.estimate.value = (
+            f"about {format_duration(seconds)} ({step_s:.2f} s/step measured here)"
+        )
+
     def _show_pairs(self) -> None:
+        self._show_estimate()
         if not self._pairs:
             self.pairs_label.value = "pairs: none (the image and points above are used)"
             return
@@ -174,13 +295,15 @@ class FinetuneAtomsWidget(Container):
             images, points, sizes = self.training_data()
             folder = self.output_folder()
             name = str(self.model_name.value).strip() or finetune_user.DEFAULT_NAME
+            base = self.chosen_base()
             return self.panel.start(
-                finetune_user.iter_finetune_atoms,
+                timed_finetune,
+                self._timing.get(base),
+                base,
                 images,
                 points,
                 sizes,
                 folder,
-                base=self.chosen_base(),
                 name=name,
                 contrast=self.contrast.value,
                 steps=int(self.steps.value),

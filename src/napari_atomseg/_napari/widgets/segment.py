@@ -19,7 +19,6 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
     Label,
@@ -44,7 +43,7 @@ from ..image_source import (
 )
 from ..layers import Geometry, class_labels
 from ..masking import drop_points, flag_points, points_on_class
-from ._common import layer_combo, model_names
+from ._common import DockContainer, Fold, layer_combo, model_names
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update, find_layer
 from .sorting import SortFolderWidget
@@ -78,7 +77,7 @@ def stack_labels(results: Sequence[tuple[int | None, Any]], shape: tuple[int, ..
     return labels
 
 
-class SegmentWidget(Container):
+class SegmentWidget(DockContainer):
     """Dock widget: contamination / particle masks, points clean-up and folder sorting."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -114,6 +113,10 @@ class SegmentWidget(Container):
         self.points_action = ComboBox(choices=("flag", "drop"), label="points on class")
         self.apply_button = PushButton(text="Apply to points")
         self.sorting = SortFolderWidget(self.sorting_settings)
+        # Sections used after segmenting, folded so two docks fit a 1000 px screen.
+        points_section = [self.points, self.points_action, self.apply_button]
+        self.points_fold = Fold("Atomic columns on the flagged class", points_section)
+        self.sorting_fold = Fold("Sort a folder (same settings)", [self.sorting])
         super().__init__(
             widgets=[
                 self.image,
@@ -130,11 +133,9 @@ class SegmentWidget(Container):
                 self.run_button,
                 self.panel,
                 self.fractions,
-                Label(value="<b>Atomic columns on the flagged class</b>"),
-                self.points,
-                self.points_action,
-                self.apply_button,
-                Label(value="<b>Sort a folder</b> (same settings)"),
+                self.points_fold,
+                *points_section,
+                self.sorting_fold,
                 self.sorting,
             ]
         )

@@ -8,6 +8,11 @@ rejects absurd values, including a memory estimate above what is free, with a me
 then :func:`~napari_atomseg.simulate.simulate_steps` runs in a worker. The result becomes
 an Image (parameters in ``metadata``), a ground-truth Points layer and class Labels
 (:func:`napari_atomseg._napari.layers.simulation_layers`).
+
+Optics: HRTEM starts aberration-corrected (Cs -20 um) at the optimum (Scherzer) defocus
+for its Cs, which the *optimum defocus* box keeps in step with Cs; a phase-contrast image
+in focus without aberrations shows nothing. When no column is visible the status line
+says why (:func:`napari_atomseg.simulate.visibility.invisible_columns_reason`).
 """
 
 from __future__ import annotations
@@ -18,19 +23,25 @@ import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FloatSpinBox,
     LineEdit,
     PushButton,
     SpinBox,
 )
+from napari.utils.notifications import show_warning
 
 if TYPE_CHECKING:
     import napari.viewer
 
 from napari_atomseg.errors import InputError
+from napari_atomseg.simulate.visibility import (
+    default_hrtem_optics,
+    invisible_columns_reason,
+    optimum_defocus_nm,
+)
 
 from ..layers import simulation_layers
+from ._common import DockContainer, Fold
 from ._runner import RunPanel, notify_error
 from ._viewer import add_or_update
 
@@ -38,7 +49,7 @@ MODES = ("haadf", "hrtem", "haadf_multislice", "hrtem_multislice")
 SCENES = ("lattice", "particles", "single_atoms", "amorphous")
 
 
-class SimulateWidget(Container):
+class SimulateWidget(DockContainer):
     """Dock widget: simulate one micrograph with exact ground truth."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -67,8 +78,19 @@ class SimulateWidget(Container):
             value=5.12, min=0.1, max=500.0, step=0.5, label="field of view (nm)"
         )
         self.defocus_nm = FloatSpinBox(
-            value=0.0, min=-2000.0, max=2000.0, step=1.0, label="defocus (nm)"
-        )
+            value=0.0, min=-2000.0, max=2000.0, step=0.5, label="defocus (nm)",
+            tooltip="positive = underfocus (abTEM's sign)",
+        )  # fmt: skip
+        self.cs_um = FloatSpinBox(
+            value=0.0, min=-5000.0, max=5000.0, step=5.0, label="Cs (\u00b5m)",
+            tooltip="spherical aberration; aberration-corrected: a few um, negative gives "
+            "white atoms at overfocus; uncorrected: ~1000 um",
+        )  # fmt: skip
+        self.optimum_defocus = CheckBox(
+            value=False, text="optimum (Scherzer) defocus for this Cs",
+            tooltip="defocus follows Cs: sqrt(1.5 Cs lambda), overfocus for negative Cs; "
+            "typing a defocus turns this off",
+        )  # fmt: skip
         self.vacancy_fraction = FloatSpinBox(
             value=0.0, min=0.0, max=1.0, step=0.01, label="vacancy fraction"
         )
@@ -87,6 +109,21 @@ class SimulateWidget(Container):
         self.layer_name = LineEdit(value="simulated", label="layer name")
         self.run_button = PushButton(text="Simulate")
         self.panel = RunPanel()
+        details = [
+            self.vacancy_fraction,
+            self.particle_diameter_nm,
+            self.single_atoms_per_nm2,
+            self.support_nm,
+            self.contamination,
+            self.layer_name,
+        ]
+        #: True while the widget sets the defocus itself (not the user).
+        self._setting_defocus = False
+        self.details = Fold(
+            "defects, support, contamination", details, on_toggle=self._sync_visibility
+        )
+        optics = [self.cs_um, self.optimum_defocus, self.defocus_nm]
+        self.optics = Fold("optics: Cs, defocus", optics, on_toggle=self._sync_visibility)
         super().__init__(
             widgets=[
                 self.random,
@@ -100,13 +137,10 @@ class SimulateWidget(Container):
                 self.dose,
                 self.pixel_size_nm,
                 self.field_of_view_nm,
-                self.defocus_nm,
-                self.vacancy_fraction,
-                self.particle_diameter_nm,
-                self.single_atoms_per_nm2,
-                self.support_nm,
-                self.contamination,
-                self.layer_name,
+                self.optics,
+                *optics,
+                self.details,
+                *details,
                 self.run_button,
                 self.panel,
             ]
@@ -114,8 +148,47 @@ class SimulateWidget(Container):
         self.material.changed.connect(self._material_changed)
         self.scene.changed.connect(self._sync_visibility)
         self.random.changed.connect(self._sync_visibility)
+        self.mode.changed.connect(self._mode_changed)
+        self.cs_um.changed.connect(self._follow_cs)
+        self.optimum_defocus.changed.connect(self._follow_cs)
+        self.defocus_nm.changed.connect(self._defocus_typed)
         self.run_button.changed.connect(self.run)
         self._material_changed()
+
+    # --- optics ----------------------------------------------------------------------
+    def _mode_changed(self, _value: Any = None) -> None:
+        """HRTEM: aberration-corrected at the optimum defocus (columns show); STEM: an
+        aberration-free probe in focus."""
+        energy = self._energy_keV()
+        if str(self.mode.value).startswith("hrtem"):
+            self.cs_um.value, _ = default_hrtem_optics(energy)
+            self.optimum_defocus.value = True
+        else:
+            self.optimum_defocus.value = False
+            self.cs_um.value = 0.0
+            self._set_defocus(0.0)
+        self._follow_cs()
+
+    def _follow_cs(self, _value: Any = None) -> None:
+        if self.optimum_defocus.value:
+            self._set_defocus(optimum_defocus_nm(float(self.cs_um.value), self._energy_keV()))
+
+    def _set_defocus(self, value: float) -> None:
+        self._setting_defocus = True
+        try:
+            self.defocus_nm.value = round(value, 2)
+        finally:
+            self._setting_defocus = False
+
+    def _defocus_typed(self, _value: Any = None) -> None:
+        if not self._setting_defocus:
+            self.optimum_defocus.value = False
+
+    @staticmethod
+    def _energy_keV() -> float:
+        from napari_atomseg.simulate import SimulationParameters
+
+        return float(SimulationParameters.__dataclass_fields__["energy_keV"].default)
 
     # --- form ------------------------------------------------------------------------
     def _zones(self, _widget: Any = None) -> list[str]:
@@ -136,17 +209,21 @@ class SimulateWidget(Container):
             self.dose,
             self.pixel_size_nm,
             self.field_of_view_nm,
-            self.defocus_nm,
-            self.support_nm,
-            self.contamination,
+            self.optics,
+            self.details,
         ):
             w.visible = manual
+        for w in self.optics.section:
+            w.visible = manual and self.optics.expanded
+        shown = manual and self.details.expanded
+        for w in (self.support_nm, self.contamination, self.layer_name):
+            w.visible = shown
         self.zone_axis.visible = manual and scene == "lattice"
         self.layers.visible = manual and scene == "lattice" and kind == "layered"
         self.thickness_nm.visible = manual and scene == "lattice" and kind != "layered"
-        self.vacancy_fraction.visible = manual and scene == "lattice"
-        self.particle_diameter_nm.visible = manual and scene == "particles"
-        self.single_atoms_per_nm2.visible = manual and scene in ("single_atoms", "particles")
+        self.vacancy_fraction.visible = shown and scene == "lattice"
+        self.particle_diameter_nm.visible = shown and scene == "particles"
+        self.single_atoms_per_nm2.visible = shown and scene in ("single_atoms", "particles")
 
     def parameters(self) -> Any:
         """The :class:`SimulationParameters` the form describes (InputError if absurd)."""
@@ -171,6 +248,7 @@ class SimulateWidget(Container):
             "dose_e_per_A2": float(self.dose.value),
             "seed": int(self.seed.value),
             "defocus_nm": float(self.defocus_nm.value),
+            "cs_um": float(self.cs_um.value),
             "support_thickness_nm": float(self.support_nm.value),
             "contamination_coverage": float(self.contamination.value),
             "single_atom_density_per_nm2": float(self.single_atoms_per_nm2.value),
@@ -209,7 +287,12 @@ class SimulateWidget(Container):
             add_or_update(self._viewer, layer_data)
         p = result.parameters
         n_visible = int(result.columns["visible"].sum()) if len(result.columns) else 0
-        return (
+        summary = (
             f"{p.material} {p.mode} {p.shape_px[0]}x{p.shape_px[1]} px at "
             f"{p.pixel_size_nm:.4f} nm/px: {n_visible} visible columns"
         )
+        if n_visible == 0:
+            reason = invisible_columns_reason(p, result.columns)
+            show_warning(f"{summary}: {reason}")
+            summary += f": {reason}"
+        return summary

@@ -32,7 +32,9 @@ def rank_folder_steps(
     """Rank the supported files of ``folder`` and write ``out_csv`` (generator)."""
     files = sorting.supported_files(folder, recursive=recursive)
     if not files:
-        raise InputError(f"{folder}: no image files this plugin reads (DM, MRC, TIFF, SER, EMD)")
+        raise InputError(
+            f"{folder}: no image files this plugin reads (DM, MRC, TIFF, SER, EMD, HSPY, PNG...)"
+        )
     opts = dict(settings)
     task, method = opts.pop("task"), opts.pop("method")
     pixel_size_nm = opts.pop("pixel_size_nm", None)
