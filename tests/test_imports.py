@@ -24,6 +24,7 @@ COMPUTE_PACKAGES = [
     "napari_atomseg.backend",
     "napari_atomseg.atoms",
     "napari_atomseg.segment",
+    "napari_atomseg.lattice",
     "napari_atomseg.cli",
 ]
 FORBIDDEN = ("qtpy", "napari", "magicgui", "PyQt6", "PyQt5", "PySide6", "PySide2")

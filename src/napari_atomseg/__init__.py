@@ -7,6 +7,8 @@ neither torch nor Qt:
 - :func:`simulate` / :class:`SimulationParameters` -- synthetic micrographs with ground truth
 - :func:`find_atoms` -- atomic columns as a pandas DataFrame
 - :func:`segment` -- contamination / nanoparticle label masks
+- :func:`track_atoms` / :func:`register_stack` -- movies: atoms tracked across frames, drift
+- :func:`analyse_lattice` -- sublattices, strain, polarisation, intensities of the columns
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ if TYPE_CHECKING:
     from .atoms import find_atoms as find_atoms
     from .io import Calibration as Calibration
     from .io import read_image as read_image
+    from .lattice import analyse_lattice as analyse_lattice
     from .segment import segment as segment
     from .simulate import SimulationParameters as SimulationParameters
     from .simulate import simulate as simulate
+    from .track import register_stack as register_stack
+    from .track import track_atoms as track_atoms
 
 __version__ = "0.1.0"
 
@@ -33,6 +38,9 @@ _LAZY = {
     "SimulationParameters": "napari_atomseg.simulate",
     "find_atoms": "napari_atomseg.atoms",
     "segment": "napari_atomseg.segment",
+    "track_atoms": "napari_atomseg.track",
+    "register_stack": "napari_atomseg.track",
+    "analyse_lattice": "napari_atomseg.lattice",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY, extra=("__version__",))

@@ -48,6 +48,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "napari_atomseg.atoms._cli_finetune",
         "fine-tune the atom finder on your hand-corrected atom positions (image + CSV)",
     ),
+    "track": (
+        "napari_atomseg.track._cli",
+        "movies: drift, atoms tracked across frames, jumps; tracks/drift CSV + registered average",
+    ),
+    "lattice": ("napari_atomseg.lattice._cli", "sublattices, strain, polarisation, intensities"),
     "simulate": (
         "napari_atomseg.simulate._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",

@@ -109,11 +109,16 @@ def test_globs_recursion_overrides_and_overwrite(folder, tmp_path, tiny_model, c
 
     d, _ = cKDTree(table[["y_nm", "x_nm"]].to_numpy()).query(table[["y_nm", "x_nm"]], k=2)
     assert d[:, 1].min() >= 0.1 - 0.03
-    # A second run refuses to overwrite, then replaces with --overwrite.
+    # A second run into the same --out skips the finished images (resume); --overwrite
+    # redoes them.
+    stamp = (out / "plain_atoms.csv").stat().st_mtime_ns
     code, err = _run(args, capsys)
-    assert code == 2 and "--overwrite" in err
+    assert code == 0 and "3 already done" in err
+    assert (out / "plain_atoms.csv").stat().st_mtime_ns == stamp
+    assert len(pd.read_csv(out / SUMMARY_NAME)) == 3
     code, err = _run([*args, "--overwrite"], capsys)
     assert code == 0, err
+    assert (out / "plain_atoms.csv").stat().st_mtime_ns > stamp
 
 
 def test_stack_gives_one_table_with_a_frame_column(tmp_path, tiny_model, capsys):

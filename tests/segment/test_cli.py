@@ -65,9 +65,9 @@ def test_segment_cli_writes_masks_and_ranking(folder, tmp_path, capsys):
     with tifffile.TiffFile(out / "lots_labels.tif") as tif:
         classes = json.loads(tif.imagej_metadata["atomseg_classes"])
     assert classes == {"0": "crystal", "1": "amorphous", "2": "vacuum"}
-    # A second run refuses to overwrite, and says so.
-    assert main(["segment", str(folder / "clean.tif"), "--method", "bragg", "--out", str(out)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    # A second run into the same --out skips what is finished (resume), and says so.
+    assert main(["segment", str(folder / "clean.tif"), "--method", "bragg", "--out", str(out)]) == 0
+    assert "1 already done" in capsys.readouterr().err
     assert (
         main(
             [

@@ -14,8 +14,10 @@ those that did not (printed too).
 
 A file that fails (unreadable, not an image, NaNs, ...) is reported on stderr with the
 reason and the others go on; the exit code is 1 if any file failed, 2 for a usage error
-(no input found, unknown model, existing summary without ``--overwrite``). Heavy modules
-are imported in :func:`run` so that building the parser stays light.
+(no input found, unknown model). ``--scheduler``/``--workers`` run one task per image on
+Dask (:mod:`napari_atomseg._batch`); a re-run into the same ``--out`` skips finished
+images, ``--overwrite`` redoes them. Heavy modules are imported in :func:`run` so that
+building the parser stays light.
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_finder_arguments(parser)
     parser.add_argument("--recursive", action="store_true", help="look into sub-folders too")
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace existing outputs in --out"
+        "--overwrite",
+        action="store_true",
+        help="redo every image (default: a re-run into the same --out skips finished ones)",
     )
+    from .. import _batch
+
+    _batch.add_arguments(parser)
 
 
 def _add_finder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -277,13 +284,33 @@ def process_file(
     }
 
 
+def file_task(
+    path: str,
+    out_path: str,
+    model: str,
+    device: str | None,
+    options: FinderOptions,
+    pixel_size_nm: float | None,
+    read_imaging: bool = True,
+) -> dict[str, Any]:
+    """One image as a batch task (in this process or on a Dask worker): its summary row."""
+    from ..backend import get_model
+
+    loaded = get_model(model, device)
+    return process_file(
+        Path(path), Path(out_path), loaded, options, pixel_size_nm, True, read_imaging=read_imaging
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """``napari-atomseg atoms``: one CSV per image + a summary. Returns the exit code."""
-    import pandas as pd
-    from tqdm import tqdm
+    import json
 
+    import pandas as pd
+
+    from .. import _batch
     from ..backend import default_model_name, get_model
-    from ..errors import AtomsegError, FileWriteError
+    from ..errors import AtomsegError, InputError
 
     try:
         options = finder_options(args)
@@ -294,11 +321,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {msg}", file=sys.stderr)
         if not files:
             raise InputError("no input image found (" + "; ".join(problems) + ")")
+        _batch.check_scheduler(args.scheduler, args.workers, args.threads)
         out_dir: Path = args.out
         out_dir.mkdir(parents=True, exist_ok=True)
         summary_path = out_dir / SUMMARY_NAME
-        if summary_path.exists() and not args.overwrite:
-            raise FileWriteError(f"{summary_path}: already exists; pass --overwrite to replace it")
         name = default_model_name("atoms") if args.model in (None, "default") else args.model
         loaded = get_model(name, args.device)
         if loaded.card.task != "atoms":
@@ -310,31 +336,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     names = output_names(files)
-    rows: list[dict[str, Any]] = []
-    with tqdm(total=len(files), desc="atoms", unit="image", file=sys.stderr) as bar:
-
-        def step(p: Any) -> None:
-            bar.set_postfix_str(p.message[-40:], refresh=True)
-
-        for f in files:
-            bar.set_description_str(f"atoms {f.name[:30]}")
-            try:
-                row = process_file(
-                    f,
-                    out_dir / names[f],
-                    loaded,
-                    options,
-                    args.pixel_size_nm,
-                    args.overwrite,
-                    on_progress=step,
-                    read_imaging=args.imaging == "auto",
-                )
-            except AtomsegError as exc:
-                row = {"file": str(f), "csv": "", "n_columns": 0, "error": str(exc)}
-            except Exception as exc:  # a batch goes on; the type is reported
-                row = {"file": str(f), "csv": "", "n_columns": 0, "error": repr(exc)}
-            rows.append(row)
-            bar.update(1)
+    read_imaging = args.imaging == "auto"
+    settings = {"model": name, "options": options, "pixel_size_nm": args.pixel_size_nm}
+    tasks = [
+        _batch.Task(
+            json.dumps({"file": str(f.resolve()), **settings}, sort_keys=True, default=str),
+            file_task,
+            (str(f), str(out_dir / names[f]), name, args.device, options, args.pixel_size_nm),
+            outputs=(out_dir / names[f],),
+            kwargs={"read_imaging": read_imaging},
+        )
+        for f in files
+    ]
+    outcomes = _batch.run_tasks(
+        tasks,
+        _batch.Records(out_dir, "atoms"),
+        args.scheduler,
+        args.workers,
+        args.threads,
+        args.overwrite,
+        desc="atoms",
+    )
+    rows: list[dict[str, Any]] = [
+        o.row
+        if o.row is not None
+        else {"file": str(f), "csv": "", "n_columns": 0, "error": o.error}
+        for f, o in zip(files, outcomes)
+    ]
     table = pd.DataFrame(rows)
     table = table.reindex(columns=list(SUMMARY_COLUMNS))
     table.to_csv(summary_path, index=False, float_format="%.6g")

@@ -67,8 +67,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``napari-atomseg segment``."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    from .. import _batch
+
+    _batch.add_arguments(parser)
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace existing outputs in --out"
+        "--overwrite",
+        action="store_true",
+        help="redo every image (default: a re-run into the same --out skips finished ones)",
     )
     _add_common(parser)
 
@@ -149,6 +154,15 @@ def _drain_with_bar(gen: Any, total: int, desc: str) -> Any:
         return drain(gen, callback=step)
 
 
+def _print_warnings(table: Any) -> None:
+    """Each image's warnings on stderr (batch tasks may run on other processes)."""
+    if "warnings" not in table:
+        return
+    for file, text in zip(table["file"], table["warnings"].fillna("")):
+        for warning in filter(None, str(text).split(" | ")):
+            print(f"warning: {Path(file).name}: {warning}", file=sys.stderr)
+
+
 def _report(table: Any) -> int:
     failed = table[table["error"].fillna("") != ""]
     for row in failed.itertuples(index=False):
@@ -156,57 +170,98 @@ def _report(table: Any) -> int:
     return 1 if len(failed) else 0
 
 
+def file_task(
+    path: str,
+    out_path: str,
+    task: str,
+    method: str,
+    pixel_size_nm: float | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """One image as a batch task (in this process or on a Dask worker): its table row."""
+    from .._progress import drain
+    from ..io import Calibration, write_labels_tiff
+    from .api import iter_segment
+    from .sorting import read_any, result_row
+
+    image, cal = read_any(path)
+    size = pixel_size_nm if pixel_size_nm is not None else cal.pixel_size_nm
+    result = drain(iter_segment(image, size, task, method, **options))
+    if pixel_size_nm is not None:
+        cal = Calibration.from_pixel_size_nm(pixel_size_nm)
+    write_labels_tiff(
+        out_path,
+        result.labels,
+        cal,
+        dict(enumerate(result.class_names)),
+        overwrite=True,
+        inputs=[path],
+    )
+    if result.instances is not None:
+        _write_particles(Path(out_path), result, cal, path)
+    return result_row(str(path), result)
+
+
+def _write_particles(labels_path: Path, result: Any, cal: Any, source: str) -> None:
+    """``<stem>_instances.tif`` (one label per particle) and ``<stem>_particles.csv``
+    beside the labels (a batch task owns its outputs: a re-run replaces them)."""
+    from ..io import write_labels_tiff
+
+    stem = labels_path.name[: -len("_labels.tif")]
+    write_labels_tiff(
+        labels_path.with_name(f"{stem}_instances.tif"),
+        result.instances,
+        cal,
+        overwrite=True,
+        inputs=[source],
+    )
+    result.particles.to_csv(labels_path.with_name(f"{stem}_particles.csv"), index=False)
+
+
 def run(args: argparse.Namespace) -> int:
     """``napari-atomseg segment``: masks + ranking table. Returns the exit code."""
-    from ..errors import AtomsegError, FileWriteError
-    from ..io import Calibration, write_labels_tiff
-    from .sorting import iter_rank_images
+    import json
+
+    from .. import _batch
+    from ..errors import AtomsegError
+    from .sorting import ranking_table
 
     try:
         options = _segment_options(args)
+        _batch.check_scheduler(args.scheduler, args.workers, args.threads)
         files = _expand(args.inputs, args.recursive)
         out_dir: Path = args.out
         out_dir.mkdir(parents=True, exist_ok=True)
         table_path = out_dir / TABLE_NAME
-        if table_path.exists() and not args.overwrite:
-            raise FileWriteError(f"{table_path}: already exists; pass --overwrite to replace it")
     except (AtomsegError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     names = _output_names(files)
-
-    def write(path: Path, image: Any, cal: Any, result: Any) -> None:
-        if args.pixel_size_nm is not None:
-            cal = Calibration.from_pixel_size_nm(args.pixel_size_nm)
-        target = out_dir / names[path]
-        write_labels_tiff(
-            target,
-            result.labels,
-            cal,
-            dict(enumerate(result.class_names)),
-            overwrite=args.overwrite,
-            inputs=[path],
+    settings = {"task": args.task, "method": args.method, "options": options}
+    settings["pixel_size_nm"] = args.pixel_size_nm
+    tasks = [
+        _batch.Task(
+            json.dumps({"file": str(Path(f).resolve()), **settings}, sort_keys=True, default=str),
+            file_task,
+            (str(f), str(out_dir / names[f]), args.task, args.method, args.pixel_size_nm, options),
+            outputs=(out_dir / names[f],),
         )
-        if result.instances is not None:
-            stem = target.name[: -len("_labels.tif")]
-            write_labels_tiff(
-                out_dir / f"{stem}_instances.tif",
-                result.instances,
-                cal,
-                overwrite=args.overwrite,
-                inputs=[path],
-            )
-            table_path = out_dir / f"{stem}_particles.csv"
-            if table_path.exists() and not args.overwrite:
-                raise FileWriteError(f"{table_path}: already exists; pass --overwrite")
-            result.particles.to_csv(table_path, index=False)
-        for warning in result.warnings:
-            print(f"warning: {path.name}: {warning}", file=sys.stderr)
-
-    gen = iter_rank_images(
-        files, args.task, args.method, args.pixel_size_nm, on_result=write, **options
+        for f in files
+    ]
+    outcomes = _batch.run_tasks(
+        tasks,
+        _batch.Records(out_dir, "segment"),
+        args.scheduler,
+        args.workers,
+        args.threads,
+        args.overwrite,
+        desc="segment",
     )
-    table = _drain_with_bar(gen, len(files), "segment")
+    rows = [
+        o.row if o.row is not None else {"file": str(f), "error": o.error}
+        for f, o in zip(files, outcomes)
+    ]
+    table = ranking_table(rows, args.task)
     table.insert(
         2,
         "labels_file",
@@ -216,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         ],
     )
     table.to_csv(table_path, index=False)
+    _print_warnings(table)
     print(
         f"wrote {len(files) - int((table['error'].fillna('') != '').sum())} mask(s) and "
         f"{table_path}",

@@ -24,6 +24,7 @@ from .._lazy import lazy_exports
 
 # The lazy names for type checkers and IDEs (``name as name``: a re-export).
 if TYPE_CHECKING:
+    from .deformation import Deformation as Deformation
     from .engine import SimulationResult as SimulationResult
     from .engine import simulate as simulate
     from .engine import simulate_steps as simulate_steps
@@ -50,6 +51,7 @@ _LAZY = {
     "generate_library": ".library",
     "generate_library_steps": ".library",
     "open_library": ".library",
+    "Deformation": ".deformation",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -61,12 +61,17 @@ def random_streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(_STREAMS, children)}
 
 
-def simulate(parameters: SimulationParameters) -> SimulationResult:
-    """Simulate one micrograph (blocking). See :func:`simulate_steps` for progress."""
-    return drain(simulate_steps(parameters))
+def simulate(parameters: SimulationParameters, deformation: Any = None) -> SimulationResult:
+    """Simulate one micrograph (blocking). See :func:`simulate_steps` for progress.
+
+    ``deformation`` (a :class:`~napari_atomseg.simulate.deformation.Deformation`) strains,
+    rotates or shifts the specimen's columns by a known field before imaging."""
+    return drain(simulate_steps(parameters, deformation))
 
 
-def simulate_steps(parameters: SimulationParameters) -> ProgressGenerator[SimulationResult]:
+def simulate_steps(
+    parameters: SimulationParameters, deformation: Any = None
+) -> ProgressGenerator[SimulationResult]:
     """Generator version of :func:`simulate`: yields Progress, returns the result."""
     p = parameters
     if not isinstance(p, SimulationParameters):
@@ -78,9 +83,9 @@ def simulate_steps(parameters: SimulationParameters) -> ProgressGenerator[Simula
     total = 100 if multislice else 4
     yield Progress(0, total, "building the specimen")
     if p.mode.startswith("haadf"):
-        result = yield from _haadf(p, rngs, total, multislice)
+        result = yield from _haadf(p, rngs, total, multislice, deformation)
     else:
-        result = yield from _hrtem(p, rngs, total, multislice)
+        result = yield from _hrtem(p, rngs, total, multislice, deformation)
     yield Progress(total, total, "done")
     return result
 
@@ -112,13 +117,25 @@ def _stem_margin_A(p: SimulationParameters, distortion: det.ScanDistortion) -> f
     )
 
 
-def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool):
+def _deformed(scene: Scene, p: SimulationParameters, deformation: Any) -> Scene:
+    """The scene under ``deformation`` (centred on the field), or as it is."""
+    if deformation is None:
+        return scene
+    h, w = p.shape_px
+    centre_A = np.array([(h - 1) / 2, (w - 1) / 2]) * p.pixel_size_nm * 10
+    if deformation.origin_nm is not None:
+        centre_A = np.asarray(deformation.origin_nm, dtype=np.float64) * 10
+    return deformation.apply(scene, centre_A)
+
+
+def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool, deformation=None):
     from .stem import render_haadf, stem_grid
 
     px = p.pixel_size_nm * 10
     distortion = det.ScanDistortion.from_parameters(p, rngs["scan"])
     grid = stem_grid(p, _stem_margin_A(p, distortion))
     scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"], explicit=multislice)
+    scene = _deformed(scene, p, deformation)
     yield Progress(1, total, "imaging (fast incoherent HAADF)")
     probe_yx = None if distortion.is_identity else distortion.probe_positions_A()
     # The fast model always runs: it gives each column's own signal for "visible".
@@ -204,7 +221,7 @@ def _pixel_centres_A(p: SimulationParameters) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --- fast HRTEM ----------------------------------------------------------------------------
-def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
+def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool, deformation=None):
     from .hrtem import delocalisation_A, hrtem_grid, render_hrtem
 
     px = p.pixel_size_nm * 10
@@ -213,6 +230,7 @@ def _hrtem(p: SimulationParameters, rngs, total: int, multislice: bool):
     margin = 10.0 + min(delocalisation_A(p), 50.0) + p.drift_blur_nm * 10
     grid = hrtem_grid(p, margin)
     scene = build_scene(p, grid.bounds_A, _fov_bounds(p), rngs["scene"], explicit=multislice)
+    scene = _deformed(scene, p, deformation)
     yield Progress(1, total, "imaging (fast phase-object HRTEM)")
     img = render_hrtem(p, scene, grid, rngs["render"])
     intensity = img.intensity.astype(np.float32)

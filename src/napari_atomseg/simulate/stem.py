@@ -155,6 +155,56 @@ def _weights(p, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     return weights, signal * saturation
 
 
+@dataclass
+class HaadfSpectra:
+    """The noise-free HAADF fractions on the internal grid, in Fourier space (rfft2).
+
+    Kept separate from the sampling so a movie can shift the specimen by a sub-pixel
+    drift exactly (a phase ramp) and add moving atoms by linearity (:mod:`.movie`).
+    """
+
+    columns_ft: np.ndarray  # columns / particles / single atoms, probe-convolved
+    other_ft: np.ndarray | None  # amorphous material, probe-convolved (None: none)
+    psf_ft: np.ndarray  # rfft2 of the probe intensity incl. blur (at ``defocus_nm``)
+    psf_peak_per_A2: float
+    psf_area_A2: float
+    column_signal_A2: np.ndarray  # effective cross-section of each scene column (A^2)
+    point_weights: np.ndarray  # what each render point deposits (cross-section x saturation)
+    #: probe peak per scene column (1/A^2), where the depth of field makes it differ
+    column_peak_per_A2: np.ndarray | None = None
+
+
+def haadf_spectra(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) -> HaadfSpectra:
+    """Probe-convolved column and amorphous fractions on the internal grid (rfft2).
+
+    With ``depth_of_field`` single atoms, adatoms and the amorphous layers are convolved
+    with the probe at their depth (:mod:`.stem_depth`); ``psf_ft`` stays the focal one."""
+    weights, column_signal = _weights(p, scene)
+    if getattr(p, "depth_of_field", False):
+        return _spectra_with_depth(p, scene, grid, rng, weights, column_signal)
+    is_col = scene.point_column >= 0
+    correction = bilinear_correction(grid.shape)
+    psf_ft, peak, area = probe_psf_ft(p, grid)
+    workers = render.FFT_WORKERS
+    dep = deposit(grid, scene.point_yx_A[is_col], weights[is_col])
+    cols_ft = sfft.rfft2(dep, workers=workers) * correction
+    # Amorphous material: explicit atoms and the statistical part share one FFT (no
+    # bilinear correction: a sub-pixel blur of amorphous atoms is immaterial).
+    other = _amorphous_deposit(p, scene, grid, rng, weights, ~is_col, None)
+    other_ft = None
+    if other is not None:
+        other_ft = sfft.rfft2(other, workers=workers) * psf_ft
+    return HaadfSpectra(
+        columns_ft=cols_ft * psf_ft,
+        other_ft=other_ft,
+        psf_ft=psf_ft,
+        psf_peak_per_A2=peak,
+        psf_area_A2=area,
+        column_signal_A2=column_signal,
+        point_weights=weights,
+    )
+
+
 def render_haadf(
     p,
     scene: Scene,
@@ -167,30 +217,20 @@ def render_haadf(
     ``sample_yx_A`` are the probe positions of the output pixels (scan distortion); None
     means the ideal raster.
     """
-    weights, column_signal = _weights(p, scene)
-    is_col = scene.point_column >= 0
-    if getattr(p, "depth_of_field", False):
-        return _render_with_depth(p, scene, grid, sample_yx_A, rng, weights, column_signal)
-    correction = bilinear_correction(grid.shape)
-    psf_ft, peak, area = probe_psf_ft(p, grid)
+    spectra = haadf_spectra(p, scene, grid, rng)
     workers = render.FFT_WORKERS
-    dep = deposit(grid, scene.point_yx_A[is_col], weights[is_col])
-    cols_ft = sfft.rfft2(dep, workers=workers) * correction
-    # Amorphous material: explicit atoms and the statistical part share one FFT (no
-    # bilinear correction: a sub-pixel blur of amorphous atoms is immaterial).
-    other = _amorphous_deposit(p, scene, grid, rng, weights, ~is_col, None)
-    cols = sfft.irfft2(cols_ft * psf_ft, s=grid.shape, workers=workers)
-    if other is not None:
-        other_ft = sfft.rfft2(other, workers=workers)
-        other = sfft.irfft2(other_ft * psf_ft, s=grid.shape, workers=workers)
+    cols = sfft.irfft2(spectra.columns_ft, s=grid.shape, workers=workers)
+    if spectra.other_ft is not None:
+        other = sfft.irfft2(spectra.other_ft, s=grid.shape, workers=workers)
     else:
         other = np.zeros(grid.shape)
     return FastStemImage(
         columns=sample_output(grid, cols, sample_yx_A),
         other=sample_output(grid, other, sample_yx_A),
-        psf_peak_per_A2=peak,
-        psf_area_A2=area,
-        column_signal_A2=column_signal,
+        psf_peak_per_A2=spectra.psf_peak_per_A2,
+        psf_area_A2=spectra.psf_area_A2,
+        column_signal_A2=spectra.column_signal_A2,
+        column_peak_per_A2=spectra.column_peak_per_A2,
     )
 
 
@@ -210,8 +250,8 @@ def _amorphous_deposit(p, scene: Scene, grid, rng, weights, select, kinds) -> np
     return other
 
 
-def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, column_signal):
-    """:func:`render_haadf` with the depth of field (see :mod:`.stem_depth`)."""
+def _spectra_with_depth(p, scene: Scene, grid, rng, weights, column_signal) -> HaadfSpectra:
+    """:func:`haadf_spectra` with the depth of field (see :mod:`.stem_depth`)."""
     from .scene import REGIONS
     from .stem_depth import DepthProbes, depth_points, layer_depth_ranges, render_depth_columns
 
@@ -237,17 +277,14 @@ def _render_with_depth(p, scene: Scene, grid, sample_yx_A, rng, weights, column_
             continue
         term = sfft.rfft2(dep, workers=workers) * probes.layer_psf_ft(*ranges[code])
         other_ft = term if other_ft is None else other_ft + term
-    cols = sfft.irfft2(cols_ft, s=grid.shape, workers=workers)
-    if other_ft is None:
-        other = np.zeros(grid.shape)
-    else:
-        other = sfft.irfft2(other_ft, s=grid.shape, workers=workers)
-    return FastStemImage(
-        columns=sample_output(grid, cols, sample_yx_A),
-        other=sample_output(grid, other, sample_yx_A),
+    return HaadfSpectra(
+        columns_ft=cols_ft,
+        other_ft=other_ft,
+        psf_ft=psf_ft,
         psf_peak_per_A2=peak,
         psf_area_A2=area,
         column_signal_A2=column_signal,
+        point_weights=weights,
         column_peak_per_A2=column_peak,
     )
 

@@ -1,0 +1,482 @@
+"""Drift of a stack by phase correlation: rigid (and optionally tile-wise) registration.
+
+Convention: ``drift_px[t]`` is the (row, col) shift of frame ``t``'s content relative to
+frame 0 (so drift-corrected coordinates are ``raw - drift``); ``drift_px[0] == 0``.
+
+How (:func:`iter_register`):
+
+1. every frame is mean-subtracted, tapered at its edges (Tukey window) and Fourier
+   transformed; the normalised cross-power spectrum (phase correlation) is low-pass
+   weighted, because at low dose the high frequencies are noise;
+2. *sequential pass*: the shift of frame ``t`` against the last reliable frame predicts
+   its drift; the peak of its correlation with frame 0 is then searched only near that
+   prediction (a lattice correlates with itself at every lattice vector: the nearest
+   peak is the right one, the highest may not be), then refined by plain
+   cross-correlation to ``1/upsample`` px (:func:`measure`). A frame whose correlation peak
+   stands out of the noise far less than the others' (beam blanked, torn, damaged) is
+   marked unreliable and skipped as a reference for the next one;
+3. *refinement*: every frame is correlated again with the average of all reliable
+   frames aligned by pass 2 (far less noisy than frame 0), near its first estimate;
+4. unreliable frames get their drift interpolated linearly in time from their
+   neighbours, and ``warnings`` name them.
+
+Non-rigid (``tiles=n``): after the rigid drift, each frame's ``n x n`` tiles are
+registered against the registered average, giving a smooth residual displacement field
+per frame (:class:`Registration.field_px`), used by :func:`aligned_frame`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import fft as sfft
+from scipy import ndimage as ndi
+
+from .._progress import Progress, ProgressGenerator, drain
+from ..errors import InputError
+
+#: Threads per FFT (the batch machinery sets 1 per worker task).
+FFT_WORKERS = 2
+#: Sub-pixel precision of the correlation peak: 1/DEFAULT_UPSAMPLE px.
+DEFAULT_UPSAMPLE = 50
+#: Gaussian low-pass of the cross-power spectrum, sigma in cycles/px (Nyquist = 0.5).
+DEFAULT_LOWPASS_CYCLES_PER_PX = 0.12
+#: Fraction of each edge tapered by the Tukey window.
+TAPER_FRACTION = 0.2
+#: Search radius (px) around the predicted drift in the sequential pass / refinement.
+SEARCH_RADIUS_PX = 4.0
+REFINE_RADIUS_PX = 2.0
+#: Frame-to-frame steps: a peak this close to the highest (fraction) counts as a rival,
+#: and the rival with the smallest shift is taken (see _smallest_strong_peak).
+ALIAS_MARGIN = 0.8
+#: A frame is unreliable when its peak-to-noise ratio is below this fraction of the
+#: median of the reliable frames, or below MIN_PEAK_TO_NOISE.
+RELIABLE_FRACTION = 0.35
+MIN_PEAK_TO_NOISE = 6.0
+
+
+@dataclass
+class Registration:
+    """Drift of every frame of a stack (see the module's convention)."""
+
+    #: (T, 2) float64 content shift of each frame relative to frame 0, (row, col) px.
+    drift_px: np.ndarray
+    #: (T,) peak-to-noise ratio of each frame's correlation with the reference.
+    peak_to_noise: np.ndarray
+    #: (T,) False for frames whose drift was interpolated (damaged, blank).
+    reliable: np.ndarray
+    #: (T,) absolute frame numbers.
+    frames: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    #: Non-rigid only: (T, n, n, 2) residual shift of each tile after the rigid drift.
+    field_px: np.ndarray | None = None
+    #: Non-rigid only: tile centre rows and cols (px).
+    tile_centres_px: tuple[np.ndarray, np.ndarray] | None = None
+
+    def table(
+        self, pixel_size_nm: float | None = None, frame_time_s: float | None = None
+    ) -> pd.DataFrame:
+        """One row per frame: ``frame, [time_s], drift_y_px, drift_x_px, [drift_y_nm,
+        drift_x_nm], peak_to_noise, reliable``."""
+        out = pd.DataFrame({"frame": self.frames.astype(np.int64)})
+        if frame_time_s is not None:
+            out["time_s"] = (self.frames - self.frames[0]) * float(frame_time_s)
+        out["drift_y_px"] = self.drift_px[:, 0]
+        out["drift_x_px"] = self.drift_px[:, 1]
+        if pixel_size_nm is not None:
+            out["drift_y_nm"] = self.drift_px[:, 0] * pixel_size_nm
+            out["drift_x_nm"] = self.drift_px[:, 1] * pixel_size_nm
+        out["peak_to_noise"] = self.peak_to_noise
+        out["reliable"] = self.reliable
+        return out
+
+
+# --- correlation ------------------------------------------------------------------------
+class _Spectra:
+    """Window and low-pass weights for one frame shape; frame -> its spectrum."""
+
+    def __init__(self, shape: tuple[int, int], lowpass: float) -> None:
+        from scipy.signal.windows import tukey
+
+        self.shape = shape
+        self._taper = [tukey(n, TAPER_FRACTION) for n in shape]
+        ky = np.fft.fftfreq(shape[0])[:, None]
+        kx = np.fft.fftfreq(shape[1])[None, :]
+        self.weight = np.exp(-(ky**2 + kx**2) / (2 * lowpass**2)).astype(np.float32)
+        self.k = (ky, kx)
+
+    def window(self, shift_px: np.ndarray | None = None) -> np.ndarray:
+        """The taper, moved by ``shift_px`` so that it follows the drifting content: two
+        frames tapered where their content sits do not favour a zero shift."""
+        shift = np.zeros(2) if shift_px is None else np.asarray(shift_px, float)
+        parts = []
+        for axis, n in enumerate(self.shape):
+            x = np.arange(n) - shift[axis]
+            parts.append(np.interp(x, np.arange(n), self._taper[axis], left=0.0, right=0.0))
+        return np.outer(*parts)
+
+    def __call__(self, frame: np.ndarray, shift_px: np.ndarray | None = None) -> np.ndarray:
+        f = np.asarray(frame, dtype=np.float64)
+        if f.shape != self.shape:
+            raise InputError(f"frame of shape {f.shape} in a stack of {self.shape} frames")
+        f = _despike(f)
+        window = self.window(shift_px)
+        mean = float((f * window).sum() / max(window.sum(), 1e-12))
+        return sfft.fft2(((f - mean) * window).astype(np.float32), workers=FFT_WORKERS)
+
+    def shifted_back(self, ft: np.ndarray, drift_px: np.ndarray) -> np.ndarray:
+        """``ft`` with its content moved by ``-drift_px`` (Fourier shift theorem)."""
+        ky, kx = self.k
+        ramp_y = np.exp(2j * np.pi * ky * drift_px[0]).astype(np.complex64)
+        ramp_x = np.exp(2j * np.pi * kx * drift_px[1]).astype(np.complex64)
+        return ft * ramp_y * ramp_x
+
+
+def _despike(frame: np.ndarray) -> np.ndarray:
+    """Clip single hot pixels (cosmic rays, detector spikes) that would dominate the
+    whitened spectrum: values beyond the 99.9th percentile by far."""
+    hi = np.percentile(frame, 99.9)
+    lo = np.percentile(frame, 0.1)
+    span = hi - lo
+    return np.clip(frame, lo - span, hi + span) if span > 0 else frame
+
+
+def _cross_power(
+    ref_ft: np.ndarray, mov_ft: np.ndarray, weight: np.ndarray, whiten: float = 1.0
+) -> np.ndarray:
+    product = ref_ft * np.conj(mov_ft)
+    if whiten:
+        magnitude = np.abs(product)
+        product /= (magnitude + 1e-12 * magnitude.max() + 1e-30) ** whiten
+    return product * weight
+
+
+def _wrap(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    n = np.asarray(shape)
+    return np.where(index > n // 2, index - n, index)
+
+
+def _peak_to_noise(corr: np.ndarray, value: float) -> float:
+    sample = corr[::3, ::3]  # the noise floor of a correlation map: a subsample will do
+    std = float(sample.std())
+    return (value - float(sample.mean())) / std if std > 0 else 0.0
+
+
+def correlate(
+    ref_ft: np.ndarray,
+    mov_ft: np.ndarray,
+    weight: np.ndarray,
+    near_px: np.ndarray | None = None,
+    radius_px: float = SEARCH_RADIUS_PX,
+    upsample: int = DEFAULT_UPSAMPLE,
+    whiten: float = 1.0,
+) -> tuple[np.ndarray, float]:
+    """Content shift of ``mov`` relative to ``ref`` and the peak's peak-to-noise ratio.
+
+    The peak is the correlation maximum within ``radius_px`` of ``near_px`` (anywhere
+    when None), refined by an upsampled DFT around it. ``whiten`` is the exponent of the
+    spectrum's normalisation: 1 = phase correlation, 0 = plain cross-correlation.
+    """
+    product = _cross_power(ref_ft, mov_ft, weight, whiten)
+    corr = sfft.ifft2(product, workers=FFT_WORKERS).real
+    shape = corr.shape
+    if near_px is None:
+        peak = _smallest_strong_peak(corr)
+    else:
+        # Correlation index s is a shift of -s of the content (ref * conj(mov)).
+        target = -np.asarray(near_px, dtype=np.float64)
+        r = int(np.ceil(radius_px))
+        dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+        cy = np.round(target[0]).astype(int) + dy
+        cx = np.round(target[1]).astype(int) + dx
+        inside = (cy - target[0]) ** 2 + (cx - target[1]) ** 2 <= radius_px**2
+        cy, cx = cy[inside], cx[inside]
+        values = corr[cy % shape[0], cx % shape[1]]
+        k = int(np.argmax(values))
+        peak = np.array([cy[k] % shape[0], cx[k] % shape[1]])
+    quality = _peak_to_noise(corr, float(corr[peak[0], peak[1]]))
+    shift = _wrap(peak, shape).astype(np.float64)
+    if upsample > 1:
+        shift = shift + _refine(corr, peak, upsample)
+    return -shift, quality
+
+
+def measure(
+    ref_ft: np.ndarray,
+    mov_ft: np.ndarray,
+    weight: np.ndarray,
+    near_px: np.ndarray | None,
+    radius_px: float,
+    upsample: int,
+) -> tuple[np.ndarray, float]:
+    """Shift of ``mov`` against ``ref`` in two steps, and its phase-correlation quality.
+
+    Phase correlation (whitened, so every frequency votes: the non-periodic content
+    tells a lattice's equivalent peaks apart) picks the peak near ``near_px``; plain
+    cross-correlation (the strong lattice frequencies dominate: at low dose they carry
+    the precise position, the rest is mostly noise) refines it within 1.5 px. On
+    simulated HAADF movies the refinement's error was 5-10x smaller than the phase
+    correlation's (benchmarks/tracking.py).
+    """
+    coarse, quality = correlate(ref_ft, mov_ft, weight, near_px, radius_px, upsample=1)
+    fine, _ = correlate(ref_ft, mov_ft, weight, coarse, 1.5, upsample, whiten=0.0)
+    return fine, quality
+
+
+def _smallest_strong_peak(corr: np.ndarray) -> np.ndarray:
+    """Index of the correlation peak with the smallest shift among those within
+    :data:`ALIAS_MARGIN` of the highest one.
+
+    A lattice correlates with itself at every lattice vector, and when little but the
+    lattice is in view (a small field, few defects, atoms that hopped) those peaks are
+    nearly equal: the smallest shift is then the likeliest step between two frames. A
+    clearly higher peak farther out still wins.
+    """
+    from scipy import ndimage as ndi_
+
+    top = float(corr.max())
+    local = (corr == ndi_.maximum_filter(corr, size=5, mode="wrap")) & (corr >= ALIAS_MARGIN * top)
+    peaks = np.argwhere(local)
+    if len(peaks) <= 1:
+        return np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))
+    shifts = _wrap(peaks, corr.shape)
+    return peaks[int(np.argmin(np.hypot(shifts[:, 0], shifts[:, 1])))]
+
+
+def _refine(corr: np.ndarray, peak: np.ndarray, upsample: int) -> np.ndarray:
+    """Sub-pixel offset of the correlation peak at integer index ``peak``: the maximum of
+    a cubic spline through its 9 x 9 neighbourhood, sampled every ``1/upsample`` px.
+
+    The low-pass weighting makes the peak smooth (width >= 1.3 px), so the spline is as
+    good as the upsampled-DFT refinement of Guizar-Sicairos et al. (Opt. Lett. 33, 156,
+    2008; scikit-image's): on the benchmark movies the two agreed within 0.02 px, at a
+    fiftieth of the cost.
+    """
+    half = 4
+    offsets = np.arange(-half, half + 1)
+    rows = (offsets[:, None] + peak[0]) % corr.shape[0]
+    cols = (offsets[None, :] + peak[1]) % corr.shape[1]
+    patch = corr[rows, cols]
+    grid = np.arange(-1.0, 1.0 + 0.5 / upsample, 1.0 / upsample) + half
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    values = ndi.map_coordinates(patch, [yy.ravel(), xx.ravel()], order=3).reshape(yy.shape)
+    k = np.unravel_index(int(np.argmax(values)), values.shape)
+    return np.array([grid[k[0]] - half, grid[k[1]] - half])
+
+
+# --- the two passes ------------------------------------------------------------------------
+def _frames(stack: Any) -> Iterator[np.ndarray]:
+    for t in range(len(stack)):
+        yield np.asarray(stack.frame(t), dtype=np.float64)
+
+
+def _judge(quality: float, accepted: list[float]) -> bool:
+    if quality < MIN_PEAK_TO_NOISE:
+        return False
+    return len(accepted) < 3 or quality >= RELIABLE_FRACTION * float(np.median(accepted))
+
+
+def _chain_pass(stack: Any, spectra: _Spectra, upsample: int):
+    """Pass 1: frame-to-frame shifts, summed into a first drift (each frame against the
+    last reliable one, so a damaged frame breaks nothing), and their registered average."""
+    n = len(stack)
+    drift = np.zeros((n, 2))
+    quality = np.zeros(n)
+    reliable = np.ones(n, bool)
+    frames = _frames(stack)
+    prev_ft = spectra(next(frames))
+    prev_drift = np.zeros(2)
+    average_ft = prev_ft.copy()
+    accepted: list[float] = []
+    for t, frame in enumerate(frames, start=1):
+        coarse, _ = correlate(prev_ft, spectra(frame, prev_drift), spectra.weight, upsample=1)
+        ft = spectra(frame, prev_drift + coarse)
+        step, quality[t] = measure(prev_ft, ft, spectra.weight, coarse, 1.5, upsample)
+        drift[t] = prev_drift + step
+        reliable[t] = _judge(quality[t], accepted)
+        if reliable[t]:
+            accepted.append(quality[t])
+            prev_ft, prev_drift = ft, drift[t]
+            average_ft += spectra.shifted_back(ft, drift[t])
+        yield t
+    quality[0] = float(np.median(accepted)) if accepted else np.inf
+    return drift, quality, reliable, average_ft
+
+
+def _refine_pass(stack: Any, spectra: _Spectra, average_ft: np.ndarray, first, upsample: int):
+    """Pass 2: every frame against the registered average, near its first estimate."""
+    n = len(stack)
+    drift = np.zeros((n, 2))
+    quality = np.zeros(n)
+    for t, frame in enumerate(_frames(stack)):
+        ft = spectra(frame, first[t])
+        drift[t], quality[t] = measure(
+            average_ft, ft, spectra.weight, first[t], SEARCH_RADIUS_PX, upsample
+        )
+        yield t
+    return drift, quality
+
+
+def _interpolate_unreliable(drift: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    good = np.flatnonzero(reliable)
+    if len(good) == 0 or len(good) == len(drift):
+        return drift
+    t = np.arange(len(drift))
+    out = drift.copy()
+    for axis in (0, 1):
+        out[~reliable, axis] = np.interp(t[~reliable], good, drift[good, axis])
+    return out
+
+
+def iter_register(
+    stack: Any,
+    *,
+    upsample: int = DEFAULT_UPSAMPLE,
+    lowpass_cycles_per_px: float = DEFAULT_LOWPASS_CYCLES_PER_PX,
+    tiles: int = 0,
+) -> ProgressGenerator[Registration]:
+    """Register every frame of ``stack`` (a :class:`~napari_atomseg.io.stack.Stack`).
+
+    Yields Progress per frame and pass; returns a :class:`Registration`. ``tiles`` > 1
+    adds the non-rigid tile-wise correction (``tiles x tiles`` tiles per frame).
+    """
+    n = len(stack)
+    if n < 1:
+        raise InputError("the stack has no frame")
+    if not 1 <= int(upsample) <= 1000:
+        raise InputError(f"upsample: {upsample} must be between 1 and 1000")
+    if not 0.01 <= float(lowpass_cycles_per_px) <= 1.0:
+        raise InputError(f"lowpass_cycles_per_px: {lowpass_cycles_per_px} must be 0.01-1")
+    if tiles not in (0, 1) and not 2 <= int(tiles) <= 16:
+        raise InputError(f"tiles: {tiles} must be 0 (rigid only) or 2-16")
+    spectra = _Spectra(stack.frame_shape, float(lowpass_cycles_per_px))
+    total = 2 * n + (n if tiles > 1 else 0)
+    yield Progress(0, total, "registration: frame-to-frame pass")
+    first = yield from _counting(_chain_pass(stack, spectra, upsample), 0, total, "pass 1")
+    drift1, _quality1, reliable, average_ft = first
+    refine = _refine_pass(stack, spectra, average_ft, drift1, upsample)
+    drift, quality = yield from _counting(refine, n, total, "pass 2")
+    for t in np.flatnonzero(reliable):
+        reliable[t] = _judge(quality[t], list(quality[reliable]))
+    drift = _interpolate_unreliable(drift, reliable)
+    drift = drift - drift[0]
+    warnings = []
+    bad = (
+        stack.frame_indices[~reliable]
+        if hasattr(stack, "frame_indices")
+        else np.flatnonzero(~reliable)
+    )
+    if len(bad):
+        warnings.append(
+            f"registration: {len(bad)} frame(s) did not correlate with the others (damaged, "
+            f"blank or changed too much): {_frame_list(bad)}; their drift is interpolated"
+        )
+    frames = np.asarray(getattr(stack, "frame_indices", np.arange(n)))
+    result = Registration(drift, quality, reliable, frames, warnings)
+    if tiles > 1:
+        from .nonrigid import iter_tile_fields
+
+        fields = iter_tile_fields(stack, result, int(tiles), upsample)
+        result = yield from _counting(fields, 2 * n, total, "non-rigid")
+    yield Progress(total, total, "registration done")
+    return result
+
+
+def _counting(gen, offset: int, total: int, what: str):
+    """Turn a pass's yielded frame numbers into Progress; return its value."""
+    while True:
+        try:
+            t = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(offset + t + 1, total, f"registration {what}: frame {t + 1}")
+
+
+def _frame_list(frames: np.ndarray, limit: int = 12) -> str:
+    shown = ", ".join(str(int(f)) for f in frames[:limit])
+    return shown + (f" and {len(frames) - limit} more" if len(frames) > limit else "")
+
+
+def register(stack: Any, **options: Any) -> Registration:
+    """:func:`iter_register` run to the end."""
+    return drain(iter_register(stack, **options))
+
+
+# --- applying the drift -------------------------------------------------------------------------
+def aligned_frame(
+    frame: np.ndarray,
+    drift_px: np.ndarray,
+    fill: float | None = None,
+    field_px: np.ndarray | None = None,
+    tile_centres_px: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """``frame`` moved back by its drift (cubic spline): ``aligned(p) = frame(p + d(p))``.
+
+    Pixels with no data are ``fill`` (default: the frame's mean; NaN is allowed).
+    ``field_px`` / ``tile_centres_px`` add a non-rigid residual (:mod:`.nonrigid`).
+    """
+    f = np.asarray(frame, dtype=np.float32)
+    value = float(f.mean()) if fill is None else float(fill)
+    if field_px is None:
+        return ndi.shift(f, -np.asarray(drift_px, float), order=3, mode="constant", cval=value)
+    from .nonrigid import displacement_map
+
+    dy, dx = displacement_map(field_px, tile_centres_px, f.shape)
+    rows, cols = np.indices(f.shape, dtype=np.float32)
+    coords = [rows + np.float32(drift_px[0]) + dy, cols + np.float32(drift_px[1]) + dx]
+    return ndi.map_coordinates(f, coords, order=3, mode="constant", cval=value)
+
+
+def _tile_args(reg: Registration, t: int) -> dict[str, Any]:
+    if reg.field_px is None:
+        return {}
+    return {"field_px": reg.field_px[t], "tile_centres_px": reg.tile_centres_px}
+
+
+def aligned_stack(stack: Any, registration: Registration) -> Any:
+    """The drift-corrected stack as a lazy dask array (float32, one chunk per frame)."""
+    import dask.array as da
+
+    data = stack.data
+
+    def block(chunk: np.ndarray, block_info: Any = None) -> np.ndarray:
+        t = block_info[0]["chunk-location"][0]
+        frame = aligned_frame(chunk[0], registration.drift_px[t], **_tile_args(registration, t))
+        return frame[None]
+
+    return da.map_blocks(block, data, dtype=np.float32)
+
+
+def iter_registered_average(
+    stack: Any, registration: Registration
+) -> ProgressGenerator[tuple[np.ndarray, np.ndarray]]:
+    """Mean of the reliable aligned frames, and how many frames cover each pixel.
+
+    Pixels no frame covers (the drift moved them out of every frame) are NaN.
+    """
+    h, w = stack.frame_shape
+    total = np.zeros((h, w))
+    count = np.zeros((h, w))
+    ones = np.ones((h, w), np.float32)
+    n = len(stack)
+    for t in range(n):
+        if registration.reliable[t]:
+            args = _tile_args(registration, t)
+            d = registration.drift_px[t]
+            frame = aligned_frame(stack.frame(t), d, fill=0.0, **args)
+            covered = aligned_frame(ones, d, fill=0.0, **args) > 0.999
+            total[covered] += frame[covered]
+            count += covered
+        yield Progress(t + 1, n, f"registered average: frame {t + 1}/{n}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        average = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return average.astype(np.float32), count.astype(np.int32)
+
+
+def registered_average(stack: Any, registration: Registration) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`iter_registered_average` run to the end."""
+    return drain(iter_registered_average(stack, registration))

@@ -1,0 +1,100 @@
+"""Lazy stacks: TIFF / MRC / HSPY opened without reading the frames, absolute frame ranges."""
+
+from __future__ import annotations
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+
+from napari_atomseg.errors import FileReadError, InputError
+from napari_atomseg.io.stack import as_stack, open_stack, parse_frame_range
+from tests._data import shared_path
+
+
+@pytest.fixture
+def frames():
+    return np.random.default_rng(0).integers(0, 1000, (7, 32, 40)).astype(np.uint16)
+
+
+def test_imagej_tiff_is_lazy_with_time_and_pixel_size(tmp_path, frames):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(
+        path,
+        frames,
+        imagej=True,
+        resolution=(50, 50),
+        metadata={"unit": "nm", "finterval": 0.5, "axes": "TYX"},
+    )
+    stack = open_stack(path)
+    assert hasattr(stack.data, "dask")  # a dask array: nothing read yet
+    assert stack.shape == (7, 32, 40) and stack.data.chunks[0] == (1,) * 7
+    assert stack.pixel_size_nm == pytest.approx(0.02)
+    assert stack.frame_time_s == pytest.approx(0.5)
+    np.testing.assert_array_equal(stack.frame(3), frames[3])
+
+
+def test_frame_range_keeps_absolute_numbers(tmp_path, frames):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, frames)
+    stack = open_stack(path, "2:6")
+    assert list(stack.frame_indices) == [2, 3, 4, 5]
+    np.testing.assert_array_equal(stack.frame(0), frames[2])
+    again = stack.select("3:5")  # absolute numbers again, not relative ones
+    assert list(again.frame_indices) == [3, 4]
+    np.testing.assert_array_equal(again.frame(1), frames[4])
+    strided = open_stack(path).select("1:7:3")
+    assert list(strided.frame_indices) == [1, 4]
+    np.testing.assert_array_equal(strided.frame(1), frames[4])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2:5", range(2, 5)),
+        (":3", range(0, 3)),
+        ("4", range(4, 5)),
+        ("-2:", range(8, 10)),
+        ("0:10:4", range(0, 10, 4)),
+    ],
+)
+def test_parse_frame_range(text, expected):
+    assert parse_frame_range(text, 0, 10) == expected
+
+
+@pytest.mark.parametrize("text", ["5:2", "a:b", "0:11", "1:2:0", "1:2:3:4", ""])
+def test_bad_frame_ranges_are_input_errors(text):
+    with pytest.raises(InputError, match="frames"):
+        parse_frame_range(text, 0, 10)
+
+
+def test_mrc_stack_is_a_memory_map(tmp_path, frames):
+    path = tmp_path / "movie.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(frames.astype(np.float32))
+        mrc.voxel_size = 1.5  # Angstrom
+    stack = open_stack(path)
+    assert stack.pixel_size_nm == pytest.approx(0.15)
+    np.testing.assert_array_equal(stack.frame(6), frames[6].astype(np.float32))
+
+
+def test_arrays_and_errors(tmp_path, frames):
+    stack = as_stack(frames, pixel_size_nm=0.05)
+    assert stack.pixel_size_nm == 0.05 and len(stack) == 7
+    with pytest.raises(InputError, match="3-D"):
+        as_stack(frames[0])
+    with pytest.raises(FileReadError, match="no such file"):
+        open_stack(tmp_path / "missing.tif")
+    (tmp_path / "x.png").write_bytes(b"png")
+    with pytest.raises(FileReadError, match="unsupported"):
+        open_stack(tmp_path / "x.png")
+
+
+@pytest.mark.shared_data
+def test_real_hyperspy_series_opens_lazily():
+    path = shared_path("real_panel", "06_sto_abf_5frame_series.hspy")
+    stack = open_stack(path, "1:4")
+    assert stack.shape == (3, 512, 512)
+    assert stack.pixel_size_nm == pytest.approx(0.0092024, rel=1e-4)
+    assert list(stack.frame_indices) == [1, 2, 3]
+    assert stack.frame(0).dtype == np.uint16
