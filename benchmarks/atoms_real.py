@@ -152,6 +152,10 @@ def sheet(rows: list[dict], out: Path, crop_px: int = 160) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=70)
+    from PIL import Image  # (matplotlib's own dependency)
+
+    # 64 grey-and-red colours keep the sheet under 400 kB for docs/images.
+    Image.open(out).convert("RGB").quantize(colors=64).save(out, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> int:

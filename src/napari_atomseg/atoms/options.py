@@ -28,8 +28,8 @@ DEFAULT_MIN_SEPARATION_NM = 0.07
 DEFAULT_MIN_SEPARATION_PX = 2.0
 #: Default sub-pixel refinement: a 2-D Gaussian fitted to the image.
 DEFAULT_REFINE = "gaussian"
-#: Default image evidence a column needs: its blob response at the column scale over the
-#: response's noise (:mod:`.evidence`).
+#: Default image evidence a column needs: its fitted height over the height's standard
+#: error, in noise levels (:mod:`.evidence`).
 DEFAULT_MIN_EVIDENCE = 2.0
 
 REFINE_METHODS = ("gaussian", "com", "none")
@@ -100,8 +100,9 @@ class FinderOptions:
     min_evidence: float | None = field(
         default=None,
         metadata=_doc(
-            "image evidence a column needs: its blob response at the column scale over "
-            "the noise, >= 0 (default: the model card's, else 2)"
+            "image evidence a column needs: its height, fitted jointly with its "
+            "neighbours and the background, over the height's noise, >= 0 (default: the "
+            "model card's, else 2)"
         ),
     )
     exclude_border_px: int = field(
