@@ -13,7 +13,9 @@ from benchmarks.atoms_stress import ISSUE_CASES, PIXEL_SIZE_NM, blob_log_tuned, 
 
 from napari_atomseg.atoms.find import find_atoms
 
-ISSUE = [c for c in cases(quick=True) if (c.kind, c.basis, c.spacing_nm, c.noise, c.ramp) in ISSUE_CASES]
+ISSUE = [
+    c for c in cases(quick=True) if (c.kind, c.basis, c.spacing_nm, c.noise, c.ramp) in ISSUE_CASES
+]
 
 
 def test_every_issue_case_is_in_the_suite():

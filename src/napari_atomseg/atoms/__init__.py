@@ -1,4 +1,4 @@
-"""Atomic columns: network heatmap -> peaks -> refined positions; point metrics; baselines.
+"""Atomic columns: network heatmap -> peaks -> refined positions; point metrics.
 
 Public API (imported lazily; ``import napari_atomseg.atoms`` does not import torch)::
 
@@ -14,8 +14,9 @@ Modules, in pipeline order: ``options`` (FinderOptions, card defaults), ``heatma
 network), ``evidence`` (what the image shows at the column scale), ``candidates`` (heatmap
 peaks the image confirms), ``positions`` (sub-pixel refinement on the image), ``table``
 (the output), ``find`` (the chain and the choice of polarity); helpers ``peaks``,
-``refine``, ``labels``, ``spacing``, ``imaging``; ``metrics``, ``baselines``, ``training``
-(AtomsTask). See docs/atoms.md.
+``refine``, ``labels``, ``spacing``, ``imaging``; ``metrics``, ``training`` (AtomsTask).
+The classical baselines the benchmarks compare against live in ``benchmarks/lib``. See
+docs/atoms.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from .._lazy import lazy_exports
 
 # The lazy names for type checkers and IDEs (``name as name``: a re-export).
 if TYPE_CHECKING:
-    from .baselines import BASELINES as BASELINES
     from .find import find_atoms as find_atoms
     from .find import heatmap_to_atoms as heatmap_to_atoms
     from .find import iter_find_atoms as iter_find_atoms
@@ -52,7 +52,6 @@ _LAZY = {
     "point_metrics": ".metrics",
     "match_points": ".metrics",
     "PointMetrics": ".metrics",
-    "BASELINES": ".baselines",
     "AtomsTask": ".training",
 }
 
