@@ -365,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
     ]
     table = pd.DataFrame(rows)
     table = table.reindex(columns=list(SUMMARY_COLUMNS))
-    table.to_csv(summary_path, index=False, float_format="%.6g")
+    table.to_csv(summary_path, index=False, float_format="%.9g")
     failed = table[table["error"].fillna("") != ""]
     for r in failed.itertuples(index=False):
         print(f"error: {r.file}: {r.error}", file=sys.stderr)

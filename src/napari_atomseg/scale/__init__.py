@@ -13,7 +13,17 @@ match, the fall-backs, :class:`~.estimate.ImageScale`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .._lazy import lazy_exports
+
+# The lazy names for type checkers and IDEs (``name as name``: a re-export).
+if TYPE_CHECKING:
+    from .estimate import SCALE_METADATA_KEY as SCALE_METADATA_KEY
+    from .estimate import ImageScale as ImageScale
+    from .estimate import estimate_image_scale as estimate_image_scale
+    from .estimate import scale_from_metadata as scale_from_metadata
+    from .reflections import material_names as material_names
 
 _LAZY = {
     "estimate_image_scale": ".estimate",

@@ -25,7 +25,6 @@ from .._lazy import lazy_exports
 
 # The lazy names for type checkers and IDEs (``name as name``: a re-export).
 if TYPE_CHECKING:
-    from .api import TASK_CLASSES as TASK_CLASSES
     from .api import CleanupOptions as CleanupOptions
     from .api import SegmentationResult as SegmentationResult
     from .api import iter_segment as iter_segment
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from .bragg import BraggParameters as BraggParameters
     from .bragg import BraggResult as BraggResult
     from .bragg import bragg_filter as bragg_filter
+    from .classes import TASK_CLASSES as TASK_CLASSES
     from .metrics import MaskScores as MaskScores
     from .metrics import pooled as pooled
     from .metrics import summarise as summarise

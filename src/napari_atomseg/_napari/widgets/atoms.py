@@ -133,6 +133,7 @@ class FindAtomsWidget(DockContainer):
         self.run_button = PushButton(text="Find atoms")
         self.panel = RunPanel()
         self.scale = ScalePanel(self.image)
+        self.scale_fold = Fold("pixel-size estimate", [self.scale])
         # Set once and left: folded away so two docks fit a 1000 px screen.
         advanced = [self.refine, self.contrast, self.imaging, self.views]
         self.advanced = Fold("refinement, contrast, imaging, views", advanced)
@@ -143,6 +144,7 @@ class FindAtomsWidget(DockContainer):
                 self.model,
                 self.model_card,
                 self.pixel_size_nm,
+                self.scale_fold,
                 self.scale,
                 self.threshold,
                 self.min_evidence,

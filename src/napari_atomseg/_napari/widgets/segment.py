@@ -157,13 +157,19 @@ class SegmentWidget(DockContainer):
         self.run_button = PushButton(text="Segment")
         self.panel = RunPanel()
         self.fractions = Label(value="")
-        self.warnings = Label(value="")
+        self.warnings = Label(value="", visible=False)  # shown when there are warnings
         self.scale = ScalePanel(self.image)
         self.histogram = SizeHistogram()
         self.points = layer_combo(viewer, "points", "points", optional=True)
         self.points_action = ComboBox(choices=("flag", "drop"), label="points on class")
         self.apply_button = PushButton(text="Apply to points")
         self.sorting = SortFolderWidget(self.sorting_settings)
+        self.scale_fold = Fold("pixel-size estimate", [self.scale])
+        # Model and clean-up settings, set once and left: folded so two docks fit 1000 px.
+        tuning = [self.model, self.model_card, self.mask_threshold, self.particle_fraction]
+        self.settings_fold = Fold(
+            "model, clean-up", [*tuning, self.min_region], on_toggle=self._sync
+        )
         # Sections used after segmenting, folded so two docks fit a 1000 px screen.
         points_section = [self.points, self.points_action, self.apply_button]
         self.points_fold = Fold("Atomic columns on the flagged class", points_section)
@@ -174,10 +180,12 @@ class SegmentWidget(DockContainer):
                 self.all_frames,
                 self.task,
                 self.method,
+                self.pixel_size_nm,
+                self.scale_fold,
+                self.scale,
+                self.settings_fold,
                 self.model,
                 self.model_card,
-                self.pixel_size_nm,
-                self.scale,
                 self.mask_threshold,
                 self.particle_fraction,
                 self.min_region,
@@ -225,11 +233,12 @@ class SegmentWidget(DockContainer):
 
     def _sync(self) -> None:
         unet = self.method.value != "bragg"
-        self.model.visible = unet
-        self.model_card.visible = unet
-        self.min_region.visible = not (unet and self.task.value == "particles")
-        self.mask_threshold.visible = not unet and self.task.value == "contamination"
-        self.particle_fraction.visible = not unet and self.task.value == "particles"
+        shown = getattr(self, "settings_fold", None) is None or self.settings_fold.expanded
+        self.model.visible = shown and unet
+        self.model_card.visible = shown and unet
+        self.min_region.visible = shown and not (unet and self.task.value == "particles")
+        self.mask_threshold.visible = shown and not unet and self.task.value == "contamination"
+        self.particle_fraction.visible = shown and not unet and self.task.value == "particles"
 
     def options(self) -> dict[str, Any]:
         """Keyword options for :func:`iter_segment` from the form."""
@@ -327,6 +336,7 @@ class SegmentWidget(DockContainer):
     def _show_warnings(self, results: list[tuple[int | None, Any]]) -> None:
         found = list(dict.fromkeys(w for _, r in results for w in r.warnings))
         self.warnings.value = "<br>".join(f"&#9888; {w}" for w in found)
+        self.warnings.visible = bool(found)
         for warning in found:
             show_warning(warning)
 
