@@ -19,7 +19,7 @@ from napari_atomseg.backend.cards import load_card
 from napari_atomseg.cli import main
 from napari_atomseg.errors import FileReadError, InputError
 from napari_atomseg.io import Calibration, write_image_tiff, write_points_csv
-from tests._models import export_tiny_atoms_model
+from tests._models import export_tiny_atoms_model, training_recipe
 from tests._synth import hex_lattice_px, render_columns
 
 PS = 0.02
@@ -211,12 +211,7 @@ def _recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path,
         "tiny_recipe",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": 0.025, "patch_px": 64},
-            }
-        },
+        training=training_recipe(0.025),
     )
 
 

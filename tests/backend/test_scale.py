@@ -16,8 +16,8 @@ from napari_atomseg.backend.scale import (
     scale_reference_from_examples,
 )
 from napari_atomseg.errors import InputError
+from tests._models import tiny_card_dict
 from tests._synth import counts_micrograph
-from tests.backend.conftest import card_dict
 
 WORK_NM = 0.02
 
@@ -84,12 +84,12 @@ def test_pixel_size_error_on_unseen_images(reference):
 
 
 def test_card_entry_point_clips_and_falls_back():
-    card = card_from_dict(card_dict())  # no measured reference: the loose fallback is used
+    card = card_from_dict(tiny_card_dict())  # no measured reference: the loose fallback is used
     img = counts_micrograph((256, 256), 0.02, spacing_nm=0.3, sigma_nm=0.05, kind="hex", seed=7)
     est = estimate_pixel_size_nm(img, card)
     assert 0.005 <= est <= 0.1
     assert estimate_scale(img, card).features.period_px is not None
-    narrow = card_dict()
+    narrow = tiny_card_dict()
     narrow["input"]["pixel_size_range_nm"] = [0.019, 0.021]
     detail = estimate_scale(
         counts_micrograph((256, 256), 0.05, kind="hex", seed=8), card_from_dict(narrow)

@@ -259,18 +259,13 @@ def library_workers(root: Path) -> dict[str, Any]:
 def user_finetune(root: Path, keep_card_in: Path | None = None) -> dict[str, Any]:
     """``napari-atomseg finetune`` from Python: a tiny base model, two labelled images."""
     from napari_atomseg.atoms.finetune_user import finetune_atoms
-    from tests._models import export_tiny_atoms_model
+    from tests._models import export_tiny_atoms_model, training_recipe
     from tests._synth import hex_lattice_px, render_columns
 
     base = export_tiny_atoms_model(
         root / "base",
         "tiny_recipe",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": 0.025, "patch_px": 64},
-            }
-        },
+        training=training_recipe(0.025),
     )
     rng = np.random.default_rng(0)
     images, points = [], []

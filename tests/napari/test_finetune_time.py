@@ -13,7 +13,7 @@ from napari_atomseg._napari.widgets import finetune as finetune_widget
 from napari_atomseg._progress import drain
 from napari_atomseg.atoms import finetune_user
 from napari_atomseg.atoms.finetune_time import THRESHOLD_S_PER_IMAGE, iter_measure_finetune
-from tests._models import export_tiny_atoms_model
+from tests._models import export_tiny_atoms_model, training_recipe
 from tests._synth import graded_square_lattice
 
 PS_NM = 0.02
@@ -25,12 +25,7 @@ def recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path / "base",
         "tiny_recipe_time",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": PS_NM, "patch_px": 64},
-            }
-        },
+        training=training_recipe(PS_NM),
     )
 
 

@@ -8,7 +8,7 @@ from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets import finetune as finetune_widget
 from napari_atomseg.backend.cards import load_card
-from tests._models import export_tiny_atoms_model
+from tests._models import export_tiny_atoms_model, training_recipe
 from tests._synth import LATTICE_PIXEL_SIZE_NM as PS_NM
 from tests._synth import graded_square_lattice
 
@@ -23,12 +23,7 @@ def recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path / "base",
         "tiny_recipe_widget",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": PS_NM, "patch_px": 64},
-            }
-        },
+        training=training_recipe(PS_NM),
     )
 
 
