@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from napari_atomseg.backend import registry
 from napari_atomseg.backend.cards import ModelCard
 from tests._models import export_tiny_model, tiny_card_dict
-
-# Keep the shared 2-core machine usable for the other engineers.
-torch.set_num_threads(min(2, torch.get_num_threads()))
-os.environ.setdefault("NAPARI_ATOMSEG_THREADS", "2")
 
 
 @pytest.fixture
