@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -26,17 +27,17 @@ def limit_threads() -> Callable[[int], AbstractContextManager[None]]:
     """``with limit_threads(n):`` runs the code under test on at most ``n`` CPU threads.
 
     Inside, ``NAPARI_ATOMSEG_THREADS`` is ``n`` unless the caller set it before pytest
-    started (their choice wins), and torch's intra-op thread count is at most ``n``; both
-    are restored on exit. The tests share small machines with training jobs.
+    started (their choice wins), and torch's intra-op thread count is at most ``n`` if
+    torch is loaded (test modules that use it import it when collected); both are
+    restored on exit. The tests share small machines with training jobs.
     """
     caller = os.environ.get(THREADS_ENV)  # read before any test changes it
 
     @contextlib.contextmanager
     def limit(n: int) -> Iterator[None]:
-        try:
-            import torch
-        except ImportError:
-            torch = None
+        # Only a torch the collected tests already imported, so runs that never use torch
+        # (io, readers) do not load it for this.
+        torch = sys.modules.get("torch")
         before = torch.get_num_threads() if torch is not None else None
         with pytest.MonkeyPatch.context() as mp:
             if caller is None:
