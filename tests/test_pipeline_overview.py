@@ -12,7 +12,8 @@ import pytest
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_image, write_image_tiff
 from napari_atomseg.pipeline import atoms_skip_reason, process_image
-from tests.segment._overview import PS_NM, overview
+from tests._synth import OVERVIEW_PIXEL_SIZE_NM as PS_NM
+from tests._synth import nanoparticle_overview
 
 
 def test_skip_reason_follows_the_models_range() -> None:
@@ -24,7 +25,7 @@ def test_skip_reason_follows_the_models_range() -> None:
 
 
 def test_overview_image_gives_particles_not_an_error(tmp_path) -> None:
-    image, mask, diameters = overview(seed=4)
+    image, mask, diameters = nanoparticle_overview(seed=4)
     cal = Calibration.from_pixel_size_nm(PS_NM, acquisition_mode="STEM")
     # Before: InputError "pixel size 1.25 nm/px is outside the range model
     # 'atoms_default' supports".
@@ -45,7 +46,7 @@ def test_overview_image_gives_particles_not_an_error(tmp_path) -> None:
 
 
 def test_demo_command_on_an_overview_file(tmp_path, capsys) -> None:
-    image, _, diameters = overview(seed=5)
+    image, _, diameters = nanoparticle_overview(seed=5)
     path = write_image_tiff(
         tmp_path / "np_overview.tif", image, Calibration.from_pixel_size_nm(1.25)
     )

@@ -18,7 +18,7 @@ from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_points_csv, write_image_tiff
 from tests._models import export_tiny_atoms_model
-from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
+from tests._synth import heatmap_for, hex_hollows_px, hex_lattice_px, render_columns
 
 PS = 0.025
 
@@ -31,7 +31,7 @@ def tiny_model(tmp_path_factory):
 def _image(seed: int, shape=(96, 96)) -> np.ndarray:
     rng = np.random.default_rng(seed)
     true = hex_lattice_px(shape, 0.25 / PS, margin_px=2, seed=seed)
-    return rng.poisson(render(shape, true, 0.04 / PS, 200, 20)).astype(np.float32)
+    return rng.poisson(render_columns(shape, true, 0.04 / PS, 200, 20)).astype(np.float32)
 
 
 @pytest.fixture
@@ -321,8 +321,8 @@ def test_summary_records_the_threshold_and_contrast_per_file(tmp_path, capsys):
     cal = Calibration.from_pixel_size_nm(PS)
     true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=1)
     rng = np.random.default_rng(1)
-    clean = rng.poisson(render((96, 96), true, 0.04 / PS, 2000, 200)).astype(np.float32)
-    noisy = rng.poisson(render((96, 96), true, 0.04 / PS, 3, 1)).astype(np.float32)
+    clean = rng.poisson(render_columns((96, 96), true, 0.04 / PS, 2000, 200)).astype(np.float32)
+    noisy = rng.poisson(render_columns((96, 96), true, 0.04 / PS, 3, 1)).astype(np.float32)
     write_image_tiff(folder / "clean.tif", clean, cal)
     write_image_tiff(folder / "noisy.tif", noisy, cal)
     out = tmp_path / "out"

@@ -23,7 +23,7 @@ from napari_atomseg.atoms.imaging import imaging_from_metadata
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.atoms.options import VIEWS_CHOICES, FinderOptions
 from napari_atomseg.errors import InputError, ModelError, ResultWarning
-from tests.atoms.synth import heatmap_for, hex_hollows_px, hex_lattice_px, render
+from tests._synth import heatmap_for, hex_hollows_px, hex_lattice_px, render_columns
 
 PS = 0.02
 _RNG = np.random.default_rng(123)
@@ -34,7 +34,7 @@ def lattice():
     rng = np.random.default_rng(0)
     shape = (256, 256)
     true = hex_lattice_px(shape, 0.3 / PS, margin_px=3, jitter_px=0.3, seed=0)
-    img = rng.poisson(render(shape, true, 0.045 / PS, 150, 30)).astype(np.float32)
+    img = rng.poisson(render_columns(shape, true, 0.045 / PS, 150, 30)).astype(np.float32)
     # A network-like heatmap: right columns, peaks a little off (0.25 px rms).
     heat = heatmap_for(shape, true + rng.normal(0, 0.25, true.shape), 0.045 / PS)
     return img, heat, true
@@ -108,7 +108,9 @@ def test_a_light_column_beside_a_heavy_one_is_in_the_image():
     edges = np.concatenate([corners + np.array([0, a / 2]), corners + np.array([a / 2, 0])])
     inside = lambda p: p[(p > 4).all(1) & (p < shape[0] - 5).all(1)]  # noqa: E731
     corners, edges = inside(corners), inside(edges)
-    clean = render(shape, corners, 0.05 / PS, 400, 50) + render(shape, edges, 0.05 / PS, 32, 0)
+    clean = render_columns(shape, corners, 0.05 / PS, 400, 50) + render_columns(
+        shape, edges, 0.05 / PS, 32, 0
+    )
     img = np.random.default_rng(3).poisson(clean).astype(np.float32)
     heat = heatmap_for(shape, np.concatenate([corners, edges]), 0.045 / PS)
     df = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, PS))
@@ -126,7 +128,9 @@ def test_positions_follow_the_image_not_the_lattice_the_network_expects():
     ideal_a = np.array([(i * a, j * a) for i in range(7) for j in range(7)]) + 6.0
     ideal_b = ideal_a + a / 2
     ideal_b = ideal_b[(ideal_b < shape[0] - 6).all(1)]
-    img = render(shape, ideal_a, 4.0, 300, 20) + render(shape, ideal_b + shift_px, 4.0, 120, 0)
+    img = render_columns(shape, ideal_a, 4.0, 300, 20) + render_columns(
+        shape, ideal_b + shift_px, 4.0, 120, 0
+    )
     img = np.random.default_rng(5).poisson(img * 20).astype(np.float32)
     heat = heatmap_for(shape, np.concatenate([ideal_a, ideal_b]), 4.0)
     df = heatmap_to_atoms(HeatmapResult.from_arrays(img, heat, 0.01), refine="gaussian")
@@ -157,7 +161,7 @@ def test_hrtem_columns_may_stand_out_either_way(lattice):
     img, heat, true = lattice
     flipped = img.copy()
     left = true[:, 1] < 128
-    mixed = render(img.shape, true[~left], 0.045 / PS, 150, 100) - render(
+    mixed = render_columns(img.shape, true[~left], 0.045 / PS, 150, 100) - render_columns(
         img.shape, true[left], 0.045 / PS, 60, 0
     )
     flipped = np.random.default_rng(1).poisson(np.clip(mixed, 1, None)).astype(np.float32)

@@ -10,7 +10,7 @@ from napari_atomseg.atoms.peaks import find_peaks
 from napari_atomseg.atoms.training import AtomsTask, to_working_px
 from napari_atomseg.io import read_image
 from tests._data import shared_path
-from tests.atoms.synth import render
+from tests._synth import render_columns
 
 
 def test_pairs_put_a_target_peak_on_every_labelled_atom():
@@ -19,7 +19,7 @@ def test_pairs_put_a_target_peak_on_every_labelled_atom():
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(np.arange(20, 140, 30), np.arange(20, 140, 40)), -1)
     points = grid.reshape(-1, 2).astype(float) + rng.uniform(-5, 5, (grid.size // 2, 2))
-    image = rng.poisson(render((150, 150), points, 0.05 / ps, 80, 20)).astype(np.float32)
+    image = rng.poisson(render_columns((150, 150), points, 0.05 / ps, 80, 20)).astype(np.float32)
     ((x, y),) = point_pairs([(image, ps, points)], task)
     assert x.shape == (1, 100, 100) and y.shape == (1, 100, 100)  # 150 px x 0.02 / 0.03
     assert abs(float(np.median(x))) < 0.5  # robust z-score

@@ -16,7 +16,7 @@ from napari_atomseg.backend import default_model_name
 from napari_atomseg.backend.cards import load_card
 from napari_atomseg.backend.registry import sha256_file
 from tests._data import shared_path
-from tests.atoms.synth import render
+from tests._synth import render_columns
 
 NAME = "atoms_pt_carbon"
 PS = 0.029296875  # nm/px of the real Pt images
@@ -69,7 +69,7 @@ def synthetic_single_atoms(amplitude: float, seed: int = 7) -> tuple[np.ndarray,
     truth = np.array(pts)
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     background = 200 + 40 * np.sin(yy / 37.0) * np.cos(xx / 23.0)
-    image = render(shape, truth, 0.04 / PS, amplitude) + background
+    image = render_columns(shape, truth, 0.04 / PS, amplitude) + background
     return rng.poisson(image).astype(np.float32), truth
 
 

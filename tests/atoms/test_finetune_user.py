@@ -19,8 +19,8 @@ from napari_atomseg.backend.cards import load_card
 from napari_atomseg.cli import main
 from napari_atomseg.errors import FileReadError, InputError
 from napari_atomseg.io import Calibration, write_image_tiff, write_points_csv
-from tests._models import export_tiny_atoms_model
-from tests.atoms.synth import hex_lattice_px, render
+from tests._models import export_tiny_atoms_model, training_recipe
+from tests._synth import hex_lattice_px, render_columns
 
 PS = 0.02
 
@@ -33,7 +33,9 @@ def _decoy_scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
     decoys = rng.uniform(10, 246, (40, 2))
     gap = np.linalg.norm(decoys[:, None] - atoms[None], axis=-1).min(1)
     decoys = decoys[gap > 12]
-    img = render((256, 256), atoms, 0.045 / PS, 60, 20) + render((256, 256), decoys, 0.12 / PS, 60)
+    img = render_columns((256, 256), atoms, 0.045 / PS, 60, 20) + render_columns(
+        (256, 256), decoys, 0.12 / PS, 60
+    )
     return rng.poisson(img).astype(np.float32), atoms
 
 
@@ -198,7 +200,7 @@ def labelled_files(tmp_path):
     rng = np.random.default_rng(0)
     for k in range(2):
         true = hex_lattice_px((96, 96), 0.25 / 0.025, margin_px=2, seed=k)
-        img = rng.poisson(render((96, 96), true, 0.04 / 0.025, 200, 20)).astype(np.float32)
+        img = rng.poisson(render_columns((96, 96), true, 0.04 / 0.025, 200, 20)).astype(np.float32)
         write_image_tiff(d / f"im{k}.tif", img, Calibration.from_pixel_size_nm(0.025))
         write_points_csv(d / "points" / f"im{k}_atoms.csv", true)
     return d
@@ -209,12 +211,7 @@ def _recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path,
         "tiny_recipe",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": 0.025, "patch_px": 64},
-            }
-        },
+        training=training_recipe(0.025),
     )
 
 

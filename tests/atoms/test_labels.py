@@ -7,7 +7,7 @@ import pytest
 
 from napari_atomseg.atoms.labels import column_labels
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import heatmap_for, hex_lattice_px
+from tests._synth import heatmap_for, hex_lattice_px
 
 
 def test_labels_follow_row_order_and_cover_each_column():

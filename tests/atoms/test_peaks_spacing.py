@@ -13,7 +13,7 @@ from napari_atomseg.atoms.spacing import (
     nearest_neighbour_distances_px,
 )
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import heatmap_for, hex_lattice_px, render
+from tests._synth import heatmap_for, hex_lattice_px, render_columns
 
 
 def _brute_force_nms(pts, scores, radius):
@@ -115,7 +115,7 @@ def test_nearest_neighbour_and_local_spacing():
 def test_lattice_spacing_from_autocorrelation(spacing):
     shape = (256, 256)
     true = hex_lattice_px(shape, spacing, seed=4)
-    img = render(shape, true, spacing / 6, 100.0, 10.0)
+    img = render_columns(shape, true, spacing / 6, 100.0, 10.0)
     img = np.random.default_rng(0).poisson(img).astype(float)
     assert lattice_spacing_px(img) == pytest.approx(spacing, rel=0.02)
 
@@ -123,17 +123,17 @@ def test_lattice_spacing_from_autocorrelation(spacing):
 def test_lattice_spacing_is_nan_without_a_lattice():
     rng = np.random.default_rng(5)
     pts = rng.uniform(0, 256, (20, 2))
-    img = rng.poisson(render((256, 256), pts, 2.0, 30.0, 50.0)).astype(float)
+    img = rng.poisson(render_columns((256, 256), pts, 2.0, 30.0, 50.0)).astype(float)
     assert np.isnan(lattice_spacing_px(img))
 
 
 def test_local_prominence_is_positive_on_columns_and_negative_on_hollows():
     from napari_atomseg.atoms.peaks import local_prominence
-    from tests.atoms.synth import hex_lattice_px, render
+    from tests._synth import hex_lattice_px, render_columns
 
     shape, s = (128, 128), 12.0
     cols = hex_lattice_px(shape, s, margin_px=6, seed=1)
-    img = render(shape, cols, 2.0, 100.0, 5.0)
+    img = render_columns(shape, cols, 2.0, 100.0, 5.0)
     hollows = cols + np.array([s * np.sqrt(3) / 6, s / 2])
     hollows = hollows[((hollows > 12) & (hollows < 116)).all(axis=1)]
     pts = np.vstack([cols, hollows])

@@ -7,7 +7,7 @@ import pytest
 
 from napari_atomseg.atoms.refine import refine_center_of_mass, refine_gaussian
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import render
+from tests._synth import render_columns
 
 SIGMA, AMP, BG = 2.0, 200.0, 20.0
 
@@ -18,7 +18,7 @@ def _grid(n: int = 30, spacing: float = 16.0, seed: int = 0):
     yy, xx = np.meshgrid(c, c, indexing="ij")
     true = np.stack([yy.ravel(), xx.ravel()], 1) + rng.uniform(-0.5, 0.5, (n * n, 2))
     shape = (int(n * spacing), int(n * spacing))
-    clean = render(shape, true, SIGMA, AMP, BG)
+    clean = render_columns(shape, true, SIGMA, AMP, BG)
     return true, clean, rng
 
 
@@ -114,7 +114,7 @@ def test_neighbours_outside_the_window_do_not_bias_the_fit():
             centres += [(y, x), (y, x + 8.0)]
     centres = np.array(centres)
     amps = np.tile([100.0, 300.0], 64)
-    img = render((260, 270), centres, 1.3, amps, 5.0)
+    img = render_columns((260, 270), centres, 1.3, amps, 5.0)
     fit = refine_gaussian(img, np.rint(centres), 0.45 * 8.0)
     err = np.abs(fit.positions_px - centres).max()
     assert fit.ok.all()
@@ -122,7 +122,7 @@ def test_neighbours_outside_the_window_do_not_bias_the_fit():
 
 
 def test_border_columns_use_the_visible_part():
-    img = render((40, 40), np.array([[0.7, 20.2], [20.0, 39.4]]), 1.8, 100.0, 10.0)
+    img = render_columns((40, 40), np.array([[0.7, 20.2], [20.0, 39.4]]), 1.8, 100.0, 10.0)
     fit = refine_gaussian(img, [[1.0, 20.0], [20.0, 39.0]], 6.0)
     assert fit.ok.all()
     np.testing.assert_allclose(fit.positions_px, [[0.7, 20.2], [20.0, 39.4]], atol=1e-3)
@@ -142,7 +142,7 @@ def test_failed_fits_keep_the_input_position_and_are_flagged():
 
 
 def test_per_column_radius_and_empty_input():
-    img = render((64, 64), np.array([[20.3, 20.6], [40.2, 45.1]]), 1.5, 50.0, 1.0)
+    img = render_columns((64, 64), np.array([[20.3, 20.6], [40.2, 45.1]]), 1.5, 50.0, 1.0)
     fit = refine_gaussian(img, [[20, 21], [40, 45]], np.array([4.0, 6.0]))
     np.testing.assert_allclose(fit.positions_px, [[20.3, 20.6], [40.2, 45.1]], atol=1e-3)
     empty = refine_gaussian(img, np.zeros((0, 2)), 4.0)

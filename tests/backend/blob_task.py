@@ -1,8 +1,13 @@
 """A tiny TrainingTask for the backend's tests: find Gaussian blobs in noise.
 
 Deliberately independent of the simulation engine: the image is a few Gaussian blobs of
-known size on a noisy, tilted background; the target is the noise-free blob map scaled to
-[0, 1] (a heatmap head with sigmoid) and, optionally, a 2-class mask head (blob / not).
+known size on a noisy, tilted background (:func:`tests._synth.blob_image`); the target is
+the noise-free blob map scaled to [0, 1] (a heatmap head with sigmoid) and, optionally, a
+2-class mask head (blob / not).
+
+Training configs name this class by import path (``tests.backend.blob_task:BlobTask``),
+and the recorded golden runs in ``tests/backend/data/train_golden`` keep that path in
+their cards, so the class stays here rather than in ``tests/_models.py``.
 """
 
 from __future__ import annotations
@@ -12,25 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from napari_atomseg.backend.normalise import normalise
-
-
-def blob_image(
-    rng: np.random.Generator,
-    shape: tuple[int, int] = (48, 48),
-    n_blobs: int = 6,
-    sigma_px: float = 1.8,
-    noise: float = 0.25,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy image, clean blob map in [0, 1]), both float32 (H, W)."""
-    h, w = shape
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    clean = np.zeros(shape, np.float32)
-    for _ in range(n_blobs):
-        cy, cx = rng.uniform(2, h - 2), rng.uniform(2, w - 2)
-        clean = np.maximum(clean, np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma_px**2)))
-    tilt = rng.uniform(-0.3, 0.3) * (xx / w) + rng.uniform(-0.3, 0.3) * (yy / h)
-    img = clean + tilt + rng.normal(0, noise, shape).astype(np.float32)
-    return img.astype(np.float32), clean
+from tests._synth import blob_image
 
 
 class BlobTask:

@@ -14,13 +14,15 @@ from napari_atomseg.backend.cards import (
     save_card,
 )
 from napari_atomseg.errors import InputError, ModelError
-from tests.backend.conftest import card_dict
+from tests._models import tiny_card_dict
 
 
 def test_round_trip_through_yaml(tmp_path):
-    data = card_dict(
+    data = tiny_card_dict(
         "seg",
         task="segmentation",
+        version="1",
+        description="test model",
         classes=["vacuum", "crystal", "amorphous"],
         outputs=[
             {"name": "classes", "activation": "softmax"},
@@ -38,7 +40,7 @@ def test_round_trip_through_yaml(tmp_path):
 
 
 def test_normalisation_with_parameters_survives_round_trip(tmp_path):
-    data = card_dict()
+    data = tiny_card_dict()
     data["input"]["normalisation"] = {"name": "robust_zscore", "low_pct": 2, "high_pct": 98}
     card = card_from_dict(data)
     assert card.input.normalisation == "robust_zscore"
@@ -51,11 +53,11 @@ def test_normalisation_with_parameters_survives_round_trip(tmp_path):
 
 
 def test_background_width_is_optional_validated_and_survives_round_trip(tmp_path):
-    plain = card_from_dict(card_dict())
+    plain = card_from_dict(tiny_card_dict())
     assert plain.input.background_sigma_nm is None
     assert "background_sigma_nm" not in plain.input.to_dict()  # old cards stay unchanged
     assert plain.input.background_sigma_px(0.02) is None
-    data = card_dict()
+    data = tiny_card_dict()
     data["input"]["background_sigma_nm"] = 1.2
     card = card_from_dict(data)
     assert load_card(save_card(card, tmp_path / "bg.yaml")).input.background_sigma_nm == 1.2
@@ -70,7 +72,7 @@ def test_background_width_is_optional_validated_and_survives_round_trip(tmp_path
 
 def test_multichannel_sigmoid_names():
     card = card_from_dict(
-        card_dict(outputs=[{"name": "spacing", "activation": "identity", "channels": 2}])
+        tiny_card_dict(outputs=[{"name": "spacing", "activation": "identity", "channels": 2}])
     )
     assert card.channels == ("spacing_0", "spacing_1")
 
@@ -112,7 +114,7 @@ def test_multichannel_sigmoid_names():
     ],
 )
 def test_invalid_cards_name_the_problem(change, message):
-    data = card_dict()
+    data = tiny_card_dict()
     change(data)
     with pytest.raises(ModelError) as info:
         card_from_dict(data)
@@ -128,7 +130,7 @@ def test_load_card_errors(tmp_path):
     bad.write_text("name: [unclosed")
     with pytest.raises(ModelError, match="cannot be read as YAML"):
         load_card(bad)
-    bad.write_text(yaml.safe_dump(card_dict(task="bogus")))
+    bad.write_text(yaml.safe_dump(tiny_card_dict(task="bogus")))
     with pytest.raises(ModelError, match=str(bad)):
         load_card(bad)
 
@@ -143,7 +145,9 @@ def test_list_models_filters_and_orders_default_first(tmp_path):
         extra = {"default": True} if default else {}
         if task == "segmentation":
             extra.update(classes=["a", "b"], outputs=[{"name": "classes", "activation": "softmax"}])
-        save_card(card_from_dict(card_dict(name, task=task, **extra)), tmp_path / f"{name}.yaml")
+        save_card(
+            card_from_dict(tiny_card_dict(name, task=task, **extra)), tmp_path / f"{name}.yaml"
+        )
     names = [c.name for c in list_models("atoms", models_dir=tmp_path)]
     assert names == ["z_atoms", "a_atoms", "b_atoms"]
     assert [c.name for c in list_models("segmentation", models_dir=tmp_path)] == ["seg"]

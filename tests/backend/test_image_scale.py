@@ -102,10 +102,10 @@ def test_metadata_round_trip_and_user_value():
 def test_backend_estimates_through_the_shared_estimator():
     from napari_atomseg.backend.cards import card_from_dict
     from napari_atomseg.backend.scale import estimate_pixel_size_details
-    from tests.backend.conftest import card_dict
+    from tests._models import tiny_card_dict
 
     sim = _sim(material="graphene", mode="hrtem", pixel_size_nm=0.03, defocus_nm=-6, cs_um=-15)
-    px, scale = estimate_pixel_size_details(sim.image, card_from_dict(card_dict()))
+    px, scale = estimate_pixel_size_details(sim.image, card_from_dict(tiny_card_dict()))
     assert px == pytest.approx(estimate_image_scale(sim.image).pixel_size_nm)
     assert scale.source == "lattice"
 

@@ -16,7 +16,7 @@ from napari_atomseg.backend.cards import MODELS_DIR, card_from_dict, load_card
 from napari_atomseg.backend.nets import build_model, fold_batchnorm, prune_into
 from napari_atomseg.backend.registry import clear_cache, export_model, get_model, verify_weights
 from napari_atomseg.errors import ModelError
-from tests.backend.conftest import card_dict, randomise_batchnorm
+from tests._models import randomise_batchnorm, tiny_card_dict
 
 
 def test_export_writes_safetensors_and_a_matching_card(make_model):
@@ -106,7 +106,7 @@ def test_card_without_weights_and_unknown_device(make_model, monkeypatch):
 
 
 def test_export_refuses_a_module_of_another_architecture(tmp_path):
-    card = card_from_dict(card_dict())
+    card = card_from_dict(tiny_card_dict())
     other = build_model({"base_channels": 8, "depth": 2}, [1])
     with pytest.raises(ModelError, match="does not match"):
         export_model(other, card, tmp_path)

@@ -16,8 +16,8 @@ from napari_atomseg.backend.scale import (
     scale_reference_from_examples,
 )
 from napari_atomseg.errors import InputError
-from tests.backend.conftest import card_dict
-from tests.backend.synthetic import synthetic_image
+from tests._models import tiny_card_dict
+from tests._synth import counts_micrograph
 
 WORK_NM = 0.02
 
@@ -26,7 +26,9 @@ WORK_NM = 0.02
 def reference():
     """What a model trained at 0.02 nm/px on varied lattices and single atoms would store."""
     images = [
-        synthetic_image((256, 256), WORK_NM, spacing_nm=sp, sigma_nm=sg, kind=kind, dose=30, seed=k)
+        counts_micrograph(
+            (256, 256), WORK_NM, spacing_nm=sp, sigma_nm=sg, kind=kind, dose=30, seed=k
+        )
         for k, (sp, sg, kind) in enumerate(
             itertools.product([0.25, 0.35], [0.045, 0.055], ["hex", "square", "random"])
         )
@@ -37,7 +39,9 @@ def reference():
 @pytest.mark.parametrize("kind", ["hex", "square"])
 def test_measures_period_and_width_in_pixels(kind):
     px = 0.015
-    img = synthetic_image((512, 512), px, spacing_nm=0.3, sigma_nm=0.05, kind=kind, dose=50, seed=3)
+    img = counts_micrograph(
+        (512, 512), px, spacing_nm=0.3, sigma_nm=0.05, kind=kind, dose=50, seed=3
+    )
     f = measure_scale_features(img)
     period_true = 0.3 / px * (np.sqrt(3) / 2 if kind == "hex" else 1.0)  # strongest ring: {10}
     assert f.period_px == pytest.approx(period_true, rel=0.03)
@@ -47,7 +51,7 @@ def test_measures_period_and_width_in_pixels(kind):
 
 def test_single_atoms_have_no_period_but_a_width():
     f = measure_scale_features(
-        synthetic_image((512, 512), 0.02, sigma_nm=0.05, kind="random", dose=20, seed=4)
+        counts_micrograph((512, 512), 0.02, sigma_nm=0.05, kind="random", dose=20, seed=4)
     )
     assert f.period_px is None
     assert f.feature_sigma_px == pytest.approx(2.5, rel=0.1)
@@ -66,7 +70,7 @@ def test_pixel_size_error_on_unseen_images(reference):
     for k, (px, kind, spacing) in enumerate(
         itertools.product([0.008, 0.013, 0.03, 0.045], ["hex", "square", "random"], [0.28])
     ):
-        img = synthetic_image(
+        img = counts_micrograph(
             (384, 384), px, spacing_nm=spacing, sigma_nm=0.05, kind=kind, dose=30, seed=100 + k
         )
         est = estimate_scale(img, reference, (0.005, 0.1))
@@ -80,15 +84,15 @@ def test_pixel_size_error_on_unseen_images(reference):
 
 
 def test_card_entry_point_clips_and_falls_back():
-    card = card_from_dict(card_dict())  # no measured reference: the loose fallback is used
-    img = synthetic_image((256, 256), 0.02, spacing_nm=0.3, sigma_nm=0.05, kind="hex", seed=7)
+    card = card_from_dict(tiny_card_dict())  # no measured reference: the loose fallback is used
+    img = counts_micrograph((256, 256), 0.02, spacing_nm=0.3, sigma_nm=0.05, kind="hex", seed=7)
     est = estimate_pixel_size_nm(img, card)
     assert 0.005 <= est <= 0.1
     assert estimate_scale(img, card).features.period_px is not None
-    narrow = card_dict()
+    narrow = tiny_card_dict()
     narrow["input"]["pixel_size_range_nm"] = [0.019, 0.021]
     detail = estimate_scale(
-        synthetic_image((256, 256), 0.05, kind="hex", seed=8), card_from_dict(narrow)
+        counts_micrograph((256, 256), 0.05, kind="hex", seed=8), card_from_dict(narrow)
     )
     assert detail.clipped and detail.pixel_size_nm == pytest.approx(0.021)
     assert FALLBACK_REFERENCE.period_nm is not None

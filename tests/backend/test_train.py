@@ -18,7 +18,8 @@ from napari_atomseg.backend.registry import get_model
 from napari_atomseg.backend.train import TrainConfig, iter_train, learning_rate, prepare_pair, train
 from napari_atomseg.backend.train_data import AugmentConfig, augment_pair, load_pairs, save_pairs
 from napari_atomseg.errors import InputError
-from tests.backend.blob_task import BlobTask, blob_image
+from tests._synth import blob_image
+from tests.backend.blob_task import BlobTask
 
 TASK = "tests.backend.blob_task:BlobTask"
 

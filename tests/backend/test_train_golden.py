@@ -49,7 +49,7 @@ def test_a_card_written_by_the_finetune_command_still_loads_and_finds_atoms():
     from napari_atomseg.atoms import find_atoms
     from napari_atomseg.backend.cards import load_card
     from napari_atomseg.backend.registry import clear_cache, get_model
-    from tests.atoms.synth import hex_lattice_px, render
+    from tests._synth import hex_lattice_px, render_columns
 
     card = load_card(golden.USER_CARD_DIR / "user_tuned.yaml")
     assert card.name == "user_tuned" and card.task == "atoms"
@@ -57,7 +57,7 @@ def test_a_card_written_by_the_finetune_command_still_loads_and_finds_atoms():
     assert card.metrics["fine_tuning"]["images"] == 2
     get_model(card.path, device="cpu")  # checks the weights' sha256 against the card
     true = hex_lattice_px((96, 96), 10.0, margin_px=2, seed=5)
-    img = np.random.default_rng(5).poisson(render((96, 96), true, 1.6, 200, 20))
+    img = np.random.default_rng(5).poisson(render_columns((96, 96), true, 1.6, 200, 20))
     atoms = find_atoms(img.astype(np.float32), 0.025, model=card.path, threads=1)
     assert {"y_px", "x_px", "y_nm", "x_nm"} <= set(atoms.columns)
     clear_cache()

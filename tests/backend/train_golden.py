@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tests.backend.blob_task import BlobTask, blob_image
+from tests._synth import blob_image
+from tests.backend.blob_task import BlobTask
 
 #: The recorded summaries, and a card written by ``napari-atomseg finetune``.
 GOLDEN_DIR = Path(__file__).parent / "data" / "train_golden"
@@ -258,24 +259,21 @@ def library_workers(root: Path) -> dict[str, Any]:
 def user_finetune(root: Path, keep_card_in: Path | None = None) -> dict[str, Any]:
     """``napari-atomseg finetune`` from Python: a tiny base model, two labelled images."""
     from napari_atomseg.atoms.finetune_user import finetune_atoms
-    from tests._models import export_tiny_atoms_model
-    from tests.atoms.synth import hex_lattice_px, render
+    from tests._models import export_tiny_atoms_model, training_recipe
+    from tests._synth import hex_lattice_px, render_columns
 
     base = export_tiny_atoms_model(
         root / "base",
         "tiny_recipe",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": 0.025, "patch_px": 64},
-            }
-        },
+        training=training_recipe(0.025),
     )
     rng = np.random.default_rng(0)
     images, points = [], []
     for k in range(2):
         true = hex_lattice_px((96, 96), 0.25 / 0.025, margin_px=2, seed=k)
-        images.append(rng.poisson(render((96, 96), true, 0.04 / 0.025, 200, 20)).astype(np.float32))
+        images.append(
+            rng.poisson(render_columns((96, 96), true, 0.04 / 0.025, 200, 20)).astype(np.float32)
+        )
         points.append(true)
     card_path = finetune_atoms(
         images,

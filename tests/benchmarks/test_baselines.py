@@ -8,7 +8,7 @@ from benchmarks.lib.baselines import BASELINES, normalise_01, pooled_f1, tune
 
 from napari_atomseg.atoms.metrics import point_metrics
 from napari_atomseg.errors import InputError
-from tests.atoms.synth import hex_lattice_px, render
+from tests._synth import hex_lattice_px, render_columns
 
 PS = 0.02  # nm/px
 
@@ -17,7 +17,7 @@ def _image(seed: int, dark: bool = False, dose: float = 200.0):
     rng = np.random.default_rng(seed)
     shape = (128, 128)
     true = hex_lattice_px(shape, 0.25 / PS, margin_px=3, jitter_px=0.2, seed=seed)
-    clean = render(shape, true, 0.04 / PS, dose, dose / 5)
+    clean = render_columns(shape, true, 0.04 / PS, dose, dose / 5)
     img = rng.poisson(clean).astype(np.float32)
     if dark:
         img = img.max() - img

@@ -1,20 +1,12 @@
 """Small instrument-like files written on the fly, so the reader tests mean something on a
-fresh clone without ../shared/data: MRC (mrcfile), ImageJ / DM-tag / HyperSpy TIFFs."""
+fresh clone without ../shared/data: MRC (mrcfile), ImageJ / DM-tag / HyperSpy TIFFs, HSPY
+and ZSPY. The pixels usually come from :func:`tests._synth.cosine_pattern`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-
-
-def lattice(shape: tuple[int, ...] = (48, 64), dtype: type = np.uint16) -> np.ndarray:
-    """A small non-constant test pattern (a cosine lattice), deterministic."""
-    yy, xx = np.indices(shape[-2:])
-    img = 1000 + 500 * np.cos(yy * 0.7) * np.cos(xx * 0.9) + 3 * yy + xx
-    if len(shape) == 3:
-        img = np.stack([img + 10 * k for k in range(shape[0])])
-    return img.astype(dtype)
 
 
 def write_mrc(

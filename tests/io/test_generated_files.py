@@ -10,9 +10,8 @@ import pytest
 
 from napari_atomseg.errors import FileReadError
 from napari_atomseg.io import CalibrationWarning, read_image, read_images, sniff_format
-
-from ._make import (
-    lattice,
+from tests._synth import cosine_pattern
+from tests.io._make import (
     write_dm_tag_tiff,
     write_hyperspy_tiff,
     write_imagej_tiff,
@@ -22,7 +21,7 @@ from ._make import (
 
 # ----------------------------------------------------------------------------- MRC
 def test_mrc_voxel_size_in_angstrom_becomes_nm(tmp_path: Path) -> None:
-    data = lattice((48, 64))
+    data = cosine_pattern((48, 64))
     path = write_mrc(tmp_path / "a.mrc", data, 0.8)
     image, cal = read_image(path)
     np.testing.assert_array_equal(image, data)
@@ -34,7 +33,7 @@ def test_mrc_voxel_size_in_angstrom_becomes_nm(tmp_path: Path) -> None:
 
 
 def test_mrc_non_square_voxels(tmp_path: Path) -> None:
-    path = write_mrc(tmp_path / "ns.mrc", lattice((48, 64)), (1.0, 2.0, 1.0))  # x, y, z in A
+    path = write_mrc(tmp_path / "ns.mrc", cosine_pattern((48, 64)), (1.0, 2.0, 1.0))  # x, y, z in A
     _, cal = read_image(path)
     assert cal.pixel_size_yx_nm == pytest.approx((0.2, 0.1))
     assert cal.pixel_size_nm is None
@@ -44,7 +43,7 @@ def test_mrc_non_square_voxels(tmp_path: Path) -> None:
 def test_mrc_zero_or_negative_size_is_uncalibrated_with_warning(
     tmp_path: Path, voxel: float
 ) -> None:
-    path = write_mrc(tmp_path / "neg.mrc", lattice((32, 32), np.float32), voxel)
+    path = write_mrc(tmp_path / "neg.mrc", cosine_pattern((32, 32), np.float32), voxel)
     with pytest.warns(CalibrationWarning, match="UNCALIBRATED") as record:
         image, cal = read_image(path)
     assert "neg.mrc" in str(record[0].message)
@@ -55,7 +54,7 @@ def test_mrc_zero_or_negative_size_is_uncalibrated_with_warning(
 
 
 def test_mrcs_stack_has_a_frame_axis(tmp_path: Path) -> None:
-    data = lattice((3, 32, 40))
+    data = cosine_pattern((3, 32, 40))
     path = write_mrc(tmp_path / "movie.mrcs", data, 1.5)
     (im,) = read_images(path)
     assert im.data.shape == (3, 32, 40)
@@ -66,7 +65,9 @@ def test_mrcs_stack_has_a_frame_axis(tmp_path: Path) -> None:
 
 
 def test_mrc_volume_has_a_scaled_z_axis(tmp_path: Path) -> None:
-    path = write_mrc(tmp_path / "vol.mrc", lattice((4, 32, 32), np.float32), 2.0, volume=True)
+    path = write_mrc(
+        tmp_path / "vol.mrc", cosine_pattern((4, 32, 32), np.float32), 2.0, volume=True
+    )
     _, cal = read_image(path)
     assert cal.axis_names == ("z", "y", "x")
     assert cal.scale == pytest.approx((0.2, 0.2, 0.2))
@@ -74,7 +75,7 @@ def test_mrc_volume_has_a_scaled_z_axis(tmp_path: Path) -> None:
 
 
 def test_mrc_complex_gives_magnitude_and_phase(tmp_path: Path) -> None:
-    z = (lattice((16, 16), np.float32) * np.exp(1j * 0.5)).astype(np.complex64)
+    z = (cosine_pattern((16, 16), np.float32) * np.exp(1j * 0.5)).astype(np.complex64)
     path = write_mrc(tmp_path / "c.mrc", z, 1.0)
     magnitude, phase = read_images(path)
     assert magnitude.name == "c (magnitude)" and phase.name == "c (phase)"
@@ -100,7 +101,7 @@ def test_mrc_complex_gives_magnitude_and_phase(tmp_path: Path) -> None:
 def test_imagej_unit_and_resolution(
     tmp_path: Path, unit: str, size: float, expected_nm: float
 ) -> None:
-    path = write_imagej_tiff(tmp_path / "ij.tif", lattice(), size, unit)
+    path = write_imagej_tiff(tmp_path / "ij.tif", cosine_pattern(), size, unit)
     image, cal = read_image(path)
     assert image.shape == (48, 64)
     assert cal.pixel_size_nm == pytest.approx(expected_nm, rel=1e-6)
@@ -110,7 +111,7 @@ def test_imagej_unit_and_resolution(
 @pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd"])
 def test_compressed_imagej_tiff(tmp_path: Path, compression: str) -> None:
     # Microscope software often writes LZW/deflate TIFFs; imagecodecs decodes them.
-    data = lattice((48, 64))
+    data = cosine_pattern((48, 64))
     path = write_imagej_tiff(
         tmp_path / f"c_{compression}.tif", data, 0.05, "nm", compression=compression
     )
@@ -120,7 +121,7 @@ def test_compressed_imagej_tiff(tmp_path: Path, compression: str) -> None:
 
 
 def test_imagej_reciprocal_units(tmp_path: Path) -> None:
-    path = write_imagej_tiff(tmp_path / "dp.tif", lattice(), 0.02, "1/A")
+    path = write_imagej_tiff(tmp_path / "dp.tif", cosine_pattern(), 0.02, "1/A")
     _, cal = read_image(path)
     assert cal.is_reciprocal
     assert cal.reciprocal_pixel_size_per_nm == pytest.approx(0.2, rel=1e-6)
@@ -128,7 +129,7 @@ def test_imagej_reciprocal_units(tmp_path: Path) -> None:
 
 def test_imagej_non_square_and_stack_spacing(tmp_path: Path) -> None:
     path = write_imagej_tiff(
-        tmp_path / "st.tif", lattice((3, 48, 64)), (0.2, 0.1), "nm", spacing=0.5
+        tmp_path / "st.tif", cosine_pattern((3, 48, 64)), (0.2, 0.1), "nm", spacing=0.5
     )
     (im,) = read_images(path)
     assert im.data.shape == (3, 48, 64)
@@ -138,7 +139,7 @@ def test_imagej_non_square_and_stack_spacing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("unit", ["pixel", "inch"])
 def test_imagej_without_a_length_unit_is_uncalibrated(tmp_path: Path, unit: str) -> None:
-    path = write_imagej_tiff(tmp_path / "px.tif", lattice(), 1 / 72, unit)
+    path = write_imagej_tiff(tmp_path / "px.tif", cosine_pattern(), 1 / 72, unit)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationWarning)
         _, cal = read_image(path)
@@ -149,15 +150,15 @@ def test_plain_tiff_print_resolution_is_not_a_pixel_size(tmp_path: Path) -> None
     import tifffile
 
     path = tmp_path / "plain.tif"
-    tifffile.imwrite(path, lattice(), resolution=(72, 72), resolutionunit="INCH")
+    tifffile.imwrite(path, cosine_pattern(), resolution=(72, 72), resolutionunit="INCH")
     image, cal = read_image(path)
-    np.testing.assert_array_equal(image, lattice())
+    np.testing.assert_array_equal(image, cosine_pattern())
     assert not cal.calibrated
     assert cal.metadata["format"] == "TIFF"
 
 
 def test_dm_exported_tiff_tags(tmp_path: Path) -> None:
-    path = write_dm_tag_tiff(tmp_path / "dm.tif", lattice(dtype=np.int32), 0.168675, "µm")
+    path = write_dm_tag_tiff(tmp_path / "dm.tif", cosine_pattern(dtype=np.int32), 0.168675, "µm")
     _, cal = read_image(path)
     assert cal.pixel_size_nm == pytest.approx(168.675, rel=1e-9)
     assert cal.metadata["format"] == "TIFF (DigitalMicrograph/HyperSpy tags)"
@@ -165,7 +166,7 @@ def test_dm_exported_tiff_tags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("unit", "expected_nm"), [("nm", 0.5), ("Å", 0.05)])
 def test_hyperspy_written_tiff(tmp_path: Path, unit: str, expected_nm: float) -> None:
-    path = write_hyperspy_tiff(tmp_path / "hs.tif", lattice(dtype=np.float32), 0.5, unit)
+    path = write_hyperspy_tiff(tmp_path / "hs.tif", cosine_pattern(dtype=np.float32), 0.5, unit)
     _, cal = read_image(path)
     assert cal.pixel_size_nm == pytest.approx(expected_nm, rel=1e-9)
 
@@ -187,12 +188,12 @@ def test_rgb_tiff_stays_rgb(tmp_path: Path) -> None:
 def test_bool_and_float16_become_displayable(tmp_path: Path) -> None:
     import tifffile
 
-    mask = lattice() > 1000
+    mask = cosine_pattern() > 1000
     tifffile.imwrite(tmp_path / "b.tif", mask)
     image, _ = read_image(tmp_path / "b.tif")
     assert image.dtype in (np.uint8, np.bool_) or image.dtype.kind == "u"
     np.testing.assert_array_equal(image.astype(bool), mask)
-    tifffile.imwrite(tmp_path / "h.tif", lattice().astype(np.float16))
+    tifffile.imwrite(tmp_path / "h.tif", cosine_pattern().astype(np.float16))
     image, _ = read_image(tmp_path / "h.tif")
     assert image.dtype == np.float32
 
@@ -200,15 +201,15 @@ def test_bool_and_float16_become_displayable(tmp_path: Path) -> None:
 def test_big_endian_data_comes_back_native(tmp_path: Path) -> None:
     import tifffile
 
-    tifffile.imwrite(tmp_path / "be.tif", lattice(), byteorder=">")
+    tifffile.imwrite(tmp_path / "be.tif", cosine_pattern(), byteorder=">")
     image, _ = read_image(tmp_path / "be.tif")
     assert image.dtype.byteorder in ("=", "|", "<" if np.little_endian else ">")
     assert image.dtype.isnative
-    np.testing.assert_array_equal(image, lattice())
+    np.testing.assert_array_equal(image, cosine_pattern())
 
 
 def test_input_file_is_not_modified(tmp_path: Path) -> None:
-    path = write_imagej_tiff(tmp_path / "keep.tif", lattice(), 0.1, "nm")
+    path = write_imagej_tiff(tmp_path / "keep.tif", cosine_pattern(), 0.1, "nm")
     before = path.read_bytes()
     image, _ = read_image(path)
     image[:] = 0  # the returned array is ours to change
@@ -235,8 +236,8 @@ def test_missing_empty_unsupported(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cut", [0.5, 0.95])
 def test_truncated_generated_files(tmp_path: Path, cut: float) -> None:
     sources = [
-        write_mrc(tmp_path / "t.mrc", lattice((64, 64)), 1.0),
-        write_imagej_tiff(tmp_path / "t.tif", lattice((64, 64)), 0.1, "nm"),
+        write_mrc(tmp_path / "t.mrc", cosine_pattern((64, 64)), 1.0),
+        write_imagej_tiff(tmp_path / "t.tif", cosine_pattern((64, 64)), 0.1, "nm"),
     ]
     for src in sources:
         raw = src.read_bytes()
@@ -268,7 +269,7 @@ def test_corrupt_dm_header(tmp_path: Path) -> None:
 def test_lazy_top_level_api(tmp_path: Path) -> None:
     import napari_atomseg
 
-    path = write_mrc(tmp_path / "top.mrc", lattice(), 2.0)
+    path = write_mrc(tmp_path / "top.mrc", cosine_pattern(), 2.0)
     image, cal = napari_atomseg.read_image(path)
     assert image.shape == (48, 64)
     assert isinstance(cal, napari_atomseg.Calibration)

@@ -18,11 +18,12 @@ from napari_atomseg.io import (
 )
 from napari_atomseg.io._picture import LUMINANCE_WEIGHTS
 from tests._data import shared_path
-from tests.io._make import hspy_to_zspy, lattice, write_hspy
+from tests._synth import cosine_pattern
+from tests.io._make import hspy_to_zspy, write_hspy
 
 
 def _grey8() -> np.ndarray:
-    return (lattice((40, 56)) % 256).astype(np.uint8)
+    return (cosine_pattern((40, 56)) % 256).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -42,7 +43,7 @@ def test_grey_picture_reads_exactly_uncalibrated(tmp_path: Path, suffix: str) ->
 
 
 def test_16_bit_png_keeps_its_values(tmp_path: Path) -> None:
-    counts = lattice((32, 48), np.uint16) * 20
+    counts = cosine_pattern((32, 48), np.uint16) * 20
     path = tmp_path / "counts.png"
     Image.fromarray(counts).save(path)
     image, _ = read_image(path)
@@ -124,7 +125,7 @@ def test_real_bmp_with_identical_channels() -> None:
 
 # ----------------------------------------------------------------------------- HyperSpy
 def test_hspy_and_zspy_keep_the_calibration(tmp_path: Path) -> None:
-    stack = lattice((3, 32, 40))
+    stack = cosine_pattern((3, 32, 40))
     hspy = write_hspy(tmp_path / "series.hspy", stack, 0.05, "nm", frame_axis=True)
     zspy = hspy_to_zspy(hspy, tmp_path / "series.zspy")
     assert zspy.is_dir()
@@ -141,13 +142,13 @@ def test_hspy_and_zspy_keep_the_calibration(tmp_path: Path) -> None:
 
 
 def test_hspy_in_angstrom_comes_in_nm(tmp_path: Path) -> None:
-    path = write_hspy(tmp_path / "a.hspy", lattice((32, 40)), 0.5, "Å")
+    path = write_hspy(tmp_path / "a.hspy", cosine_pattern((32, 40)), 0.5, "Å")
     _, cal = read_image(path)
     assert cal.pixel_size_nm == pytest.approx(0.05)
 
 
 def test_damaged_hspy_and_plain_folder_named_zspy(tmp_path: Path) -> None:
-    path = write_hspy(tmp_path / "a.hspy", lattice((32, 40)), 0.5, "nm")
+    path = write_hspy(tmp_path / "a.hspy", cosine_pattern((32, 40)), 0.5, "nm")
     raw = path.read_bytes()
     cut = tmp_path / "cut.hspy"
     cut.write_bytes(raw[: len(raw) // 2])
@@ -172,7 +173,7 @@ def test_info_command_reports_pictures_and_hyperspy(tmp_path: Path, capsys) -> N
     from napari_atomseg.cli import main
 
     Image.fromarray(_grey8()).save(tmp_path / "shot.png")
-    write_hspy(tmp_path / "scan.hspy", lattice((32, 40)), 0.05, "nm")
+    write_hspy(tmp_path / "scan.hspy", cosine_pattern((32, 40)), 0.05, "nm")
     assert main(["info", str(tmp_path / "shot.png"), str(tmp_path / "scan.hspy")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("shot: 40x56 uint8, uncalibrated (pixels)")

@@ -1,42 +1,35 @@
-"""Fixtures for the widget tests: a tiny exported atoms model and a synthetic lattice."""
+"""Fixtures for the widget tests: one CPU thread, and a tiny exported atoms model."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("NAPARI_ATOMSEG_THREADS", "1")
+from tests._synth import LATTICE_PIXEL_SIZE_NM
 
-PS_NM = 0.02
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread(limit_threads: Callable[[int], AbstractContextManager[None]]) -> Iterator[None]:
+    """The widget tests run torch on one CPU thread (enough for the tiny model)."""
+    with limit_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
-def tiny_atoms_card(tmp_path_factory) -> Path:
-    """An untrained atoms model exported through the backend (plumbing, not accuracy)."""
-    torch = pytest.importorskip("torch")
+def tiny_atoms_card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Card path of an untrained atoms model working at the widget tests' pixel size
+    (plumbing, not accuracy)."""
+    pytest.importorskip("torch")
     from napari_atomseg.backend import registry
-    from napari_atomseg.backend.cards import card_from_dict
+    from tests._models import export_tiny_atoms_model
 
-    torch.set_num_threads(1)
-    card = card_from_dict(
-        {
-            "name": "atoms_widget_test",
-            "task": "atoms",
-            "architecture": {"type": "unet", "base_channels": 4, "depth": 1},
-            "outputs": [{"name": "heatmap", "activation": "sigmoid"}],
-            "input": {
-                "normalisation": "robust_zscore",
-                "working_pixel_size_nm": PS_NM,
-                "pixel_size_range_nm": [0.002, 0.1],
-                "tile_px": 64,
-                "overlap_px": 16,
-            },
-        }
+    card = export_tiny_atoms_model(
+        tmp_path_factory.mktemp("model"),
+        "atoms_widget_test",
+        working_pixel_size_nm=LATTICE_PIXEL_SIZE_NM,
     )
-    torch.manual_seed(0)
-    module = registry.build_from_card(card)
-    out = registry.export_model(module, card, tmp_path_factory.mktemp("model"))
-    yield out.path
+    yield card.path
     registry.clear_cache()

@@ -21,8 +21,8 @@ from napari_atomseg.atoms.options import (
     DEFAULT_REFINE,
     DEFAULT_THRESHOLD,
 )
-from tests.napari._synth import lattice
-from tests.napari.conftest import PS_NM
+from tests._synth import LATTICE_PIXEL_SIZE_NM as PS_NM
+from tests._synth import graded_square_lattice
 
 
 def _wait(qtbot, widget, timeout=60_000):
@@ -32,7 +32,7 @@ def _wait(qtbot, widget, timeout=60_000):
 @pytest.fixture
 def fake_network(monkeypatch):
     """Replace the network by the synthetic heatmap and count how often it runs."""
-    image, heat, true, heights = lattice()
+    image, heat, true, heights = graded_square_lattice()
     calls = []
     contrasts = []
     inverts = []
@@ -161,7 +161,7 @@ def test_current_frame_only(qtbot, fake_network):
 
 def test_tiny_model_end_to_end(qtbot, tiny_atoms_card):
     """The real backend path (untrained model): layers appear with the right geometry."""
-    image, *_ = lattice()
+    image, *_ = graded_square_lattice()
     viewer = ViewerModel()
     viewer.add_image(image, name="img", scale=(PS_NM, PS_NM), units="nm")
     w = atoms_widget.FindAtomsWidget(viewer)

@@ -7,8 +7,8 @@ import numpy as np
 from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import heatmap as atoms_heatmap
 from napari_atomseg.atoms.heatmap import HeatmapResult
-from tests.napari._synth import lattice
-from tests.napari.conftest import PS_NM
+from tests._synth import LATTICE_PIXEL_SIZE_NM as PS_NM
+from tests._synth import graded_square_lattice
 
 WIDGETS = ("Find atoms", "Segment regions", "Simulate micrograph", "Fine-tune atom finder")
 
@@ -31,7 +31,7 @@ def test_every_widget_docks(make_napari_viewer):
 
 
 def test_find_atoms_in_a_real_viewer(make_napari_viewer, qtbot, monkeypatch):
-    image, heat, true, _ = lattice()
+    image, heat, true, _ = graded_square_lattice()
 
     def fake(img, pixel_size_nm=None, model="default", **kw):
         yield Progress(0, 1, "fake network")

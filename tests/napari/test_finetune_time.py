@@ -13,8 +13,8 @@ from napari_atomseg._napari.widgets import finetune as finetune_widget
 from napari_atomseg._progress import drain
 from napari_atomseg.atoms import finetune_user
 from napari_atomseg.atoms.finetune_time import THRESHOLD_S_PER_IMAGE, iter_measure_finetune
-from tests._models import export_tiny_atoms_model
-from tests.napari._synth import lattice
+from tests._models import export_tiny_atoms_model, training_recipe
+from tests._synth import graded_square_lattice
 
 PS_NM = 0.02
 
@@ -25,18 +25,13 @@ def recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path / "base",
         "tiny_recipe_time",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": PS_NM, "patch_px": 64},
-            }
-        },
+        training=training_recipe(PS_NM),
     )
 
 
 @pytest.fixture
 def widget(recipe_model):
-    image, _, true, _ = lattice()
+    image, _, true, _ = graded_square_lattice()
     viewer = ViewerModel()
     viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
     viewer.add_points(true, name="lat columns", scale=(PS_NM, PS_NM))
@@ -66,7 +61,7 @@ def test_estimate_is_shown_before_starting_and_follows_the_steps(qtbot, widget) 
 
 
 def test_measuring_times_real_steps_and_keeps_nothing(recipe_model, tmp_path: Path) -> None:
-    image, _, true, _ = lattice()
+    image, _, true, _ = graded_square_lattice()
     before = set(Path(tempfile.gettempdir()).glob("atomseg_timing_*"))
     timing = drain(
         iter_measure_finetune(
@@ -107,7 +102,7 @@ def test_cancelled_run_leaves_no_checkpoint(qtbot, widget, tmp_path: Path) -> No
 
 
 def test_cancelling_the_generator_removes_only_new_files(tmp_path: Path, recipe_model) -> None:
-    image, _, true, _ = lattice()
+    image, _, true, _ = graded_square_lattice()
     out = tmp_path / "new_folder"
     run = finetune_user.iter_finetune_atoms(
         [image], [true], PS_NM, out, base=str(recipe_model.path), steps=20000, threads=1

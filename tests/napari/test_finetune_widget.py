@@ -8,9 +8,9 @@ from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets import finetune as finetune_widget
 from napari_atomseg.backend.cards import load_card
-from tests._models import export_tiny_atoms_model
-from tests.napari._synth import lattice
-from tests.napari.conftest import PS_NM
+from tests._models import export_tiny_atoms_model, training_recipe
+from tests._synth import LATTICE_PIXEL_SIZE_NM as PS_NM
+from tests._synth import graded_square_lattice
 
 
 def _wait(qtbot, widget, timeout=120_000):
@@ -23,12 +23,7 @@ def recipe_model(tmp_path):
     return export_tiny_atoms_model(
         tmp_path / "base",
         "tiny_recipe_widget",
-        training={
-            "config": {
-                "task": "napari_atomseg.atoms.training:AtomsTask",
-                "task_options": {"working_pixel_size_nm": PS_NM, "patch_px": 64},
-            }
-        },
+        training=training_recipe(PS_NM),
     )
 
 
@@ -48,7 +43,7 @@ def test_points_in_nm_over_a_calibrated_image_become_pixels():
 
 
 def test_widget_fine_tunes_on_the_corrected_points(qtbot, tmp_path, recipe_model):
-    image, _, true, _ = lattice()
+    image, _, true, _ = graded_square_lattice()
     viewer = ViewerModel()
     img = viewer.add_image(image, name="lat", scale=(PS_NM, PS_NM), units="nm")
     viewer.add_points(true, name="lat columns", scale=(PS_NM, PS_NM))

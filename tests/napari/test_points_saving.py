@@ -18,7 +18,7 @@ from napari_atomseg._napari.widgets import atoms as atoms_widget
 from napari_atomseg._progress import Progress
 from napari_atomseg.atoms import heatmap as atoms_heatmap
 from napari_atomseg.atoms.heatmap import HeatmapResult
-from tests.napari._synth import lattice
+from tests._synth import graded_square_lattice
 
 PS_NM = 0.02
 PLUGIN = "napari-atomseg"
@@ -28,7 +28,7 @@ PLUGIN = "napari-atomseg"
 def found(make_napari_viewer, qtbot, monkeypatch):
     """A viewer after Find atoms on a calibrated lattice (the network replaced by the
     synthetic heatmap), with one point added by hand: (viewer, image, points)."""
-    image, heat, true, _ = lattice()
+    image, heat, true, _ = graded_square_lattice()
 
     def fake_network(img, pixel_size_nm=None, model="default", **kw):
         yield Progress(0, 1, "fake network")

@@ -16,8 +16,9 @@ from napari_atomseg._napari.reader import get_reader, layer_data, read_layers
 from napari_atomseg.errors import FileReadError
 from napari_atomseg.io import Calibration, CalibrationWarning, read_images
 from tests._data import shared_path
+from tests._synth import cosine_pattern
 from tests.io._expected import EXPECTED, Expected
-from tests.io._make import lattice, write_imagej_tiff, write_mrc
+from tests.io._make import write_imagej_tiff, write_mrc
 
 PLUGIN = "napari-atomseg"
 
@@ -51,8 +52,8 @@ def test_get_reader_returns_none_and_never_raises(path: object) -> None:
 
 
 def test_get_reader_accepts_generated_files(tmp_path: Path) -> None:
-    mrc = write_mrc(tmp_path / "a.mrc", lattice(), 1.0)
-    tif = write_imagej_tiff(tmp_path / "a.tif", lattice(), 0.1, "nm")
+    mrc = write_mrc(tmp_path / "a.mrc", cosine_pattern(), 1.0)
+    tif = write_imagej_tiff(tmp_path / "a.tif", cosine_pattern(), 0.1, "nm")
     assert get_reader(str(mrc)) is read_layers
     assert get_reader(str(tif)) is read_layers
     assert get_reader([str(mrc), str(tif)]) is read_layers
@@ -73,7 +74,7 @@ def test_get_reader_accepts_generated_files(tmp_path: Path) -> None:
 
 
 def test_layer_data_from_generated_files(tmp_path: Path) -> None:
-    mrc = write_mrc(tmp_path / "a.mrc", lattice((3, 32, 32)), 1.5, volume=True)
+    mrc = write_mrc(tmp_path / "a.mrc", cosine_pattern((3, 32, 32)), 1.5, volume=True)
     ((data, kwargs, kind),) = get_reader(str(mrc))(str(mrc))
     assert kind == "image"
     assert data.shape == (3, 32, 32)
@@ -88,13 +89,13 @@ def test_layer_data_from_generated_files(tmp_path: Path) -> None:
 
 
 def test_generated_files_open_in_a_viewer_model(tmp_path: Path, viewer_model) -> None:
-    tif = write_imagej_tiff(tmp_path / "lattice.tif", lattice(), 0.0177, "nm")
+    tif = write_imagej_tiff(tmp_path / "lattice.tif", cosine_pattern(), 0.0177, "nm")
     viewer_model.layers.clear()
     (layer,) = viewer_model.open(str(tif), plugin=PLUGIN)
     assert layer.scale == pytest.approx((0.0177, 0.0177), rel=1e-6)
     assert tuple(str(u) for u in layer.units) == ("nanometer", "nanometer")
     assert layer.metadata["pixel_size_nm"] == pytest.approx(0.0177, rel=1e-6)
-    neg = write_mrc(tmp_path / "neg.mrc", lattice(dtype=np.float32), -10.0)
+    neg = write_mrc(tmp_path / "neg.mrc", cosine_pattern(dtype=np.float32), -10.0)
     with pytest.warns(CalibrationWarning, match="UNCALIBRATED"):
         (layer,) = viewer_model.open(str(neg), plugin=PLUGIN)
     assert tuple(layer.scale) == (1.0, 1.0)
@@ -102,7 +103,7 @@ def test_generated_files_open_in_a_viewer_model(tmp_path: Path, viewer_model) ->
 
 
 def test_complex_gives_visible_magnitude_and_hidden_phase(tmp_path: Path) -> None:
-    z = (lattice(dtype=np.float32) * np.exp(0.3j)).astype(np.complex64)
+    z = (cosine_pattern(dtype=np.float32) * np.exp(0.3j)).astype(np.complex64)
     path = write_mrc(tmp_path / "c.mrc", z, 1.0)
     (_, mag_kw, _), (phase, phase_kw, _) = read_layers(str(path))
     assert mag_kw.get("visible", True) is True

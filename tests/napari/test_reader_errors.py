@@ -11,7 +11,8 @@ from napari.utils.notifications import notification_manager
 
 from napari_atomseg._napari.reader import NOTHING, get_reader, read_layers
 from napari_atomseg.errors import FileReadError
-from tests.io._make import lattice, write_imagej_tiff, write_mrc
+from tests._synth import cosine_pattern
+from tests.io._make import write_imagej_tiff, write_mrc
 
 
 @pytest.fixture(autouse=True)
@@ -71,8 +72,8 @@ def test_viewer_open_shows_the_reason_first(make_napari_viewer, tmp_path: Path) 
 
 
 def test_good_files_open_beside_a_bad_one(tmp_path: Path) -> None:
-    good = write_imagej_tiff(tmp_path / "good.tif", lattice(), 0.1, "nm")
-    also = write_mrc(tmp_path / "also.mrc", lattice(), 1.0)
+    good = write_imagej_tiff(tmp_path / "good.tif", cosine_pattern(), 0.1, "nm")
+    also = write_mrc(tmp_path / "also.mrc", cosine_pattern(), 1.0)
     bad = _truncated_dm4(tmp_path)
     before = len(notification_manager.records)
     layers = read_layers([str(good), str(bad), str(also)])

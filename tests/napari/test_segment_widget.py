@@ -9,7 +9,7 @@ from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets.segment import SegmentWidget
 from napari_atomseg.io import Calibration, write_image_tiff
-from tests.segment._synth import contaminated_lattice, disc
+from tests._synth import contaminated_lattice, disc
 
 PS_NM = 0.04
 

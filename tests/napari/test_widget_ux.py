@@ -14,7 +14,7 @@ from napari_atomseg.atoms import heatmap as atoms_heatmap
 from napari_atomseg.atoms import options as atoms_options
 from napari_atomseg.atoms.heatmap import HeatmapResult
 from napari_atomseg.errors import AtomsegError
-from tests.napari._synth import lattice
+from tests._synth import graded_square_lattice
 
 PS_NM = 0.02
 WIDGETS = ("Find atoms", "Segment regions", "Fine-tune atom finder", "Simulate micrograph")
@@ -67,7 +67,7 @@ CARDS = {"a.yaml": {"threshold": 0.3}, "b.yaml": {"threshold": 0.7, "min_separat
 def two_models(monkeypatch):
     """Two model cards (thresholds 0.3 and 0.7) and a network that answers with the
     synthetic heatmap, tagged with the card it was asked for; returns the calls."""
-    image, heat, _, _ = lattice()
+    image, heat, _, _ = graded_square_lattice()
     calls = []
 
     def fake(img, pixel_size_nm=None, model="default", **kw):

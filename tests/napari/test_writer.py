@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from napari_atomseg.errors import FileWriteError
-from tests.io._make import lattice, write_imagej_tiff
+from tests._synth import cosine_pattern
+from tests.io._make import write_imagej_tiff
 
 PLUGIN = "napari-atomseg"
 
@@ -25,7 +26,7 @@ def viewer_model():
 
 @pytest.fixture
 def image_layer(tmp_path: Path, viewer_model):
-    path = write_imagej_tiff(tmp_path / "scan.tif", lattice(), 0.02, "nm")
+    path = write_imagej_tiff(tmp_path / "scan.tif", cosine_pattern(), 0.02, "nm")
     viewer_model.layers.clear()
     (layer,) = viewer_model.open(str(path), plugin=PLUGIN)
     return layer

@@ -12,7 +12,7 @@ from napari_atomseg._progress import Progress
 from napari_atomseg.errors import InputError, ModelError
 from napari_atomseg.segment import SegmentationResult, iter_segment, segment
 from napari_atomseg.segment.metrics import MaskScores
-from tests.segment._synth import contaminated_lattice, disc, hex_lattice
+from tests._synth import contaminated_lattice, cosine_hex_lattice, disc
 
 
 def test_bragg_contamination_end_to_end():
@@ -53,7 +53,7 @@ def test_bragg_particles():
     carbon = ndi.gaussian_filter(rng.normal(size=shape), 2.0)
     carbon *= 1.0 / carbon.std()
     image = 100 + 10 * (
-        hex_lattice(shape, 5.0) * particle * 1.5 + carbon + 0.3 * rng.normal(size=shape)
+        cosine_hex_lattice(shape, 5.0) * particle * 1.5 + carbon + 0.3 * rng.normal(size=shape)
     )
     result = segment(image, task="particles", method="bragg")
     assert result.class_names == ("background", "particle")

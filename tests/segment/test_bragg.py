@@ -17,12 +17,12 @@ from napari_atomseg.segment.bragg import (
     with_options,
 )
 from napari_atomseg.segment.metrics import MaskScores
-from tests.segment._synth import contaminated_lattice, hex_lattice
+from tests._synth import contaminated_lattice, cosine_hex_lattice
 
 
 def test_peaks_of_a_hexagonal_lattice():
     period = 6.3
-    image = 100 + hex_lattice((256, 256), period, angle_deg=7.0)
+    image = 100 + cosine_hex_lattice((256, 256), period, angle_deg=7.0)
     peaks = find_bragg_peaks(image, peak_threshold=8, max_peaks=6)
     assert len(peaks) == 6
     np.testing.assert_allclose(peaks["g_cycles_per_px"], 1 / period, rtol=0.01)
@@ -44,7 +44,7 @@ def test_no_peaks_without_lattice_and_filter_still_works():
 def test_refined_peaks_are_sub_bin_accurate():
     # 2.5x the Welch tile: the full-transform refinement must beat the tile's bin (1/256).
     period = 5.77
-    image = hex_lattice((640, 640), period, angle_deg=13.0)
+    image = cosine_hex_lattice((640, 640), period, angle_deg=13.0)
     res = bragg_filter(image, BraggParameters(max_peaks=6))
     err = np.abs(res.peaks["g_cycles_per_px"].to_numpy() - 1 / period)
     assert err.max() < 0.1 / 640
@@ -64,7 +64,7 @@ def test_residual_small_on_clean_lattice_and_padding_prevents_edge_artefacts():
     # A period that does not tile the image: without padding the FFT's wrap-around
     # breaks the lattice at the borders and the residual lights up there; zero padding
     # with the envelope normalisation keeps the lattice at full strength to the edge.
-    image = 100 + 10 * hex_lattice((200, 200), 6.71, angle_deg=11.0)
+    image = 100 + 10 * cosine_hex_lattice((200, 200), 6.71, angle_deg=11.0)
     padded = bragg_filter(image, BraggParameters(mask_threshold=0.3))
     unpadded = bragg_filter(image, BraggParameters(mask_threshold=0.3, pad_periods=0.0))
     border = np.zeros(image.shape, bool)

@@ -15,7 +15,7 @@ from napari_atomseg.segment.bragg import (
     _lowpass_pair,
     bragg_filter,
 )
-from tests.segment._synth import contaminated_lattice
+from tests._synth import contaminated_lattice
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from napari_atomseg.segment.cleanup import (
     remove_small_regions,
     smooth_boundaries,
 )
-from tests.segment._synth import disc
+from tests._synth import disc
 
 
 def test_smoothing_removes_speckle_and_keeps_area():

@@ -12,7 +12,7 @@ import tifffile
 from napari_atomseg.cli import main
 from napari_atomseg.io import read_image
 from napari_atomseg.segment.sorting import rank_images, ranking_table
-from tests.segment._synth import contaminated_lattice, disc
+from tests._synth import contaminated_lattice, disc
 
 PIXEL_NM = 0.025
 

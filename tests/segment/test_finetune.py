@@ -18,7 +18,7 @@ from napari_atomseg.segment import finetune  # noqa: E402
 from napari_atomseg.segment.data import LabelledImage  # noqa: E402
 from napari_atomseg.segment.training import NOT_FLAGGED, SegmentationTask  # noqa: E402
 from tests._data import REPO_ROOT, shared_path  # noqa: E402
-from tests.segment._synth import contaminated_lattice  # noqa: E402
+from tests._synth import contaminated_lattice  # noqa: E402
 
 
 def _items(n: int = 3) -> list[LabelledImage]:

@@ -7,7 +7,8 @@ import pytest
 
 from napari_atomseg._progress import drain
 from napari_atomseg.segment.intensity import iter_particles_by_intensity, particle_table
-from tests.segment._overview import PS_NM, overview
+from tests._synth import OVERVIEW_PIXEL_SIZE_NM as PS_NM
+from tests._synth import nanoparticle_overview
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -16,7 +17,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("bright", [True, False])
 def test_particles_found_with_their_sizes(bright: bool) -> None:
-    image, mask, diameters = overview(bright=bright)
+    image, mask, diameters = nanoparticle_overview(bright=bright)
     before = image.copy()
     result = drain(iter_particles_by_intensity(image, PS_NM, bright=bright))
     np.testing.assert_array_equal(image, before)  # input untouched
@@ -30,7 +31,7 @@ def test_particles_found_with_their_sizes(bright: bool) -> None:
 
 
 def test_the_carbon_gradient_is_not_a_particle() -> None:
-    image, mask, _ = overview(seed=2)
+    image, mask, _ = nanoparticle_overview(seed=2)
     result = drain(iter_particles_by_intensity(image, PS_NM))
     right = np.s_[:, 120:]  # the thick carbon side
     assert (result.labels[right] == 1).sum() <= 1.2 * mask[right].sum() + 5

@@ -15,13 +15,13 @@ from napari_atomseg.segment.preprocess import (
     remove_spikes,
     standardise,
 )
-from tests.segment._synth import hex_lattice
+from tests._synth import cosine_hex_lattice
 
 
 def _illuminated(shape=(200, 240)):
     yy, xx = np.mgrid[: shape[0], : shape[1]] / np.array(shape).reshape(2, 1, 1)
     illumination = 1.0 + 0.6 * xx - 0.4 * yy**2 + 0.3 * xx * yy  # total degree 2
-    lattice = 100.0 + 10.0 * hex_lattice(shape, 7.0)
+    lattice = 100.0 + 10.0 * cosine_hex_lattice(shape, 7.0)
     return (lattice * illumination).astype(np.float32), illumination, lattice
 
 
@@ -46,7 +46,7 @@ def test_flatfield_divide_removes_illumination():
 
 def test_flatfield_subtract_and_auto_for_signed_data():
     _yy, xx = np.mgrid[:64, :64].astype(np.float32)
-    signed = 0.5 * hex_lattice((64, 64), 5.0) + (xx - 32) / 8.0  # crosses zero
+    signed = 0.5 * cosine_hex_lattice((64, 64), 5.0) + (xx - 32) / 8.0  # crosses zero
     with pytest.raises(InputError, match="subtract"):
         flatfield(signed, mode="divide")
     out_auto = flatfield(signed, mode="auto")
@@ -66,7 +66,7 @@ def test_flatfield_rejects_bad_mode_and_order():
 
 def test_remove_spikes_replaces_only_spikes():
     rng = np.random.default_rng(1)
-    image = (100 + 10 * hex_lattice((128, 128), 6.0) + rng.normal(0, 1, (128, 128))).astype(
+    image = (100 + 10 * cosine_hex_lattice((128, 128), 6.0) + rng.normal(0, 1, (128, 128))).astype(
         np.float32
     )
     spiky = image.copy()

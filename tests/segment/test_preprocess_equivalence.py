@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from napari_atomseg.segment.preprocess import _median3, median_filter, remove_spikes
 from tests._data import shared_path
-from tests.segment._synth import hex_lattice
+from tests._synth import cosine_hex_lattice
 
 
 def reference_remove_spikes(image: np.ndarray, threshold_sigma: float = 8.0):
@@ -45,7 +45,7 @@ def test_median3_equals_rank_filter_with_ties_and_edges(shape):
 def test_remove_spikes_same_as_reference_on_injected_spikes():
     rng = np.random.default_rng(7)
     shape = (192, 160)
-    image = (100 + 10 * hex_lattice(shape, 5.5) + rng.normal(0, 2, shape)).astype(np.float32)
+    image = (100 + 10 * cosine_hex_lattice(shape, 5.5) + rng.normal(0, 2, shape)).astype(np.float32)
     where = rng.choice(image.size, 60, replace=False)
     image.flat[where] += rng.choice([-1.0, 1.0], 60) * rng.uniform(40, 400, 60)
     out, n = remove_spikes(image)

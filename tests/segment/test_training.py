@@ -17,7 +17,7 @@ from napari_atomseg.segment.training import (  # noqa: E402
     resample_labels,
     sim_classes_to_labels,
 )
-from tests.segment._synth import contaminated_lattice, disc  # noqa: E402
+from tests._synth import contaminated_lattice, disc  # noqa: E402
 
 
 def test_sim_class_mapping():

@@ -15,7 +15,7 @@ from napari_atomseg.segment.tuning import (
     bragg_grid_scores,
     cross_validated,
 )
-from tests.segment._synth import contaminated_lattice
+from tests._synth import contaminated_lattice
 
 
 def test_grid_scores_match_segment_exactly():
