@@ -26,6 +26,7 @@ each keeps its own arithmetic.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage as ndi
 
 #: Pixel size the widget tests give :func:`graded_square_lattice` (its 12 px spacing is
@@ -370,3 +371,43 @@ def cosine_pattern(shape: tuple[int, ...] = (48, 64), dtype: type = np.uint16) -
     if len(shape) == 3:
         img = np.stack([img + 10 * k for k in range(shape[0])])
     return img.astype(dtype)
+
+
+# ----------------------------------------------------------------- exact column tables
+#: Perovskite cell (SrTiO3) and pixel size of the exact column tables, nm.
+PEROVSKITE_A_NM = 0.3905
+TABLE_PIXEL_SIZE_NM = 0.02
+
+
+def square_perovskite(n_cells: int = 24, oxygen: bool = False) -> pd.DataFrame:
+    """Undeformed perovskite [001] columns (nm) around the origin, with brightness."""
+    idx = np.arange(-n_cells // 2, n_cells // 2 + 1)
+    ii, jj = np.meshgrid(idx, idx, indexing="ij")
+    corners = np.column_stack([ii.ravel(), jj.ravel()]).astype(float)
+    basis = [("Sr", (0.0, 0.0), 3.0), ("Ti", (0.5, 0.5), 2.0)]
+    if oxygen:
+        basis += [("O", (0.5, 0.0), 0.5), ("O", (0.0, 0.5), 0.5)]
+    yx = np.concatenate([(corners + off) * PEROVSKITE_A_NM for _, off, _ in basis])
+    element = np.concatenate([np.full(len(corners), e) for e, _, _ in basis])
+    bright = np.concatenate([np.full(len(corners), b) for _, _, b in basis])
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "y_nm": yx[:, 0],
+            "x_nm": yx[:, 1],
+            "element": element,
+            "intensity": bright + rng.normal(0, 0.05, len(bright)),
+        }
+    )
+
+
+def to_table(cols: pd.DataFrame, y_nm: np.ndarray, x_nm: np.ndarray) -> pd.DataFrame:
+    """Columns at (y_nm, x_nm) shifted into a positive pixel frame (TABLE_PIXEL_SIZE_NM per px)."""
+    out = cols.copy()
+    out["y_nm"], out["x_nm"] = y_nm + 10.0, x_nm + 10.0
+    out["y_px"], out["x_px"] = out["y_nm"] / TABLE_PIXEL_SIZE_NM, out["x_nm"] / TABLE_PIXEL_SIZE_NM
+    return out[["y_px", "x_px", "y_nm", "x_nm", "element", "intensity"]]
+
+
+def square_cell_nm() -> tuple[tuple[float, float], tuple[float, float]]:
+    return ((0.0, PEROVSKITE_A_NM), (PEROVSKITE_A_NM, 0.0))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg import analyse_lattice
-from tests.lattice._synth import PS_NM, square_cell_nm, square_perovskite, to_table
+from tests._synth import TABLE_PIXEL_SIZE_NM as PS_NM
+from tests._synth import square_cell_nm, square_perovskite, to_table
 
 
 def _analyse(table, **kw):

@@ -21,7 +21,7 @@ from napari_atomseg.io import Calibration, read_image, write_image_tiff
 from napari_atomseg.simulate import SimulationParameters
 from napari_atomseg.simulate.movie import MovieParameters, simulate_movie
 from tests._models import export_tiny_atoms_model
-from tests.atoms.synth import hex_lattice_px, render
+from tests._synth import hex_lattice_px, render_columns
 
 PS = 0.025
 
@@ -100,7 +100,7 @@ def _images(folder: Path) -> Path:
     for seed in range(4):
         rng = np.random.default_rng(seed)
         true = hex_lattice_px((96, 96), 0.25 / PS, margin_px=2, seed=seed)
-        image = rng.poisson(render((96, 96), true, 0.04 / PS, 200, 20)).astype(np.float32)
+        image = rng.poisson(render_columns((96, 96), true, 0.04 / PS, 200, 20)).astype(np.float32)
         write_image_tiff(folder / f"img{seed}.tif", image, Calibration.from_pixel_size_nm(PS))
     return folder
 
