@@ -133,3 +133,14 @@ def test_bright_field_survey_particles_without_a_pixel_size():
     otsu = smooth < threshold_otsu(smooth)  # particles are dark in bright field
     dice_otsu = MaskScores.from_masks(sim.mask, otsu).summary(1)["f1"]
     assert dice > 0.7 and dice > dice_otsu + 0.1
+
+
+@pytest.mark.parametrize(("task", "px"), [("contamination", 0.005), ("contamination", 0.2),
+                                          ("particles", 0.005), ("particles", 0.2),
+                                          ("particles", 2.0)])  # fmt: skip
+def test_ordinary_pixel_sizes_are_accepted(task, px):
+    """Issue 19: 0.005-0.2 nm/px is ordinary sampling (2 nm/px for particle surveys)."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 10.0, (256, 256)).astype(np.float32)
+    res = segment(image, px, task=task)
+    assert res.labels.shape == image.shape
