@@ -193,6 +193,31 @@ def test_fine_tuning_from_a_model_on_fixed_pairs(tmp_path):
     assert not same_weights(base, tuned)
 
 
+def test_task_examples_larger_than_the_crop_are_cropped_like_pairs(tmp_path):
+    # a task that simulates a margin (tile 40 px) mixed with pairs cropped to 32 px: every
+    # example of a batch must come out 32 px, whatever its source
+    rng = np.random.default_rng(1)
+    pairs = [
+        (img[None], clean[None]) for img, clean in (blob_image(rng, (48, 48)) for _ in range(2))
+    ]
+    save_pairs(tmp_path / "pairs.npz", pairs)
+    result = train(
+        config(
+            tmp_path,
+            "margin",
+            task_options={"patch_px": 40},
+            crop_px=32,
+            pairs=str(tmp_path / "pairs.npz"),
+            pairs_fraction=0.5,
+            steps=3,
+            val_every=3,
+            checkpoint_every=3,
+        ),
+        log=None,
+    )
+    assert result.card.training["data"]["fine_tuning_pairs"] == 2
+
+
 def test_prepare_pair_resamples_images_and_class_maps(tmp_path):
     base = train(config(tmp_path, "base", steps=3), log=None).card
     img = np.random.default_rng(1).random((100, 80)).astype(np.float32)

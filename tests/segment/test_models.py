@@ -18,6 +18,7 @@ SHIPPED = {
     "segment_contamination": ("crystal", "amorphous", "vacuum"),
     "segment_contamination_synthetic": ("crystal", "amorphous", "vacuum"),
     "segment_particles": ("background", "particle"),
+    "segment_particles_bf": ("background", "particle"),
 }
 
 
@@ -88,3 +89,58 @@ def test_particles_on_a_fixed_synthetic_image():
     res = segment(sim.image, sim.pixel_size_nm, task="particles")
     assert res.details["model"] == "segment_particles"
     assert MaskScores.from_masks(truth, res.flagged_mask).summary(1)["f1"] > 0.85
+
+
+@pytest.mark.parametrize(
+    ("px", "source", "expected"),
+    [
+        (0.08, "user", "segment_particles"),  # lattice-resolving, given
+        (0.08, "lattice", "segment_particles"),  # measured on a lattice
+        (0.40, "user", "segment_particles_bf"),  # survey sampling, given
+        (0.08, "features", "segment_particles_bf"),  # a guess from blob widths
+        (None, "none", "segment_particles_bf"),  # nothing known
+    ],
+)
+def test_particle_model_follows_what_is_known_of_the_scale(px, source, expected):
+    from napari_atomseg.segment._unet import model_for_image
+
+    card, why = model_for_image("particles", px, source)
+    assert card.name == expected and why
+    assert model_for_image("contamination", px, source)[0].name == "segment_contamination"
+
+
+def test_bright_field_survey_particles_without_a_pixel_size():
+    """The issue's case: 8-bit bright-field frames of particles a few pixels across, grey
+    levels squeezed into a narrow range, no pixel size. The default picks the scale-free
+    model and beats a smoothed Otsu threshold (held-out seed of the BF simulator)."""
+    from dataclasses import replace
+
+    from skimage.filters import gaussian, threshold_otsu
+
+    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+
+    rng = np.random.default_rng([20261207, 1])
+    p = random_bf_parameters(
+        rng, diameter_nm=(2.0, 4.0), diameter_px=(5.0, 10.0), pixel_size_nm=(0.2, 0.8),
+        shape_px=(256, 256), materials={"Au": 1.0},
+    )  # fmt: skip
+    p = replace(p, coverage=0.2, grey_range=30.0, grey_offset=100.0, quantise=True)
+    sim = render_bf_particles(p)
+    res = segment(sim.image, task="particles")
+    assert res.details["model"] == "segment_particles_bf"
+    dice = MaskScores.from_masks(sim.mask, res.flagged_mask).summary(1)["f1"]
+    smooth = gaussian(sim.image.astype(float), 1.0)
+    otsu = smooth < threshold_otsu(smooth)  # particles are dark in bright field
+    dice_otsu = MaskScores.from_masks(sim.mask, otsu).summary(1)["f1"]
+    assert dice > 0.7 and dice > dice_otsu + 0.1
+
+
+@pytest.mark.parametrize(("task", "px"), [("contamination", 0.005), ("contamination", 0.2),
+                                          ("particles", 0.005), ("particles", 0.2),
+                                          ("particles", 2.0)])  # fmt: skip
+def test_ordinary_pixel_sizes_are_accepted(task, px):
+    """Issue 19: 0.005-0.2 nm/px is ordinary sampling (2 nm/px for particle surveys)."""
+    rng = np.random.default_rng(0)
+    image = rng.normal(100.0, 10.0, (256, 256)).astype(np.float32)
+    res = segment(image, px, task=task)
+    assert res.labels.shape == image.shape

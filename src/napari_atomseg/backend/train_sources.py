@@ -105,6 +105,10 @@ class ExampleSource:
         else:
             img, tgt = self.task.make_example(rng)
             where = "task.make_example"
+            if max(img.shape[-2:]) > self.crop_px:
+                # a task that simulates a margin (e.g. for its scale jitter) is cropped
+                # like its pooled examples; equal sizes draw nothing (same streams)
+                img, tgt = random_crop(img, tgt, self.crop_px, rng)
         img, tgt = check_example(img, tgt, self.channels_out, where)
         if self.augment_cfg is not None:
             img, tgt = augment_pair(img, tgt, rng, self.augment_cfg)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -49,8 +49,16 @@ def card_fits_task(card: Any, task: str) -> bool:
     return task == "particles" and "particle" in channels
 
 
-def default_model(task: str) -> Any:
-    """The shipped card for ``task`` (the one marked ``default``, else the first fitting)."""
+#: Coarsest sampling (nm/px) at which an image goes to a calibrated particle model: the
+#: coarsest its training saw (configs/segment_particles.yaml, 0.045-0.15 nm/px). Coarser
+#: images, and images whose pixel size is neither given nor measured on a lattice, go to
+#: the scale-free model (survey bright field: particles a few pixels across).
+LATTICE_RESOLVING_MAX_NM = 0.15
+#: Estimate sources that measured a lattice (:class:`napari_atomseg.scale.ImageScale`).
+LATTICE_SOURCES = ("lattice", "material")
+
+
+def _fitting_cards(task: str) -> list[Any]:
     from ..backend import list_models
 
     fitting = [c for c in list_models("segmentation") if card_fits_task(c, task)]
@@ -59,8 +67,44 @@ def default_model(task: str) -> Any:
             f"no segmentation model for task {task!r} is installed; train one "
             "(napari-atomseg train CONFIG.yaml) and pass model=PATH, or use method='bragg'"
         )
+    return fitting
+
+
+def default_model(task: str) -> Any:
+    """The shipped card for ``task`` (the one marked ``default``, else the first fitting)."""
+    fitting = _fitting_cards(task)
     defaults = [c for c in fitting if getattr(c, "default", False)]
     return (defaults or fitting)[0]
+
+
+def model_for_image(
+    task: str, pixel_size_nm: float | None, scale_source: str | None
+) -> tuple[Any, str]:
+    """The shipped card for this image, and why.
+
+    Contamination: the task's default. Particles: the calibrated default where the image
+    is known to resolve a lattice (a pixel size given, or measured on a lattice, at most
+    :data:`LATTICE_RESOLVING_MAX_NM`); otherwise the scale-free model, which needs no
+    pixel size (bright-field survey images, particles a few pixels across).
+    ``scale_source``: ``"user"`` for a given pixel size, else the estimate's source.
+    """
+    card = default_model(task)
+    if task != "particles":
+        return card, "the task's default model"
+    scale_free = [c for c in _fitting_cards(task) if c.input.working_pixel_size_nm is None]
+    if card.input.working_pixel_size_nm is None or not scale_free:
+        return card, "the task's default model"
+    measured = pixel_size_nm is not None and (
+        scale_source == "user" or scale_source in LATTICE_SOURCES
+    )
+    if measured and pixel_size_nm <= LATTICE_RESOLVING_MAX_NM:
+        return card, f"lattice-resolving sampling ({pixel_size_nm:.3g} nm/px)"
+    why = (
+        f"{pixel_size_nm:.3g} nm/px is coarser than {LATTICE_RESOLVING_MAX_NM} nm/px"
+        if measured
+        else "no pixel size given and no lattice measured"
+    )
+    return scale_free[0], f"scale-free model: {why}"
 
 
 def class_probabilities(outputs: np.ndarray, channels: Sequence[str], task: str) -> np.ndarray:
@@ -92,15 +136,18 @@ def iter_unet(
     overlap_px: int | None = None,
     batch_size: int | None = None,
     estimated: bool = False,
+    scale_source: str | None = None,
 ) -> Generator[Progress, None, UnetRun]:
     """Run the task's model (or ``model``, a name or card path) through the backend.
 
     ``estimated``: ``pixel_size_nm`` is an estimate, so one outside the model's range is
-    clipped to it (with a warning) rather than refused.
+    clipped to it (with a warning) rather than refused. ``scale_source``: where the pixel
+    size came from (``"user"``, or the estimate's source); with ``model=None`` it picks
+    the particle model (:func:`model_for_image`).
     """
-    from ..backend import get_model, iter_predict
+    from ..backend import get_model
 
-    card = default_model(task) if model is None else None
+    card, why = model_for_image(task, pixel_size_nm, scale_source) if model is None else (None, "")
     loaded = get_model(card.name if card is not None else os.fspath(model), device=device)
     if not card_fits_task(loaded.card, task):
         raise ModelError(
@@ -108,11 +155,31 @@ def iter_unet(
             f"{list(loaded.card.channels)}) cannot segment task {task!r}"
         )
     if loaded.card.input.working_pixel_size_nm is None and task == "particles":
-        return (
-            yield from _iter_relative(
-                loaded, image, pixel_size_nm, task, tile_px, overlap_px, batch_size
-            )
+        run = yield from _iter_relative(
+            loaded, image, pixel_size_nm, task, tile_px, overlap_px, batch_size
         )
+    else:
+        run = yield from _iter_calibrated(
+            loaded, image, pixel_size_nm, task, estimated, tile_px, overlap_px, batch_size
+        )
+    if why:
+        run = replace(run, details={**run.details, "model_choice": why})
+    return run
+
+
+def _iter_calibrated(
+    loaded: Any,
+    image: np.ndarray,
+    pixel_size_nm: float | None,
+    task: str,
+    estimated: bool,
+    tile_px: int | None,
+    overlap_px: int | None,
+    batch_size: int | None,
+) -> Generator[Progress, None, UnetRun]:
+    """A model with a working pixel size: the backend resamples the image to it."""
+    from ..backend import iter_predict
+
     warnings: tuple[str, ...] = ()
     limits = loaded.card.input.pixel_size_range_nm
     if estimated and pixel_size_nm is not None and limits is not None:
