@@ -320,9 +320,10 @@ def update_card(
         )
         metrics["calibration"] = {
             "command": info["command"],
-            "how": "best pooled F1 over threshold x min_evidence on the synthetic tuning seed "
-            "set (never the test images); ties to the stricter evidence",
-            "tuning_f1": calibration["tuning_f1"],
+            "how": "best mean over the synthetic groups of each group's F1, over threshold x "
+            "min_evidence, on the tuning seed set (never the test images); ties to the stricter "
+            "evidence",
+            "tuning_group_mean_f1": calibration["tuning_group_mean_f1"],
         }
     save_card(card.with_updates(postprocess=postprocess, metrics=metrics), card.path)
     print(f"updated {card.path}", file=sys.stderr)

@@ -65,8 +65,7 @@ def answers(cases: list[Case], model: str, set_name: str, n: int, threads: int) 
     """The network's answer per case (told contrast and imaging), cached on disk."""
     from napari_atomseg._progress import drain
     from napari_atomseg.atoms.find import iter_network_answer
-    from napari_atomseg.atoms.options import FinderOptions
-    from napari_atomseg.atoms.options import model_name
+    from napari_atomseg.atoms.options import FinderOptions, model_name
     from napari_atomseg.backend import get_model
 
     sha = get_model(model_name(model)).card.weights.sha256[:12]
@@ -80,6 +79,20 @@ def answers(cases: list[Case], model: str, set_name: str, n: int, threads: int) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(pickle.dumps(out))
     return out
+
+
+def per_case_summary(preds: list[np.ndarray], cases: list[Case], bar: float = 0.98) -> dict:
+    """Per stress case: the lowest precision and recall, and how many cases reach ``bar``."""
+    per = {c.name: score([p], [c]) for p, c in zip(preds, cases)}
+    worst_p = min(per.items(), key=lambda kv: kv[1]["precision"])
+    worst_r = min(per.items(), key=lambda kv: kv[1]["recall"])
+    solved = sum(s["precision"] >= bar and s["recall"] >= bar for s in per.values())
+    return {
+        "precision": {k: round(s["precision"], 4) for k, s in per.items()},
+        "recall": {k: round(s["recall"], 4) for k, s in per.items()},
+        "line": f"solved {solved}/{len(per)}; min P {worst_p[1]['precision']:.3f} ({worst_p[0]}), "
+        f"min R {worst_r[1]['recall']:.3f} ({worst_r[0]})",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         row = {"options": opts}
         for g, idx in groups.items():
             row[g] = scorer([preds[i] for i in idx], [cases[i] for i in idx])
+        if args.cases == "stress":
+            row["per_case"] = per_case_summary(preds, cases)
         rows.append(row)
         print(f"{opts}: " + "  ".join(
             f"{g} {r['f1']:.3f} (P {r['precision']:.2f} R {r['recall']:.2f})"
-            for g, r in row.items() if g != "options"
-        ), flush=True)  # fmt: skip
+            for g, r in row.items() if g not in ("options", "per_case")
+        ) + (f"  {row['per_case']['line']}" if "per_case" in row else ""), flush=True)  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=1, default=str))

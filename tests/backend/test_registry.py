@@ -64,6 +64,20 @@ def test_cache_reloads_when_the_weights_are_replaced(make_model):
     assert b.card.weights.sha256 == second.weights.sha256
 
 
+def test_cache_follows_a_card_edited_on_disk(make_model):
+    """A fine-tune loads its model, then writes the threshold it chose into the card: the
+    next get_model must see the new card (a stale one kept the old defaults)."""
+    from napari_atomseg.backend.cards import save_card
+
+    card = make_model()
+    a = get_model(card.path)
+    save_card(card.with_updates(postprocess={"threshold": 0.42}), card.path)
+    b = get_model(card.path)
+    assert b.card.postprocess == {"threshold": 0.42}
+    assert b.module is a.module  # same weights: not rebuilt
+    assert get_model(card.path) is b
+
+
 def test_sha_mismatch_is_refused_before_loading(make_model):
     card = make_model()
     raw = bytearray(card.weights_path.read_bytes())

@@ -29,7 +29,7 @@ What it does, in order:
 background. Crop an image to the region you corrected before fine-tuning on it.
 
 The recipe was chosen by 4-fold cross-validation on the 11 hand-labelled real Pt images
-(``benchmarks/atoms_pt_cv.py --user-recipe``; docs/atoms_finetune.md).
+(``benchmarks/atoms_pt_cv.py``; docs/finetune.md).
 """
 
 from __future__ import annotations

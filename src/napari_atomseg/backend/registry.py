@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,7 +143,9 @@ def get_model(
     """Return the model ``name_or_path`` (shipped name or card path), ready on ``device``.
 
     Cached: the same (model, device) returns the same :class:`LoadedModel` object until
-    :func:`clear_cache` or until the card's sha256 changes on disk. Raises
+    :func:`clear_cache` or until the card changes on disk (new weights: reloaded; the
+    same weights with other settings, e.g. a fine-tune's chosen threshold: the same
+    network with the new card). Raises
     :class:`ModelError` for unknown models, missing/corrupt weights (sha256 or size
     mismatch) and weights that do not match the card's architecture.
     """
@@ -157,7 +159,11 @@ def get_model(
     with _lock:
         hit = _cache.get(key)
         if hit is not None and hit[0] == card.weights.sha256:
-            return hit[1]
+            if hit[1].card != card:
+                # Same weights, card edited on disk (a fine-tune writes its chosen
+                # threshold after loading the model): the module stays, the card is new.
+                _cache[key] = (hit[0], replace(hit[1], card=card))
+            return _cache[key][1]
         module = load_weights(card, build_from_card(card))
         module.eval()
         fold_batchnorm(module)
