@@ -182,7 +182,7 @@ def _haadf(p: SimulationParameters, rngs, total: int, multislice: bool, deformat
     peak = img.psf_peak_per_A2 if img.column_peak_per_A2 is None else img.column_peak_per_A2[keep]
     signal = electrons * _consensus(scene, keep, r, c, peak * img.column_signal_A2[keep])
     signal = signal * sample_nearest(ramp, r, c)
-    shot_var = sample_nearest(expected, r, c)
+    shot_var = np.maximum(sample_nearest(expected, r, c), 0.0)  # counts cannot be negative
     read_var = (p.read_noise_counts / p.detector_gain) ** 2
     window = max(5, round(0.6 / p.pixel_size_nm))
     clutter = sample_nearest(local_std(electrons * img.other * ramp, window), r, c)
