@@ -39,7 +39,7 @@ def test_overview_image_gives_particles_not_an_error(tmp_path) -> None:
     assert summary["particles"]["method"] == "intensity"
     assert not (tmp_path / "overview_atoms.csv").exists()
     table = pd.read_csv(tmp_path / "overview_particles.csv")
-    assert {"y_nm", "x_nm", "equivalent_diameter_nm"} <= set(table.columns)
+    assert {"y_nm", "x_nm", "equivalent_diameter_nm", "touches_border"} <= set(table.columns)
     labels, lab_cal = read_image(tmp_path / "overview_regions.tif")
     assert lab_cal.pixel_size_nm == pytest.approx(PS_NM)
     assert 2 * np.logical_and(labels == 1, mask).sum() / ((labels == 1).sum() + mask.sum()) > 0.9

@@ -294,7 +294,7 @@ def _particles_of(seg: Any, pixel_size_nm: float | None) -> pd.DataFrame | None:
     """The particles table of a particles segmentation (None for contamination)."""
     from scipy import ndimage
 
-    from .segment.intensity import particle_table
+    from .segment.instances import particle_table
 
     if seg.task != "particles":
         return None
@@ -324,8 +324,11 @@ def _write_results(
     files[f"{table}_csv"] = out / f"{result.name}_{table}.csv"
     files["regions_tif"] = out / f"{result.name}_regions.tif"
     files["summary_json"] = out / f"{result.name}_summary.json"
-    coords = rows[["y_px", "x_px"]].to_numpy(dtype=np.float64)
-    features = rows.drop(columns=[c for c in ("y_px", "x_px", "y_nm", "x_nm") if c in rows])
+    # A points CSV (opens in napari as a Points layer): particles at their centroids.
+    yx = ["y_px", "x_px"] if result.particles is None else ["centroid_y_px", "centroid_x_px"]
+    coords = rows[yx].to_numpy(dtype=np.float64)
+    dropped = (*yx, "y_nm", "x_nm", "centroid_y_nm", "centroid_x_nm")
+    features = rows.drop(columns=[c for c in dropped if c in rows])
     write_points_csv(
         files[f"{table}_csv"], coords, cal, features=features, inputs=inputs, overwrite=overwrite
     )

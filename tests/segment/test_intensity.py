@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg._progress import drain
-from napari_atomseg.segment.intensity import iter_particles_by_intensity, particle_table
+from napari_atomseg.segment.instances import particle_table
+from napari_atomseg.segment.intensity import iter_particles_by_intensity
 from tests._synth import OVERVIEW_PIXEL_SIZE_NM as PS_NM
 from tests._synth import nanoparticle_overview
 
@@ -43,8 +44,8 @@ def test_particle_table_of_a_known_disc() -> None:
     labels[np.hypot(yy - 20, xx - 10) <= 5] = 1
     table = particle_table(labels, 0.5)
     (row,) = table.itertuples()
-    assert (row.y_px, row.x_px) == pytest.approx((20.0, 10.0))
+    assert (row.centroid_y_px, row.centroid_x_px) == pytest.approx((20.0, 10.0))
     assert row.area_px == (labels == 1).sum()
     assert row.equivalent_diameter_nm == pytest.approx(2 * np.sqrt(row.area_px / np.pi) * 0.5)
-    assert row.x_nm == pytest.approx(5.0)
+    assert row.centroid_x_nm == pytest.approx(5.0) and not row.touches_border
     assert particle_table(np.zeros((8, 8), int), None).empty

@@ -57,7 +57,7 @@ def particle_instances(
     binary = np.asarray(mask).astype(bool)
     if not binary.any():
         empty = np.zeros(binary.shape, np.int32)
-        return empty, _table(empty, pixel_size_nm)
+        return empty, particle_table(empty, pixel_size_nm)
     distance = ndi.distance_transform_edt(binary)
     labels = watershed(-distance, _markers(binary, distance), mask=binary)
     # Components the markers missed (thin slivers) keep a label of their own.
@@ -70,12 +70,17 @@ def particle_instances(
     small[0] = False
     labels[small[labels]] = 0
     relabelled = relabel_sequential(labels.astype(np.int32))[0].astype(np.int32)
-    return relabelled, _table(relabelled, pixel_size_nm)
+    return relabelled, particle_table(relabelled, pixel_size_nm)
 
 
-def _table(instances: np.ndarray, pixel_size_nm: float | None) -> pd.DataFrame:
+def particle_table(instances: np.ndarray, pixel_size_nm: float | None) -> pd.DataFrame:
+    """One row per particle of a label image (0 = background, 1..N without gaps, e.g.
+    from :func:`particle_instances`): the columns of the module docstring. Every particle
+    table of the package (``segment``, the intensity method, the main job, the CLI, the
+    widget) is this one."""
     from scipy import ndimage as ndi
 
+    instances = np.asarray(instances)
     n = int(instances.max())
     index = np.arange(1, n + 1)
     if n == 0:

@@ -64,6 +64,9 @@ def iter_particles_by_intensity(
     """
     from scipy import ndimage
     from skimage.filters import threshold_otsu
+    from skimage.segmentation import relabel_sequential
+
+    from .instances import particle_table
 
     img = as_image2d(image, "image")
     if pixel_size_nm is not None:
@@ -88,6 +91,7 @@ def iter_particles_by_intensity(
         keep = areas >= min_area
         keep[0] = False
         labels = np.where(keep[labels], labels, 0)
+    labels = relabel_sequential(labels.astype(np.int32))[0]
     table = particle_table(labels, pixel_size_nm)
     yield Progress(3, 3, f"{len(table)} particles")
     return SegmentationResult(
@@ -105,33 +109,3 @@ def iter_particles_by_intensity(
             "min_diameter_nm": min_diameter_nm,
         },
     )
-
-
-def particle_table(labels: np.ndarray, pixel_size_nm: float | None) -> Any:
-    """One row per labelled particle: ``label, y_px, x_px, area_px, equivalent_diameter_px``
-    and, with a pixel size, ``y_nm, x_nm, area_nm2, equivalent_diameter_nm``."""
-    import pandas as pd
-    from scipy import ndimage
-
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if ids.size:
-        centres = np.asarray(ndimage.center_of_mass(np.ones_like(labels), labels, ids))
-        areas = ndimage.sum_labels(np.ones_like(labels), labels, ids).astype(float)
-    else:
-        centres, areas = np.zeros((0, 2)), np.zeros(0)
-    table = pd.DataFrame(
-        {
-            "label": np.arange(1, len(ids) + 1),
-            "y_px": centres[:, 0],
-            "x_px": centres[:, 1],
-            "area_px": areas,
-            "equivalent_diameter_px": 2.0 * np.sqrt(areas / np.pi),
-        }
-    )
-    if pixel_size_nm is not None:
-        table["y_nm"] = table["y_px"] * pixel_size_nm
-        table["x_nm"] = table["x_px"] * pixel_size_nm
-        table["area_nm2"] = table["area_px"] * pixel_size_nm**2
-        table["equivalent_diameter_nm"] = table["equivalent_diameter_px"] * pixel_size_nm
-    return table
