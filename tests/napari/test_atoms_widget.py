@@ -296,6 +296,8 @@ def test_hrtem_of_unknown_contrast_runs_both_ways_and_says_which_it_kept(qtbot, 
     _wait(qtbot, w)
     assert len(calls) == 2  # the preview ran no network
     assert 0 < len(viewer.layers["tem columns"].data) < len(true)
+    # ... and still says which answer it post-processed (a preview used to drop it).
+    assert "columns bright (chosen" in w.panel.status.value
 
 
 def test_min_evidence_slider_is_a_live_post_processing_setting(qtbot, fake_network):
