@@ -79,6 +79,8 @@ def heatmap_to_atoms(
             "warnings": unsupported_warnings(cand, result.inverted),
         }
     )
+    if result.polarity_choice:
+        df.attrs["polarity"] = result.polarity_choice
     return df
 
 
@@ -137,7 +139,9 @@ def iter_network_answer(
             f"{float(d['confidence'].mean()) if len(d) else 0:.2f}"
             for r, d in answers
         )
-        df.attrs["polarity"] = f"columns {df.attrs['contrast']} (chosen; {counts})"
+        # Kept with the answer, so every later post-processing of it says so too.
+        result.polarity_choice = f"columns {df.attrs['contrast']} (chosen; {counts})"
+        df.attrs["polarity"] = result.polarity_choice
     return result, df
 
 

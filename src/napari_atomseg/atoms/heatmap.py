@@ -57,6 +57,9 @@ class HeatmapResult:
     contrast: str = "auto"
     #: True when the network saw the inverted image (the columns are dark in the image).
     inverted: bool = False
+    #: When the network saw the image both ways round: which answer was kept and why
+    #: (set by :func:`~napari_atomseg.atoms.find.iter_network_answer`; "" otherwise).
+    polarity_choice: str = ""
     #: Post-processing results that do not depend on the sliders, by their settings.
     _cache: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 

@@ -300,11 +300,9 @@ class FindAtomsWidget(DockContainer):
         the Points metadata as ``model_choice``). ``select`` (after Find atoms) makes the
         Points layer the active one, so napari shows its add / select / move tools, ready
         for correction."""
-        points_name, labels_name = self.result_names(layer.name)
-        if not select:  # a preview post-processes the kept answer: say which it was
-            _carry_polarity(results, find_layer(self._viewer, points_name, "points"))
         atoms, labels = combine(results, self._image_shape(layer))
         first = results[0].heatmap
+        points_name, labels_name = self.result_names(layer.name)
         shared = stored_scale(layer) if layer_pixel_size_nm(layer) is None else None
         estimated = bool(first.pixel_size_estimated) or (
             shared is not None and shared.source != "user" and not self.pixel_size_nm.value
@@ -317,7 +315,6 @@ class FindAtomsWidget(DockContainer):
             "pixel_size_estimated": estimated,
             "settings": {**dataclasses.asdict(self.settings()), "contrast": first.contrast},
             "threshold_used": [r.atoms.attrs.get("threshold") for r in results],
-            "polarity": [r.atoms.attrs.get("polarity") for r in results],
             "heatmaps": [(r.index, r.heatmap) for r in results],
         }
         source = layer.metadata.get("source_path")
@@ -449,12 +446,3 @@ class FindAtomsWidget(DockContainer):
         )
         self._disposable_job = True
         return worker
-
-
-def _carry_polarity(results: list[FrameAtoms], points: Any) -> None:
-    """Give each previewed frame the polarity choice of the run whose heatmaps it
-    re-used (kept in the Points metadata), so the status line keeps saying it."""
-    kept = (points.metadata.get("polarity") if points is not None else None) or []
-    for k, r in enumerate(results):
-        if "polarity" not in r.atoms.attrs and k < len(kept) and kept[k]:
-            r.atoms.attrs["polarity"] = kept[k]
