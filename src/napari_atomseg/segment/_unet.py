@@ -70,11 +70,14 @@ def _fitting_cards(task: str) -> list[Any]:
     return fitting
 
 
-def default_model(task: str) -> Any:
-    """The shipped card for ``task`` (the one marked ``default``, else the first fitting)."""
-    fitting = _fitting_cards(task)
+def _default_of(fitting: list[Any]) -> Any:
     defaults = [c for c in fitting if getattr(c, "default", False)]
     return (defaults or fitting)[0]
+
+
+def default_model(task: str) -> Any:
+    """The shipped card for ``task`` (the one marked ``default``, else the first fitting)."""
+    return _default_of(_fitting_cards(task))
 
 
 def model_for_image(
@@ -88,10 +91,11 @@ def model_for_image(
     pixel size (bright-field survey images, particles a few pixels across).
     ``scale_source``: ``"user"`` for a given pixel size, else the estimate's source.
     """
-    card = default_model(task)
+    fitting = _fitting_cards(task)
+    card = _default_of(fitting)
     if task != "particles":
         return card, "the task's default model"
-    scale_free = [c for c in _fitting_cards(task) if c.input.working_pixel_size_nm is None]
+    scale_free = [c for c in fitting if c.input.working_pixel_size_nm is None]
     if card.input.working_pixel_size_nm is None or not scale_free:
         return card, "the task's default model"
     measured = pixel_size_nm is not None and (
@@ -135,18 +139,18 @@ def iter_unet(
     tile_px: int | None = None,
     overlap_px: int | None = None,
     batch_size: int | None = None,
-    estimated: bool = False,
     scale_source: str | None = None,
 ) -> Generator[Progress, None, UnetRun]:
     """Run the task's model (or ``model``, a name or card path) through the backend.
 
-    ``estimated``: ``pixel_size_nm`` is an estimate, so one outside the model's range is
-    clipped to it (with a warning) rather than refused. ``scale_source``: where the pixel
-    size came from (``"user"``, or the estimate's source); with ``model=None`` it picks
-    the particle model (:func:`model_for_image`).
+    ``scale_source``: where ``pixel_size_nm`` came from -- ``"user"`` (given) or the
+    estimate's source. An estimate outside the model's range is clipped to it (with a
+    warning) rather than refused; with ``model=None`` the source also picks the particle
+    model (:func:`model_for_image`).
     """
     from ..backend import get_model
 
+    estimated = scale_source not in (None, "user")
     card, why = model_for_image(task, pixel_size_nm, scale_source) if model is None else (None, "")
     loaded = get_model(card.name if card is not None else os.fspath(model), device=device)
     if not card_fits_task(loaded.card, task):

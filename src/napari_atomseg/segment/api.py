@@ -382,9 +382,7 @@ def iter_segment(
         pre_img = preprocess(img, replace(pre, standardise=False))
         yield Progress(2, total, "U-Net")
         source = scale.source if scale is not None else ("user" if px is not None else None)
-        run = yield from _unet.iter_unet(
-            pre_img, px, task, estimated=estimated, scale_source=source, **backend_opts
-        )
+        run = yield from _unet.iter_unet(pre_img, px, task, scale_source=source, **backend_opts)
         probabilities = run.probabilities
         warnings += [w for w in run.warnings if w not in warnings]
         period_px = math.nan
