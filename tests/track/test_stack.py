@@ -34,6 +34,17 @@ def test_imagej_tiff_is_lazy_with_time_and_pixel_size(tmp_path, frames):
     np.testing.assert_array_equal(stack.frame(3), frames[3])
 
 
+def test_tiff_of_pages_written_one_frame_at_a_time(tmp_path, frames):
+    # Each frame written as a (1, rows, cols) array: tifffile reports (7, 1, 32, 40).
+    path = tmp_path / "movie.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for frame in frames:
+            tif.write(frame[None], contiguous=True)
+    stack = open_stack(path)
+    assert stack.shape == (7, 32, 40) and stack.data.chunks[0] == (1,) * 7
+    np.testing.assert_array_equal(stack.frame(5), frames[5])
+
+
 def test_frame_range_keeps_absolute_numbers(tmp_path, frames):
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, frames)

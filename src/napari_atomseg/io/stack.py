@@ -303,9 +303,12 @@ def _open_tiff(p: Path) -> Stack:
         store = tifffile.imread(p, aszarr=True)
         keep = (store,)
         data = da.from_zarr(store)
-    if not hasattr(data, "compute"):
-        data = da.from_array(data, chunks=(1, *data.shape[-2:]))
-    arr = data.reshape((-1, *data.shape[-2:]))
+    # Singleton axes (pages written as (1, rows, cols) arrays) fold into the frame axis.
+    frames_shape = (-1, *data.shape[-2:])
+    if hasattr(data, "compute"):
+        arr = data.reshape(frames_shape)
+    else:
+        arr = da.from_array(data.reshape(frames_shape), chunks=(1, *data.shape[-2:]))
     lead = [(s, u) for s, u, n in zip(scales, units, shape) if n > 1][:-2] if len(shape) > 2 else []
     lead_axis = RawAxis(*lead[0], "frame") if len(lead) == 1 else RawAxis(1.0, "", "frame")
     raw = [lead_axis, RawAxis(scales[-2], units[-2], "y"), RawAxis(scales[-1], units[-1], "x")]
