@@ -45,6 +45,42 @@ def test_tiff_of_pages_written_one_frame_at_a_time(tmp_path, frames):
     np.testing.assert_array_equal(stack.frame(5), frames[5])
 
 
+def test_contiguous_files_are_read_one_frame_at_a_time(tmp_path, frames, monkeypatch):
+    # dask.array.from_array on a memory map copied the whole file when the stack was opened
+    # (a 2 GB movie took 4 GB); frames are now read with file reads when used.
+    from napari_atomseg.io import stack as stack_module
+
+    read = []
+    original = stack_module._FileFrames._read
+    monkeypatch.setattr(
+        stack_module._FileFrames,
+        "_read",
+        lambda self, f: (read.append(list(f)) if len(f) else None) or original(self, f),
+    )
+    tif, mrc = tmp_path / "movie.tif", tmp_path / "movie.mrcs"
+    tifffile.imwrite(tif, frames)
+    with mrcfile.new(mrc) as m:
+        m.set_data(frames.astype(np.float32))
+    for path in (tif, mrc):
+        read.clear()
+        stack = open_stack(path)
+        assert read == []
+        np.testing.assert_array_equal(stack.frame(4), frames[4])
+        assert read == [[4]]
+
+
+def test_truncated_contiguous_tiff_names_the_frame(tmp_path, frames):
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, frames)
+    with tifffile.TiffFile(path) as tif:
+        start = tif.series[0].dataoffset
+    stack = open_stack(path)
+    with open(path, "r+b") as f:
+        f.truncate(start + int(6.5 * frames[0].nbytes))
+    with pytest.raises(FileReadError, match="frame 6 is cut short"):
+        stack.frame(6)
+
+
 def test_frame_range_keeps_absolute_numbers(tmp_path, frames):
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, frames)
@@ -79,7 +115,7 @@ def test_bad_frame_ranges_are_input_errors(text):
         parse_frame_range(text, 0, 10)
 
 
-def test_mrc_stack_is_a_memory_map(tmp_path, frames):
+def test_mrc_stack_is_lazy_with_pixel_size(tmp_path, frames):
     path = tmp_path / "movie.mrcs"
     with mrcfile.new(path) as mrc:
         mrc.set_data(frames.astype(np.float32))
