@@ -67,6 +67,9 @@ def test_contiguous_files_are_read_one_frame_at_a_time(tmp_path, frames, monkeyp
         assert read == []
         np.testing.assert_array_equal(stack.frame(4), frames[4])
         assert read == [[4]]
+    read.clear()
+    stack = as_stack(np.memmap(tmp_path / "raw.dat", frames.dtype, "w+", shape=frames.shape))
+    assert read == [] and stack.frame(2).shape == frames.shape[1:] and read == [[2]]
 
 
 def test_truncated_contiguous_tiff_names_the_frame(tmp_path, frames):

@@ -206,6 +206,8 @@ def as_stack(
         if arr is None:
             if not hasattr(frames, "shape"):
                 frames = np.asarray(frames)
+            if isinstance(frames, np.memmap) and frames.ndim == 3:
+                frames = _memmap_frames(frames)  # read when used, not copied now
             arr = da.from_array(frames, chunks=(1, *frames.shape[1:]), asarray=True)
         if arr.ndim != 3:
             raise InputError(
