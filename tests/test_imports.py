@@ -23,7 +23,7 @@ COMPUTE_PACKAGES = [
     "napari_atomseg.simulate",
     "napari_atomseg.backend",
     "napari_atomseg.atoms",
-    "napari_atomseg.segment",
+    "napari_atomseg.segmentation",
     "napari_atomseg.lattice",
     "napari_atomseg.cli",
 ]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .io import Calibration as Calibration
     from .io import read_image as read_image
     from .lattice import analyse_lattice as analyse_lattice
-    from .segment import segment as segment
+    from .segmentation import segment as segment
     from .simulate import SimulationParameters as SimulationParameters
     from .simulate import simulate as simulate
     from .track import register_stack as register_stack
@@ -37,7 +37,7 @@ _LAZY = {
     "simulate": "napari_atomseg.simulate",
     "SimulationParameters": "napari_atomseg.simulate",
     "find_atoms": "napari_atomseg.atoms",
-    "segment": "napari_atomseg.segment",
+    "segment": "napari_atomseg.segmentation",
     "track_atoms": "napari_atomseg.track",
     "register_stack": "napari_atomseg.track",
     "analyse_lattice": "napari_atomseg.lattice",

@@ -7,7 +7,7 @@ contamination. The run then *scores itself*: each summary holds precision / reca
 RMS error of the found columns against the true visible ones (outside contamination) and
 the Jaccard index of the amorphous (contamination) and vacuum masks against the true ones.
 Simulated images and your files are segmented alike, with the default method of
-:func:`napari_atomseg.segment.segment` (``auto``: the default U-Net checked against the
+:func:`napari_atomseg.segmentation.segment` (``auto``: the default U-Net checked against the
 Bragg filter, which takes over on a crystal the network gets grossly wrong; an image
 without a lattice has no crystal and no contamination flags). Without a calibration
 (PNG/JPEG pictures, uncalibrated TIFFs) the pixel size is estimated once per image from

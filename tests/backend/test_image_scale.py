@@ -114,7 +114,7 @@ def test_real_graphene_selection_set():
     """The 20 selection images: the {100} estimate of the set's table, within 3 % on all
     with a clear lattice (measured: 18 of 20 within 2.5 %, median 0.5 %; the two faint
     2015-03-10 D4 frames show no spots above the threshold and fall back)."""
-    from napari_atomseg.segment.data import final_split, load_graphene_contamination
+    from napari_atomseg.segmentation.data import final_split, load_graphene_contamination
 
     items = load_graphene_contamination(shared_path("graphene_contamination"))
     selection, _ = final_split([it.name for it in items])

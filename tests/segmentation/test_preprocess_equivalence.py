@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_atomseg.segment.preprocess import _median3, median_filter, remove_spikes
+from napari_atomseg.segmentation.preprocess import _median3, median_filter, remove_spikes
 from tests._data import shared_path
 from tests._synth import cosine_hex_lattice
 
@@ -60,7 +60,7 @@ def test_remove_spikes_same_as_reference_on_injected_spikes():
 
 
 def test_remove_spikes_same_as_reference_on_real_graphene():
-    from napari_atomseg.segment.data import load_graphene_contamination
+    from napari_atomseg.segmentation.data import load_graphene_contamination
 
     items = load_graphene_contamination(shared_path("graphene_contamination"))
     for item in items[:8]:

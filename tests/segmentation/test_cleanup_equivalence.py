@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_atomseg.segment.cleanup import (
+from napari_atomseg.segmentation.cleanup import (
     _blur,
     clean_labels,
     fill_holes,
@@ -172,7 +172,7 @@ def test_fill_holes_equals_binary_fill_holes():
 
 
 def test_clean_labels_on_real_graphene_masks_equals_reference():
-    from napari_atomseg.segment.data import load_graphene_contamination
+    from napari_atomseg.segmentation.data import load_graphene_contamination
 
     items = load_graphene_contamination(shared_path("graphene_contamination"))
     rng = np.random.default_rng(3)

@@ -2,10 +2,10 @@
 
 Public API (imported lazily, so ``napari-atomseg --help`` stays fast)::
 
-    from napari_atomseg.segment import segment
+    from napari_atomseg.segmentation import segment
     labels, class_names = segment(image, pixel_size_nm=None, task="contamination",
                                   method="bragg")
-    # napari_atomseg.segment(image, ...) works too: the package itself is callable.
+    # napari_atomseg.segment(image, ...) is the same function.
 
 Modules: :mod:`.api` (``segment`` / ``iter_segment``), :mod:`.preprocess` (flat-field,
 spikes, standardisation), :mod:`.bragg` (the classical Bragg filter), :mod:`.cleanup`
@@ -17,9 +17,7 @@ set and k-fold splits), :mod:`.tuning` (choose Bragg parameters by cross-validat
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
@@ -56,20 +54,3 @@ _LAZY = {
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``napari_atomseg.segment(image, ...)`` call :func:`.api.segment`.
-
-    The top-level API promises a function ``napari_atomseg.segment``, but once this
-    sub-package is imported Python binds the *package* to that attribute. Making the
-    package callable keeps both spellings working.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .api import segment
-
-        return segment(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -4,10 +4,10 @@
 synthetic training pairs from the simulation engine's exact masks, and defines the loss
 and the validation metrics. Registered in a training config as::
 
-    task: napari_atomseg.segment.training:SegmentationTask
+    task: napari_atomseg.segmentation.training:SegmentationTask
     task_options: {mode: contamination, working_pixel_size_nm: 0.04, tile_px: 256}
 
-Classes (the label order of :data:`~napari_atomseg.segment.api.TASK_CLASSES`):
+Classes (the label order of :data:`~napari_atomseg.segmentation.api.TASK_CLASSES`):
 
 - ``mode="contamination"``: 0 crystal <- sim class 1 (lattice); 1 amorphous <- sim
   classes 2 (amorphous support) and 3 (contamination); 2 vacuum <- sim class 0.
@@ -177,7 +177,7 @@ class SegmentationTask:
         """The card entries this task implies (the training config's ``card`` overrides).
 
         One softmax head named ``classes`` whose channels are the task's class names, so
-        :func:`napari_atomseg.segment.segment` maps them by name.
+        :func:`napari_atomseg.segmentation.segment` maps them by name.
         """
         return {
             "task": "segmentation",

@@ -1,4 +1,4 @@
-"""The U-Net path of :func:`napari_atomseg.segment.segment`: model choice and class mapping.
+"""The U-Net path of :func:`napari_atomseg.segmentation.segment`: model choice and class mapping.
 
 Everything torch-related (devices, weights, resampling, tiling) is the shared backend's;
 this module only picks the model for a task and turns its output channels into class

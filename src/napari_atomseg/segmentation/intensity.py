@@ -13,7 +13,7 @@ microscopist would apply in ImageJ, made robust:
 4. drop specks smaller than a disc of ``min_diameter_nm`` and fill holes.
 
 :func:`iter_particles_by_intensity` returns a
-:class:`~napari_atomseg.segment.api.SegmentationResult` (task ``particles``, method
+:class:`~napari_atomseg.segmentation.api.SegmentationResult` (task ``particles``, method
 ``intensity``) whose ``details["particles"]`` is a table of the particles (centre, area,
 equivalent diameter, in px and nm).
 """

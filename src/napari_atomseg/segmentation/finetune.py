@@ -9,7 +9,7 @@ fine-tuning and inference see the same input.
 
 Two steps make the shipped model (both driven by one training config)::
 
-    python -m napari_atomseg.segment.finetune configs/segment_contamination.yaml
+    python -m napari_atomseg.segmentation.finetune configs/segment_contamination.yaml
     napari-atomseg train configs/segment_contamination.yaml
 
 The first writes the config's ``pairs`` file (``.npz``, ignored by git: the real data stay
@@ -153,7 +153,7 @@ def iter_finetune(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m napari_atomseg.segment.finetune",
+        prog="python -m napari_atomseg.segmentation.finetune",
         description="Write a training config's fine-tuning pairs from the real graphene set.",
     )
     parser.add_argument("config", help="training config with 'pairs: PATH' (YAML)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import FileReadError, InputError
-from napari_atomseg.segment.data import (
+from napari_atomseg.segmentation.data import (
     GRAPHENE_CLASSES,
     kfold_splits,
     load_graphene_contamination,

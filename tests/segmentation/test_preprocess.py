@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.segment.preprocess import (
+from napari_atomseg.segmentation.preprocess import (
     PreprocessOptions,
     fit_polynomial_surface,
     flatfield,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,13 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from napari_atomseg._progress import drain  # noqa: E402
-from napari_atomseg.backend.cards import load_card  # noqa: E402
+from napari_atomseg.backend.cards import MODELS_DIR, load_card  # noqa: E402
+from napari_atomseg.backend.registry import get_model  # noqa: E402
 from napari_atomseg.backend.train_data import load_pairs  # noqa: E402
 from napari_atomseg.errors import InputError  # noqa: E402
-from napari_atomseg.segment import finetune  # noqa: E402
-from napari_atomseg.segment.data import LabelledImage  # noqa: E402
-from napari_atomseg.segment.training import NOT_FLAGGED, SegmentationTask  # noqa: E402
+from napari_atomseg.segmentation import finetune  # noqa: E402
+from napari_atomseg.segmentation.data import LabelledImage  # noqa: E402
+from napari_atomseg.segmentation.training import NOT_FLAGGED, SegmentationTask  # noqa: E402
 from tests._data import REPO_ROOT, shared_path  # noqa: E402
 from tests._synth import contaminated_lattice  # noqa: E402
 
@@ -54,7 +56,7 @@ def test_real_pairs_preprocess_and_partial_labels():
 def _tiny_config(tmp_path: Path) -> dict:
     return {
         "name": "tiny_contamination",
-        "task": "napari_atomseg.segment.training:SegmentationTask",
+        "task": "napari_atomseg.segmentation.training:SegmentationTask",
         "task_options": {"mode": "contamination", "working_pixel_size_nm": 0.04, "tile_px": 32},
         "card": {
             "architecture": {"type": "unet", "base_channels": 4, "depth": 1, "norm": "group"},
@@ -83,6 +85,23 @@ def test_iter_finetune_trains_on_pairs_and_exports_a_card(tmp_path):
     assert card.training["data"]["fine_tuning_pairs"] == 3
     assert Path(result.weights_path).is_file()
     assert Path(result.card_path).parent == tmp_path / "fold0"
+
+
+def test_a_card_written_before_the_package_rename_still_loads(tmp_path):
+    # Cards exported before issue 22 (by 'napari-atomseg train' and the fine-tune command)
+    # name the task in napari_atomseg.segment, now napari_atomseg.segmentation.
+    shipped = MODELS_DIR / "segment_contamination.yaml"
+    data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    data["training"]["config"]["task"] = "napari_atomseg.segment.training:SegmentationTask"
+    shutil.copy(MODELS_DIR / data["weights"]["file"], tmp_path)
+    path = tmp_path / "old_contamination.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    card = load_card(path)
+    recorded = card.training["config"]
+    assert recorded["task"] == "napari_atomseg.segment.training:SegmentationTask"
+    task = finetune.task_from_config(recorded)
+    assert isinstance(task, SegmentationTask) and task.mode == "contamination"
+    assert get_model(path).card.name == "segment_contamination"
 
 
 def test_write_pairs_from_the_real_set(tmp_path):

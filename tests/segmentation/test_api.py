@@ -10,8 +10,8 @@ import pytest
 import napari_atomseg
 from napari_atomseg._progress import Progress
 from napari_atomseg.errors import InputError, ModelError
-from napari_atomseg.segment import SegmentationResult, iter_segment, segment
-from napari_atomseg.segment.metrics import MaskScores
+from napari_atomseg.segmentation import SegmentationResult, iter_segment, segment
+from napari_atomseg.segmentation.metrics import MaskScores
 from tests._synth import contaminated_lattice, cosine_hex_lattice, disc
 
 
@@ -73,7 +73,7 @@ def test_generator_yields_progress_and_top_level_import():
     assert all(isinstance(s, Progress) for s in steps)
     assert steps[-1].fraction == 1.0 and len(steps) >= 3
     assert isinstance(result, SegmentationResult)
-    # The top-level spelling works although napari_atomseg.segment is also a package.
+    # The top-level function gives the same result.
     top = napari_atomseg.segment(image, method="bragg")
     np.testing.assert_array_equal(top.labels, result.labels)
 
@@ -209,8 +209,8 @@ def test_unet_particle_sigmoid_and_missing_model(monkeypatch):
 
 
 def test_bragg_contamination_map_is_a_logistic_of_residual_over_threshold():
-    from napari_atomseg.segment.api import bragg_contamination_map
-    from napari_atomseg.segment.bragg import bragg_filter
+    from napari_atomseg.segmentation.api import bragg_contamination_map
+    from napari_atomseg.segmentation.bragg import bragg_filter
 
     image, truth = contaminated_lattice(seed=8)
     res = bragg_filter(image)
@@ -223,9 +223,9 @@ def test_bragg_contamination_map_is_a_logistic_of_residual_over_threshold():
 
 
 def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
-    from napari_atomseg.segment.api import bragg_contamination_map
-    from napari_atomseg.segment.bragg import bragg_filter
-    from napari_atomseg.segment.preprocess import PreprocessOptions, preprocess
+    from napari_atomseg.segmentation.api import bragg_contamination_map
+    from napari_atomseg.segmentation.bragg import bragg_filter
+    from napari_atomseg.segmentation.preprocess import PreprocessOptions, preprocess
 
     image, truth = contaminated_lattice(seed=9)
     card = _Card("seg_v1", "segmentation", ("crystal", "amorphous", "vacuum"), default=True)
@@ -256,8 +256,8 @@ def test_unet_bragg_average_is_the_default_for_contamination(monkeypatch):
 def test_unet_vacuum_needs_no_lattice():
     """The U-Net/Bragg default: a pixel the U-Net calls vacuum stays vacuum only where the
     Bragg filter sees no lattice fringes; contamination labels are never touched."""
-    from napari_atomseg.segment import bragg as _bragg
-    from napari_atomseg.segment.bragg_labels import (
+    from napari_atomseg.segmentation import bragg as _bragg
+    from napari_atomseg.segmentation.bragg_labels import (
         vacuum_needs_no_lattice as _vacuum_needs_no_lattice,
     )
 

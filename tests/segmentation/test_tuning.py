@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.segment import segment
-from napari_atomseg.segment.metrics import confusion_matrix
-from napari_atomseg.segment.tuning import (
+from napari_atomseg.segmentation import segment
+from napari_atomseg.segmentation.metrics import confusion_matrix
+from napari_atomseg.segmentation.tuning import (
     BraggGrid,
     GridScores,
     best_candidate,

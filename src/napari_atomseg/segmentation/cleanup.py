@@ -13,7 +13,7 @@ class) and on boolean masks. Three steps, in this order, each optional:
 3. **Holes** -- regions enclosed by one foreground class (not touching the image border)
    and at most ``max_hole_px`` large are filled with that class.
 
-Lengths and areas here are in pixels; :mod:`napari_atomseg.segment.api` converts physical
+Lengths and areas here are in pixels; :mod:`napari_atomseg.segmentation.api` converts physical
 or lattice-relative sizes to pixels.
 """
 

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napari_atomseg.errors import InputError  # noqa: E402
-from napari_atomseg.segment.training import (  # noqa: E402
+from napari_atomseg.segmentation.training import (  # noqa: E402
     IGNORE,
     NOT_FLAGGED,
     SegmentationTask,

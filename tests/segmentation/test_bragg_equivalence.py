@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.special import erf
 
-from napari_atomseg.segment.bragg import (
+from napari_atomseg.segmentation.bragg import (
     _aperture_half_plane,
     _divide_by_envelope,
     _lowpass_pair,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.segment.guard import (
+from napari_atomseg.segmentation.guard import (
     GROSS_DISAGREEMENT,
     contamination_decision,
     input_warnings,
@@ -57,8 +57,8 @@ def test_lattice_in_view_and_input_checks():
 
 
 def test_covered_bulk_crystal_stays_crystal_covered_monolayer_does_not():
-    from napari_atomseg.segment.synthetic_labels import visible_lattice_labels
-    from napari_atomseg.segment.training import sim_classes_to_labels
+    from napari_atomseg.segmentation.synthetic_labels import visible_lattice_labels
+    from napari_atomseg.segmentation.training import sim_classes_to_labels
 
     common = {"shape_px": (192, 192), "pixel_size_nm": 0.03, "contamination_coverage": 0.4}
     bulk = simulate(
@@ -72,7 +72,7 @@ def test_covered_bulk_crystal_stays_crystal_covered_monolayer_does_not():
     visible = visible_lattice_labels(bulk.image_clean, geometric, bulk.masks["particle"])
     assert (visible == 0).mean() > 0.95  # ... but its lattice shows through: crystal
     # The training task applies the rule to bulk crystals only: monolayers keep the masks.
-    from napari_atomseg.segment.training import _is_bulk_lattice
+    from napari_atomseg.segmentation.training import _is_bulk_lattice
 
     assert _is_bulk_lattice(bulk.parameters)
     assert not _is_bulk_lattice(SimulationParameters(material="graphene"))
@@ -80,7 +80,7 @@ def test_covered_bulk_crystal_stays_crystal_covered_monolayer_does_not():
 
 
 def test_final_split_is_date_grouped_and_fixed():
-    from napari_atomseg.segment.data import date_of, final_split
+    from napari_atomseg.segmentation.data import date_of, final_split
 
     names = [f"2014_0{m}01_Gr_{k}" for m in range(1, 10) for k in range(3)]
     selection, final = final_split(names)
@@ -91,7 +91,7 @@ def test_final_split_is_date_grouped_and_fixed():
 
 
 def test_task_scale_jitter_and_real_pair_scales():
-    from napari_atomseg.segment.training import SegmentationTask
+    from napari_atomseg.segmentation.training import SegmentationTask
 
     def params(rng):
         return SimulationParameters(material="MoS2", shape_px=(64, 64), pixel_size_nm=0.02,

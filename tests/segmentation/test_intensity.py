@@ -1,4 +1,4 @@
-"""Particles by Z contrast (segment.intensity), for images too coarse for lattice fringes."""
+"""Particles by Z contrast (segmentation.intensity), for images too coarse for lattice fringes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg._progress import drain
-from napari_atomseg.segment.instances import particle_table
-from napari_atomseg.segment.intensity import iter_particles_by_intensity
+from napari_atomseg.segmentation.instances import particle_table
+from napari_atomseg.segmentation.intensity import iter_particles_by_intensity
 from tests._synth import OVERVIEW_PIXEL_SIZE_NM as PS_NM
 from tests._synth import nanoparticle_overview
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.segment.bragg import (
+from napari_atomseg.segmentation.bragg import (
     BraggParameters,
     bragg_filter,
     default_min_frequency,
@@ -16,7 +16,7 @@ from napari_atomseg.segment.bragg import (
     lattice_frequency,
     with_options,
 )
-from napari_atomseg.segment.metrics import MaskScores
+from napari_atomseg.segmentation.metrics import MaskScores
 from tests._synth import contaminated_lattice, cosine_hex_lattice
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from napari_atomseg.segment.instances import TABLE_COLUMNS, particle_instances
-from napari_atomseg.segment.particle_scale import (
+from napari_atomseg.segmentation.instances import TABLE_COLUMNS, particle_instances
+from napari_atomseg.segmentation.particle_scale import (
     TARGET_DIAMETER_PX,
     blob_diameter_px,
     particle_zoom,

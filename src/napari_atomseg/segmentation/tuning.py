@@ -10,7 +10,7 @@ on every image once (one confusion matrix each), after which
 - :func:`cross_validated` does that per fold and scores each held-out fold with the
   parameters chosen *without* it, so no image is scored by parameters tuned on it.
 
-All candidates run exactly the :func:`~napari_atomseg.segment.segment` pipeline
+All candidates run exactly the :func:`~napari_atomseg.segmentation.segment` pipeline
 (pre-processing, Bragg filter, class rule, clean-up); only the expensive steps are shared
 between candidates that differ in later parameters.
 """

@@ -11,7 +11,7 @@ import tifffile
 
 from napari_atomseg.cli import main
 from napari_atomseg.io import read_image
-from napari_atomseg.segment.sorting import rank_images, ranking_table
+from napari_atomseg.segmentation.sorting import rank_images, ranking_table
 from tests._synth import contaminated_lattice, disc
 
 PIXEL_NM = 0.025
@@ -148,7 +148,7 @@ def test_plain_pictures_are_read_uncalibrated(tmp_path, capsys):
     """PNG files (like the published graphene set) are ranked too, without a pixel size."""
     import imageio.v3 as iio
 
-    from napari_atomseg.segment.sorting import read_any, supported_files
+    from napari_atomseg.segmentation.sorting import read_any, supported_files
 
     d = tmp_path / "png"
     d.mkdir()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.segment.metrics import MaskScores, confusion_matrix, pooled, summarise
+from napari_atomseg.segmentation.metrics import MaskScores, confusion_matrix, pooled, summarise
 
 
 def _example():

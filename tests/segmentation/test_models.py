@@ -9,9 +9,9 @@ torch = pytest.importorskip("torch")
 
 from napari_atomseg.backend import get_model  # noqa: E402
 from napari_atomseg.backend.cards import MODELS_DIR, load_card  # noqa: E402
-from napari_atomseg.segment import segment  # noqa: E402
-from napari_atomseg.segment._unet import default_model  # noqa: E402
-from napari_atomseg.segment.metrics import MaskScores  # noqa: E402
+from napari_atomseg.segmentation import segment  # noqa: E402
+from napari_atomseg.segmentation._unet import default_model  # noqa: E402
+from napari_atomseg.segmentation.metrics import MaskScores  # noqa: E402
 from tests._data import REPO_ROOT, shared_path  # noqa: E402
 
 SHIPPED = {
@@ -53,7 +53,7 @@ def test_defaults_are_the_shipped_models():
 def test_contamination_on_a_real_graphene_image():
     """In-sample (the shipped model was fine-tuned on all 31 images): a sanity check only;
     the held-out numbers come from benchmarks/segmentation.py (k-fold)."""
-    from napari_atomseg.segment.data import load_graphene_contamination
+    from napari_atomseg.segmentation.data import load_graphene_contamination
 
     folder = shared_path("graphene_contamination")
     items = {it.name: it for it in load_graphene_contamination(folder)}
@@ -102,7 +102,7 @@ def test_particles_on_a_fixed_synthetic_image():
     ],
 )
 def test_particle_model_follows_what_is_known_of_the_scale(px, source, expected):
-    from napari_atomseg.segment._unet import model_for_image
+    from napari_atomseg.segmentation._unet import model_for_image
 
     card, why = model_for_image("particles", px, source)
     assert card.name == expected and why

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.segment.cleanup import (
+from napari_atomseg.segmentation.cleanup import (
     clean_labels,
     fill_holes,
     remove_small_regions,
