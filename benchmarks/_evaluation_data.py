@@ -137,7 +137,7 @@ def bf_evaluation_set(n: int = 12):
     the narrow grey ranges and survey sampling of the issue's real frames."""
     from dataclasses import replace
 
-    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
 
     out = []
     for k in range(n):

@@ -34,7 +34,7 @@ BIN = 5
 
 
 def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     params = SimulationParameters(
         material="Au", mode="haadf", scene="particles", particle_diameter_nm=8.0,

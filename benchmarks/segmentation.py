@@ -494,7 +494,7 @@ def particles(
     n_per_material: int, seed: int, extra_models: list[str] | None = None
 ) -> dict[str, dict[str, float]]:
     try:
-        from napari_atomseg.simulate import SimulationParameters, list_materials, simulate
+        from napari_atomseg.simulation import SimulationParameters, list_materials, simulate
     except ImportError as exc:
         print(f"  (simulation engine not available: {exc})")
         return {}

@@ -272,8 +272,8 @@ def section_panel() -> dict[str, Any]:
 
 
 def section_crystals(size: int = 256) -> dict[str, Any]:
-    from napari_atomseg.simulate import SimulationParameters, simulate
-    from napari_atomseg.simulate.materials import MATERIALS
+    from napari_atomseg.simulation import SimulationParameters, simulate
+    from napari_atomseg.simulation.materials import MATERIALS
 
     rows = []
     rng = np.random.default_rng(123_456)

@@ -39,8 +39,8 @@ import pandas as pd
 
 from napari_atomseg._progress import drain
 from napari_atomseg.io.stack import as_stack
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import MovieParameters, iter_movie_frames, plan_movie
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import MovieParameters, iter_movie_frames, plan_movie
 from napari_atomseg.track.api import iter_track_stack
 from napari_atomseg.track.metrics import drift_rms_px, inside, score_links
 
@@ -192,7 +192,7 @@ def average(args) -> dict:
 
 def dask_scaling(args) -> dict:
     from napari_atomseg.io import Calibration, write_image_tiff
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     folder = Path(args.out).parent / "dask_images"
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPUTE_PACKAGES = [
     "napari_atomseg",
     "napari_atomseg.io",
-    "napari_atomseg.simulate",
+    "napari_atomseg.simulation",
     "napari_atomseg.backend",
     "napari_atomseg.atoms",
     "napari_atomseg.segmentation",

@@ -54,7 +54,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "lattice": ("napari_atomseg.lattice._cli", "sublattices, strain, polarisation, intensities"),
     "simulate": (
-        "napari_atomseg.simulate._cli",
+        "napari_atomseg.simulation._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",
     ),
 }

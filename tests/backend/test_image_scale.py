@@ -8,7 +8,7 @@ import pytest
 from napari_atomseg.scale import ImageScale, estimate_image_scale, scale_from_metadata
 from napari_atomseg.scale.estimate import SCALE_METADATA_KEY
 from napari_atomseg.scale.reflections import catalogue_reflections, reflections_for
-from napari_atomseg.simulate import SimulationParameters, simulate
+from napari_atomseg.simulation import SimulationParameters, simulate
 from tests._data import shared_path
 
 

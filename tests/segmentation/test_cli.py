@@ -170,7 +170,7 @@ def test_plain_pictures_are_read_uncalibrated(tmp_path, capsys):
 
 
 def test_particles_write_instances_and_a_table(tmp_path, capsys):
-    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
 
     d = tmp_path / "bf"
     d.mkdir()

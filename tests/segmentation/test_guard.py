@@ -12,7 +12,7 @@ from napari_atomseg.segmentation.guard import (
     lattice_in_view,
     noise_fraction,
 )
-from napari_atomseg.simulate import SimulationParameters, simulate
+from napari_atomseg.simulation import SimulationParameters, simulate
 
 
 def _labels(shape, amorphous_fraction):

@@ -65,7 +65,7 @@ def test_featureless_image_is_left_at_its_sampling():
 
 
 def test_bright_field_renderer_truth_and_export():
-    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
 
     rng = np.random.default_rng(5)
     params = random_bf_parameters(rng, diameter_px=(6, 9), shape_px=(160, 160))

@@ -69,7 +69,7 @@ def test_contamination_on_a_real_graphene_image():
 
 
 def test_particles_on_a_fixed_synthetic_image():
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     sim = simulate(
         SimulationParameters(
@@ -117,7 +117,7 @@ def test_bright_field_survey_particles_without_a_pixel_size():
 
     from skimage.filters import gaussian, threshold_otsu
 
-    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
 
     rng = np.random.default_rng([20261207, 1])
     p = random_bf_parameters(

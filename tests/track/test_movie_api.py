@@ -7,8 +7,8 @@ import pytest
 
 import napari_atomseg
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import (
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import (
     MovieParameters,
     hollow_sites,
     noise_free_frame,

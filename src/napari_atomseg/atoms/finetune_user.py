@@ -147,7 +147,7 @@ def _repo_root() -> Path:
 
 def _resolve_mix(mix: str) -> str:
     """The base model's simulation mixture as a name or an existing absolute path."""
-    from ..simulate.mix import MIXES_DIR
+    from ..simulation.mix import MIXES_DIR
 
     p = Path(mix)
     if not p.suffix and (MIXES_DIR / f"{mix}.yaml").is_file():

@@ -310,6 +310,7 @@ def as_config(config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConf
 #: configs keep working.
 RENAMED_MODULES = {
     "napari_atomseg.segment": "napari_atomseg.segmentation",
+    "napari_atomseg.simulate": "napari_atomseg.simulation",
 }
 
 

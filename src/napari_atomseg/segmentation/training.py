@@ -84,7 +84,7 @@ class SegmentationTask:
     tile_px:
         Side of the square training example at the working sampling.
     mix:
-        Recipe mixture for :func:`napari_atomseg.simulate.random_parameters` (a MixConfig,
+        Recipe mixture for :func:`napari_atomseg.simulation.random_parameters` (a MixConfig,
         a dict of its fields, or ``None`` for the engine's default).
     normalisation:
         The card's input normalisation (name or mapping).
@@ -113,7 +113,7 @@ class SegmentationTask:
         its particles fall in that range (:mod:`.particle_scale`).
     bf_fraction, bf_options:
         ``mode="particles"``: the share of examples that are bright-field TEM images of
-        particles on carbon (:mod:`napari_atomseg.simulate.bf_particles`), and keyword
+        particles on carbon (:mod:`napari_atomseg.simulation.bf_particles`), and keyword
         arguments for its random recipe.
     simulate_fn, parameters_fn:
         Injection points (tests, other engines): ``simulate_fn(params) -> result with
@@ -195,7 +195,7 @@ class SegmentationTask:
     def _draw_parameters(self, rng: np.random.Generator) -> Any:
         if self._parameters_fn is not None:
             return self._parameters_fn(rng)
-        from ..simulate import MixConfig, random_parameters
+        from ..simulation import MixConfig, random_parameters
 
         mix = self.mix
         if isinstance(mix, Mapping):
@@ -228,7 +228,7 @@ class SegmentationTask:
             params = dataclasses.replace(params, shape_px=(side, side))
         simulate = self._simulate_fn
         if simulate is None:
-            from ..simulate import simulate
+            from ..simulation import simulate
         result = simulate(params)
         labels = sim_classes_to_labels(result.masks, self.mode)
         if self.lattice_visibility and _is_bulk_lattice(params):
@@ -250,7 +250,7 @@ class SegmentationTask:
     def _bf_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A bright-field particles-on-carbon example (rendered at the tile size)."""
         from ..backend.normalise import normalise
-        from ..simulate.bf_particles import random_bf_parameters, render_bf_particles
+        from ..simulation.bf_particles import random_bf_parameters, render_bf_particles
 
         options = {"shape_px": (self.tile_px, self.tile_px), **self.bf_options}
         if self.particle_diameter_px is not None:
@@ -385,7 +385,7 @@ def _is_bulk_lattice(params: Any) -> bool:
     engine's masks, as a microscopist labels them: any hydrocarbon on graphene counts)."""
     if getattr(params, "scene", "") != "lattice":
         return False
-    from ..simulate.materials import MATERIALS
+    from ..simulation.materials import MATERIALS
 
     material = MATERIALS.get(str(getattr(params, "material", "")))
     return material is not None and material.kind == "bulk"

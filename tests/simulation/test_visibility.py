@@ -1,11 +1,11 @@
-"""Why a simulated micrograph shows no columns (simulate.visibility)."""
+"""Why a simulated micrograph shows no columns (simulation.visibility)."""
 
 from __future__ import annotations
 
 import pytest
 
-from napari_atomseg.simulate import SimulationParameters, simulate
-from napari_atomseg.simulate.visibility import (
+from napari_atomseg.simulation import SimulationParameters, simulate
+from napari_atomseg.simulation.visibility import (
     invisible_columns_reason,
     optimum_defocus_nm,
     phase_transfer,

@@ -49,7 +49,7 @@ def default_hrtem_optics(energy_keV: float) -> tuple[float, float]:
 
 def phase_transfer(params: Any, spacing_nm: float) -> float:
     """|sin chi| x temporal and spatial envelopes at the frequency 1 / ``spacing_nm``
-    (params: a :class:`~napari_atomseg.simulate.SimulationParameters`)."""
+    (params: a :class:`~napari_atomseg.simulation.SimulationParameters`)."""
     lam = wavelength_A(params.energy_keV)
     k = 1.0 / (spacing_nm * 10.0)  # 1/Angstrom
     alpha = k * lam

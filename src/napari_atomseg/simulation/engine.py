@@ -64,7 +64,7 @@ def random_streams(seed: int) -> dict[str, np.random.Generator]:
 def simulate(parameters: SimulationParameters, deformation: Any = None) -> SimulationResult:
     """Simulate one micrograph (blocking). See :func:`simulate_steps` for progress.
 
-    ``deformation`` (a :class:`~napari_atomseg.simulate.deformation.Deformation`) strains,
+    ``deformation`` (a :class:`~napari_atomseg.simulation.deformation.Deformation`) strains,
     rotates or shifts the specimen's columns by a known field before imaging."""
     return drain(simulate_steps(parameters, deformation))
 

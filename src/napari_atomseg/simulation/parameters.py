@@ -21,7 +21,7 @@ from ..errors import InputError
 MODES = ("haadf", "hrtem", "haadf_multislice", "hrtem_multislice")
 SCENES = ("lattice", "particles", "single_atoms", "amorphous")
 PARTICLE_SHAPES = ("octahedron", "decahedron", "icosahedron")
-#: the material name of a generic lattice (see simulate.generic)
+#: the material name of a generic lattice (see simulation.generic)
 GENERIC = "generic"
 #: particle orientations: cubic zone axes for octahedra, symmetry axes for twinned shapes
 PARTICLE_AXES = {
@@ -67,7 +67,7 @@ class SimulationParameters:
     substitution_fraction: float = 0.0
     adatom_element: str = ""
     adatom_density_per_nm2: float = 0.0
-    #: material "generic": the crystal as GenericLattice JSON (simulate.generic)
+    #: material "generic": the crystal as GenericLattice JSON (simulation.generic)
     generic_lattice: str = ""
     column_vacancy_fraction: float = 0.0  # probability that a lattice site has no column
 
@@ -228,7 +228,7 @@ def _validate_generic(p: SimulationParameters) -> None:
     if not p.generic_lattice:
         raise InputError(
             "generic_lattice: material 'generic' needs a lattice (GenericLattice JSON, "
-            "e.g. from simulate.generic.random_generic_lattice(...).to_json())"
+            "e.g. from simulation.generic.random_generic_lattice(...).to_json())"
         )
     GenericLattice.from_json(p.generic_lattice)
     check_range(p.thickness_nm, 0.1, 100.0, "thickness_nm")

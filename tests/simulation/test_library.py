@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import FileWriteError, InputError
-from napari_atomseg.simulate import MixConfig, generate_library, open_library, simulate
-from napari_atomseg.simulate.library import image_parameters
+from napari_atomseg.simulation import MixConfig, generate_library, open_library, simulate
+from napari_atomseg.simulation.library import image_parameters
 
 MIX = MixConfig(shape_px=(48, 48), pixel_size_nm_log=(0.02, 0.04))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.simulate.targets import heatmap_and_labels, mean_spacing
+from napari_atomseg.simulation.targets import heatmap_and_labels, mean_spacing
 
 
 def test_heatmap_sigma_follows_local_spacing_and_is_capped():
@@ -59,7 +59,7 @@ def test_empty_target():
 
 
 def test_resolved_columns_needs_a_peak_of_its_own():
-    from napari_atomseg.simulate.groundtruth import resolved_columns
+    from napari_atomseg.simulation.groundtruth import resolved_columns
 
     yy, xx = np.mgrid[0:64, 0:64].astype(float)
 
@@ -78,7 +78,7 @@ def test_resolved_columns_needs_a_peak_of_its_own():
 
 
 def test_group_consensus_equalises_equivalent_columns():
-    from napari_atomseg.simulate.groundtruth import group_consensus
+    from napari_atomseg.simulation.groundtruth import group_consensus
 
     counts = np.array([[1, 0]] * 6 + [[0, 2]] * 6 + [[3, 0]] * 2)
     region = np.zeros(14, int)

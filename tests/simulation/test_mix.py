@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import MixConfig, load_mix, random_parameters
-from napari_atomseg.simulate.mix import MIXES_DIR
+from napari_atomseg.simulation import MixConfig, load_mix, random_parameters
+from napari_atomseg.simulation.mix import MIXES_DIR
 
 
 def test_default_yaml_equals_the_dataclass_defaults():

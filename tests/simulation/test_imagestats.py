@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 from scipy.signal import lfilter
 
-from napari_atomseg.simulate.imagestats import (
+from napari_atomseg.simulation.imagestats import (
     NoiseFit,
     fit_poisson_gaussian,
     line_jitter_px,
@@ -15,7 +15,7 @@ from napari_atomseg.simulate.imagestats import (
     spot_width_nm,
     texture_spectrum,
 )
-from napari_atomseg.simulate.lattice2d import PlainLattice, render_gaussians
+from napari_atomseg.simulation.lattice2d import PlainLattice, render_gaussians
 from tests._data import shared_path
 
 

@@ -6,7 +6,7 @@ pixel size, thickness, defects, support, contamination, optics, detector and sca
 artefacts. Ranges written ``[low, high]`` are sampled log-uniformly when their name says
 so (``*_log``), uniformly otherwise; ``p_*`` are probabilities; dicts are relative weights.
 
-The shipped mixes live in ``napari_atomseg/simulate/mixes/`` (``default.yaml`` equals
+The shipped mixes live in ``napari_atomseg/simulation/mixes/`` (``default.yaml`` equals
 ``MixConfig()``, ``atoms.yaml`` favours single atoms and clusters on carbon,
 ``particles.yaml`` favours nanoparticles and contamination).
 """

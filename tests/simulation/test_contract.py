@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.simulate import (
+from napari_atomseg.simulation import (
     MixConfig,
     SimulationParameters,
     SimulationResult,

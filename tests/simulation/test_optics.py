@@ -7,8 +7,8 @@ import pytest
 
 abtem = pytest.importorskip("abtem")
 
-from napari_atomseg.simulate import optics  # noqa: E402
-from napari_atomseg.simulate.potentials import projected_potential_ft  # noqa: E402
+from napari_atomseg.simulation import optics  # noqa: E402
+from napari_atomseg.simulation.potentials import projected_potential_ft  # noqa: E402
 
 
 @pytest.mark.parametrize("energy_keV", [60, 80, 200, 300])
@@ -90,8 +90,8 @@ def test_hrtem_transfer_matches_abtem_ctf():
 
 
 def test_fast_lens_transfer_equals_exact_without_astigmatism():
-    from napari_atomseg.simulate import SimulationParameters
-    from napari_atomseg.simulate.hrtem import hrtem_grid, lens_transfer
+    from napari_atomseg.simulation import SimulationParameters
+    from napari_atomseg.simulation.hrtem import hrtem_grid, lens_transfer
 
     p = SimulationParameters(
         mode="hrtem",

@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import gaussian_filter, maximum_filter
 from scipy.spatial import cKDTree
 
-from napari_atomseg.simulate import SimulationParameters, engine, simulate
+from napari_atomseg.simulation import SimulationParameters, engine, simulate
 
 pytest.importorskip("abtem")
 

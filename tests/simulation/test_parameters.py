@@ -7,7 +7,7 @@ import json
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import SimulationParameters, estimate_memory_bytes
+from napari_atomseg.simulation import SimulationParameters, estimate_memory_bytes
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_multislice_refuses_large_fields_and_coarse_pixels():
 
 
 def test_memory_estimate_beyond_ram_is_refused(monkeypatch):
-    from napari_atomseg.simulate import parameters
+    from napari_atomseg.simulation import parameters
 
     monkeypatch.setattr(parameters, "available_memory_bytes", lambda: 2 * 1024**3)
     p = SimulationParameters(shape_px=(256, 256))  # fine with 2 GB
@@ -58,7 +58,7 @@ def test_memory_estimate_beyond_ram_is_refused(monkeypatch):
 
 
 def test_multislice_memory_estimate_counts_the_probe_batch(monkeypatch):
-    from napari_atomseg.simulate import parameters
+    from napari_atomseg.simulation import parameters
 
     monkeypatch.setattr(parameters, "available_memory_bytes", lambda: 10**13)
     small = SimulationParameters(

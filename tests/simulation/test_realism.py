@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import MixConfig, SimulationParameters, random_parameters, simulate
-from napari_atomseg.simulate.detector import detector_response
-from napari_atomseg.simulate.groundtruth import (
+from napari_atomseg.simulation import MixConfig, SimulationParameters, random_parameters, simulate
+from napari_atomseg.simulation.detector import detector_response
+from napari_atomseg.simulation.groundtruth import (
     peak_distance_ratio,
     resolved_columns,
     sublattice_consensus,
 )
-from napari_atomseg.simulate.imagestats import fit_poisson_gaussian
+from napari_atomseg.simulation.imagestats import fit_poisson_gaussian
 
 
 # --- per-sublattice visibility -------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_shipped_mix_recipes_are_pinned(mix, seed, pixel_size_nm):
     # Trained configs rebuild their example pools from their mixture: a shipped mixture
     # must draw the same recipes whatever keys are added to MixConfig. The 200th recipe
     # depends on every draw before it.
-    from napari_atomseg.simulate import load_mix
+    from napari_atomseg.simulation import load_mix
 
     rng = np.random.default_rng(0)
     recipes = [random_parameters(rng, load_mix(mix)) for _ in range(200)]
@@ -203,13 +203,13 @@ def test_shipped_mix_recipes_are_pinned(mix, seed, pixel_size_nm):
 
 # --- Z contrast --------------------------------------------------------------------------
 def test_calibrated_z_exponents_and_the_sulfur_anchor():
-    from napari_atomseg.simulate.potentials import (
+    from napari_atomseg.simulation.potentials import (
         calibrated_z_exponent,
         effective_z_exponent,
         haadf_cross_section_A2,
         wentzel_cross_section_A2,
     )
-    from napari_atomseg.simulate.stem import z_exponent
+    from napari_atomseg.simulation.stem import z_exponent
 
     n_w = effective_z_exponent(60.0, 60.0, 130.0)
     assert calibrated_z_exponent(60.0, 60.0, 130.0) == pytest.approx(n_w - 0.29)
@@ -242,7 +242,7 @@ def test_single_atoms_use_the_isolated_exponent():
 
 
 def test_mix_draws_exponents_around_the_calibrated_ones():
-    from napari_atomseg.simulate.potentials import calibrated_z_exponent
+    from napari_atomseg.simulation.potentials import calibrated_z_exponent
 
     mix = MixConfig(modes={"haadf": 1.0}, z_exponent_offset=(-0.1, 0.1))
     rng = np.random.default_rng(6)
@@ -257,7 +257,7 @@ def test_mix_draws_exponents_around_the_calibrated_ones():
 
 # --- the support -----------------------------------------------------------------------------
 def test_support_texture_adds_fluctuations_at_its_scale():
-    from napari_atomseg.simulate.imagestats import texture_spectrum
+    from napari_atomseg.simulation.imagestats import texture_spectrum
 
     p = _atoms_in_carbon(single_atom_density_per_nm2=0.01, shape_px=(256, 256), dose_e_per_A2=1e9)
     flat = _noise_free()
@@ -274,7 +274,7 @@ def test_support_texture_adds_fluctuations_at_its_scale():
 
 def _noise_free():
     """A noise model without noise: zero level 0, no floor to subtract."""
-    from napari_atomseg.simulate.imagestats import NoiseFit
+    from napari_atomseg.simulation.imagestats import NoiseFit
 
     return NoiseFit(1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0)
 

@@ -209,7 +209,7 @@ def _hop_amorphous(
 
 def plan_movie(parameters: MovieParameters) -> MoviePlan:
     """Decide drift, hops and fades, build the specimen, and tabulate the ground truth."""
-    from ..simulate.engine import _stem_margin_A, random_streams
+    from ..simulation.engine import _stem_margin_A, random_streams
     from . import detector as det
     from .scene import REGIONS, build_scene
     from .stem import haadf_spectra, stem_grid

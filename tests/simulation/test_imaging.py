@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import maximum_filter
 
-from napari_atomseg.simulate import SimulationParameters, simulate
+from napari_atomseg.simulation import SimulationParameters, simulate
 
 
 def _local_maxima(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Named, realistic simulation recipes shared by the sample data, the demo and the docs.
 
-Each preset is a dict of :class:`~napari_atomseg.simulate.SimulationParameters` fields;
+Each preset is a dict of :class:`~napari_atomseg.simulation.SimulationParameters` fields;
 :func:`preset_parameters` builds the validated dataclass.
 """
 
@@ -86,7 +86,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_parameters(name: str, **overrides: Any):
-    """The :class:`~napari_atomseg.simulate.SimulationParameters` of preset ``name``."""
+    """The :class:`~napari_atomseg.simulation.SimulationParameters` of preset ``name``."""
     from ..errors import InputError
     from .parameters import SimulationParameters
 

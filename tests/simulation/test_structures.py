@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from napari_atomseg.simulate import SimulationParameters, simulate
-from napari_atomseg.simulate.engine import _fov_bounds
-from napari_atomseg.simulate.materials import column_cell, parse_zone_axis
-from napari_atomseg.simulate.scene import build_scene, merge_atoms
+from napari_atomseg.simulation import SimulationParameters, simulate
+from napari_atomseg.simulation.engine import _fov_bounds
+from napari_atomseg.simulation.materials import column_cell, parse_zone_axis
+from napari_atomseg.simulation.scene import build_scene, merge_atoms
 
 
 def _nn_nm(columns, mask=None) -> np.ndarray:
@@ -139,7 +139,7 @@ def test_grain_boundary_gives_two_orientations():
 
 
 def test_particle_columns_hold_every_atom():
-    from napari_atomseg.simulate.particles import oriented_particle
+    from napari_atomseg.simulation.particles import oriented_particle
 
     p = SimulationParameters(
         scene="particles",

@@ -11,7 +11,7 @@ from ase.data import atomic_numbers
 from scipy.spatial import cKDTree
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import (
+from napari_atomseg.simulation import (
     MixConfig,
     SimulationParameters,
     generate_library,
@@ -19,15 +19,15 @@ from napari_atomseg.simulate import (
     random_parameters,
     simulate,
 )
-from napari_atomseg.simulate.generic import (
+from napari_atomseg.simulation.generic import (
     GenericLattice,
     GenericRanges,
     GenericSite,
     generic_column_cell,
     random_generic_lattice,
 )
-from napari_atomseg.simulate.lattice2d import BRAVAIS
-from napari_atomseg.simulate.scene import build_scene
+from napari_atomseg.simulation.lattice2d import BRAVAIS
+from napari_atomseg.simulation.scene import build_scene
 
 #: a square lattice with a bright W site and a faint S2 site at the cell centre
 SQUARE = GenericLattice(

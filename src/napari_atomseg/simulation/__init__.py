@@ -1,10 +1,10 @@
 """Synthetic micrographs with exact ground truth (structures with ase, optics as abTEM).
 
-Public API (imported lazily, so ``import napari_atomseg.simulate`` stays light)::
+Public API (imported lazily, so ``import napari_atomseg.simulation`` stays light)::
 
-    from napari_atomseg.simulate import (SimulationParameters, SimulationResult, simulate,
-                                         simulate_steps, random_parameters, MixConfig,
-                                         list_materials)
+    from napari_atomseg.simulation import (SimulationParameters, SimulationResult, simulate,
+                                           simulate_steps, random_parameters, MixConfig,
+                                           list_materials)
 
 - :class:`SimulationParameters` -- one image, units in field names, validated.
 - :func:`simulate` / :func:`simulate_steps` -- the image, its noise-free version, the
