@@ -14,11 +14,17 @@ import yaml
 from napari_atomseg import cli
 from napari_atomseg.backend import predict
 from napari_atomseg.backend.cards import load_card
-from napari_atomseg.backend.normalise import normalise
+from napari_atomseg.backend.normalisation import normalise
 from napari_atomseg.backend.registry import get_model
-from napari_atomseg.backend.train import TrainConfig, iter_train, learning_rate, prepare_pair, train
 from napari_atomseg.backend.train_config import RENAMED_MODULES, current_module_name
 from napari_atomseg.backend.train_data import AugmentConfig, augment_pair, load_pairs, save_pairs
+from napari_atomseg.backend.train_loop import (
+    TrainConfig,
+    iter_train,
+    learning_rate,
+    prepare_pair,
+    train,
+)
 from napari_atomseg.errors import InputError
 from tests._synth import blob_image
 from tests.backend.blob_task import BlobTask
@@ -234,7 +240,7 @@ def test_prepare_pair_resamples_images_and_class_maps(tmp_path):
 
 def test_prepare_pair_subtracts_the_card_s_background(tmp_path):
     from napari_atomseg.backend.cards import card_from_dict, save_card
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     base = train(config(tmp_path, "base", steps=3), log=None).card
     data = base.to_dict()

@@ -278,7 +278,7 @@ class AtomsTask:
         """
         # Direct imports: the package attribute "normalise" is shadowed by the submodule of
         # the same name once that is imported.
-        from ..backend.normalise import normalise
+        from ..backend.normalisation import normalise
         from ..backend.sampling import resample
 
         work = float(self.working_pixel_size_nm)
@@ -308,7 +308,7 @@ class AtomsTask:
         """The background subtraction of ``background_sigma_nm`` (if set) on a working-grid image."""
         if self.background_sigma_nm is None:
             return image_at_working
-        from ..backend.normalise import subtract_background
+        from ..backend.normalisation import subtract_background
 
         return subtract_background(
             image_at_working, float(self.background_sigma_nm) / float(self.working_pixel_size_nm)

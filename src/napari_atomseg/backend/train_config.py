@@ -311,6 +311,8 @@ def as_config(config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConf
 RENAMED_MODULES = {
     "napari_atomseg.segment": "napari_atomseg.segmentation",
     "napari_atomseg.simulate": "napari_atomseg.simulation",
+    "napari_atomseg.backend.train": "napari_atomseg.backend.train_loop",
+    "napari_atomseg.backend.normalise": "napari_atomseg.backend.normalisation",
 }
 
 

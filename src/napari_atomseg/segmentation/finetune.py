@@ -70,7 +70,7 @@ def real_pairs(
 
 
 def _read_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    from ..backend.train import TrainConfig
+    from ..backend.train_loop import TrainConfig
 
     if isinstance(config, Mapping):
         return dict(config)
@@ -79,7 +79,7 @@ def _read_config(config: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 
 def task_from_config(config: str | Path | Mapping[str, Any]) -> SegmentationTask:
     """The :class:`SegmentationTask` a training config describes."""
-    from ..backend.train import load_task
+    from ..backend.train_loop import load_task
 
     cfg = _read_config(config)
     task = load_task(cfg["task"], cfg.get("task_options") or {})
@@ -135,7 +135,7 @@ def iter_finetune(
     ``overrides`` replace config keys (e.g. ``steps``, ``val_examples``). Returns the
     backend's ``TrainResult``.
     """
-    from ..backend.train import iter_train
+    from ..backend.train_loop import iter_train
 
     cfg = _read_config(config)
     cfg.update(overrides)

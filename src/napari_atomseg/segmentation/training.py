@@ -205,7 +205,7 @@ class SegmentationTask:
     def make_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One pair at the working sampling: image float32 (1, T, T), labels int64 (T, T)."""
         from ..backend import resample
-        from ..backend.normalise import normalise  # the package attribute may be the module
+        from ..backend.normalisation import normalise
 
         if self.bf_fraction > 0 and rng.random() < self.bf_fraction:
             return self._bf_example(rng)
@@ -249,7 +249,7 @@ class SegmentationTask:
 
     def _bf_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A bright-field particles-on-carbon example (rendered at the tile size)."""
-        from ..backend.normalise import normalise
+        from ..backend.normalisation import normalise
         from ..simulation.bf_particles import random_bf_parameters, render_bf_particles
 
         options = {"shape_px": (self.tile_px, self.tile_px), **self.bf_options}
@@ -282,7 +282,7 @@ class SegmentationTask:
         and augments).
         """
         from ..backend import resample
-        from ..backend.normalise import normalise  # the package attribute may be the module
+        from ..backend.normalisation import normalise
 
         img = as_image2d(image)
         mask = np.asarray(flagged_mask).astype(bool)
