@@ -110,8 +110,8 @@ def accuracy(args) -> dict:
 
 def linkers(args) -> dict:
     from napari_atomseg.track.detect import iter_detect_frames
-    from napari_atomseg.track.link import link
-    from napari_atomseg.track.register import register
+    from napari_atomseg.track.linking import link
+    from napari_atomseg.track.registration import register
 
     rows = []
     for seed in args.seeds:
@@ -161,7 +161,7 @@ def linkers(args) -> dict:
 def average(args) -> dict:
     from napari_atomseg.atoms import find_atoms
     from napari_atomseg.atoms.metrics import match_points
-    from napari_atomseg.track.register import register, registered_average
+    from napari_atomseg.track.registration import register, registered_average
 
     rows = []
     for name, dose in DOSES.items():
@@ -221,7 +221,7 @@ def memory(args) -> dict:
     import tifffile
 
     from napari_atomseg.io.stack import open_stack
-    from napari_atomseg.track.register import iter_register, iter_registered_average
+    from napari_atomseg.track.registration import iter_register, iter_registered_average
 
     path = Path(args.out).parent / "big_movie.tif"
     mp = movie_parameters(7, DOSES["moderate"], args.big_frames)

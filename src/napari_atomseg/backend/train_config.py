@@ -313,6 +313,8 @@ RENAMED_MODULES = {
     "napari_atomseg.simulate": "napari_atomseg.simulation",
     "napari_atomseg.backend.train": "napari_atomseg.backend.train_loop",
     "napari_atomseg.backend.normalise": "napari_atomseg.backend.normalisation",
+    "napari_atomseg.track.register": "napari_atomseg.track.registration",
+    "napari_atomseg.track.link": "napari_atomseg.track.linking",
 }
 
 
