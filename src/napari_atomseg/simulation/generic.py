@@ -30,6 +30,7 @@ from ase.data import atomic_numbers
 from ..errors import InputError
 from .lattice2d import BRAVAIS, PlainLattice, Sublattice
 from .materials import ColumnCell
+from .potentials import _lobato_table, element_symbol
 
 #: the material name that selects a generic lattice
 GENERIC = "generic"
@@ -217,8 +218,6 @@ class GenericLattice:
 
 
 def _validate(g: GenericLattice) -> None:
-    from .potentials import _lobato_table, element_symbol
-
     if g.kind not in BRAVAIS:
         raise InputError(f"generic_lattice: kind {g.kind!r} is not one of {', '.join(BRAVAIS)}")
     if not 0.05 <= g.a_nm <= 5.0 or (g.b_nm is not None and not 0.05 <= g.b_nm <= 5.0):

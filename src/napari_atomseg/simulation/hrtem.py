@@ -18,7 +18,7 @@ import numpy as np
 from ase.data import atomic_numbers
 from scipy import fft as sfft
 
-from . import optics, render
+from . import _fft, optics, render
 from .potentials import debye_waller_sigma_A, projected_potential_ft
 from .render import (
     RenderGrid,
@@ -153,7 +153,7 @@ def _light_weights(symbols, grid: RenderGrid) -> dict[str, float]:
 
 def render_hrtem(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) -> FastHrtemImage:
     """Noise-free HRTEM intensity at the output (camera) pixels."""
-    workers = render.FFT_WORKERS
+    workers = _fft.FFT_WORKERS
     correction = bilinear_correction(grid.shape)
     is_col = scene.point_column >= 0
     means = statistical_layer_counts(scene, grid)

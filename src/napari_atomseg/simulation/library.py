@@ -36,6 +36,7 @@ import numpy as np
 
 from .._progress import Progress, ProgressGenerator, drain
 from ..errors import FileWriteError, InputError
+from . import _fft
 from .mix import MixConfig
 
 FORMAT_VERSION = 1
@@ -136,11 +137,10 @@ def simulate_chunk(
     """
     import zarr
 
-    from . import render
     from .engine import simulate
 
     t0 = time.perf_counter()
-    render.FFT_WORKERS = int(fft_workers)
+    _fft.FFT_WORKERS = int(fft_workers)
     mix = MixConfig.from_dict(mix_dict)
     group = zarr.open_group(path, mode="r+")
     n = stop - start

@@ -36,6 +36,7 @@ from scipy.spatial import Voronoi, cKDTree
 
 from .._progress import Progress, ProgressGenerator, drain
 from ..errors import InputError
+from . import _fft
 from .parameters import SimulationParameters
 
 #: Truth columns: object id, frame, raw position in that frame, visibility, kind and site.
@@ -300,7 +301,6 @@ def _static_detector(p: SimulationParameters, rng: np.random.Generator) -> dict[
 # --- rendering -------------------------------------------------------------------------------
 def _fraction_ft(plan: MoviePlan, t: int) -> np.ndarray:
     """rfft2 of frame ``t``'s beam fraction on the internal grid, before the drift."""
-    from . import render
     from .render import bilinear_correction, deposit
 
     r = plan._render
@@ -319,7 +319,7 @@ def _fraction_ft(plan: MoviePlan, t: int) -> np.ndarray:
     yx = np.concatenate(points)
     if len(yx):
         dep = deposit(grid, yx, np.concatenate(weights))
-        dyn = sfft.rfft2(dep, workers=render.FFT_WORKERS) * bilinear_correction(grid.shape)
+        dyn = sfft.rfft2(dep, workers=_fft.FFT_WORKERS) * bilinear_correction(grid.shape)
         total += dyn * spectra.psf_ft
     return total
 
@@ -332,14 +332,13 @@ def _shift_ramp(grid: Any, shift_A: np.ndarray) -> np.ndarray:
 
 def noise_free_frame(plan: MoviePlan, t: int) -> np.ndarray:
     """Expected detector counts of frame ``t`` (no shot noise), float64 (H, W)."""
-    from . import render
     from .stem import sample_output
 
     p = plan.parameters.frame
     grid = plan._render["grid"]
     shift_A = plan.drift_px[t] * p.pixel_size_nm * 10
     total = _fraction_ft(plan, t) * _shift_ramp(grid, shift_A)
-    fine = sfft.irfft2(total, s=grid.shape, workers=render.FFT_WORKERS)
+    fine = sfft.irfft2(total, s=grid.shape, workers=_fft.FFT_WORKERS)
     fraction = sample_output(grid, fine, None).astype(np.float64)
     electrons = p.dose_e_per_A2 * (p.pixel_size_nm * 10) ** 2
     expected = electrons * np.maximum(fraction, 0.0)

@@ -23,32 +23,17 @@ import math
 import numpy as np
 from scipy import fft as sfft
 
-# CODATA constants (SI), the same ones ase.units uses.
-_H_PLANCK = 6.62607015e-34  # J s
-_C_LIGHT = 299792458.0  # m / s
-_M_E = 9.1093837015e-31  # kg
-_E_CHARGE = 1.602176634e-19  # C
-
-
-def wavelength_A(energy_keV: float) -> float:
-    """Relativistic electron wavelength in Angstrom for an energy in keV."""
-    energy_eV = float(energy_keV) * 1e3
-    return (
-        _H_PLANCK
-        * _C_LIGHT
-        / math.sqrt(energy_eV * (2 * _M_E * _C_LIGHT**2 / _E_CHARGE + energy_eV))
-        / _E_CHARGE
-        * 1e10
-    )
+from . import _fft
+from .electron import C_LIGHT, E_CHARGE, H_PLANCK, M_E, wavelength_A
 
 
 def interaction_sigma_per_V_A(energy_keV: float) -> float:
     """Interaction constant sigma (rad per V*Angstrom): phase = sigma * projected potential."""
     energy_eV = float(energy_keV) * 1e3
-    mass = _M_E * (1 + _E_CHARGE * energy_eV / (_M_E * _C_LIGHT**2))
+    mass = M_E * (1 + E_CHARGE * energy_eV / (M_E * C_LIGHT**2))
     lam_m = wavelength_A(energy_keV) * 1e-10
     # 2 pi m e lambda / h^2 is in rad / (V m); 1e-10 converts to rad / (V Angstrom).
-    return 2 * math.pi * mass * _E_CHARGE * lam_m / _H_PLANCK**2 * 1e-10
+    return 2 * math.pi * mass * E_CHARGE * lam_m / H_PLANCK**2 * 1e-10
 
 
 def frequency_grid(
@@ -140,9 +125,7 @@ def probe_intensity(
     chi = aberration_phase(kyi, kxi, lam, defocus_A, cs_A, astigmatism_A, astigmatism_angle_rad)
     wave_ft = np.zeros(shape, dtype=np.complex64)
     wave_ft[rows, cols] = aperture * np.exp(-1j * chi)
-    from . import render
-
-    wave = sfft.ifft2(wave_ft, workers=render.FFT_WORKERS)
+    wave = sfft.ifft2(wave_ft, workers=_fft.FFT_WORKERS)
     intensity = wave.real**2 + wave.imag**2
     intensity /= intensity.sum(dtype=np.float64) * sampling_A**2
     return intensity

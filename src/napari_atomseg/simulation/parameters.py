@@ -236,6 +236,7 @@ def _validate_generic(p: SimulationParameters) -> None:
 
 def validate_parameters(p: SimulationParameters) -> None:
     """Raise InputError naming the first absurd field of ``p``."""
+    # Imported here, not at the top: they import ase, which importing this module does not.
     from .materials import PARTICLE_CAPABLE, get_material
     from .potentials import element_symbol
 

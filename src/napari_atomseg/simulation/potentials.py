@@ -23,6 +23,7 @@ import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
 from ..errors import InputError
+from .electron import wavelength_A
 
 #: kappa = 4 pi eps0 / (2 pi a0 e) in ASE units (Angstrom, eV), as abtem.core.constants.
 #: Converts the dimensionless Lobato parameters to volts * Angstrom.
@@ -108,8 +109,6 @@ def wentzel_cross_section_A2(
     sigma = 4 pi gamma^2 Z^2 / (a0^2 k^2) [1 / (k^2 t1^2 + q0^2) - 1 / (k^2 t2^2 + q0^2)],
     times ``scale`` (default :data:`WENTZEL_SCALE`, fitted to abTEM).
     """
-    from .optics import wavelength_A
-
     if isinstance(element, str):
         z = np.float64(atomic_numbers[element_symbol(element)])
     else:

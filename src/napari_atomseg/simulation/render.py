@@ -23,8 +23,6 @@ from .scene import Scene
 #: most the internal grid is oversampled relative to the output pixels; coarser output
 #: pixels alias what the optics transfer, as a real detector would
 MAX_OVERSAMPLING = 2
-#: threads per FFT (the library generator sets 1 per worker process)
-FFT_WORKERS = 2
 
 
 @dataclass(frozen=True)

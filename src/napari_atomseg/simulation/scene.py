@@ -26,6 +26,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import ConvexHull, cKDTree
 
 from .fields import Region, SmoothField
+from .generic import generic_column_cell
 from .materials import ColumnCell, column_cell, get_material
 from .parameters import GENERIC, SimulationParameters
 from .particles import oriented_particle, small_cluster
@@ -419,8 +420,6 @@ def _lattice(
 def _crystal_cell(p: SimulationParameters) -> tuple[ColumnCell, float]:
     """The column cell of ``p``'s crystal and its layer thickness (A; 0 = a bulk slab)."""
     if p.material == GENERIC:
-        from .generic import generic_column_cell
-
         return generic_column_cell(p.generic_lattice), 0.0
     mat = get_material(p.material)
     layer_A = mat.layer_thickness_A if mat.kind == "layered" else 0.0

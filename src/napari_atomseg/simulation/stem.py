@@ -17,7 +17,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.ndimage import map_coordinates
 
-from . import optics, render
+from . import _fft, optics
 from .potentials import calibrated_z_exponent, haadf_cross_section_A2
 from .render import (
     RenderGrid,
@@ -66,10 +66,10 @@ def probe_psf_ft(p, grid: RenderGrid, defocus_A: float | None = None, transform_
     (A^2). ``defocus_A`` overrides the parameters' defocus (depth of field);
     ``transform_only`` returns the rfft2 alone (one inverse FFT less)."""
     probe = probe_on_grid(p, grid.shape, grid.sampling_A, defocus_A)
-    psf_ft = blurred_probe_ft(p, grid, sfft.rfft2(probe, workers=render.FFT_WORKERS))
+    psf_ft = blurred_probe_ft(p, grid, sfft.rfft2(probe, workers=_fft.FFT_WORKERS))
     if transform_only:
         return psf_ft
-    psf = sfft.irfft2(psf_ft, s=grid.shape, workers=render.FFT_WORKERS)
+    psf = sfft.irfft2(psf_ft, s=grid.shape, workers=_fft.FFT_WORKERS)
     peak = float(psf.max())
     area = float(np.count_nonzero(psf >= 0.5 * peak)) * grid.sampling_A**2
     return psf_ft, peak, area
@@ -185,7 +185,7 @@ def haadf_spectra(p, scene: Scene, grid: RenderGrid, rng: np.random.Generator) -
     is_col = scene.point_column >= 0
     correction = bilinear_correction(grid.shape)
     psf_ft, peak, area = probe_psf_ft(p, grid)
-    workers = render.FFT_WORKERS
+    workers = _fft.FFT_WORKERS
     dep = deposit(grid, scene.point_yx_A[is_col], weights[is_col])
     cols_ft = sfft.rfft2(dep, workers=workers) * correction
     # Amorphous material: explicit atoms and the statistical part share one FFT (no
@@ -218,7 +218,7 @@ def render_haadf(
     means the ideal raster.
     """
     spectra = haadf_spectra(p, scene, grid, rng)
-    workers = render.FFT_WORKERS
+    workers = _fft.FFT_WORKERS
     cols = sfft.irfft2(spectra.columns_ft, s=grid.shape, workers=workers)
     if spectra.other_ft is not None:
         other = sfft.irfft2(spectra.other_ft, s=grid.shape, workers=workers)
@@ -255,7 +255,7 @@ def _spectra_with_depth(p, scene: Scene, grid, rng, weights, column_signal) -> H
     from .scene import REGIONS
     from .stem_depth import DepthProbes, depth_points, layer_depth_ranges, render_depth_columns
 
-    workers = render.FFT_WORKERS
+    workers = _fft.FFT_WORKERS
     is_col = scene.point_column >= 0
     correction = bilinear_correction(grid.shape)
     psf_ft, peak, area = probe_psf_ft(p, grid)

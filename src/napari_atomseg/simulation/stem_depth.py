@@ -24,7 +24,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import fft as sfft
 
-from . import optics, render
+from . import _fft, optics, render
 from .render import RenderGrid
 
 #: signed defocus bins, in units of the depth of field lambda / alpha^2
@@ -79,8 +79,8 @@ class DepthProbes:
         ]
         small = replace(grid, shape=tuple(size))
         probe = probe_on_grid(p, small.shape, grid.sampling_A, defocus_A)
-        small_ft = blurred_probe_ft(p, small, sfft.rfft2(probe, workers=render.FFT_WORKERS))
-        peak = float(sfft.irfft2(small_ft, s=small.shape, workers=render.FFT_WORKERS).max())
+        small_ft = blurred_probe_ft(p, small, sfft.rfft2(probe, workers=_fft.FFT_WORKERS))
+        peak = float(sfft.irfft2(small_ft, s=small.shape, workers=_fft.FFT_WORKERS).max())
         if small.shape == grid.shape:
             return small_ft, peak
         # Wrap the patch (centred on pixel (0, 0)) into the corners of the full grid.
@@ -90,7 +90,7 @@ class DepthProbes:
         full[:hy, -(size[1] - hx) :] = probe[:hy, hx:]
         full[-(size[0] - hy) :, :hx] = probe[hy:, :hx]
         full[-(size[0] - hy) :, -(size[1] - hx) :] = probe[hy:, hx:]
-        psf_ft = blurred_probe_ft(p, grid, sfft.rfft2(full, workers=render.FFT_WORKERS))
+        psf_ft = blurred_probe_ft(p, grid, sfft.rfft2(full, workers=_fft.FFT_WORKERS))
         return psf_ft, peak
 
     def layer_psf_ft(self, top_A: float, bottom_A: float) -> np.ndarray:
@@ -136,7 +136,7 @@ def render_depth_columns(
         sel = bins == b
         dep = render.deposit(grid, scene.point_yx_A[select][sel], weights[select][sel])
         psf_ft, _ = probes.psf(int(b))
-        term = sfft.rfft2(dep, workers=render.FFT_WORKERS) * correction * psf_ft
+        term = sfft.rfft2(dep, workers=_fft.FFT_WORKERS) * correction * psf_ft
         out = term if out is None else out + term
     # Each column's peak: the probe of its atoms' mean depth.
     n = scene.n_columns
