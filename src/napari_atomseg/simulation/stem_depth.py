@@ -26,6 +26,7 @@ from scipy import fft as sfft
 
 from . import _fft, optics, render
 from .render import RenderGrid
+from .stem_probe import blurred_probe_ft, probe_on_grid
 
 #: signed defocus bins, in units of the depth of field lambda / alpha^2
 _BINS = np.array([0.0, 0.75, 1.5, 3.0, 6.0, 12.0, 24.0, 48.0])
@@ -63,8 +64,6 @@ class DepthProbes:
     def _make(self, defocus_A: float) -> tuple[np.ndarray, float]:
         """The probe on a patch just large enough for it (its disc, alpha x defocus, and
         Airy tails), embedded in the full grid: one full-size FFT instead of four."""
-        from .stem import blurred_probe_ft, probe_on_grid
-
         p, grid = self._p, self._grid
         alpha = p.convergence_mrad * 1e-3
         blur_A = 3.0 * p.source_size_nm * 10
