@@ -44,6 +44,7 @@ import pandas as pd
 from .._progress import Progress, drain
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import InputError
+from . import _unet
 from . import bragg as _bragg
 from .bragg_labels import (
     bragg_contamination_map,
@@ -377,8 +378,6 @@ def iter_segment(
             "bragg_parameters": params,
         }
     else:
-        from . import _unet
-
         pre_img = preprocess(img, replace(pre, standardise=False))
         yield Progress(2, total, "U-Net")
         source = scale.source if scale is not None else ("user" if px is not None else None)
