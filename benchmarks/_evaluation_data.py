@@ -54,7 +54,7 @@ PANEL_KIND = {
 
 def _read(path: Path) -> tuple[np.ndarray, float | None]:
     from napari_atomseg.io import read_images
-    from napari_atomseg.segment.sorting import read_any
+    from napari_atomseg.segmentation.sorting import read_any
 
     if path.suffix == ".npy":
         return np.load(path).astype(np.float32), None
@@ -104,7 +104,7 @@ def pt_single_atoms() -> list[PanelImage]:
 
 
 def graphene_split():
-    from napari_atomseg.segment.data import final_split, load_graphene_contamination
+    from napari_atomseg.segmentation.data import final_split, load_graphene_contamination
 
     items = load_graphene_contamination()
     selection, final = final_split([it.name for it in items])
@@ -137,7 +137,7 @@ def bf_evaluation_set(n: int = 12):
     the narrow grey ranges and survey sampling of the issue's real frames."""
     from dataclasses import replace
 
-    from napari_atomseg.simulate.bf_particles import random_bf_parameters, render_bf_particles
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
 
     out = []
     for k in range(n):

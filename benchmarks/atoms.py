@@ -158,7 +158,7 @@ def worst_images(cases, model, threads, extra, k=5) -> list[tuple[str, float, fl
 
 def timing(model: str, threads: int, params: dict, repeats: int, extra: dict) -> dict[str, float]:
     from napari_atomseg.atoms.find import find_atoms
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     p = SimulationParameters(material="SrTiO3", shape_px=(1024, 1024), pixel_size_nm=0.02,
                              dose_e_per_A2=3e4, seed=BENCH_SEED, rotation_deg=12.0)  # fmt: skip

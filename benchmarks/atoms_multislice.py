@@ -51,7 +51,7 @@ def make(name: str, fields: dict, seed: int):
     """Simulate (or load) one multislice image: (image, pixel size, columns table)."""
     import pandas as pd
 
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     path = CACHE / f"{name}.npz"
     if path.is_file():

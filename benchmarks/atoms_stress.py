@@ -3,7 +3,7 @@
 Gaussian columns (sigma 0.05 nm) on plain 2-D lattices of every Bravais type with one to
 three sublattices, spacings 0.15-0.6 nm, rotated off the pixel grid, at 0.02 nm/px, with
 white noise (a fraction of the brightest column's peak) and with or without a background
-ramp (``napari_atomseg.simulate.lattice2d``). Detections are matched one to one within
+ramp (``napari_atomseg.simulation.lattice2d``). Detections are matched one to one within
 0.05 nm, ignoring an 8 px border. The plugin runs with its defaults and the pixel size;
 ``blob_log`` runs at the column scale (sigma 0.5-2x the column's), its threshold chosen per
 case on a separate noise seed (``--tune-seed``) -- a classical detector given its best
@@ -33,7 +33,7 @@ import numpy as np
 from skimage.feature import blob_log
 
 from napari_atomseg.atoms.metrics import point_metrics
-from napari_atomseg.simulate.lattice2d import (
+from napari_atomseg.simulation.lattice2d import (
     BRAVAIS,
     IdealImage,
     PlainLattice,

@@ -4,7 +4,7 @@ For isolated atoms (no channelling, so multislice gives the exact single-atom AD
 signal) the integrated ADF intensity over the scan, times the pixel area, is the atom's
 ADF cross-section sigma (A^2). This script measures it with abTEM for a few elements,
 energies and detectors and compares it with the screened-Rutherford (Wentzel) formula
-used by :func:`napari_atomseg.simulate.potentials.haadf_cross_section_A2`, printing a
+used by :func:`napari_atomseg.simulation.potentials.haadf_cross_section_A2`, printing a
 table. Run::
 
     python benchmarks/calibrate_haadf.py          # ~2-4 min on 2 cores
@@ -48,7 +48,7 @@ def abtem_sigma(symbol: str, energy_keV: float, inner: float, outer: float) -> f
 
 
 def main() -> None:
-    from napari_atomseg.simulate.potentials import wentzel_cross_section_A2
+    from napari_atomseg.simulation.potentials import wentzel_cross_section_A2
 
     rows = []
     cases = [

@@ -10,7 +10,7 @@ gives the multislice ratio, and shows the fast model's ratio with the old defaul
 (n = 1.7) and with the calibrated one. Cases:
 
 - ``mos2``: MoS2 monolayer, 60 kV, 60-130 mrad, Mo vs S2 columns (the case of
-  tests/simulate/test_validation.py; the columns' offset is fitted on it);
+  tests/simulation/test_validation.py; the columns' offset is fitted on it);
 - ``sto``: SrTiO3 [001], 2 nm, 80 kV, 60-150 mrad, Sr vs Ti-O columns (held out: longer
   columns, other elements, energy and detector);
 - ``isolated``: single atoms (Pt against C, N, O, Si; no channelling) at 300 and 200 kV,
@@ -52,7 +52,7 @@ def _ratio(image: np.ndarray, table, first: str, second: str, margin: int = 1) -
 def _fit_exponent(params, first: str, second: str, target: float) -> tuple[float, float, float]:
     """n in [1.0, 2.2] at which the fast model's ratio equals ``target`` (bisection), and
     the fast model's ratio at the old default n = 1.7 and at its calibrated default."""
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     def ratio(n: float | None) -> float:
         r = simulate(params.replace(z_exponent=n, mode="haadf"))
@@ -69,7 +69,7 @@ def _fit_exponent(params, first: str, second: str, target: float) -> tuple[float
 
 
 def column_case(name: str, phonons: int) -> dict:
-    from napari_atomseg.simulate import SimulationParameters, engine, simulate
+    from napari_atomseg.simulation import SimulationParameters, engine, simulate
 
     engine.STEM_MARGIN_A = 4.0  # a small specimen margin keeps the multislice grid small
     if name == "mos2":
@@ -108,7 +108,7 @@ def column_case(name: str, phonons: int) -> dict:
     ms = simulate(p.replace(mode="haadf_multislice"))
     seconds = time.perf_counter() - t0
     target = _ratio(ms.image_clean.astype(np.float64), ms.columns, first, second)
-    from napari_atomseg.simulate.stem import z_exponent
+    from napari_atomseg.simulation.stem import z_exponent
 
     n_fit, fast_old, fast_calibrated = _fit_exponent(p, first, second, target)
     return {
@@ -128,7 +128,7 @@ def isolated_cases() -> list[dict]:
     sys.path.insert(0, str(Path(__file__).parent))
     from calibrate_haadf import abtem_sigma
 
-    from napari_atomseg.simulate.potentials import calibrated_z_exponent
+    from napari_atomseg.simulation.potentials import calibrated_z_exponent
 
     rows = []
     for energy, inner, outer in ((300.0, 70.0, 200.0), (200.0, 70.0, 200.0)):

@@ -1,6 +1,6 @@
 """Noise, contrast and texture of real micrographs beside those of a simulation mixture.
 
-Measures the same statistics (:mod:`napari_atomseg.simulate.imagestats`) on
+Measures the same statistics (:mod:`napari_atomseg.simulation.imagestats`) on
 
 - the real HAADF / ABF / HRTEM images in ``../shared/data`` (Pt single atoms on N-doped
   carbon with their hand-placed atoms, the real_panel lattices, the openNCEM SrTiO3 and
@@ -91,7 +91,7 @@ def pt_items() -> list[tuple[str, Path, Path]]:
 
 # --- statistics ---------------------------------------------------------------------------
 def noise_stats(image: np.ndarray, zero_level: float | None = None) -> dict[str, float]:
-    from napari_atomseg.simulate.imagestats import fit_poisson_gaussian, line_jitter_px
+    from napari_atomseg.simulation.imagestats import fit_poisson_gaussian, line_jitter_px
 
     fit = fit_poisson_gaussian(image, zero_level=zero_level)
     return {
@@ -108,7 +108,7 @@ def atom_stats(image: np.ndarray, positions_px: np.ndarray, pixel_size_nm: float
     """Single atoms against their support: contrast, width, texture of the support."""
     from scipy.ndimage import gaussian_filter
 
-    from napari_atomseg.simulate.imagestats import spot_contrast, spot_width_nm, texture_spectrum
+    from napari_atomseg.simulation.imagestats import spot_contrast, spot_width_nm, texture_spectrum
 
     sc = spot_contrast(image, positions_px, pixel_size_nm, fit)
     # The support: pixels whose 1-nm mean is above a third of the median (not vacuum).
@@ -157,7 +157,7 @@ def real_rows() -> list[dict]:
 def sim_rows(mix_path: str, n: int, seed: int) -> list[dict]:
     """Statistics of ``n`` images of the mix: HAADF single-atom scenes (with the atom
     statistics on the visible isolated atoms), HAADF lattices and HRTEM images."""
-    from napari_atomseg.simulate import load_mix, random_parameters, simulate
+    from napari_atomseg.simulation import load_mix, random_parameters, simulate
 
     mix = load_mix(mix_path)
     rng = np.random.default_rng(seed)
@@ -251,8 +251,8 @@ def _like(mix, rng, accept, pixel_size_nm: float, electrons: tuple[float, float]
     with its electrons per probe position (or camera pixel) kept, whose effective
     electrons per pixel fall within ``electrons``: the mix's own images at the real
     sampling and dose."""
-    from napari_atomseg.simulate import random_parameters, simulate
-    from napari_atomseg.simulate.imagestats import fit_poisson_gaussian
+    from napari_atomseg.simulation import random_parameters, simulate
+    from napari_atomseg.simulation.imagestats import fit_poisson_gaussian
 
     for _ in range(tries):
         p = random_parameters(rng, mix)
@@ -278,7 +278,7 @@ def draw_figure(mix_path: str, path: str, seed: int) -> None:
     import pandas as pd
 
     from napari_atomseg import read_image
-    from napari_atomseg.simulate import load_mix
+    from napari_atomseg.simulation import load_mix
 
     mix = load_mix(mix_path)
     rng = np.random.default_rng(seed)

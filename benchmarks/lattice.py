@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from napari_atomseg import analyse_lattice, find_atoms, read_image  # noqa: E402
-from napari_atomseg.simulate import SimulationParameters, simulate  # noqa: E402
-from napari_atomseg.simulate.deformation import Deformation, perovskite_columns  # noqa: E402
+from napari_atomseg.simulation import SimulationParameters, simulate  # noqa: E402
+from napari_atomseg.simulation.deformation import Deformation, perovskite_columns  # noqa: E402
 
 A_NM = 0.3905
 PS = 0.02

@@ -28,7 +28,7 @@ SEED_BASE = 70_000_000
 
 
 def parameters(k: int):
-    from napari_atomseg.simulate import SimulationParameters
+    from napari_atomseg.simulation import SimulationParameters
 
     rng = np.random.default_rng([SEED_BASE, k])
     sign = 1.0 if rng.random() < 0.5 else -1.0
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/multislice_graphene"))
     args = parser.parse_args(argv)
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     args.out.mkdir(parents=True, exist_ok=True)
     for k in range(args.n):

@@ -12,7 +12,7 @@ of it was). Dose 200 e/A^2 before binning. Seeds never used for anything else.
 
 Methods, all run on the same images:
 
-- ``intensity`` -- :mod:`napari_atomseg.segment.intensity` (what the main job uses here);
+- ``intensity`` -- :mod:`napari_atomseg.segmentation.intensity` (what the main job uses here);
 - ``otsu`` -- the naive baseline: Otsu's threshold of the raw image, nothing else;
 - ``bragg particles`` -- the Bragg filter (lattice fringes; none are resolved here);
 - ``unet particles`` -- the shipped particle U-Net (its card stops at 0.4 nm/px: refused).
@@ -34,7 +34,7 @@ BIN = 5
 
 
 def scene(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     params = SimulationParameters(
         material="Au", mode="haadf", scene="particles", particle_diameter_nm=8.0,
@@ -82,8 +82,8 @@ def methods(image: np.ndarray) -> dict[str, np.ndarray | str]:
 
     from napari_atomseg._progress import drain
     from napari_atomseg.errors import AtomsegError
-    from napari_atomseg.segment import segment
-    from napari_atomseg.segment.intensity import iter_particles_by_intensity
+    from napari_atomseg.segmentation import segment
+    from napari_atomseg.segmentation.intensity import iter_particles_by_intensity
 
     out: dict[str, np.ndarray | str] = {}
     out["intensity"] = drain(iter_particles_by_intensity(image, PS_NM)).labels == 1

@@ -52,10 +52,10 @@ import pandas as pd
 import yaml
 
 from napari_atomseg.errors import ModelError
-from napari_atomseg.segment import segment
-from napari_atomseg.segment.data import kfold_splits, load_graphene_contamination
-from napari_atomseg.segment.metrics import MaskScores, summarise
-from napari_atomseg.segment.tuning import (
+from napari_atomseg.segmentation import segment
+from napari_atomseg.segmentation.data import kfold_splits, load_graphene_contamination
+from napari_atomseg.segmentation.metrics import MaskScores, summarise
+from napari_atomseg.segmentation.tuning import (
     BraggGrid,
     bragg_grid_scores,
     cross_validated,
@@ -93,7 +93,7 @@ def _pooled_row(scores: list[MaskScores]) -> dict[str, float]:
 
 def _installed_model(task: str) -> str | None:
     try:
-        from napari_atomseg.segment._unet import default_model
+        from napari_atomseg.segmentation._unet import default_model
 
         return default_model(task).name
     except (ModelError, ImportError, AttributeError) as exc:
@@ -108,7 +108,7 @@ def _recipe_stamp(config: dict, train_names: list[str]) -> dict:
 
 def fold_recipe(config: Path, steps: int) -> tuple[dict, str]:
     """The config as each fold runs it (name left out) and a short hash of it."""
-    from napari_atomseg.segment.finetune import _read_config
+    from napari_atomseg.segmentation.finetune import _read_config
 
     cfg = {**_read_config(config), "steps": steps, "val_examples": 0, "name": None}
     recipe = json.loads(json.dumps(cfg, default=str))
@@ -133,7 +133,7 @@ def fold_models(
     import tempfile
 
     from napari_atomseg._progress import drain
-    from napari_atomseg.segment.finetune import (
+    from napari_atomseg.segmentation.finetune import (
         _read_config,
         iter_finetune,
         real_pairs,
@@ -277,9 +277,9 @@ def _bragg_map(it: Any, bragg_options: dict) -> np.ndarray:
     """The Bragg map of the U-Net/Bragg average (as segment() computes it)."""
     from dataclasses import replace
 
-    from napari_atomseg.segment import bragg as _bragg
-    from napari_atomseg.segment.api import _DEFAULT_PREPROCESS, bragg_contamination_map
-    from napari_atomseg.segment.preprocess import preprocess
+    from napari_atomseg.segmentation import bragg as _bragg
+    from napari_atomseg.segmentation.api import _DEFAULT_PREPROCESS, bragg_contamination_map
+    from napari_atomseg.segmentation.preprocess import preprocess
 
     pre = replace(_DEFAULT_PREPROCESS["contamination"], standardise=False)
     params = _bragg.with_options(None, **bragg_options)
@@ -291,8 +291,8 @@ def _variant_confusions(
     probs: np.ndarray, bragg_map: np.ndarray, it: Any, candidates: list[tuple]
 ) -> np.ndarray:
     """(n_candidates, 2, 2) confusion matrices of one image for (w, t, smooth, min) tuples."""
-    from napari_atomseg.segment.cleanup import clean_labels
-    from napari_atomseg.segment.metrics import confusion_matrix
+    from napari_atomseg.segmentation.cleanup import clean_labels
+    from napari_atomseg.segmentation.metrics import confusion_matrix
 
     px = float(it.pixel_size_nm)
     other = np.where(probs[2] > probs[0], 2, 0).astype(np.uint8)
@@ -494,7 +494,7 @@ def particles(
     n_per_material: int, seed: int, extra_models: list[str] | None = None
 ) -> dict[str, dict[str, float]]:
     try:
-        from napari_atomseg.simulate import SimulationParameters, list_materials, simulate
+        from napari_atomseg.simulation import SimulationParameters, list_materials, simulate
     except ImportError as exc:
         print(f"  (simulation engine not available: {exc})")
         return {}

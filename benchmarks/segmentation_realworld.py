@@ -17,7 +17,7 @@ Sections (each prints its tables; ``--json`` keeps every row):
   {100} table (selection set only) and the panel's stated pixel sizes, and on the real Pt
   single atoms (no lattice).
 - ``final``: the 11 graphene images of the date-grouped final third
-  (:func:`napari_atomseg.segment.data.final_split`), never trained on and never used to
+  (:func:`napari_atomseg.segmentation.data.final_split`), never trained on and never used to
   choose anything -- scored once per shipped model and method, with the pixel size of the
   set's table and without one (as a PNG arrives). Pooled Jaccard / F1 / precision /
   recall, the worst images, and every image called >= 90 % amorphous.
@@ -53,8 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import pandas as pd
 
-from napari_atomseg.segment import segment
-from napari_atomseg.segment.metrics import MaskScores, summarise
+from napari_atomseg.segmentation import segment
+from napari_atomseg.segmentation.metrics import MaskScores, summarise
 
 COLUMNS = ["jaccard", "f1", "precision", "recall", "pixel_accuracy"]
 #: (label, segment() keyword arguments) of the contamination rows.
@@ -112,10 +112,10 @@ FUSION_THRESHOLDS = (0.4, 0.5, 0.6)
 
 def section_selection(folds: int = 4, keep: Path = Path("runs/segment_cv")) -> dict[str, Any]:
     from _evaluation_data import graphene_split
-    from segmentation import BRAGG_MAP_OPTIONS, FINETUNE_CONFIG, fold_models
 
-    from napari_atomseg.segment.data import date_of, kfold_splits
-    from napari_atomseg.segment.tuning import BraggGrid, bragg_grid_scores
+    from napari_atomseg.segmentation.data import date_of, kfold_splits
+    from napari_atomseg.segmentation.tuning import BraggGrid, bragg_grid_scores
+    from segmentation import BRAGG_MAP_OPTIONS, FINETUNE_CONFIG, fold_models
 
     selection, _final = graphene_split()
     splits = kfold_splits([date_of(it.name) for it in selection], folds, seed=0)
@@ -272,8 +272,8 @@ def section_panel() -> dict[str, Any]:
 
 
 def section_crystals(size: int = 256) -> dict[str, Any]:
-    from napari_atomseg.simulate import SimulationParameters, simulate
-    from napari_atomseg.simulate.materials import MATERIALS
+    from napari_atomseg.simulation import SimulationParameters, simulate
+    from napari_atomseg.simulation.materials import MATERIALS
 
     rows = []
     rng = np.random.default_rng(123_456)
@@ -353,6 +353,7 @@ def otsu_particles(image: np.ndarray, sigma_px: float = 1.0) -> np.ndarray:
 
 def section_particles(n_bf: int = 12) -> dict[str, Any]:
     from _evaluation_data import bf_evaluation_set
+
     from segmentation import particles as engine_particles
 
     out: dict[str, Any] = {}
@@ -414,7 +415,7 @@ def section_particles(n_bf: int = 12) -> dict[str, Any]:
 
 TIMING_SCRIPT = """
 import sys, time, json, numpy as np
-from napari_atomseg.segment.data import load_graphene_contamination
+from napari_atomseg.segmentation.data import load_graphene_contamination
 from napari_atomseg import segment
 items = load_graphene_contamination()
 tile = items[3].image

@@ -17,16 +17,16 @@ lattice and the contamination are realistic. Each stage is what
 - Bragg: pre-processing (spike filter + flat-field + standardisation), Bragg filter,
   labels, clean-up, and ``segment()``.
 
-"old" is the code of ``segment/preprocess.py``, ``cleanup.py`` and ``bragg.py`` at
-``--old-rev`` (default: the commit before the speed work), read with ``git show`` and
-swapped into ``segment()``; "new" is the working tree. Old and new run alternately, one
-repeat each in turn, so a change of machine load hits both; the table gives the median
-wall time and the median CPU time of this process (less sensitive to other load), and
-the number of label pixels where old and new ``segment()`` differ. The load average is
-printed with every table: on a shared machine wall times are only comparable at a
-similar load. The network (torch, 2 threads) suffers most: with one other busy process
-its 2048^2 wall time ranges from 0.9 to 5 s between runs, so a ``segment()`` total
-measured on a shared machine can exceed the sum of its stage medians.
+"old" is the code of ``segmentation/preprocess.py``, ``cleanup.py`` and ``bragg.py``
+(``segment/`` in older revisions) at ``--old-rev`` (default: the commit before the speed
+work), read with ``git show`` and swapped into ``segment()``; "new" is the working tree.
+Old and new run alternately, one repeat each in turn, so a change of machine load hits
+both; the table gives the median wall time and the median CPU time of this process (less
+sensitive to other load), and the number of label pixels where old and new ``segment()``
+differ. The load average is printed with every table: on a shared machine wall times are
+only comparable at a similar load. The network (torch, 2 threads) suffers most: with one
+other busy process its 2048^2 wall time ranges from 0.9 to 5 s between runs, so a
+``segment()`` total measured on a shared machine can exceed the sum of its stage medians.
 """
 
 from __future__ import annotations
@@ -55,20 +55,28 @@ DEFAULT_OLD_REV = "43a7158"
 _MODULES = ("preprocess", "cleanup", "bragg")
 
 
+def _show_old_module(rev: str, name: str) -> str:
+    """The source of segmentation module ``name`` at ``rev`` (``segment/`` before the rename)."""
+    for package in ("segmentation", "segment"):
+        shown = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:src/napari_atomseg/{package}/{name}.py"],
+            capture_output=True,
+            text=True,
+        )
+        if shown.returncode == 0:
+            return shown.stdout
+    raise FileNotFoundError(f"{rev}: no src/napari_atomseg/{{segmentation,segment}}/{name}.py")
+
+
 def load_old_modules(rev: str, folder: Path) -> dict[str, ModuleType]:
     """The segment modules of git revision ``rev``, imported under private names."""
     modules = {}
     for name in _MODULES:
-        source = subprocess.run(
-            ["git", "-C", str(REPO), "show", f"{rev}:src/napari_atomseg/segment/{name}.py"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        source = _show_old_module(rev, name)
         path = folder / f"{name}.py"
         path.write_text(source, encoding="utf-8")
         # A name inside the package, so the modules' relative imports resolve.
-        full = f"napari_atomseg.segment._old_{name}"
+        full = f"napari_atomseg.segmentation._old_{name}"
         spec = importlib.util.spec_from_file_location(full, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
@@ -88,7 +96,7 @@ def load_old_modules(rev: str, folder: Path) -> dict[str, ModuleType]:
 @contextlib.contextmanager
 def using(modules: dict[str, ModuleType]) -> Iterator[None]:
     """Run ``segment()`` with the given pre-processing / clean-up / Bragg modules."""
-    from napari_atomseg.segment import api
+    from napari_atomseg.segmentation import api
 
     saved = (api.preprocess, api.clean_labels, api._bragg)
     api.preprocess = modules["preprocess"].preprocess
@@ -136,9 +144,9 @@ def method_stages(method: str, image: np.ndarray, pixel_size_nm: float, old: dic
     """``{stage: (old_fn, new_fn)}`` for one method on one image, as segment() runs it."""
     from napari_atomseg import segment
     from napari_atomseg._progress import drain
-    from napari_atomseg.segment import _unet, api
-    from napari_atomseg.segment.api import _DEFAULT_CLEANUP, _DEFAULT_PREPROCESS, _cleanup_px
-    from napari_atomseg.segment.bragg_labels import bragg_labels as _bragg_labels
+    from napari_atomseg.segmentation import _unet, api
+    from napari_atomseg.segmentation.api import _DEFAULT_CLEANUP, _DEFAULT_PREPROCESS, _cleanup_px
+    from napari_atomseg.segmentation.bragg_labels import bragg_labels as _bragg_labels
 
     pre_opts = _DEFAULT_PREPROCESS["contamination"]
     cleanup = _DEFAULT_CLEANUP[method]
@@ -226,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from napari_atomseg import segment as segment_fn
     from napari_atomseg.errors import ModelError
-    from napari_atomseg.segment import bragg, cleanup, preprocess
-    from napari_atomseg.segment.data import load_graphene_contamination
+    from napari_atomseg.segmentation import bragg, cleanup, preprocess
+    from napari_atomseg.segmentation.data import load_graphene_contamination
 
     new = {"preprocess": preprocess, "cleanup": cleanup, "bragg": bragg}
     items = load_graphene_contamination()

@@ -1,6 +1,6 @@
 """Speed of the imaging models: ms per image (with ground truth and targets).
 
-Times :func:`napari_atomseg.simulate.simulate` for fixed recipes (MoS2 monolayer and a
+Times :func:`napari_atomseg.simulation.simulate` for fixed recipes (MoS2 monolayer and a
 4 nm Au [001] slab in fast HAADF, graphene in fast HRTEM) at 256^2 and 512^2, the
 multislice modes on small fields (their cost grows with the field: HAADF multislice with
 the number of probe positions times the grid, so 256^2 would take hours on 2 cores), and
@@ -39,9 +39,9 @@ def _time(make, repeat: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from napari_atomseg.simulate import SimulationParameters, simulate
-    from napari_atomseg.simulate.library import image_parameters
-    from napari_atomseg.simulate.mix import MixConfig
+    from napari_atomseg.simulation import SimulationParameters, simulate
+    from napari_atomseg.simulation.library import image_parameters
+    from napari_atomseg.simulation.mix import MixConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         wall, cpu = _time(lambda s, mix=mix: simulate(image_parameters(1, s, mix)), 4 * args.repeat)
         row("default mixture (random recipes)", f"{n}^2", wall, cpu)
     if not args.quick:
-        # The fast suite's validation case (tests/simulate/test_validation.py): abTEM's
+        # The fast suite's validation case (tests/simulation/test_validation.py): abTEM's
         # cost is the probe positions x the grid x the slices x the frozen phonons.
         ms = dict(
             material="MoS2",

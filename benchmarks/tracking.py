@@ -39,8 +39,8 @@ import pandas as pd
 
 from napari_atomseg._progress import drain
 from napari_atomseg.io.stack import as_stack
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import MovieParameters, iter_movie_frames, plan_movie
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import MovieParameters, iter_movie_frames, plan_movie
 from napari_atomseg.track.api import iter_track_stack
 from napari_atomseg.track.metrics import drift_rms_px, inside, score_links
 
@@ -110,8 +110,8 @@ def accuracy(args) -> dict:
 
 def linkers(args) -> dict:
     from napari_atomseg.track.detect import iter_detect_frames
-    from napari_atomseg.track.link import link
-    from napari_atomseg.track.register import register
+    from napari_atomseg.track.linking import link
+    from napari_atomseg.track.registration import register
 
     rows = []
     for seed in args.seeds:
@@ -161,7 +161,7 @@ def linkers(args) -> dict:
 def average(args) -> dict:
     from napari_atomseg.atoms import find_atoms
     from napari_atomseg.atoms.metrics import match_points
-    from napari_atomseg.track.register import register, registered_average
+    from napari_atomseg.track.registration import register, registered_average
 
     rows = []
     for name, dose in DOSES.items():
@@ -192,7 +192,7 @@ def average(args) -> dict:
 
 def dask_scaling(args) -> dict:
     from napari_atomseg.io import Calibration, write_image_tiff
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     folder = Path(args.out).parent / "dask_images"
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def memory(args) -> dict:
     import tifffile
 
     from napari_atomseg.io.stack import open_stack
-    from napari_atomseg.track.register import iter_register, iter_registered_average
+    from napari_atomseg.track.registration import iter_register, iter_registered_average
 
     path = Path(args.out).parent / "big_movie.tif"
     mp = movie_parameters(7, DOSES["moderate"], args.big_frames)

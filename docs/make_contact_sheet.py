@@ -76,7 +76,7 @@ def samples(out: Path) -> None:
     import matplotlib.pyplot as plt
 
     from napari_atomseg._napari.sample_data import SAMPLES, sample_parameters
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     fig, axes = plt.subplots(2, len(SAMPLES), figsize=(4 * len(SAMPLES), 8.3))
     for col, name in enumerate(SAMPLES):
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_atomseg.simulate import load_mix, simulate
-    from napari_atomseg.simulate.library import image_parameters
+    from napari_atomseg.simulation import load_mix, simulate
+    from napari_atomseg.simulation.library import image_parameters
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50)

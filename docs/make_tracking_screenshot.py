@@ -6,7 +6,7 @@ Usage (needs a display; on a headless machine run it under Xvfb)::
         python docs/make_tracking_screenshot.py [--frames 40] [--seed 5]
 
 A 256^2 HAADF movie of MoS2 (drift up to 1 nm, 6 Pt atoms hopping between hollow sites,
-2 % of the columns fading, 1e4 e/A^2 per frame) from :mod:`napari_atomseg.simulate.movie`,
+2 % of the columns fading, 1e4 e/A^2 per frame) from :mod:`napari_atomseg.simulation.movie`,
 tracked with the widget's defaults; the time slider is left on the last frame so each
 track's recent history shows, and the overlay text compares the tracks with the known
 trajectories.
@@ -30,8 +30,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
 
-    from napari_atomseg.simulate import SimulationParameters
-    from napari_atomseg.simulate.movie import MovieParameters, simulate_movie
+    from napari_atomseg.simulation import SimulationParameters
+    from napari_atomseg.simulation.movie import MovieParameters, simulate_movie
     from napari_atomseg.track.metrics import inside, score_links
 
     frame = SimulationParameters(

@@ -292,7 +292,7 @@ def _graphene_folder_as_tiffs(folder: Path, sizes: Any, out: Path) -> None:
     """The first N_SORTED graphene PNGs as TIFFs calibrated with the set's FFT estimates
     (a PNG stores no pixel size)."""
     from napari_atomseg.io import Calibration, write_image_tiff
-    from napari_atomseg.segment.data import _read_grey_png
+    from napari_atomseg.segmentation.data import _read_grey_png
 
     for path in sorted((folder / "images").glob("*.png"))[:N_SORTED]:
         cal = Calibration.from_pixel_size_nm(float(sizes.loc[path.name, "est_pixel_size_nm"]))
@@ -304,7 +304,7 @@ def shot_graphene(model: str | None) -> None:
 
     import pandas as pd
 
-    from napari_atomseg.segment.data import _read_grey_png
+    from napari_atomseg.segmentation.data import _read_grey_png
 
     folder = DATA / "graphene_contamination"
     sizes = pd.read_csv(folder / "estimated_pixel_size_nm.csv").set_index("image")
@@ -320,7 +320,7 @@ def shot_graphene(model: str | None) -> None:
         widget.method.value = "unet"
         _set_model(widget, model)
     else:
-        from napari_atomseg.segment._unet import default_model
+        from napari_atomseg.segmentation._unet import default_model
 
         try:
             default_model("contamination")
@@ -336,7 +336,7 @@ def shot_graphene(model: str | None) -> None:
     if widget.method.value == "unet":
         # Every real labelled image available was used to fine-tune the shipped U-Net, so
         # quote the untrained Bragg filter on the same image beside it.
-        from napari_atomseg.segment import segment
+        from napari_atomseg.segmentation import segment
 
         bragg = segment(image, pixel_size, method="bragg").labels == 1
         j_bragg = (bragg & (hand > 0)).sum() / max(1, (bragg | (hand > 0)).sum())

@@ -27,7 +27,7 @@ def tiny_atoms_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def micrograph():
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     sim = simulate(
         SimulationParameters(
@@ -200,7 +200,7 @@ def test_uncalibrated_image_gets_one_estimate_for_both_steps(
 
 def test_no_lattice_means_no_column_in_contamination(tmp_path, tiny_atoms_model):
     """Single atoms on amorphous carbon: the amorphous class is the support; no flags."""
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     sim = simulate(
         SimulationParameters(scene="single_atoms", mode="haadf", shape_px=(160, 160),

@@ -90,7 +90,7 @@ class Case:
 
 
 def _mix(overrides: dict):
-    from napari_atomseg.simulate import load_mix
+    from napari_atomseg.simulation import load_mix
 
     base = load_mix(BENCH_MIX)
     return dataclasses.replace(
@@ -120,7 +120,7 @@ def _truth_from_columns(columns, shape, ps: float) -> tuple[np.ndarray, np.ndarr
 def synthetic_cases(group: str, n: int, offset: int) -> list[Case]:
     """``n`` images of ``group`` from seed set ``offset`` (TEST, TUNING, DEVELOPMENT...)."""
     from napari_atomseg.atoms.training import columns_are_dark
-    from napari_atomseg.simulate import random_parameters, simulate
+    from napari_atomseg.simulation import random_parameters, simulate
 
     mix = _mix(GROUPS[group])
     cases = []

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from .io import Calibration as Calibration
     from .io import read_image as read_image
     from .lattice import analyse_lattice as analyse_lattice
-    from .segment import segment as segment
-    from .simulate import SimulationParameters as SimulationParameters
-    from .simulate import simulate as simulate
+    from .segmentation import segment as segment
+    from .simulation import SimulationParameters as SimulationParameters
+    from .simulation import simulate as simulate
     from .track import register_stack as register_stack
     from .track import track_atoms as track_atoms
 
@@ -34,10 +34,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "read_image": "napari_atomseg.io",
     "Calibration": "napari_atomseg.io",
-    "simulate": "napari_atomseg.simulate",
-    "SimulationParameters": "napari_atomseg.simulate",
+    "simulate": "napari_atomseg.simulation",
+    "SimulationParameters": "napari_atomseg.simulation",
     "find_atoms": "napari_atomseg.atoms",
-    "segment": "napari_atomseg.segment",
+    "segment": "napari_atomseg.segmentation",
     "track_atoms": "napari_atomseg.track",
     "register_stack": "napari_atomseg.track",
     "analyse_lattice": "napari_atomseg.lattice",

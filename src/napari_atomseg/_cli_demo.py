@@ -1,13 +1,13 @@
 """``napari-atomseg demo``: the main job end to end, on your files or a simulated one.
 
 Without INPUT it simulates two micrographs with exact ground truth (the presets of the
-sample data, :mod:`napari_atomseg.simulate.presets`): HAADF-STEM of monolayer MoS2 with S
+sample data, :mod:`napari_atomseg.simulation.presets`): HAADF-STEM of monolayer MoS2 with S
 vacancies and W dopants, and phase-contrast HRTEM of graphene with hydrocarbon
 contamination. The run then *scores itself*: each summary holds precision / recall / F1 /
 RMS error of the found columns against the true visible ones (outside contamination) and
 the Jaccard index of the amorphous (contamination) and vacuum masks against the true ones.
 Simulated images and your files are segmented alike, with the default method of
-:func:`napari_atomseg.segment.segment` (``auto``: the default U-Net checked against the
+:func:`napari_atomseg.segmentation.segment` (``auto``: the default U-Net checked against the
 Bragg filter, which takes over on a crystal the network gets grossly wrong; an image
 without a lattice has no crystal and no contamination flags). Without a calibration
 (PNG/JPEG pictures, uncalibrated TIFFs) the pixel size is estimated once per image from
@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Simulated demo images: output name -> preset (see simulate/presets.py).
+#: Simulated demo images: output name -> preset (see simulation/presets.py).
 DEMO_IMAGES = {
     "demo_MoS2_haadf": "haadf_mos2",
     "demo_graphene_hrtem_contamination": "hrtem_graphene_contamination",
@@ -130,8 +130,8 @@ def _has_display() -> bool:
 
 def _simulated(args: argparse.Namespace, out: Path) -> list[tuple[str, Any, Any, tuple, Any]]:
     from .io import Calibration, write_image_tiff, write_points_csv
-    from .simulate import simulate
-    from .simulate.presets import preset_parameters
+    from .simulation import simulate
+    from .simulation.presets import preset_parameters
 
     jobs = []
     for name, preset in DEMO_IMAGES.items():

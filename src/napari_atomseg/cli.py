@@ -36,11 +36,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "convert DM/MRC/TIA/EMD/TIFF images to calibrated ImageJ TIFFs",
     ),
     "segment": (
-        "napari_atomseg.segment._cli",
+        "napari_atomseg.segmentation._cli",
         "segment contamination / nanoparticles; write label TIFFs and a ranking CSV",
     ),
     "sort": (
-        "napari_atomseg.segment._cli_sort",
+        "napari_atomseg.segmentation._cli_sort",
         "rank a folder of images by clean-lattice fraction",
     ),
     "atoms": ("napari_atomseg.atoms._cli", "find atomic columns; one CSV per image + a summary"),
@@ -54,7 +54,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "lattice": ("napari_atomseg.lattice._cli", "sublattices, strain, polarisation, intensities"),
     "simulate": (
-        "napari_atomseg.simulate._cli",
+        "napari_atomseg.simulation._cli",
         "write a zarr library of random synthetic micrographs with exact ground truth",
     ),
 }

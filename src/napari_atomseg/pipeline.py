@@ -7,7 +7,7 @@ This is what ``napari-atomseg demo`` (and any batch script) runs per image:
    steps, so they work at the same scale (its source, confidence and warnings go into
    the summary);
 1. :func:`napari_atomseg.atoms.find_atoms` -> one row per atomic column;
-2. :func:`napari_atomseg.segment.segment` (contamination / amorphous / vacuum, the default
+2. :func:`napari_atomseg.segmentation.segment` (contamination / amorphous / vacuum, the default
    method) -> labels;
 3. each column gets ``region`` (the class name under it) and ``in_contamination`` (bool),
    as in the graphene atom-and-bond workflow where contaminated columns are dropped --
@@ -21,7 +21,7 @@ model supports (:func:`atoms_skip_reason`) -- e.g. a 1.25 nm/px overview of
 nanoparticles, where no column is resolved -- the atoms are skipped, the summary's
 ``atoms_skipped`` says why, and a too-coarse image is segmented for **particles**
 instead (:func:`particle_segmentation`: the particle U-Net where its pixel-size range
-covers the image, else by Z contrast, :mod:`napari_atomseg.segment.intensity`), with
+covers the image, else by Z contrast, :mod:`napari_atomseg.segmentation.intensity`), with
 ``NAME_particles.csv`` (one row per particle: centre, area, equivalent diameter) in
 place of the atoms table.
 
@@ -175,9 +175,9 @@ def particle_segmentation(
     covers ``pixel_size_nm``, else by Z contrast (bright particles unless the file says
     bright-field TEM)."""
     from .errors import ModelError
-    from .segment import iter_segment
-    from .segment._unet import default_model
-    from .segment.intensity import iter_particles_by_intensity
+    from .segmentation import iter_segment
+    from .segmentation._unet import default_model
+    from .segmentation.intensity import iter_particles_by_intensity
 
     try:
         span = default_model("particles").input.pixel_size_range_nm
@@ -204,7 +204,7 @@ def iter_process_image(
 ) -> ProgressGenerator[PipelineResult]:
     """Generator form of :func:`process_image` (yields Progress, returns the result)."""
     from .scale import estimate_image_scale
-    from .segment import segment
+    from .segmentation import segment
 
     if not name or any(c in name for c in "/\\"):
         raise InputError(f"name: {name!r} is not a valid file-name stem")
@@ -294,7 +294,7 @@ def _particles_of(seg: Any, pixel_size_nm: float | None) -> pd.DataFrame | None:
     """The particles table of a particles segmentation (None for contamination)."""
     from scipy import ndimage
 
-    from .segment.instances import particle_table
+    from .segmentation.instances import particle_table
 
     if seg.task != "particles":
         return None

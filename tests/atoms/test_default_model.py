@@ -45,7 +45,7 @@ def test_model_loads_and_matches_its_card(card):
 def haadf():
     """A fixed simulated HAADF image (SrTiO3 [001], moderate dose), its visible columns and
     which of them are pure oxygen."""
-    from napari_atomseg.simulate import SimulationParameters, simulate
+    from napari_atomseg.simulation import SimulationParameters, simulate
 
     res = simulate(
         SimulationParameters(

@@ -148,7 +148,7 @@ def test_render_heatmap_handles_columns_outside_the_window():
 
 
 def test_smoke_training_with_the_backend_loop(tmp_path):
-    from napari_atomseg.backend.train import train
+    from napari_atomseg.backend.train_loop import train
 
     cfg = {
         "name": "atoms_smoke",

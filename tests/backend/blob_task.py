@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from napari_atomseg.backend.normalise import normalise
+from napari_atomseg.backend.normalisation import normalise
 from tests._synth import blob_image
 
 

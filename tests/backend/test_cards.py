@@ -167,7 +167,7 @@ def test_shipped_cards_are_valid():
             default_model_name("atoms")
     # segmentation cards serve several segment tasks (contamination, particles): at most
     # one default per segment task
-    from napari_atomseg.segment._unet import card_fits_task
+    from napari_atomseg.segmentation._unet import card_fits_task
 
     for seg_task in ("contamination", "particles"):
         fitting = [c for c in list_models("segmentation") if card_fits_task(c, seg_task)]

@@ -8,7 +8,7 @@ import pytest
 from napari_atomseg.scale import ImageScale, estimate_image_scale, scale_from_metadata
 from napari_atomseg.scale.estimate import SCALE_METADATA_KEY
 from napari_atomseg.scale.reflections import catalogue_reflections, reflections_for
-from napari_atomseg.simulate import SimulationParameters, simulate
+from napari_atomseg.simulation import SimulationParameters, simulate
 from tests._data import shared_path
 
 
@@ -114,7 +114,7 @@ def test_real_graphene_selection_set():
     """The 20 selection images: the {100} estimate of the set's table, within 3 % on all
     with a clear lattice (measured: 18 of 20 within 2.5 %, median 0.5 %; the two faint
     2015-03-10 D4 frames show no spots above the threshold and fall back)."""
-    from napari_atomseg.segment.data import final_split, load_graphene_contamination
+    from napari_atomseg.segmentation.data import final_split, load_graphene_contamination
 
     items = load_graphene_contamination(shared_path("graphene_contamination"))
     selection, _ = final_split([it.name for it in items])

@@ -177,7 +177,7 @@ def test_worker_thread_gives_the_same_result_and_restores_threads(make_model):
 
 
 def test_card_background_is_subtracted_at_the_working_sampling(make_model):
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     inp = {
         "normalisation": "robust_zscore",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_atomseg.backend.normalise import NORMALISATIONS, normalise
+from napari_atomseg.backend.normalisation import NORMALISATIONS, normalise
 from napari_atomseg.errors import InputError
 
 
@@ -61,7 +61,7 @@ def _spot(shape, centre, sigma, amp):
 
 
 def test_subtract_background_removes_a_ramp_to_the_edges_and_keeps_atoms():
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     shape = (200, 330)
     y, x = np.mgrid[: shape[0], : shape[1]]
@@ -81,7 +81,7 @@ def test_subtract_background_removes_a_ramp_to_the_edges_and_keeps_atoms():
 def test_subtract_background_follows_a_local_bump_like_a_full_gaussian_filter():
     from scipy import ndimage as ndi
 
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     shape = (256, 256)
     rng = np.random.default_rng(3)
@@ -99,7 +99,7 @@ def test_subtract_background_follows_a_local_bump_like_a_full_gaussian_filter():
 
 
 def test_subtract_background_in_place_tiny_images_and_errors():
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     img = np.random.default_rng(4).random((64, 64)).astype(np.float32) + 10
     ref = subtract_background(img, 8.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -13,10 +14,17 @@ import yaml
 from napari_atomseg import cli
 from napari_atomseg.backend import predict
 from napari_atomseg.backend.cards import load_card
-from napari_atomseg.backend.normalise import normalise
+from napari_atomseg.backend.normalisation import normalise
 from napari_atomseg.backend.registry import get_model
-from napari_atomseg.backend.train import TrainConfig, iter_train, learning_rate, prepare_pair, train
+from napari_atomseg.backend.train_config import RENAMED_MODULES, current_module_name
 from napari_atomseg.backend.train_data import AugmentConfig, augment_pair, load_pairs, save_pairs
+from napari_atomseg.backend.train_loop import (
+    TrainConfig,
+    iter_train,
+    learning_rate,
+    prepare_pair,
+    train,
+)
 from napari_atomseg.errors import InputError
 from tests._synth import blob_image
 from tests.backend.blob_task import BlobTask
@@ -232,7 +240,7 @@ def test_prepare_pair_resamples_images_and_class_maps(tmp_path):
 
 def test_prepare_pair_subtracts_the_card_s_background(tmp_path):
     from napari_atomseg.backend.cards import card_from_dict, save_card
-    from napari_atomseg.backend.normalise import subtract_background
+    from napari_atomseg.backend.normalisation import subtract_background
 
     base = train(config(tmp_path, "base", steps=3), log=None).card
     data = base.to_dict()
@@ -314,6 +322,17 @@ def test_config_errors(tmp_path):
         arch = {"base_channels": 4, "depth": 1}
         outputs = [{"name": "a", "activation": "sigmoid", "channels": 2}]
         train(config(tmp_path, card={"architecture": arch, "outputs": outputs}), log=None)
+
+
+@pytest.mark.parametrize("old, new", sorted(RENAMED_MODULES.items()))
+def test_renamed_task_modules_resolve_under_their_new_names(old, new):
+    # Cards and configs written before a module was renamed name the old module.
+    assert importlib.util.find_spec(old) is None, f"{old} exists again: drop it from the table"
+    assert importlib.util.find_spec(new) is not None
+    assert current_module_name(old) == new
+    assert current_module_name(f"{old}.sub") == f"{new}.sub"
+    assert current_module_name(f"{old}_other") == f"{old}_other"  # whole names only
+    assert current_module_name("tests.backend.blob_task") == "tests.backend.blob_task"
 
 
 def test_task_returning_bad_examples_is_named(tmp_path):

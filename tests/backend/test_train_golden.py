@@ -29,7 +29,7 @@ def test_scenario_matches_the_record(runs, scenario):
 
 
 def test_resumed_run_matches_the_uninterrupted_record(tmp_path):
-    from napari_atomseg.backend.train import iter_train, train
+    from napari_atomseg.backend.train_loop import iter_train, train
 
     cfg = golden.base_config(tmp_path, "plain")
     gen = iter_train(cfg, log=None)

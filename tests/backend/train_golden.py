@@ -135,7 +135,7 @@ def card_summary(card_path: Path, root: str) -> dict[str, Any]:
 
 
 def run_summary(result: Any, root: Path) -> dict[str, Any]:
-    """Summary of a :class:`~napari_atomseg.backend.train.TrainResult`."""
+    """Summary of a :class:`~napari_atomseg.backend.train_loop.TrainResult`."""
     text_log = Path(result.log_csv).with_name(Path(result.log_csv).name[: -len(".csv")] + ".txt")
     return {
         "weights": weights_summary(result.weights_path),
@@ -173,14 +173,14 @@ def base_config(root: Path, name: str, **over: Any) -> dict[str, Any]:
 
 def plain(root: Path) -> dict[str, Any]:
     """Examples made on the fly, one-cycle schedule, the default card command."""
-    from napari_atomseg.backend.train import train
+    from napari_atomseg.backend.train_loop import train
 
     return run_summary(train(base_config(root, "plain"), log=None), root)
 
 
 def _pairs(root: Path, base_card: Any) -> tuple[Path, list[tuple[np.ndarray, np.ndarray]]]:
-    from napari_atomseg.backend.train import prepare_pair
     from napari_atomseg.backend.train_data import save_pairs
+    from napari_atomseg.backend.train_loop import prepare_pair
 
     rng = np.random.default_rng(7)
     pairs = [prepare_pair(*blob_image(rng, (40, 44)), 0.02, base_card) for _ in range(3)]
@@ -191,7 +191,7 @@ def pool_pairs_prune_distil(root: Path) -> dict[str, Any]:
     """Example pool + fine-tuning pairs + fixed validation pairs, a narrower network
     pruned from ``plain``'s, distillation from it, cosine schedule, no gradient clip."""
     from napari_atomseg.backend.cards import load_card
-    from napari_atomseg.backend.train import train
+    from napari_atomseg.backend.train_loop import train
 
     base = load_card(root / "plain" / "plain.yaml")
     pairs_file, pairs = _pairs(root, base)
@@ -237,7 +237,7 @@ def _library(root: Path, n: int = 10) -> Path:
 def library_workers(root: Path) -> dict[str, Any]:
     """A zarr library only (its last fifth held out for validation), two DataLoader
     worker processes, constant schedule, a scale reference from another task's images."""
-    from napari_atomseg.backend.train import train
+    from napari_atomseg.backend.train_loop import train
 
     cfg = base_config(
         root,

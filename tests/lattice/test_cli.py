@@ -11,7 +11,7 @@ import pytest
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_images, write_image_tiff, write_points_csv
 from napari_atomseg.lattice._cli import match_images
-from napari_atomseg.simulate.deformation import Deformation, perovskite_columns
+from napari_atomseg.simulation.deformation import Deformation, perovskite_columns
 
 PS = 0.02
 

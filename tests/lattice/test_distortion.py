@@ -7,7 +7,7 @@ import pytest
 
 from napari_atomseg import analyse_lattice
 from napari_atomseg.lattice.distortion import correction_matrix, distortion_report
-from napari_atomseg.simulate.deformation import perovskite_columns
+from napari_atomseg.simulation.deformation import perovskite_columns
 
 PS = 0.02
 A = 0.3905

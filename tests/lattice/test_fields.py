@@ -8,7 +8,7 @@ import pytest
 
 from napari_atomseg import analyse_lattice
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate.deformation import Deformation, perovskite_columns
+from napari_atomseg.simulation.deformation import Deformation, perovskite_columns
 
 PS = 0.02
 A = 0.3905

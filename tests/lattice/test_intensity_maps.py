@@ -10,7 +10,7 @@ from napari_atomseg import analyse_lattice
 from napari_atomseg.lattice import lattice_maps, region_means
 from napari_atomseg.lattice.intensity import voronoi_intensity
 from napari_atomseg.lattice.maps import symmetric_limits
-from napari_atomseg.simulate.deformation import Deformation, perovskite_columns
+from napari_atomseg.simulation.deformation import Deformation, perovskite_columns
 
 PS = 0.02
 

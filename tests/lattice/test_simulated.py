@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from napari_atomseg import analyse_lattice
-from napari_atomseg.simulate import Deformation, SimulationParameters, simulate
+from napari_atomseg.simulation import Deformation, SimulationParameters, simulate
 
 A = 0.3905
 

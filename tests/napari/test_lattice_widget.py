@@ -8,7 +8,7 @@ import pytest
 from napari.components import ViewerModel
 
 from napari_atomseg._napari.widgets.lattice import AnalyseLatticeWidget
-from napari_atomseg.simulate.deformation import Deformation, perovskite_columns
+from napari_atomseg.simulation.deformation import Deformation, perovskite_columns
 
 PS = 0.02
 SHAPE = (200, 200)

@@ -11,7 +11,7 @@ from napari_atomseg._napari.scale_panel import layer_scale, stored_scale
 from napari_atomseg._napari.widgets.atoms import FindAtomsWidget
 from napari_atomseg._napari.widgets.segment import SegmentWidget
 from napari_atomseg.scale import SCALE_METADATA_KEY
-from napari_atomseg.simulate import SimulationParameters, simulate
+from napari_atomseg.simulation import SimulationParameters, simulate
 
 TRUE_PX = 0.03
 

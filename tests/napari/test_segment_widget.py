@@ -126,7 +126,7 @@ def test_live_preview_resegments_on_parameter_change(qtbot, contaminated):
 
 
 def test_min_region_follows_the_method_defaults():
-    from napari_atomseg.segment import api
+    from napari_atomseg.segmentation import api
 
     w = SegmentWidget(ViewerModel())
     for method in ("auto", "unet", "bragg"):

@@ -7,8 +7,8 @@ from napari.components import ViewerModel
 from napari.utils.notifications import notification_manager
 
 from napari_atomseg._napari.widgets.simulate import SimulateWidget
-from napari_atomseg.simulate.optics import scherzer_defocus_A
-from napari_atomseg.simulate.visibility import default_hrtem_optics
+from napari_atomseg.simulation.optics import scherzer_defocus_A
+from napari_atomseg.simulation.visibility import default_hrtem_optics
 
 
 def _small(w: SimulateWidget) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_atomseg._napari.widgets.track import TrackAtomsWidget
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import MovieParameters, simulate_movie
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import MovieParameters, simulate_movie
 
 
 @pytest.fixture(scope="module")

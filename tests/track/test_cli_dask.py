@@ -18,8 +18,8 @@ import tifffile
 import napari_atomseg
 from napari_atomseg.cli import main
 from napari_atomseg.io import Calibration, read_image, write_image_tiff
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import MovieParameters, simulate_movie
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import MovieParameters, simulate_movie
 from tests._models import export_tiny_atoms_model
 from tests._synth import hex_lattice_px, render_columns
 

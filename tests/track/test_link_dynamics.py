@@ -14,7 +14,7 @@ from napari_atomseg.track.dynamics import (
     residence_times,
     track_features,
 )
-from napari_atomseg.track.link import link
+from napari_atomseg.track.linking import link
 
 
 def _lattice_movie(n_frames=8, seed=0):

@@ -7,8 +7,8 @@ import pytest
 
 import napari_atomseg
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate import SimulationParameters
-from napari_atomseg.simulate.movie import (
+from napari_atomseg.simulation import SimulationParameters
+from napari_atomseg.simulation.movie import (
     MovieParameters,
     hollow_sites,
     noise_free_frame,
@@ -65,7 +65,7 @@ def test_noise_free_frames_are_shifted_copies():
     recovers it to 0.02 px (steps below half the lattice period: a perfect lattice has
     nothing else to tell its periods apart)."""
     from napari_atomseg.io.stack import as_stack
-    from napari_atomseg.track.register import register
+    from napari_atomseg.track.registration import register
 
     plan = plan_movie(
         MovieParameters(

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from napari_atomseg.io.stack import as_stack
 from napari_atomseg.track import register_stack
-from napari_atomseg.track.register import aligned_stack, register, registered_average
+from napari_atomseg.track.registration import aligned_stack, register, registered_average
 
 
 def _scene(shape=(200, 200), seed=0):

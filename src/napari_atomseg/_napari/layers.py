@@ -297,7 +297,7 @@ def instance_labels(
 
 
 def simulation_layers(result: Any, name: str = "simulated") -> list[LayerData]:
-    """A :class:`napari_atomseg.simulate.SimulationResult` as Image + Points + Labels.
+    """A :class:`napari_atomseg.simulation.SimulationResult` as Image + Points + Labels.
 
     Image: the noisy micrograph (parameters in ``metadata``). Points: every ground-truth
     column with its ``z_sum, n_atoms, elements, visible, region`` features (invisible ones

@@ -1,12 +1,12 @@
 """npe2 sample data (File > Open Sample): ready synthetic micrographs with ground truth.
 
-Each sample is one :func:`napari_atomseg.simulate.simulate` call with fixed parameters
+Each sample is one :func:`napari_atomseg.simulation.simulate` call with fixed parameters
 (seeded, so it is the same image every time) and returns napari LayerData tuples: the
 micrograph (scale = pixel size in nm, ``metadata["pixel_size_nm"]``), the ground-truth
 columns as Points (features ``z_sum, n_atoms, elements, visible, region``) and the class
 Labels (vacuum / crystal / support / contamination) plus the column instance labels.
 
-:func:`result_layers` turns any :class:`~napari_atomseg.simulate.SimulationResult` into
+:func:`result_layers` turns any :class:`~napari_atomseg.simulation.SimulationResult` into
 those layers; it is pure (no viewer, no Qt) and shared with the "Simulate micrograph"
 widget through :func:`napari_atomseg._napari.layers.simulation_layers`.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_atomseg.simulate.presets import PRESETS
+from napari_atomseg.simulation.presets import PRESETS
 
 from .layers import LayerData, simulation_layers
 
@@ -28,7 +28,7 @@ __all__ = [
     "sample_parameters",
 ]
 
-#: The parameters of each sample (SimulationParameters fields; see simulate/presets.py).
+#: The parameters of each sample (SimulationParameters fields; see simulation/presets.py).
 SAMPLES: dict[str, dict[str, Any]] = PRESETS
 
 #: Layer names of each sample.
@@ -40,8 +40,8 @@ _NAMES = {
 
 
 def sample_parameters(name: str):
-    """The :class:`~napari_atomseg.simulate.SimulationParameters` of sample ``name``."""
-    from napari_atomseg.simulate.presets import preset_parameters
+    """The :class:`~napari_atomseg.simulation.SimulationParameters` of sample ``name``."""
+    from napari_atomseg.simulation.presets import preset_parameters
 
     return preset_parameters(name)
 
@@ -56,7 +56,7 @@ def result_layers(result: Any, name: str) -> list[LayerData]:
 
 
 def _sample(key: str) -> list[LayerData]:
-    from napari_atomseg.simulate import simulate
+    from napari_atomseg.simulation import simulate
 
     layers = result_layers(simulate(sample_parameters(key)), _NAMES[key])
     # The ground truth is the point of a sample: show the columns over the image.

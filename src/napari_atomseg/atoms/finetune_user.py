@@ -147,7 +147,7 @@ def _repo_root() -> Path:
 
 def _resolve_mix(mix: str) -> str:
     """The base model's simulation mixture as a name or an existing absolute path."""
-    from ..simulate.mix import MIXES_DIR
+    from ..simulation.mix import MIXES_DIR
 
     p = Path(mix)
     if not p.suffix and (MIXES_DIR / f"{mix}.yaml").is_file():
@@ -322,7 +322,7 @@ def point_pairs(
     """
     import pandas as pd
 
-    from ..backend.normalise import normalise
+    from ..backend.normalisation import normalise
     from ..backend.sampling import resample
 
     work = float(task.working_pixel_size_nm)
@@ -429,7 +429,7 @@ def iter_finetune_atoms(
     model -- leaving files that were there before untouched.
     """
     from ..backend.cards import load_card, save_card
-    from ..backend.train import TrainConfig, iter_train, load_task
+    from ..backend.train_loop import TrainConfig, iter_train, load_task
     from .heatmap import predict_heatmap
 
     if contrast not in ("bright", "dark"):

@@ -112,7 +112,7 @@ def columns_are_dark(result: Any, window_nm: float = 0.6) -> bool:
     mean over ``window_nm``; the majority decides (a thickness gradient whose dark half
     holds most columns must not decide it, as the whole image's median would).
     """
-    from ..simulate.groundtruth import local_mean
+    from ..simulation.groundtruth import local_mean
 
     cols = result.columns
     if len(cols) == 0:
@@ -234,7 +234,7 @@ class AtomsTask:
 
     def make_example(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (image (1, P, P), target (C, P, P)) pair at the working sampling."""
-        from ..simulate import random_parameters, simulate
+        from ..simulation import random_parameters, simulate
 
         params = random_parameters(rng, self._mix())
         params = self._fit_recipe(params)
@@ -247,7 +247,7 @@ class AtomsTask:
     # ----------------------------------------------------------------- pieces
     def _mix(self) -> Any:
         if self._mix_cache is None:
-            from ..simulate import load_mix
+            from ..simulation import load_mix
 
             self._mix_cache = load_mix(self.mix)
         return self._mix_cache
@@ -278,7 +278,7 @@ class AtomsTask:
         """
         # Direct imports: the package attribute "normalise" is shadowed by the submodule of
         # the same name once that is imported.
-        from ..backend.normalise import normalise
+        from ..backend.normalisation import normalise
         from ..backend.sampling import resample
 
         work = float(self.working_pixel_size_nm)
@@ -308,7 +308,7 @@ class AtomsTask:
         """The background subtraction of ``background_sigma_nm`` (if set) on a working-grid image."""
         if self.background_sigma_nm is None:
             return image_at_working
-        from ..backend.normalise import subtract_background
+        from ..backend.normalisation import subtract_background
 
         return subtract_background(
             image_at_working, float(self.background_sigma_nm) / float(self.working_pixel_size_nm)

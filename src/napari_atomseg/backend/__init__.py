@@ -41,17 +41,17 @@ if TYPE_CHECKING:
     from .inference import iter_predict as iter_predict
     from .inference import predict as predict
     from .nets import build_model as build_model
-    from .normalise import normalise as normalise
+    from .normalisation import normalise as normalise
     from .registry import LoadedModel as LoadedModel
     from .registry import clear_cache as clear_cache
     from .registry import get_model as get_model
     from .sampling import resample as resample
     from .scale import estimate_pixel_size_nm as estimate_pixel_size_nm
     from .scale import estimate_scale as estimate_scale
-    from .train import TrainConfig as TrainConfig
-    from .train import TrainingTask as TrainingTask
-    from .train import iter_train as iter_train
-    from .train import train as train
+    from .train_loop import TrainConfig as TrainConfig
+    from .train_loop import TrainingTask as TrainingTask
+    from .train_loop import iter_train as iter_train
+    from .train_loop import train as train
 
 _LAZY = {
     "get_device": ".device",
@@ -74,12 +74,12 @@ _LAZY = {
     "resample": ".sampling",
     "estimate_pixel_size_nm": ".scale",
     "estimate_scale": ".scale",
-    "normalise": ".normalise",
+    "normalise": ".normalisation",
     "build_model": ".nets",
-    "TrainingTask": ".train",
-    "TrainConfig": ".train",
-    "train": ".train",
-    "iter_train": ".train",
+    "TrainingTask": ".train_loop",
+    "TrainConfig": ".train_loop",
+    "train": ".train_loop",
+    "iter_train": ".train_loop",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _LAZY)

@@ -60,7 +60,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import AtomsegError
-    from .train import TrainConfig, train
+    from .train_loop import TrainConfig, train
 
     try:
         cfg = TrainConfig.from_yaml(args.config)

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError, ModelError
-from .normalise import normalise, parse_normalisation, subtract_background
+from .normalisation import normalise, parse_normalisation, subtract_background
 
 #: Folder of the shipped cards and weights.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -162,7 +162,7 @@ class InputSpec:
 
     @property
     def normalisation_spec(self) -> str | dict[str, Any]:
-        """The spec :func:`~napari_atomseg.backend.normalise.normalise` accepts."""
+        """The spec :func:`~napari_atomseg.backend.normalisation.normalise` accepts."""
         if not self.normalisation_params:
             return self.normalisation
         return {"name": self.normalisation, **self.normalisation_params}

@@ -17,7 +17,7 @@ a two-channel model; ``benchmarks/backend_tiling.py`` measures it):
 3. it is resampled to the card's working pixel size, anti-aliased (sampling.py);
 4. it is prepared as the card says, on the *whole* field of view: its slowly varying
    background subtracted (only if the card has ``input.background_sigma_nm``), then
-   normalised (``InputSpec.prepare``, normalise.py);
+   normalised (``InputSpec.prepare``, normalisation.py);
 5. it is cut into overlapping tiles (tiling.py), batched through the network under
    ``torch.inference_mode``, and the logits blended with smooth weights;
 6. the blended logits are mapped back exactly onto the original pixel grid and the

@@ -302,8 +302,35 @@ def as_config(config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConf
     return TrainConfig.from_mapping(config)
 
 
+#: Modules renamed since cards and configs were written, old -> new (and every module
+#: below them). Each old name was also a public function of its parent package (e.g.
+#: ``napari_atomseg.segment``), which importing the module hid (issue 22). Cards exported
+#: before a rename record e.g. ``task: napari_atomseg.segment.training:SegmentationTask``;
+#: :func:`load_task` imports such a task from its new module, so those cards and users'
+#: configs keep working.
+RENAMED_MODULES = {
+    "napari_atomseg.segment": "napari_atomseg.segmentation",
+    "napari_atomseg.simulate": "napari_atomseg.simulation",
+    "napari_atomseg.backend.train": "napari_atomseg.backend.train_loop",
+    "napari_atomseg.backend.normalise": "napari_atomseg.backend.normalisation",
+    "napari_atomseg.track.register": "napari_atomseg.track.registration",
+    "napari_atomseg.track.link": "napari_atomseg.track.linking",
+}
+
+
+def current_module_name(module: str) -> str:
+    """``module`` under its current name (:data:`RENAMED_MODULES`); others unchanged."""
+    for old, new in RENAMED_MODULES.items():
+        if module == old or module.startswith(old + "."):
+            return new + module[len(old) :]
+    return module
+
+
 def load_task(spec: str, options: Mapping[str, Any] | None = None) -> Any:
     """Instantiate ``module:attr`` with ``options`` as keyword arguments.
+
+    A module renamed since the spec was written is imported under its new name
+    (:data:`RENAMED_MODULES`).
 
     Raises
     ------
@@ -311,6 +338,7 @@ def load_task(spec: str, options: Mapping[str, Any] | None = None) -> Any:
         The task cannot be imported, rejects the options, or lacks a method the loop needs.
     """
     module_name, _, attr = spec.partition(":")
+    module_name = current_module_name(module_name)
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:

@@ -115,4 +115,4 @@ def default_command(cfg: TrainConfig) -> str:
     argv0 = Path(sys.argv[0]).name if sys.argv else ""
     if argv0.startswith("napari-atomseg"):
         return " ".join(["napari-atomseg", *sys.argv[1:]])
-    return f"napari_atomseg.backend.train.train({cfg.config_path or cfg.name!r})"
+    return f"napari_atomseg.backend.train({cfg.config_path or cfg.name!r})"

@@ -264,7 +264,7 @@ def _pool_example(task: Any, seed: int, j: int) -> Pair:
 
 def _generator_digest(task: Any) -> str:
     """sha256 of the source that makes examples: the task's module and the simulator."""
-    simulator = importlib.import_module(__package__.rsplit(".", 1)[0] + ".simulate")
+    simulator = importlib.import_module(__package__.rsplit(".", 1)[0] + ".simulation")
     files = sorted(Path(simulator.__file__).parent.rglob("*.py"))
     with contextlib.suppress(TypeError, OSError):
         files.append(Path(inspect.getfile(type(task))))

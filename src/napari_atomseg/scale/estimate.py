@@ -596,7 +596,7 @@ def estimate_image_scale(
     image:
         Any real 2-D array (not modified).
     material:
-        A catalogue material (:func:`napari_atomseg.simulate.list_materials`) to pin the
+        A catalogue material (:func:`napari_atomseg.simulation.list_materials`) to pin the
         spacings, e.g. ``"graphene"`` ({100} = 0.2134 nm); ``None`` matches them all.
     zone_axis:
         With ``material``: restrict to one zone axis (e.g. ``"001"``).

@@ -1,6 +1,6 @@
 """The lattice spacings an image of a catalogue material can show, and how common each is.
 
-For every material of :mod:`napari_atomseg.simulate.materials` and each of its zone
+For every material of :mod:`napari_atomseg.simulation.materials` and each of its zone
 axes, the projected crystal (the material's *column cell*) is a 2-D lattice of atomic
 columns. Its reciprocal lattice gives the spots a micrograph's power spectrum can show;
 each spot's weight is the kinematic projected structure factor ``|sum_c w_c exp(2 pi i
@@ -95,7 +95,7 @@ class ZoneReflections:
 
 
 def _families(material: str, zone_axis: str) -> tuple[Family, ...]:
-    from ..simulate.materials import column_cell
+    from ..simulation.materials import column_cell
 
     cell = column_cell(material, zone_axis)
     recip = np.linalg.inv(cell.basis_A).T  # rows: b1, b2 with a_i . b_j = delta_ij (1/A)
@@ -133,7 +133,7 @@ def _families(material: str, zone_axis: str) -> tuple[Family, ...]:
 @lru_cache(maxsize=1)
 def catalogue_reflections() -> tuple[ZoneReflections, ...]:
     """Spot families of every catalogue material along each of its zone axes (cached)."""
-    from ..simulate.materials import MATERIALS
+    from ..simulation.materials import MATERIALS
 
     return tuple(
         ZoneReflections(name, zone, _families(name, zone))
@@ -144,7 +144,7 @@ def catalogue_reflections() -> tuple[ZoneReflections, ...]:
 
 def material_names() -> tuple[str, ...]:
     """The catalogue's material names (what ``material=`` accepts)."""
-    from ..simulate.materials import MATERIALS
+    from ..simulation.materials import MATERIALS
 
     return tuple(MATERIALS)
 
@@ -156,7 +156,7 @@ def reflections_for(material: str | None, zone_axis: str | None = None) -> list[
     axis the material does not have (the message lists what exists).
     """
     from ..errors import InputError
-    from ..simulate.materials import get_material, parse_zone_axis
+    from ..simulation.materials import get_material, parse_zone_axis
 
     entries = catalogue_reflections()
     if material is None:

@@ -33,27 +33,27 @@ if TYPE_CHECKING:
     from .dynamics import msd as msd
     from .dynamics import residence_times as residence_times
     from .dynamics import track_features as track_features
-    from .link import link as link
+    from .linking import link as link
     from .metrics import score_links as score_links
-    from .register import Registration as Registration
-    from .register import aligned_stack as aligned_stack
-    from .register import iter_register as iter_register
-    from .register import iter_registered_average as iter_registered_average
-    from .register import register as register
-    from .register import registered_average as registered_average
+    from .registration import Registration as Registration
+    from .registration import aligned_stack as aligned_stack
+    from .registration import iter_register as iter_register
+    from .registration import iter_registered_average as iter_registered_average
+    from .registration import register as register
+    from .registration import registered_average as registered_average
 
 _LAZY = {
     "track_atoms": ".api",
     "iter_track_stack": ".api",
     "register_stack": ".api",
     "TrackingResult": ".api",
-    "register": ".register",
-    "iter_register": ".register",
-    "Registration": ".register",
-    "registered_average": ".register",
-    "iter_registered_average": ".register",
-    "aligned_stack": ".register",
-    "link": ".link",
+    "register": ".registration",
+    "iter_register": ".registration",
+    "Registration": ".registration",
+    "registered_average": ".registration",
+    "iter_registered_average": ".registration",
+    "aligned_stack": ".registration",
+    "link": ".linking",
     "detect_jumps": ".dynamics",
     "msd": ".dynamics",
     "residence_times": ".dynamics",

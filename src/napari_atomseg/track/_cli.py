@@ -147,7 +147,7 @@ def track_file(
     from ..io import Calibration, write_image_tiff
     from ..io.stack import open_stack
     from .api import iter_track_stack
-    from .register import iter_registered_average
+    from .registration import iter_registered_average
 
     t0 = time.perf_counter()
     stack = open_stack(path, options.get("frame_range"))

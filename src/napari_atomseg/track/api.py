@@ -1,9 +1,9 @@
 """``track_atoms`` and ``register_stack``: a stack in, tracks and drift out.
 
 The job (:func:`iter_track_stack`): open the stack lazily, register it (drift,
-:mod:`.register`), find the atoms on every frame (:mod:`.detect`, in this process or as
+:mod:`.registration`), find the atoms on every frame (:mod:`.detect`, in this process or as
 Dask tasks over frame chunks), subtract each frame's drift, link the positions
-(:mod:`.link`), then measure jumps and residence times (:mod:`.dynamics`). The result
+(:mod:`.linking`), then measure jumps and residence times (:mod:`.dynamics`). The result
 (:class:`TrackingResult`) holds the tracks table, the registration, the per-track
 features and the jumps; :func:`track_atoms` returns just the tracks table with the
 drift and warnings in its ``attrs``.
@@ -27,8 +27,8 @@ from .._progress import Progress, ProgressGenerator, drain
 from .._validate import check_pixel_size_nm
 from ..errors import InputError, ResultWarning
 from .dynamics import detect_jumps, jump_threshold_px, track_features
-from .link import DEFAULT_LINKER, link
-from .register import Registration, aligned_stack, iter_register
+from .linking import DEFAULT_LINKER, link
+from .registration import Registration, aligned_stack, iter_register
 
 #: Longest step a track may make between two frames, nm (a hop to a neighbouring site
 #: of most lattices; a column sitting still moves a few pm).

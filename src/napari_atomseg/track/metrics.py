@@ -85,7 +85,7 @@ def score_links(
     """Link recall (all, moving objects, across gaps) and precision of ``tracks``.
 
     ``tracks``: ``frame, y_px, x_px, track_id`` (raw frame coordinates); ``truth``:
-    ``object_id, frame, y_px, x_px, visible, kind`` (as :mod:`napari_atomseg.simulate.movie`
+    ``object_id, frame, y_px, x_px, visible, kind`` (as :mod:`napari_atomseg.simulation.movie`
     makes it; filter it with :func:`inside` first). A gap link needs the object in the
     field, not visible, on every frame between its two ends (a column that left the
     field and came back is no gap the tracker should close).

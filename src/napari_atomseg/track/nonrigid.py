@@ -1,9 +1,9 @@
 """Non-rigid (tile-wise) drift: what is left after the rigid shift, tile by tile.
 
 Scan distortions and specimen creep move parts of a frame differently. After the rigid
-drift (:mod:`.register`), each frame is cut into ``n x n`` overlapping tiles (centres
+drift (:mod:`.registration`), each frame is cut into ``n x n`` overlapping tiles (centres
 evenly spaced, each tile twice the spacing wide); every tile of the rigidly aligned frame
-is registered against the same tile of the registered average (:func:`.register.measure`,
+is registered against the same tile of the registered average (:func:`.registration.measure`,
 within 2 px), giving a residual content shift per tile. Tiles that do not correlate (a
 vacuum corner, a damaged region) take the median of the others. The residuals become a
 smooth displacement field by cubic-spline interpolation between the tile centres
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._progress import ProgressGenerator
-from .register import (
+from .registration import (
     DEFAULT_LOWPASS_CYCLES_PER_PX,
     MIN_PEAK_TO_NOISE,
     Registration,

@@ -1,6 +1,6 @@
 """The "Segment regions" widget: Image layer -> class Labels (+ points clean-up, sorting).
 
-Segmentation (:func:`napari_atomseg.segment.api.iter_segment`) runs in a worker with the
+Segmentation (:func:`napari_atomseg.segmentation.api.iter_segment`) runs in a worker with the
 method (``auto`` -- the default everywhere: the U-Net checked against the Bragg filter --,
 the U-Net alone or the Bragg filter), task and the few parameters worth touching; the
 result is a Labels layer with named classes (napari shows the class under the cursor),
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 from napari_atomseg._progress import Progress, as_part
 from napari_atomseg.errors import AtomsegError, InputError
-from napari_atomseg.segment import api as seg_api
+from napari_atomseg.segmentation import api as seg_api
 
 from ..image_source import (
     Frame,
@@ -60,7 +60,7 @@ PREVIEW_DELAY_MS = 300
 TASK_DEFAULT_MODEL = "(task default)"
 #: What the flagged class is called in the points' feature column, per task.
 FLAG_FEATURE = {"contamination": "in_contamination", "particles": "in_particle"}
-#: Default "min region" and its unit per method: segment.api's clean-up defaults (the
+#: Default "min region" and its unit per method: segmentation.api's clean-up defaults (the
 #: Bragg value in lattice periods was chosen by cross-validation, the U-Net's is in nm).
 MIN_REGION = {"bragg": (4.0, "lattice periods"), "unet": (1.0, "nm"), "auto": (1.0, "nm")}
 

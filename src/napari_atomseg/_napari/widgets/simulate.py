@@ -3,16 +3,16 @@
 The form covers what a user changes most (material, zone axis, imaging mode, dose, pixel
 size, field of view, defects, support and contamination); "random" draws a complete
 recipe from the default training mixture instead. Parameters are validated on the GUI
-thread (constructing :class:`~napari_atomseg.simulate.SimulationParameters` is instant and
+thread (constructing :class:`~napari_atomseg.simulation.SimulationParameters` is instant and
 rejects absurd values, including a memory estimate above what is free, with a message),
-then :func:`~napari_atomseg.simulate.simulate_steps` runs in a worker. The result becomes
+then :func:`~napari_atomseg.simulation.simulate_steps` runs in a worker. The result becomes
 an Image (parameters in ``metadata``), a ground-truth Points layer and class Labels
 (:func:`napari_atomseg._napari.layers.simulation_layers`).
 
 Optics: HRTEM starts aberration-corrected (Cs -20 um) at the optimum (Scherzer) defocus
 for its Cs, which the *optimum defocus* box keeps in step with Cs; a phase-contrast image
 in focus without aberrations shows nothing. When no column is visible the status line
-says why (:func:`napari_atomseg.simulate.visibility.invisible_columns_reason`).
+says why (:func:`napari_atomseg.simulation.visibility.invisible_columns_reason`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import napari.viewer
 
 from napari_atomseg.errors import InputError
-from napari_atomseg.simulate.visibility import (
+from napari_atomseg.simulation.visibility import (
     default_hrtem_optics,
     invisible_columns_reason,
     optimum_defocus_nm,
@@ -53,7 +53,7 @@ class SimulateWidget(DockContainer):
     """Dock widget: simulate one micrograph with exact ground truth."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from napari_atomseg.simulate import list_materials
+        from napari_atomseg.simulation import list_materials
 
         self._viewer = viewer
         self._materials = list_materials()
@@ -186,7 +186,7 @@ class SimulateWidget(DockContainer):
 
     @staticmethod
     def _energy_keV() -> float:
-        from napari_atomseg.simulate import SimulationParameters
+        from napari_atomseg.simulation import SimulationParameters
 
         return float(SimulationParameters.__dataclass_fields__["energy_keV"].default)
 
@@ -227,7 +227,7 @@ class SimulateWidget(DockContainer):
 
     def parameters(self) -> Any:
         """The :class:`SimulationParameters` the form describes (InputError if absurd)."""
-        from napari_atomseg.simulate import SimulationParameters, random_parameters
+        from napari_atomseg.simulation import SimulationParameters, random_parameters
 
         if self.random.value:
             return random_parameters(np.random.default_rng(int(self.seed.value)))
@@ -269,7 +269,7 @@ class SimulateWidget(DockContainer):
     # --- run -------------------------------------------------------------------------
     def run(self) -> Any:
         """Validate the form and start the simulation; returns the worker (None on error)."""
-        from napari_atomseg.simulate import simulate_steps
+        from napari_atomseg.simulation import simulate_steps
 
         try:
             params = self.parameters()

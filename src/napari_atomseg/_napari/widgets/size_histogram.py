@@ -28,7 +28,8 @@ class SizeHistogram(Container):
         self.visible = False
 
     def show(self, table: Any) -> None:
-        """Plot the sizes of ``table`` (a particle table of :mod:`napari_atomseg.segment.instances`)."""
+        """Plot the sizes of ``table`` (a particle table of
+        :mod:`napari_atomseg.segmentation.instances`)."""
         unit = "nm" if "equivalent_diameter_nm" in table else "px"
         sizes = np.asarray(table[f"equivalent_diameter_{unit}"], dtype=float)
         self.figure.clear()

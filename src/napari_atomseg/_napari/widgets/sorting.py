@@ -1,6 +1,6 @@
 """Folder sorting: rank every image of a folder by clean-lattice (or particle) fraction.
 
-Runs :func:`napari_atomseg.segment.sorting.iter_rank_images` in a worker (cancel between
+Runs :func:`napari_atomseg.segmentation.sorting.iter_rank_images` in a worker (cancel between
 images), writes the ranking as CSV (default ``FOLDER/ranking.csv``) and shows it as a
 table in the widget, best first; files that failed keep their error in the table. The
 segmentation settings come from the parent widget (a callable returning them).
@@ -17,7 +17,7 @@ from magicgui.widgets import CheckBox, Container, FileEdit, PushButton, Table
 
 from napari_atomseg._progress import Progress
 from napari_atomseg.errors import AtomsegError, FileWriteError, InputError
-from napari_atomseg.segment import sorting
+from napari_atomseg.segmentation import sorting
 
 from ._runner import RunPanel, notify_error
 

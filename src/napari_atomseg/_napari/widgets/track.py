@@ -168,7 +168,7 @@ def _track_job(stack: Any, with_average: bool, **options: Any):
     GUI thread. Returns ``(TrackingResult, average or None)``."""
     from napari_atomseg._progress import Progress
     from napari_atomseg.track.api import iter_track_stack
-    from napari_atomseg.track.register import iter_registered_average
+    from napari_atomseg.track.registration import iter_registered_average
 
     result = yield from iter_track_stack(stack, None, **options)
     if not with_average:
