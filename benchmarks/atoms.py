@@ -185,7 +185,7 @@ def memory_child(model: str, side_px: int, threads: int) -> dict:
     import resource
 
     from napari_atomseg.atoms.find import find_atoms
-    from napari_atomseg.simulate.lattice2d import PlainLattice, Sublattice, ideal_lattice_image
+    from napari_atomseg.simulation.lattice2d import PlainLattice, Sublattice, ideal_lattice_image
 
     def rss_mb(field: str) -> float:
         for line in Path("/proc/self/status").read_text().splitlines():
