@@ -44,10 +44,11 @@ def test_defaults_are_the_shipped_models():
     assert load_card("segment_contamination").training["init_from"]["name"] == (
         "segment_contamination_synthetic"
     )
-    # The particle model is stage 2 of configs/segment_particles_stage1.yaml + this one.
-    assert load_card("segment_particles").training["init_from"]["name"] == (
-        "segment_particles_stage1"
-    )
+    # The particle model: the two stages of configs/segment_particles.yaml.
+    training = load_card("segment_particles").training
+    assert training["config_file"] == "configs/segment_particles.yaml"
+    assert [s["stage"] for s in training["stages"]] == ["fresh", "pool"]
+    assert training["stages"][0]["sha256"] == training["init_from"]["sha256"]
 
 
 def test_contamination_on_a_real_graphene_image():
