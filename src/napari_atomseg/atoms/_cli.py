@@ -125,6 +125,7 @@ def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Path
     problems: list[str] = []
 
     def add_folder(folder: Path) -> int:
+        """Add the folder's supported files (sorted); return how many it holds."""
         pattern = "**/*" if recursive else "*"
         found = sorted(
             p

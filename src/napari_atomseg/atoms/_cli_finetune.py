@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=None, unit="step", file=sys.stderr, desc="fine-tuning") as bar:
 
             def update(p):
+                """Show one Progress on the bar (its total can change mid-run)."""
                 if bar.total != p.total:
                     bar.total = p.total
                 bar.n = p.done

@@ -3,8 +3,8 @@
 :func:`find_candidates` takes the heatmap's local maxima above the threshold (greedy
 non-maximum suppression at the minimum separation) and keeps those where the image shows
 a column: evidence (:mod:`.evidence`) of at least ``min_evidence`` noise levels at the
-peak. The network decides *which* image features are columns; it can no longer report
-one where the image has none.
+peak. The network decides *which* image features are columns; it cannot report one
+where the image has none.
 """
 
 from __future__ import annotations

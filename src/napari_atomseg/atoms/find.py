@@ -52,6 +52,12 @@ def heatmap_to_atoms(
     **overrides
         Any :class:`FinderOptions` field, replacing the one in ``options`` (e.g.
         ``threshold=0.3``). Options left as None take the card's ``postprocess`` value.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per column, as :func:`find_atoms` returns it (settings in ``.attrs``;
+        the warnings are in ``.attrs["warnings"]`` only, not issued).
     """
     opts = FinderOptions.from_kwargs(options, **overrides)
     ps = result.pixel_size_nm
@@ -152,7 +158,24 @@ def iter_find_atoms(
     options: FinderOptions | None = None,
     **overrides: Any,
 ) -> ProgressGenerator[pd.DataFrame]:
-    """Generator form of :func:`find_atoms`: yields Progress, returns the DataFrame."""
+    """Generator form of :func:`find_atoms`: yields Progress, returns the DataFrame.
+
+    Parameters
+    ----------
+    image, pixel_size_nm, model, options, **overrides
+        As for :func:`find_atoms`; the options are checked before the network runs.
+
+    Yields
+    ------
+    Progress
+        The network's progress (per polarity, when the image is seen both ways round).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table :func:`find_atoms` returns; its warnings are in ``.attrs["warnings"]``
+        only, not issued.
+    """
     opts = FinderOptions.from_kwargs(options, **overrides)  # checked before the network
     _, df = yield from iter_network_answer(image, pixel_size_nm, model, opts)
     yield Progress(1, 1, f"{len(df)} columns")
@@ -203,6 +226,20 @@ def labels_for(result: HeatmapResult, atoms: pd.DataFrame, level: float = 0.2) -
 
     A watershed of the heatmap seeded at the columns, each region clipped to half its
     nearest-neighbour distance (and to the refinement window size for isolated columns).
+
+    Parameters
+    ----------
+    result
+        The :class:`HeatmapResult` the columns were found in (its heatmap is flooded).
+    atoms
+        The columns, with ``y_px`` and ``x_px`` (e.g. from :func:`heatmap_to_atoms`).
+    level
+        Heatmap value below which pixels belong to no column.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 labels of the heatmap's shape; 0 is background.
     """
     from .labels import column_labels
 

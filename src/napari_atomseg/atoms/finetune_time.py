@@ -23,8 +23,8 @@ from .._progress import Progress, ProgressGenerator
 from .._validate import check_range
 
 #: After the last step: the detection threshold is chosen on every labelled image (one
-#: network pass and a grid of post-processings each); seconds per image on the 2-core
-#: development machine (1.3-2.4 s measured for one Pt image), an estimate.
+#: network pass and a grid of post-processings each); seconds per image, an estimate
+#: from one Pt image on a 2-core CPU.
 THRESHOLD_S_PER_IMAGE = 2.0
 #: Steps the measuring run asks for; it is stopped long before.
 _PROBE_STEPS = 10_000

@@ -47,7 +47,7 @@ from .._progress import Progress, ProgressGenerator
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..errors import FileReadError, InputError
 
-#: The fine-tuning recipe (keys of a training config; see docs/atoms_finetune.md for the
+#: The fine-tuning recipe (keys of a training config; see docs/finetune.md for the
 #: cross-validation that chose it).
 RECIPE: dict[str, Any] = {
     "steps": 600,
@@ -69,9 +69,8 @@ RECIPE: dict[str, Any] = {
     },
 }
 #: Share of synthetic examples (from the base model's simulation mixture) in each batch.
-#: 0: only the user's images. In the 4-fold CV on the real Pt images, 0 beat 0.1 in every
-#: fold (pooled held-out F1 0.539 vs 0.485, same seed and steps; docs/finetune.md), and it
-#: needs no simulation.
+#: 0: only the user's images; it scored a better held-out F1 than 0.1 on the real Pt images
+#: (measured: docs/finetune.md) and needs no simulation.
 SYNTHETIC_FRACTION = 0.0
 #: Detection thresholds and image evidence tried when the new model's defaults are chosen.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))

@@ -140,6 +140,16 @@ def iter_predict_heatmap(
         Test-time augmentation: the network sees the image in this many orientations
         (1, 2, 4 or 8 of :data:`VIEWS`) and the heatmaps, turned back, are averaged.
         Costs ``views`` network passes.
+
+    Yields
+    ------
+    Progress
+        The backend's progress, per view when ``views > 1``.
+
+    Returns
+    -------
+    HeatmapResult
+        The heatmap on the image's pixel grid, the validated image and the pixel size used.
     """
     img = as_image2d(image)
     px = check_pixel_size_nm(pixel_size_nm)
@@ -215,5 +225,23 @@ def _predict_views(
 def predict_heatmap(
     image: Any, pixel_size_nm: float | None = None, model: Any = "default", **kwargs: Any
 ) -> HeatmapResult:
-    """Run :func:`iter_predict_heatmap` to completion (same arguments)."""
+    """Run :func:`iter_predict_heatmap` to completion (same arguments).
+
+    Parameters
+    ----------
+    image
+        Any real 2-D array (not modified).
+    pixel_size_nm
+        nm per pixel; None estimates it from the image.
+    model
+        ``"default"``, a model name, a card path or a loaded model.
+    **kwargs
+        The keyword-only arguments of :func:`iter_predict_heatmap` (``device``,
+        ``tile_px``, ``contrast``, ``invert``, ``views``, ...).
+
+    Returns
+    -------
+    HeatmapResult
+        The network's answer, ready for :func:`~napari_atomseg.atoms.find.heatmap_to_atoms`.
+    """
     return drain(iter_predict_heatmap(image, pixel_size_nm, model, **kwargs))

@@ -41,6 +41,19 @@ def match_points(predicted_px: object, true_px: object, radius_px: float) -> Mat
 
     The matching has the largest possible number of pairs, and among those the smallest
     total distance (a detection is never left unmatched to shave distance off another).
+
+    Parameters
+    ----------
+    predicted_px, true_px
+        ``(N, 2)`` and ``(M, 2)`` (row, col) positions in pixels.
+    radius_px
+        Largest distance of a matched pair, pixels (positive).
+
+    Returns
+    -------
+    Matching
+        Index pairs into the two sets and their distances in pixels, ordered by the
+        predicted index.
     """
     pred = as_points(predicted_px, "predicted")
     true = as_points(true_px, "true")
@@ -185,6 +198,21 @@ def point_metrics(
     ``radius_fraction_of_spacing`` (times the true points' median nearest-neighbour
     spacing). Empty sets are handled: precision is 1 when nothing was predicted, recall 1
     when nothing was there to find (so two empty sets score F1 = 1).
+
+    Parameters
+    ----------
+    predicted_px, true_px
+        ``(N, 2)`` and ``(M, 2)`` (row, col) positions in pixels.
+    radius_px, radius_nm, radius_fraction_of_spacing
+        The match radius; exactly one of them.
+    pixel_size_nm
+        nm per pixel: needed by ``radius_nm``; when given, the result also reports the
+        errors in picometres.
+
+    Returns
+    -------
+    PointMetrics
+        Counts, precision, recall, F1, Jaccard, Chamfer distance and RMS error (px).
     """
     pred = as_points(predicted_px, "predicted")
     true = as_points(true_px, "true")

@@ -246,6 +246,7 @@ def local_prominence(
     )
 
     def sample(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The smoothed image at (y, x), bilinear; same shape as ``y``."""
         return ndi.map_coordinates(smooth, [y.ravel(), x.ravel()], order=1, mode="nearest").reshape(
             y.shape
         )

@@ -196,6 +196,7 @@ class AtomsTask:
     # ----------------------------------------------------------------- contract
     @property
     def channels_out(self) -> int:
+        """Output channels: 1 (heatmap), 2 with the spacing head."""
         return 2 if self.spacing_head else 1
 
     def card_defaults(self) -> dict[str, Any]:
