@@ -11,6 +11,7 @@ import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``napari-atomseg train``."""
     parser.add_argument("config", help="training config (YAML); see docs/backend.md")
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT_DIR/checkpoint.safetensors"
@@ -59,6 +60,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``napari-atomseg train``: train, print the card's path. Returns the exit code."""
     from ..errors import AtomsegError
     from .train_loop import TrainConfig, train
 

@@ -92,6 +92,7 @@ class OutputHead:
     channel_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The head as the card's YAML has it (``channels`` only when not 1)."""
         out: dict[str, Any] = {"name": self.name, "activation": self.activation}
         if self.channels != 1:
             out["channels"] = self.channels
@@ -115,6 +116,7 @@ class ScaleReference:
     n_examples: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The reference as the card's ``input.scale_reference`` mapping."""
         return {
             "feature_sigma_nm": self.feature_sigma_nm,
             "feature_sigma_log_sd": self.feature_sigma_log_sd,
@@ -168,6 +170,7 @@ class InputSpec:
         return {"name": self.normalisation, **self.normalisation_params}
 
     def to_dict(self) -> dict[str, Any]:
+        """The card's ``input`` section (optional keys only when set)."""
         out: dict[str, Any] = {"normalisation": self.normalisation_spec}
         if self.background_sigma_nm is not None:
             out["background_sigma_nm"] = self.background_sigma_nm
@@ -195,6 +198,7 @@ class WeightsSpec:
     size_bytes: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The card's ``weights`` section."""
         return {"file": self.file, "sha256": self.sha256, "size_bytes": self.size_bytes}
 
 
@@ -229,10 +233,12 @@ class ModelCard:
 
     @property
     def head_channels(self) -> tuple[int, ...]:
+        """Number of channels of each output head, in card order."""
         return tuple(h.channels for h in self.outputs)
 
     @property
     def n_channels_out(self) -> int:
+        """Total output channels of the network (all heads)."""
         return sum(self.head_channels)
 
     @property
@@ -307,7 +313,21 @@ def _positive(value: Any, what: str, where: str, allow_none: bool = False) -> fl
 
 
 def card_from_dict(data: Mapping[str, Any], path: Path | None = None) -> ModelCard:
-    """Validate a card mapping (as read from YAML) and build a :class:`ModelCard`."""
+    """Validate a card mapping (as read from YAML) and build a :class:`ModelCard`.
+
+    Parameters
+    ----------
+    data
+        The card's fields (see the module docstring); not modified.
+    path
+        The YAML file it came from: named in error messages, and the weights file is
+        looked up beside it.
+
+    Returns
+    -------
+    ModelCard
+        The validated card; a malformed one raises :class:`ModelError`.
+    """
     where = _where(path)
     if not isinstance(data, Mapping):
         raise ModelError(f"model card{where}: expected a mapping at the top level")
@@ -494,8 +514,21 @@ def card_path(name_or_path: str | Path) -> Path:
 def load_card(name_or_path: str | Path) -> ModelCard:
     """Read and validate a card: a shipped model name (``models/NAME.yaml``) or a YAML path.
 
-    Raises :class:`ModelError` when the model does not exist (listing the shipped ones) or
-    the card is malformed.
+    Parameters
+    ----------
+    name_or_path
+        A shipped model's name, the path of a card (``.yaml``), or a :class:`ModelCard`
+        (returned as it is).
+
+    Returns
+    -------
+    ModelCard
+        The validated card (its ``path`` set).
+
+    Raises
+    ------
+    ModelError
+        When the model does not exist (listing the shipped ones) or the card is malformed.
     """
     if isinstance(name_or_path, ModelCard):
         return name_or_path
@@ -512,7 +545,7 @@ def load_card(name_or_path: str | Path) -> ModelCard:
 
 
 #: Parsed card YAML keyed by (path, mtime, size): widgets and batch jobs look cards up on
-#: every call (default model, class names...), and parsing the YAML cost ~0.1 s each.
+#: every call (default model, class names...), and parsing a card takes about 0.1 s.
 _YAML_CACHE: dict[tuple[str, int, int], Any] = {}
 
 
@@ -529,7 +562,20 @@ def _read_card_yaml(path: Path) -> Any:
 
 
 def save_card(card: ModelCard, path: str | Path) -> Path:
-    """Write ``card`` as YAML to ``path`` (weights stay where ``card.weights.file`` says)."""
+    """Write ``card`` as YAML to ``path`` (weights stay where ``card.weights.file`` says).
+
+    Parameters
+    ----------
+    card
+        The card to write.
+    path
+        The YAML file; its folder is created if missing, an existing file replaced.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(card.to_dict(), sort_keys=False, allow_unicode=True, width=100)
@@ -538,7 +584,20 @@ def save_card(card: ModelCard, path: str | Path) -> Path:
 
 
 def list_models(task: str | None = None, models_dir: Path | None = None) -> list[ModelCard]:
-    """Every shipped model card (optionally only those of ``task``), default models first."""
+    """Every shipped model card (optionally only those of ``task``), default models first.
+
+    Parameters
+    ----------
+    task
+        Only the cards of this task (one of ``TASKS``); None: all.
+    models_dir
+        The folder of cards to list (default: the shipped models).
+
+    Returns
+    -------
+    list of ModelCard
+        Default models first, then by name.
+    """
     if task is not None and task not in TASKS:
         raise InputError(f"task must be one of {TASKS} or None, got {task!r}")
     folder = MODELS_DIR if models_dir is None else Path(models_dir)
@@ -549,7 +608,18 @@ def list_models(task: str | None = None, models_dir: Path | None = None) -> list
 
 
 def default_model_name(task: str) -> str:
-    """Name of the shipped model marked ``default: true`` for ``task`` (ModelError if none)."""
+    """Name of the shipped model marked ``default: true`` for ``task`` (ModelError if none).
+
+    Parameters
+    ----------
+    task
+        A model task (one of ``TASKS``).
+
+    Returns
+    -------
+    str
+        The model's name (first by name if several are marked default).
+    """
     cards = [c for c in list_models(task) if c.default]
     if not cards:
         raise ModelError(

@@ -49,7 +49,17 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     Order: the ``NAPARI_ATOMSEG_DEVICE`` environment variable, then ``prefer`` (``"cpu"``,
     ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device`` or ``"auto"``/None), then
     cuda > mps > cpu, whichever is available. Asking for a device that is not available
-    raises :class:`InputError` (never a silent fall-back to a 50x slower CPU).
+    raises :class:`InputError` (never a silent fall-back to a much slower CPU).
+
+    Parameters
+    ----------
+    prefer
+        The device asked for; the environment variable wins over it.
+
+    Returns
+    -------
+    torch.device
+        An available device.
     """
     import torch
 
@@ -106,7 +116,15 @@ def default_num_threads() -> int:
 def torch_threads(n: int | None = None) -> Iterator[int]:
     """Set torch's intra-op CPU thread count for the calling thread, restore it on exit.
 
-    ``n`` defaults to :func:`default_num_threads`. Yields the count in effect.
+    Parameters
+    ----------
+    n
+        Threads (>= 1); None: :func:`default_num_threads`.
+
+    Yields
+    ------
+    int
+        The thread count in effect inside the ``with`` block.
     """
     import torch
 

@@ -143,6 +143,16 @@ def iter_predict(
         CPU threads torch may use while this runs (default
         :func:`~napari_atomseg.backend.device.default_num_threads`), set in the thread
         that runs the generator and restored afterwards.
+
+    Yields
+    ------
+    Progress
+        Once per batch of tiles (and for the estimate, resampling and mapping back).
+
+    Returns
+    -------
+    Prediction
+        The activated outputs on the image's own pixel grid and the pixel size used.
     """
     import torch
 
@@ -261,5 +271,22 @@ def predict(
     pixel_size_nm: float | None = None,
     **kwargs: Any,
 ) -> Prediction:
-    """Run :func:`iter_predict` to completion and return its :class:`Prediction`."""
+    """Run :func:`iter_predict` to completion and return its :class:`Prediction`.
+
+    Parameters
+    ----------
+    model
+        A :class:`LoadedModel` or a model name / card path.
+    image
+        Any real 2-D array (not modified).
+    pixel_size_nm
+        nm per pixel; None estimates it when the model has a working pixel size.
+    **kwargs
+        ``tile_px``, ``overlap_px``, ``batch_size``, ``threads`` (see :func:`iter_predict`).
+
+    Returns
+    -------
+    Prediction
+        The model's outputs on the image's own pixel grid.
+    """
     return drain(iter_predict(model, image, pixel_size_nm, **kwargs))

@@ -157,6 +157,11 @@ class UNet(nn.Module):
         return self.stem_stride * 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, sum(head_channels), H, W)`` of a batch ``(N, in_channels, H, W)``.
+
+        H and W must be multiples of :attr:`stride_multiple`. In eval mode the decoder
+        skips the concatenation (:meth:`_decode_without_cat`; same result).
+        """
         size = x.shape[-2:]
         x = self.enc[0](self.stem(x))
         skips = [x]
@@ -214,10 +219,19 @@ _ARCH_KEYS = {
 def build_model(architecture: Mapping[str, Any], head_channels: Sequence[int]) -> UNet:
     """Build the network a card describes (random weights, train mode).
 
-    ``architecture`` is the card's ``architecture`` mapping (``type: unet`` plus the
-    :class:`UNet` keyword arguments); ``head_channels`` the number of channels of each
-    output head, in card order. Unknown keys raise :class:`ModelError` so a typo in a
-    card never silently builds a different network.
+    Parameters
+    ----------
+    architecture
+        The card's ``architecture`` mapping: ``type: unet`` plus the :class:`UNet`
+        keyword arguments. Unknown keys raise :class:`ModelError`, so a typo in a card
+        never silently builds a different network.
+    head_channels
+        The number of channels of each output head, in card order.
+
+    Returns
+    -------
+    UNet
+        The network, with random weights, in train mode.
     """
     arch = dict(architecture)
     kind = arch.pop("type", "unet")
@@ -304,6 +318,7 @@ def prune_into(teacher: UNet, student: UNet) -> UNet:
         )
 
     def importance(layer: nn.Module) -> torch.Tensor:
+        """Per output channel: filter L1 norm x normalisation scale + |constant shift|."""
         conv, norm = layer[0], layer[1]
         w = conv.weight.abs().sum(dim=(1, 2, 3))
         shift = conv.bias.abs() if conv.bias is not None else torch.zeros_like(w)
@@ -317,6 +332,8 @@ def prune_into(teacher: UNet, student: UNet) -> UNet:
         return w + shift
 
     def copy(t_layer: nn.Module, s_layer: nn.Module, in_sel: torch.Tensor) -> torch.Tensor:
+        """Copy the teacher layer's most important output channels (inputs ``in_sel``)
+        into the student layer; return the kept output channels' indices, sorted."""
         k = s_layer[0].out_channels
         if k > t_layer[0].out_channels or len(in_sel) != s_layer[0].in_channels:
             raise ModelError("pruning: the student must not be wider than the teacher")

@@ -224,9 +224,25 @@ def normalise(
 ) -> np.ndarray:
     """Apply the normalisation ``spec`` (a card's ``input.normalisation``) to a 2-D image.
 
-    Returns a new float32 array of the same shape (or ``out``, which may be ``image``
-    itself when the caller owns a float32 copy: inference does that to save memory);
-    raises :class:`InputError` for an unknown name or an image without contrast.
+    Parameters
+    ----------
+    image
+        2-D array (not modified unless it is ``out``).
+    spec
+        A name of :data:`NORMALISATIONS` or a mapping ``{name: ..., param: value}``.
+    out
+        float32 array of the image's shape to write into; it may be ``image`` itself when
+        the caller owns a float32 copy (inference does that to save memory).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new float32 array of the same shape, or ``out``.
+
+    Raises
+    ------
+    InputError
+        For an unknown name or parameter, or an image without contrast.
     """
     name, params = parse_normalisation(spec)
     arr = np.asarray(image)

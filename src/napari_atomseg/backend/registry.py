@@ -40,6 +40,7 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
+        """The model's name (from its card)."""
         return self.card.name
 
     @property
@@ -145,9 +146,27 @@ def get_model(
     Cached: the same (model, device) returns the same :class:`LoadedModel` object until
     :func:`clear_cache` or until the card changes on disk (new weights: reloaded; the
     same weights with other settings, e.g. a fine-tune's chosen threshold: the same
-    network with the new card). Raises
-    :class:`ModelError` for unknown models, missing/corrupt weights (sha256 or size
-    mismatch) and weights that do not match the card's architecture.
+    network with the new card).
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped model name, a card path or a :class:`ModelCard` (read again from its
+        path).
+    device
+        As for :func:`~napari_atomseg.backend.device.get_device` (None: the best available).
+
+    Returns
+    -------
+    LoadedModel
+        The network in eval mode (batch norm folded, no gradients) on the device, with
+        its card.
+
+    Raises
+    ------
+    ModelError
+        For unknown models, missing/corrupt weights (sha256 or size mismatch) and weights
+        that do not match the card's architecture.
     """
     dev = get_device(device)
     key = (_cache_key(name_or_path), str(dev))

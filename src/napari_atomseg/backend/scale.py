@@ -48,8 +48,9 @@ HIGH_PASS_SIGMA_PX = 32.0
 #: Largest autocorrelation lag used for the feature width, px.
 MAX_LAG_PX = 64
 
-#: Used when a card has no measured reference (a model trained before references were
-#: written). Loose on purpose: probe-limited HAADF columns and graphene-like lattices.
+#: Used when a card has no measured reference (older cards have no
+#: ``input.scale_reference``). Loose on purpose: probe-limited HAADF columns and
+#: graphene-like lattices.
 FALLBACK_REFERENCE = ScaleReference(
     feature_sigma_nm=0.045, feature_sigma_log_sd=0.5, period_nm=0.22, period_log_sd=0.45
 )
@@ -244,7 +245,24 @@ def estimate_scale(
     reference: ScaleReference | ModelCard,
     pixel_size_range_nm: tuple[float, float] | None = None,
 ) -> ScaleEstimate:
-    """Estimate the pixel size of ``image`` against a model's scale reference (details)."""
+    """Estimate the pixel size of ``image`` against a model's scale reference (details).
+
+    Parameters
+    ----------
+    image
+        2-D array.
+    reference
+        A :class:`ScaleReference`, or a card whose reference (or
+        :data:`FALLBACK_REFERENCE`) and pixel-size range are used.
+    pixel_size_range_nm
+        ``(low, high)`` nm/px the estimate is clipped to (default: the card's, if any).
+
+    Returns
+    -------
+    ScaleEstimate
+        The weighted estimate (nm/px) and its parts: from the feature width, from the
+        lattice period (None without one), the measured features, whether it was clipped.
+    """
     if isinstance(reference, ModelCard):
         card = reference
         reference = card.input.scale_reference or FALLBACK_REFERENCE
@@ -309,5 +327,17 @@ def estimate_pixel_size_nm(image: np.ndarray, card: ModelCard) -> float:
 
     The image's one physical estimate, clipped to the card's range (see
     :func:`estimate_pixel_size_details`); the user can always pass the true value.
+
+    Parameters
+    ----------
+    image
+        2-D array.
+    card
+        The model's card (its pixel-size range and working pixel size).
+
+    Returns
+    -------
+    float
+        nm/px; the card's working pixel size when the image carries no length scale.
     """
     return float(estimate_pixel_size_details(image, card)[0])

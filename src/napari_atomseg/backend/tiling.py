@@ -50,6 +50,7 @@ class TilePlan:
         return len(self.tiles)
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tile, ...]]:
+        """The tiles in order, ``batch_size`` at a time (the last batch may be shorter)."""
         for i in range(0, len(self.tiles), batch_size):
             yield self.tiles[i : i + batch_size]
 

@@ -302,12 +302,10 @@ def as_config(config: TrainConfig | Mapping[str, Any] | str | Path) -> TrainConf
     return TrainConfig.from_mapping(config)
 
 
-#: Modules renamed since cards and configs were written, old -> new (and every module
-#: below them). Each old name was also a public function of its parent package (e.g.
-#: ``napari_atomseg.segment``), which importing the module hid (issue 22). Cards exported
-#: before a rename record e.g. ``task: napari_atomseg.segment.training:SegmentationTask``;
-#: :func:`load_task` imports such a task from its new module, so those cards and users'
-#: configs keep working.
+#: Old module names -> current ones (and every module below them). Older cards and users'
+#: configs name a task by its old module (e.g. ``task:
+#: napari_atomseg.segment.training:SegmentationTask``); :func:`load_task` imports it from
+#: the current module, so they keep working.
 RENAMED_MODULES = {
     "napari_atomseg.segment": "napari_atomseg.segmentation",
     "napari_atomseg.simulate": "napari_atomseg.simulation",

@@ -50,6 +50,8 @@ class AugmentConfig:
 
     @classmethod
     def from_value(cls, value: Any) -> AugmentConfig:
+        """From a config's ``augment`` value: None/True (defaults), False (none), a
+        mapping of fields, or an AugmentConfig. Unknown keys raise :class:`InputError`."""
         if value is None or value is True:
             return cls()
         if value is False:

@@ -86,7 +86,22 @@ class TrainResult:
 
 
 def train(config: TrainConfig | Mapping[str, Any] | str | Path, **kwargs: Any) -> TrainResult:
-    """Run :func:`iter_train` to the end; same arguments."""
+    """Run :func:`iter_train` to the end; same arguments.
+
+    Parameters
+    ----------
+    config
+        A :class:`TrainConfig`, a mapping, or the path of a YAML config.
+    **kwargs
+        The keyword-only arguments of :func:`iter_train` (``resume``, ``pairs``,
+        ``val_pairs``, ``task``, ``log``, ``command``, ``stages_before``).
+
+    Returns
+    -------
+    TrainResult
+        The exported card and weights, the final validation metrics, the CSV log's path
+        and the wall time (s).
+    """
     return drain(iter_train(config, **kwargs))
 
 
@@ -122,6 +137,17 @@ def iter_train(
     stages_before
         The records of the stages a multi-stage config ran before this one (kept in the
         card's ``training.stages``).
+
+    Yields
+    ------
+    Progress
+        While the example pool is simulated, then once per optimiser step (stages of a
+        multi-stage config as parts of one bar).
+
+    Returns
+    -------
+    TrainResult
+        What the run exported (the last stage's, for a multi-stage config).
     """
     import torch
 
@@ -410,6 +436,7 @@ class _RunningLoss:
         self.total, self.n = 0.0, 0
 
     def add(self, loss: float) -> None:
+        """Count one step's loss."""
         self.total += loss
         self.n += 1
 
