@@ -166,6 +166,7 @@ class Calibration:
     # ------------------------------------------------------------------ views
     @property
     def ndim(self) -> int:
+        """Number of axes."""
         return len(self.scale)
 
     @property
@@ -301,6 +302,24 @@ def build_calibration(
     - leading (stack) axes keep a physical unit when they have one (nm for z, s for time,
       eV, deg...) and a positive scale; otherwise they are frames (scale 1, ``"px"``).
       ``lead_names`` overrides their names (e.g. ``"channel"`` for a TIFF C axis).
+
+    Parameters
+    ----------
+    axes
+        The file's axes, row/col (the image plane) last: scale, unit string and name.
+    metadata
+        Facts the reader found (acquisition mode, voltage, ...); the original units,
+        scales and names are added.
+    where
+        The file, named in warnings.
+    lead_names
+        Names for the leading (stack) axes, replacing theirs.
+
+    Returns
+    -------
+    Calibration
+        Canonical units (nm, 1/nm, s, eV, deg, rad, or px when uncalibrated); a
+        ``calibration_note`` in the metadata says why an image is uncalibrated.
     """
     if len(axes) < 2:
         raise ValueError(f"an image needs at least 2 axes, got {len(axes)}")

@@ -91,7 +91,18 @@ def layout_of(columns: list[str]) -> str | None:
 
 
 def sniff_points_csv(path: str | os.PathLike[str]) -> str | None:
-    """The layout of a ``.csv`` point table from its header line, or None. Never raises."""
+    """The layout of a ``.csv`` point table from its header line, or None. Never raises.
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` file (anything else gives None).
+
+    Returns
+    -------
+    str or None
+        ``"atomseg"``, ``"napari"`` or ``"imagej"``; None when the header matches none.
+    """
     try:
         p = Path(path)
         if p.suffix.lower() != ".csv" or not p.is_file():
@@ -104,6 +115,17 @@ def sniff_points_csv(path: str | os.PathLike[str]) -> str | None:
 
 def read_points_table(path: str | os.PathLike[str]) -> PointsTable:
     """Read a point table in any of the module's layouts.
+
+    Parameters
+    ----------
+    path
+        A CSV file in the ``atomseg``, ``napari`` or ``imagej`` layout.
+
+    Returns
+    -------
+    PointsTable
+        Positions in pixels (stack axis first, then row, col), the other columns as
+        features, the calibration the table holds and its layout.
 
     Raises
     ------

@@ -76,6 +76,17 @@ def sniff_format(path: str | os.PathLike[str]) -> str | None:
     Cheap (reads at most 1 kB) and never raises: returns None for anything else, including
     missing, unreadable or empty files and files whose content is another format. A
     ``.zspy`` may be a folder (zarr's directory store) or a zip file.
+
+    Parameters
+    ----------
+    path
+        A file (or a ``.zspy`` folder).
+
+    Returns
+    -------
+    str or None
+        The format key (``"dm"``, ``"tiff"``, ``"mrc"``, ``"tia"``, ``"emd"``, ...), or
+        None.
     """
     try:
         p = Path(path)
@@ -125,6 +136,17 @@ def read_images(path: str | os.PathLike[str]) -> list[ImageData]:
     ``calibration.metadata["skipped_signals"]``. Complex data gives a magnitude and a phase
     image. Stacks and volumes are 3-D with the stack axis scaled (nm, s, or frames).
 
+    Parameters
+    ----------
+    path
+        A file in a supported format (:data:`SUPPORTED_EXTENSIONS`).
+
+    Returns
+    -------
+    list of ImageData
+        One per image signal, in file order: data, calibration, name, whether it is RGB,
+        and the file's original metadata.
+
     Raises
     ------
     FileReadError
@@ -161,9 +183,20 @@ def read_images(path: str | os.PathLike[str]) -> list[ImageData]:
 def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, Calibration]:
     """The first image signal of ``path`` and its calibration.
 
-    ``calibration.pixel_size_nm`` is the in-plane pixel size in nm (None when the file is
-    uncalibrated, in reciprocal space or has non-square pixels). See :func:`read_images`
-    for files with several images and for the errors raised.
+    See :func:`read_images` for files with several images and for the errors raised.
+
+    Parameters
+    ----------
+    path
+        A file in a supported format.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        The image as stored (2-D, or 3-D for a stack or volume).
+    calibration : Calibration
+        ``calibration.pixel_size_nm`` is the in-plane pixel size in nm (None when the
+        file is uncalibrated, in reciprocal space or has non-square pixels).
     """
     first = read_images(path)[0]
     return first.data, first.calibration

@@ -4,7 +4,7 @@
 file, its :class:`~.calibration.Calibration` (the frame axis in seconds where the file
 records a frame time) and the absolute index of its first frame, so a frame range
 (:meth:`Stack.select`, ``--frames A:B``) keeps the file's frame numbers. Nothing but the
-header is read when a stack is opened; a 2 GB movie costs memory only for the frames in
+header is read when a stack is opened; a long movie costs memory only for the frames in
 use.
 
 ==========================  ==============================================================
@@ -81,18 +81,22 @@ class Stack:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(frames, rows, cols)."""
         return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
 
     @property
     def frame_shape(self) -> tuple[int, int]:
+        """(rows, cols) of one frame."""
         return self.shape[1], self.shape[2]
 
     @property
     def nbytes(self) -> int:
+        """Size of the whole stack in memory, bytes (as stored; nothing is read)."""
         return int(np.prod(self.shape)) * np.dtype(self.data.dtype).itemsize
 
     @property
     def pixel_size_nm(self) -> float | None:
+        """In-plane pixel size in nm, or None (see :attr:`Calibration.pixel_size_nm`)."""
         return self.calibration.pixel_size_nm
 
     @property
@@ -164,6 +168,7 @@ def parse_frame_range(frames: str | slice | range, first: int, stop: int) -> ran
     n = stop - first
 
     def absolute(v: int | None, default: int) -> int:
+        """An absolute frame number: ``default`` for None, negatives from ``stop``."""
         if v is None:
             return default
         return v + stop if v < 0 else v
@@ -268,9 +273,9 @@ class _FileFrames:
     """Frames stored contiguously in a file, read with plain file reads one chunk at a time.
 
     An array-like for :func:`dask.array.from_array`: given a numpy memory map, dask copies
-    the whole file into memory when the graph is built (a 2 GB movie cost 4 GB of RSS), and
-    a memory map keeps every page it has read resident; file reads keep only the frames in
-    use.
+    the whole file into memory when the graph is built, and a memory map keeps every page
+    it has read resident; file reads keep only the frames in use (measured:
+    docs/tracking.md).
     """
 
     def __init__(self, path: Path, offset: int, dtype: Any, shape: tuple[int, ...]) -> None:

@@ -187,6 +187,17 @@ def parse_unit(unit: object) -> ParsedUnit:
 
     Never raises: a unit that is not understood comes back with ``kind="unknown"`` and the
     caller decides (readers then treat the axis as uncalibrated and warn).
+
+    Parameters
+    ----------
+    unit
+        The unit as the file spells it (``"nm"``, ``"Å"``, ``"1/nm"``, ``"µm"``, ...);
+        None or ``""`` means no unit.
+
+    Returns
+    -------
+    ParsedUnit
+        Its kind, canonical unit and the factor to that unit.
     """
     original = "" if unit is None else str(unit)
     cleaned = _clean(original)
@@ -211,7 +222,22 @@ def parse_unit(unit: object) -> ParsedUnit:
 def length_to_nm(value: float, unit: str) -> float:
     """Convert a length ``value`` given in ``unit`` (m, um, µm, nm, A, Å, pm, ...) to nm.
 
-    Raises ``ValueError`` when ``unit`` is not a length unit.
+    Parameters
+    ----------
+    value
+        The length in ``unit``.
+    unit
+        A length unit, any spelling :func:`parse_unit` understands.
+
+    Returns
+    -------
+    float
+        The length in nm.
+
+    Raises
+    ------
+    ValueError
+        When ``unit`` is not a length unit.
     """
     parsed = parse_unit(unit)
     if parsed.kind != "length":
@@ -222,7 +248,22 @@ def length_to_nm(value: float, unit: str) -> float:
 def reciprocal_to_per_nm(value: float, unit: str) -> float:
     """Convert a reciprocal length ``value`` in ``unit`` (1/nm, 1/A, nm^-1, ...) to 1/nm.
 
-    Raises ``ValueError`` when ``unit`` is not a reciprocal length unit.
+    Parameters
+    ----------
+    value
+        The reciprocal length in ``unit``.
+    unit
+        A reciprocal length unit, any spelling :func:`parse_unit` understands.
+
+    Returns
+    -------
+    float
+        The value in 1/nm.
+
+    Raises
+    ------
+    ValueError
+        When ``unit`` is not a reciprocal length unit.
     """
     parsed = parse_unit(unit)
     if parsed.kind != "reciprocal":

@@ -110,8 +110,17 @@ def write_points_csv(
 def read_points_csv(path: str | os.PathLike[str]) -> tuple[np.ndarray, Any]:
     """Read a table written by :func:`write_points_csv`.
 
-    Returns ``(points_px, table)``: the (N, D) pixel coordinates (stack axis first, then
-    ``y_px, x_px``) and the whole table as a pandas DataFrame.
+    Parameters
+    ----------
+    path
+        A CSV with ``y_px, x_px`` columns (stack columns before them).
+
+    Returns
+    -------
+    points_px : numpy.ndarray
+        (N, D) float64 pixel coordinates: stack axis first, then ``y_px, x_px``.
+    table : pandas.DataFrame
+        The whole table.
     """
     import pandas as pd
 
@@ -154,6 +163,11 @@ def write_labels_tiff(
         Label value -> class name, e.g. ``{0: "background", 1: "contamination"}``.
     overwrite, overwrite_input, inputs:
         See the module docstring.
+
+    Returns
+    -------
+    Path
+        The written file.
     """
     import tifffile
 
@@ -207,6 +221,23 @@ def write_image_tiff(
     uint8, uint16 and float32 pixels are written as they are; other types become float32
     (ImageJ's types). Fiji and :func:`napari_atomseg.io.read_images` read the pixel size
     back. The acquisition facts in ``calibration.metadata`` go into ImageJ's "Info".
+
+    Parameters
+    ----------
+    path
+        Destination ``.tif``/``.tiff`` file; its folder must exist.
+    image
+        Real grey-scale pixels, (row, col) or (frame/z, row, col).
+    calibration
+        The image's calibration (pixel size written as ImageJ resolution + unit); None or
+        uncalibrated writes pixels.
+    overwrite, overwrite_input, inputs
+        See the module docstring.
+
+    Returns
+    -------
+    Path
+        The written file.
     """
     import tifffile
 
