@@ -106,7 +106,23 @@ def iter_analyse_lattice(
     reference: Any = None,
     **options: Any,
 ) -> ProgressGenerator[pd.DataFrame]:
-    """Generator form of :func:`analyse_lattice` (yields Progress, returns the table)."""
+    """Generator form of :func:`analyse_lattice` (yields Progress, returns the table).
+
+    Parameters
+    ----------
+    atoms, image, pixel_size_nm, reference, **options
+        As for :func:`analyse_lattice`.
+
+    Yields
+    ------
+    Progress
+        One per stage: sublattices, cell and indices, strain, displacements, intensities.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table :func:`analyse_lattice` returns.
+    """
     opts = _options(options)
     table = _check_table(atoms)
     img = None if image is None else as_image2d(image)

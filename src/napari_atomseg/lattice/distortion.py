@@ -142,6 +142,7 @@ class ScanProfiles:
     dy_of_x: np.ndarray
 
     def correct(self, positions_px: np.ndarray) -> np.ndarray:
+        """``(n, 2)`` (row, col) positions with the profiles' displacements removed (a copy)."""
         y, x = positions_px[:, 0], positions_px[:, 1]
         out = positions_px.copy()
         out[:, 0] = (

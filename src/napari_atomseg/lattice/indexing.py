@@ -46,6 +46,7 @@ class Indexing:
 
     @property
     def assigned(self) -> np.ndarray:
+        """(n,) bool: the columns that fit a site."""
         return self.site >= 0
 
     def fractional(self) -> np.ndarray:

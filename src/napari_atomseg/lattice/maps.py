@@ -38,6 +38,7 @@ class LatticeMaps:
 
 
 def map_step(shape: tuple[int, int], max_side: int = MAX_MAP_SIDE) -> int:
+    """Image pixels per map pixel: the smallest step keeping the map within ``max_side``."""
     return max(1, int(np.ceil(max(shape) / max_side)))
 
 
@@ -67,10 +68,31 @@ def lattice_maps(
 ) -> LatticeMaps:
     """Maps of ``names`` (default: strain and displacement columns present in ``table``).
 
-    ``shape_px`` is the image's shape (default: the columns' extent). Strain maps are
-    interpolated from every column with a value; displacement maps from one sublattice
-    only (``displacement_sublattice``; default the brightest displaced one, e.g. a
-    perovskite's B site), as neighbouring sublattices move differently.
+    Strain maps are interpolated from every column with a value; displacement maps from
+    one sublattice only, as neighbouring sublattices move differently.
+
+    Parameters
+    ----------
+    table
+        An :func:`~napari_atomseg.lattice.api.analyse_lattice` result (``y_px``, ``x_px``
+        and the columns to map).
+    shape_px
+        The image's shape (default: the columns' extent).
+    names
+        Columns to map (default: the strain and displacement columns in ``table``).
+    pixel_size_nm
+        nm per image pixel; sets the maps' pixel size (None: uncalibrated).
+    max_side
+        Longest side of a map, px of the map (:func:`map_step`).
+    displacement_sublattice
+        The sublattice whose displacements are mapped (default: the brightest displaced
+        one, e.g. a perovskite's B site).
+
+    Returns
+    -------
+    LatticeMaps
+        float32 maps (NaN further than one column spacing from every column), the step in
+        image px per map px and the map pixel size in nm.
     """
     if "y_px" not in table or "x_px" not in table:
         raise InputError("lattice_maps: the table needs y_px and x_px columns")

@@ -142,6 +142,7 @@ class LatticeOptions:
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> LatticeOptions:
+        """A copy with some fields changed (checked like the constructor)."""
         return dataclasses.replace(self, **changes)
 
 

@@ -44,6 +44,8 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
 
 
 def check_box(box: Any) -> tuple[float, float, float, float]:
+    """``box`` as four floats ``(y0, y1, x0, x1)`` (px), or InputError unless finite and
+    non-empty."""
     try:
         y0, y1, x0, x1 = (float(v) for v in box)
     except (TypeError, ValueError) as exc:
@@ -88,8 +90,23 @@ def in_region(
 def region_means(table: pd.DataFrame, region: Any = None, image_shape=None) -> pd.DataFrame:
     """Mean, standard deviation and count of the analysis columns per sublattice.
 
-    ``region`` as ``reference`` in :func:`in_region` (None: every column). One row per
-    sublattice (``-1``: unassigned columns are left out).
+    Parameters
+    ----------
+    table
+        An :func:`~napari_atomseg.lattice.api.analyse_lattice` result (needs
+        ``sublattice``, ``y_px``, ``x_px``).
+    region
+        As ``reference`` in :func:`in_region`: None (every column), a boolean mask or a
+        ``(y0, y1, x0, x1)`` pixel box.
+    image_shape
+        The image's shape, to check a mask against (None: not checked).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per sublattice (unassigned columns, ``-1``, are left out): ``sublattice``,
+        ``n_columns`` in the region, and ``NAME_mean`` / ``NAME_std`` of each of
+        :data:`SUMMARY_COLUMNS` the table has.
     """
     if "sublattice" not in table:
         raise InputError("region_means: the table has no sublattice column; analyse it first")
