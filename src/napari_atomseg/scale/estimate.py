@@ -287,6 +287,7 @@ class _Hypothesis:
 
     @property
     def transform_matrix(self) -> np.ndarray | None:
+        """:attr:`transform` as a 2 x 2 array (None: square pixels)."""
         return None if self.transform is None else np.asarray(self.transform).reshape(2, 2)
 
 
@@ -671,7 +672,18 @@ def estimate_image_scale(
 
 
 def scale_from_metadata(metadata: Mapping[str, Any]) -> ImageScale | None:
-    """The estimate a widget stored in a layer's metadata, or ``None``."""
+    """The estimate a widget stored in a layer's metadata, or ``None``.
+
+    Parameters
+    ----------
+    metadata
+        A layer's ``metadata`` mapping.
+
+    Returns
+    -------
+    ImageScale or None
+        The estimate under :data:`SCALE_METADATA_KEY`; None when there is none.
+    """
     data = metadata.get(SCALE_METADATA_KEY)
     return ImageScale.from_metadata(data) if isinstance(data, Mapping) else None
 

@@ -91,6 +91,7 @@ class ZoneReflections:
 
     @property
     def label(self) -> str:
+        """``"material [zone]"``, as shown to the user."""
         return f"{self.material} [{self.zone_axis}]"
 
 
@@ -143,7 +144,13 @@ def catalogue_reflections() -> tuple[ZoneReflections, ...]:
 
 
 def material_names() -> tuple[str, ...]:
-    """The catalogue's material names (what ``material=`` accepts)."""
+    """The catalogue's material names (what ``material=`` accepts).
+
+    Returns
+    -------
+    tuple of str
+        The names, in catalogue order.
+    """
     from ..simulation.materials import MATERIALS
 
     return tuple(MATERIALS)

@@ -63,6 +63,7 @@ class SpectrumPeak:
 
     @property
     def period_px(self) -> float:
+        """The spot's period, px (``1 / k``)."""
         return 1.0 / self.k
 
 
@@ -77,6 +78,8 @@ class Spectrum:
 
     @property
     def k_min(self) -> float:
+        """Lowest frequency searched for peaks, cycles/px (longest period:
+        :data:`MAX_PERIOD_FRACTION` of a block)."""
         return 1.0 / (MAX_PERIOD_FRACTION * self.block_px)
 
 
@@ -132,6 +135,7 @@ def _refine(log_power: np.ndarray, i: int, j: int) -> tuple[float, float]:
     """Sub-bin offsets (dy, dx) of a maximum from parabolas through the log power."""
 
     def vertex(a: float, b: float, c: float) -> float:
+        """Offset of the parabola's vertex through (-1, a), (0, b), (1, c), within +-0.5."""
         den = a - 2.0 * b + c
         return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
 
@@ -149,6 +153,7 @@ def _on_streak(prominence: np.ndarray, i: int, j: int, n: int) -> bool:
     peak = prominence[i, j]
 
     def inside(factor: float) -> bool:
+        """Whether the point at ``factor`` times the radius lies in the spectrum."""
         y, x = n // 2 + round(fy * factor), round(fx * factor)
         return 0 <= y < prominence.shape[0] and 0 <= x < prominence.shape[1]
 
