@@ -147,6 +147,7 @@ def _drain_with_bar(gen: Any, total: int, desc: str) -> Any:
     with tqdm(total=total, desc=desc, unit="image", file=sys.stderr) as bar:
 
         def step(p: Any) -> None:
+            """Show one Progress on the bar."""
             bar.set_postfix_str(p.message[-40:], refresh=False)
             bar.n = p.done
             bar.refresh()

@@ -342,7 +342,24 @@ def iter_segment(
     material: str | None = None,
     **options: Any,
 ) -> Generator[Progress, None, SegmentationResult]:
-    """Generator form of :func:`segment`: yields Progress, returns the result."""
+    """Generator form of :func:`segment`: yields Progress, returns the result.
+
+    Parameters
+    ----------
+    image, pixel_size_nm, task, method, material, **options
+        As for :func:`segment`.
+
+    Yields
+    ------
+    Progress
+        Per stage: pixel size, pre-processing, the method (the U-Net's own progress as it
+        runs), clean-up.
+
+    Returns
+    -------
+    SegmentationResult
+        What :func:`segment` returns.
+    """
     if task not in TASK_CLASSES:
         raise InputError(f"task: expected one of {sorted(TASK_CLASSES)}, got {task!r}")
     if method not in METHODS:

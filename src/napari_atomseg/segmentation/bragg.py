@@ -29,7 +29,7 @@ Steps, each with its parameter in :class:`BraggParameters`:
    ``mask_threshold`` times the residual's ``background_percentile`` (25th) percentile.
    That percentile lies in the clean lattice (or vacuum) whenever those cover more than
    about a third of the field, so the threshold follows each image's own noise floor:
-   a fixed threshold in image-std units failed on the noisier images of the real
+   a fixed threshold in image-std units fails on the noisier images of the real
    graphene set (cross-validated Jaccard 0.60 against 0.82 with the relative one).
 
 A second, spatially sharper map measures the **lattice amplitude**: the same spots with
@@ -370,6 +370,7 @@ def _envelope_inside_fraction(
     from scipy.special import erf
 
     def profile(n: int) -> np.ndarray:
+        """Inside fraction along one axis of ``n`` pixels (float32)."""
         x = np.arange(n, dtype=np.float64)
         scale = math.sqrt(2.0) * sigma_px
         return (0.5 * (erf((x + 0.5) / scale) - erf((x - n + 0.5) / scale))).astype(np.float32)
@@ -419,6 +420,7 @@ def _lowpass_pair(
     nx = sfft.next_fast_len(w + 2 * radius)
 
     def transfer(n: int) -> np.ndarray:
+        """The kernel's (real) transform on an ``n``-point axis, float32."""
         k = np.zeros(n)
         k[: radius + 1] = weights[radius:]
         if radius:
@@ -493,13 +495,28 @@ def bragg_filter(
 ) -> BraggResult:
     """Run the Bragg filter on a (pre-processed) image; see the module docstring.
 
-    ``image`` is any 2-D real image (it is standardised internally, so its units do not
-    matter). ``pixel_size_nm`` only sets the default lowest search frequency and adds a
-    ``g_per_nm`` column to the peaks. When no Bragg peak is found (no lattice in view) the
-    Bragg image is the zero beam alone and everything above the threshold is masked.
-    ``lattice_amplitude=False`` skips the fringe-strength map (about a quarter of the
-    time) for callers that use only the residual and the mask (the residual then agrees
-    with the full run's to float32 rounding).
+    When no Bragg peak is found (no lattice in view) the Bragg image is the zero beam
+    alone and everything above the threshold is masked.
+
+    Parameters
+    ----------
+    image
+        Any 2-D real image (standardised internally, so its units do not matter).
+    params
+        The filter's settings (default: :class:`BraggParameters` defaults).
+    pixel_size_nm
+        nm per pixel; only sets the default lowest search frequency and adds a
+        ``g_per_nm`` column to the peaks.
+    lattice_amplitude
+        False skips the fringe-strength map (about a quarter of the time) for callers
+        that use only the residual and the mask (the residual then agrees with the full
+        run's to float32 rounding).
+
+    Returns
+    -------
+    BraggResult
+        The peaks, the Bragg image, the residual, its threshold and the mask (all maps of
+        the image's shape).
     """
     p = (params or BraggParameters()).validated()
     pixel_size_nm = check_pixel_size_nm(pixel_size_nm)

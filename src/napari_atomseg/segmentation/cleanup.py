@@ -244,6 +244,7 @@ def smooth_boundaries(labels: np.ndarray, sigma_px: float) -> np.ndarray:
     runs = list(_block_runs(mixed, block, lab.shape, radius, None if two else neighbourhood))
 
     def n_blurs(key: int) -> int:
+        """Blurs a crop needs, its classes given as a bit mask ``key``."""
         return 1 if two else max(bin(key).count("1") - 1, 1)
 
     crop_cost = sum(

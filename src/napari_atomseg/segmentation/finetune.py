@@ -152,6 +152,8 @@ def iter_finetune(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m napari_atomseg.segmentation.finetune CONFIG``: write the config's pairs
+    file. Returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m napari_atomseg.segmentation.finetune",
         description="Write a training config's fine-tuning pairs from the real graphene set.",

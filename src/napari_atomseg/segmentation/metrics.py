@@ -81,6 +81,7 @@ class MaskScores:
 
     @property
     def n_pixels(self) -> int:
+        """Pixels scored (the confusion matrix's total)."""
         return int(self.confusion.sum())
 
     @property
@@ -149,7 +150,18 @@ class MaskScores:
 
 
 def pooled(scores: Iterable[MaskScores]) -> MaskScores:
-    """Aggregate images by adding their confusion matrices (micro average)."""
+    """Aggregate images by adding their confusion matrices (micro average).
+
+    Parameters
+    ----------
+    scores
+        At least one :class:`MaskScores`, all with the same class names.
+
+    Returns
+    -------
+    MaskScores
+        The summed confusion matrix.
+    """
     items = list(scores)
     if not items:
         raise InputError("no scores to pool")
@@ -162,9 +174,22 @@ def pooled(scores: Iterable[MaskScores]) -> MaskScores:
 def summarise(scores: Sequence[MaskScores], positive: str | int = 1) -> pd.DataFrame:
     """Data-set table: rows ``pooled``, ``mean`` and ``std`` over images.
 
-    Columns as :meth:`MaskScores.summary`. ``pooled`` is the headline number (as in the
-    papers); ``mean`` / ``std`` show the spread between images (nan entries skipped,
-    e.g. the Jaccard of an image without contamination where none was predicted).
+    ``pooled`` is the headline number (as in the papers); ``mean`` / ``std`` show the
+    spread between images (nan entries skipped, e.g. the Jaccard of an image without
+    contamination where none was predicted).
+
+    Parameters
+    ----------
+    scores
+        One :class:`MaskScores` per image.
+    positive
+        The class whose metrics are reported: a name or an index (default 1, e.g.
+        contamination).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows ``pooled``, ``mean``, ``std``; columns as :meth:`MaskScores.summary`.
     """
     per_image = pd.DataFrame([s.summary(positive) for s in scores])
     return pd.DataFrame(

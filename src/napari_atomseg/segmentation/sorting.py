@@ -144,5 +144,27 @@ def rank_images(
     pixel_size_nm: float | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """:func:`iter_rank_images` run to the end: the ranked table."""
+    """:func:`iter_rank_images` run to the end: the ranked table.
+
+    Parameters
+    ----------
+    paths
+        Image files (any format :func:`napari_atomseg.io.read_image` reads, pictures
+        included).
+    task
+        ``"contamination"`` (ranked by clean-crystal fraction) or ``"particles"``
+        (ranked by particle fraction).
+    method
+        As for :func:`~napari_atomseg.segmentation.api.segment`.
+    pixel_size_nm
+        Overrides the files' calibration (None: each file's own).
+    **options
+        Passed to :func:`~napari_atomseg.segmentation.api.segment`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Best first, failures last; the columns of :func:`ranking_table`. A file that
+        cannot be read or segmented gets its ``error`` and no rank.
+    """
     return drain(iter_rank_images(paths, task, method, pixel_size_nm, **options))
