@@ -49,6 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``napari-atomseg simulate``: write (or extend) the library. Returns the exit code."""
     from ..errors import AtomsegError
 
     if args.list_materials:
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(total=args.n, unit="img", desc="simulate")
 
         def update(step) -> None:
+            """Show one Progress on the bar."""
             bar.n = step.done
             bar.set_postfix_str(step.message, refresh=False)
             bar.refresh()

@@ -341,6 +341,7 @@ def random_bf_parameters(
     real instruments give."""
 
     def logu(lo: float, hi: float) -> float:
+        """A log-uniform draw from [lo, hi]."""
         return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
     weights = materials or {"Au": 2.0, "Pt": 1.0, "Pd": 1.0, "Ag": 0.5, "Cu": 0.3}

@@ -58,6 +58,7 @@ class Deformation:
         object.__setattr__(self, "shifts_pm", tuple(shifts))
 
     def replace(self, **changes) -> Deformation:
+        """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
     def rotation(self) -> np.ndarray:
@@ -67,6 +68,7 @@ class Deformation:
         return np.array([[c, -s], [s, c]])
 
     def strain_tensor(self) -> np.ndarray:
+        """The uniform strain (2, 2) in (y, x) components, without the gradient."""
         return np.array([[self.strain_yy, self.strain_xy], [self.strain_xy, self.strain_xx]])
 
     def gradient(self, yx_nm: np.ndarray, origin_nm: np.ndarray) -> np.ndarray:

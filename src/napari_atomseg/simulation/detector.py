@@ -41,10 +41,13 @@ class ScanDistortion:
 
     @classmethod
     def none(cls, shape: tuple[int, int], pixel_A: float) -> ScanDistortion:
+        """No distortion: every probe position is its pixel's centre."""
         return cls(shape, pixel_A, np.zeros(shape[0]), np.zeros(shape[0]), (0.0, 0.0), 0.0, 1.0)
 
     @classmethod
     def from_parameters(cls, p, rng: np.random.Generator) -> ScanDistortion:
+        """Random line jitter (correlated from line to line) plus the drift and fly-back
+        that ``p`` (:class:`~.parameters.SimulationParameters`) asks for."""
         h, w = p.shape_px
         px = p.pixel_size_nm * 10
         if p.scan_jitter_px > 0:
@@ -62,6 +65,7 @@ class ScanDistortion:
 
     @property
     def is_identity(self) -> bool:
+        """True when no probe position is displaced."""
         return (
             not self.dx_line_A.any()
             and not self.dy_line_A.any()
@@ -70,6 +74,7 @@ class ScanDistortion:
         )
 
     def max_displacement_A(self) -> float:
+        """An upper bound of any probe displacement, Angstrom (the parts' maxima added)."""
         return float(
             np.abs(self.dx_line_A).max(initial=0)
             + np.abs(self.dy_line_A).max(initial=0)

@@ -64,15 +64,47 @@ def random_streams(seed: int) -> dict[str, np.random.Generator]:
 def simulate(parameters: SimulationParameters, deformation: Any = None) -> SimulationResult:
     """Simulate one micrograph (blocking). See :func:`simulate_steps` for progress.
 
-    ``deformation`` (a :class:`~napari_atomseg.simulation.deformation.Deformation`) strains,
-    rotates or shifts the specimen's columns by a known field before imaging."""
+    Parameters
+    ----------
+    parameters
+        Everything about the specimen, the microscope and the detector; its ``seed``
+        makes the result deterministic.
+    deformation
+        A :class:`~napari_atomseg.simulation.deformation.Deformation` that strains,
+        rotates or shifts the specimen's columns by a known field before imaging (None:
+        none).
+
+    Returns
+    -------
+    SimulationResult
+        The noisy ``image`` and noise-free ``image_clean``, the pixel size (nm), the
+        ground-truth ``columns`` table, the training ``heatmap`` and ``masks``, the mean
+        column spacing (nm) and the parameters.
+    """
     return drain(simulate_steps(parameters, deformation))
 
 
 def simulate_steps(
     parameters: SimulationParameters, deformation: Any = None
 ) -> ProgressGenerator[SimulationResult]:
-    """Generator version of :func:`simulate`: yields Progress, returns the result."""
+    """Generator version of :func:`simulate`: yields Progress, returns the result.
+
+    Parameters
+    ----------
+    parameters, deformation
+        As for :func:`simulate`.
+
+    Yields
+    ------
+    Progress
+        Per stage (specimen, imaging, detector noise, ground truth), with the multislice
+        engine's own progress in the multislice modes.
+
+    Returns
+    -------
+    SimulationResult
+        What :func:`simulate` returns.
+    """
     p = parameters
     if not isinstance(p, SimulationParameters):
         from ..errors import InputError

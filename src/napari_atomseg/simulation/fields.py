@@ -95,10 +95,12 @@ class Region:
 
     @classmethod
     def everywhere(cls) -> Region:
+        """The whole plane."""
         return cls(None, -np.inf)
 
     @classmethod
     def nowhere(cls) -> Region:
+        """The empty region."""
         return cls(None, np.inf)
 
     @classmethod
@@ -112,6 +114,11 @@ class Region:
         roughness: float = 0.5,
         ramp: float = 0.3,
     ) -> Region:
+        """A random region covering about ``coverage`` of ``fov_bounds_A``.
+
+        The field is a :class:`SmoothField` over ``bounds_A`` with correlation length
+        ``corr_A`` (Angstrom) and ``roughness``; its level is set for the coverage.
+        """
         if coverage >= 1.0:
             return cls.everywhere()
         if coverage <= 0.0:
@@ -135,6 +142,7 @@ class Region:
         return np.clip((self.field.on_grid(y_A, x_A) - self.level) / self.ramp, 0.0, 1.0)
 
     def contains(self, y_A: np.ndarray, x_A: np.ndarray) -> np.ndarray:
+        """bool: whether (y, x) in Angstrom lies inside (the field above its level)."""
         shape = np.broadcast(np.asarray(y_A), np.asarray(x_A)).shape
         if self.field is None:
             return np.full(shape, self.level == -np.inf)

@@ -147,6 +147,7 @@ class GenericLattice:
         )
 
     def nearest_neighbour_nm(self) -> float:
+        """Shortest projected distance between two columns, nm."""
         return self.plain().nearest_neighbour_nm()
 
     def column_cell(self) -> ColumnCell:
@@ -155,6 +156,7 @@ class GenericLattice:
 
     # --- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (inverse of :meth:`from_dict`)."""
         return {
             "kind": self.kind,
             "a_nm": self.a_nm,
@@ -169,10 +171,13 @@ class GenericLattice:
         }
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON with sorted keys (one text per lattice)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenericLattice:
+        """Build from a dict (keys of :meth:`to_dict`); unknown keys or malformed sites
+        are an :class:`InputError`."""
         if not isinstance(data, dict):
             raise InputError("generic_lattice: expected a JSON object")
         allowed = {"kind", "a_nm", "b_nm", "gamma_deg", "strain", "repeat_nm", "sites"}
@@ -210,6 +215,7 @@ class GenericLattice:
 
     @classmethod
     def from_json(cls, text: str) -> GenericLattice:
+        """Build from :meth:`to_json` text; invalid JSON is an :class:`InputError`."""
         try:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as exc:

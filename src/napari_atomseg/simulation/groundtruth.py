@@ -47,6 +47,7 @@ def formula_strings(counts: np.ndarray, elements: list[str]) -> list[str]:
 
 
 def empty_table() -> pd.DataFrame:
+    """The column table with no rows (the columns and dtypes of :func:`column_table`)."""
     return pd.DataFrame(
         {
             "y_px": pd.Series(dtype="float64"),
@@ -103,12 +104,14 @@ def local_std(image: np.ndarray, size_px: int) -> np.ndarray:
 
 
 def sample_nearest(image: np.ndarray, y_px: np.ndarray, x_px: np.ndarray) -> np.ndarray:
+    """``image`` at the nearest pixel of each (y, x), clipped to the image."""
     r = np.clip(np.round(y_px).astype(int), 0, image.shape[0] - 1)
     c = np.clip(np.round(x_px).astype(int), 0, image.shape[1] - 1)
     return image[r, c]
 
 
 def inside_field(y_px: np.ndarray, x_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool: whether (y, x) lies on one of the image's pixels (their edges at +-0.5)."""
     return (y_px >= -0.5) & (y_px < shape[0] - 0.5) & (x_px >= -0.5) & (x_px < shape[1] - 0.5)
 
 

@@ -96,6 +96,7 @@ def lens_transfer(p, grid: RenderGrid) -> np.ndarray:
     step = lam / (max(grid.shape) * grid.sampling_A)
 
     def envelope(k):
+        """Temporal times spatial coherence envelope at spatial frequency ``k`` (1/A)."""
         alpha = k * lam
         env = np.exp(-((0.5 * np.pi / lam * focal * alpha**2) ** 2))
         dchi = 2 * np.pi / lam * (-defocus * alpha + cs * alpha**3)

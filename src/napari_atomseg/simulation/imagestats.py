@@ -63,6 +63,7 @@ class NoiseFit:
     fit_r2: float
 
     def as_dict(self) -> dict[str, float]:
+        """Every field by name."""
         return asdict(self)
 
 
@@ -386,6 +387,7 @@ def spot_contrast(
         ele.append((peak - bg) / noise.gain if noise.gain > 0 else float("nan"))
 
     def summary(values: list[float]) -> tuple[float, float, float]:
+        """(median, 10th, 90th percentile); NaNs for no values."""
         if not values:
             return (float("nan"),) * 3
         q = np.quantile(values, [0.1, 0.5, 0.9])
@@ -430,6 +432,7 @@ def spot_width_nm(
     y, x = np.mgrid[-r_ : r_ + 1, -r_ : r_ + 1]
 
     def gauss(yx, a, s, b, y0, x0):
+        """Round 2-D Gaussian: amplitude a, sigma s (px), offset b, centre (y0, x0)."""
         return a * np.exp(-((yx[0] - y0) ** 2 + (yx[1] - x0) ** 2) / (2 * s * s)) + b
 
     try:

@@ -69,6 +69,7 @@ class LibrarySummary:
 
     @property
     def images_per_second(self) -> float:
+        """Images written per second of this run (NaN for no time)."""
         return self.written / self.seconds if self.seconds > 0 else float("nan")
 
 
@@ -187,7 +188,23 @@ def generate_library_steps(
     chunk_images: int = 8,
     store_clean: bool = True,
 ) -> ProgressGenerator[LibrarySummary]:
-    """Generator version of :func:`generate_library` (yields Progress per chunk)."""
+    """Generator version of :func:`generate_library` (yields Progress per chunk).
+
+    Parameters
+    ----------
+    out, n, mix, seed, scheduler, workers, chunk_images, store_clean
+        As for :func:`generate_library`.
+
+    Yields
+    ------
+    Progress
+        Images done of ``n``, once at the start and once per finished chunk.
+
+    Returns
+    -------
+    LibrarySummary
+        What the run did.
+    """
     mix = mix if mix is not None else MixConfig()
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise InputError(f"n: the number of images must be a positive integer, got {n!r}")
@@ -227,9 +244,34 @@ def generate_library(
 ) -> LibrarySummary:
     """Write (or finish) a library of ``n`` random images at ``out`` (zarr).
 
-    ``scheduler``: "local" (a dask LocalCluster of ``workers`` processes, default the CPU
-    count), "synchronous" (this process, no dask), "threads" or the address of a running
-    dask.distributed scheduler ("tcp://host:8786"; the workers must see ``out``).
+    Images already stored are skipped, so running again resumes and a larger ``n``
+    extends the library.
+
+    Parameters
+    ----------
+    out
+        The zarr folder (created, or resumed).
+    n
+        Number of images the library should hold.
+    mix
+        The mixture the recipes are drawn from (default: :class:`MixConfig` defaults).
+    seed
+        Library seed (>= 0); image ``i``'s recipe depends only on ``(seed, i)``.
+    scheduler
+        "local" (a dask LocalCluster of ``workers`` processes, default the CPU count),
+        "synchronous" (this process, no dask), "threads" or the address of a running
+        dask.distributed scheduler ("tcp://host:8786"; the workers must see ``out``).
+    workers
+        Worker processes for "local" (None: the CPU count).
+    chunk_images
+        Images per zarr chunk and per task (1-1024).
+    store_clean
+        Also store the noise-free images.
+
+    Returns
+    -------
+    LibrarySummary
+        Images in the library, written now, skipped, seconds and images/s.
     """
     return drain(
         generate_library_steps(out, n, mix, seed, scheduler, workers, chunk_images, store_clean)
@@ -304,18 +346,22 @@ class Library:
 
     @property
     def done(self) -> np.ndarray:
+        """bool per image: simulated and stored."""
         return np.asarray(self.group["done"][:], dtype=bool)
 
     @property
     def attrs(self) -> dict[str, Any]:
+        """The library's attributes (seed, mixture, shape, ...), a copy."""
         return dict(self.group.attrs)
 
     def parameters(self, i: int):
+        """Image ``i``'s :class:`~.parameters.SimulationParameters`."""
         from .parameters import SimulationParameters
 
         return SimulationParameters.from_dict(json.loads(str(self.group["parameters"][i])))
 
     def columns(self, i: int):
+        """Image ``i``'s ground-truth column table (empty when it has none)."""
         import pandas as pd
 
         text = str(self.group["columns"][i])
@@ -354,5 +400,16 @@ class Library:
 
 
 def open_library(path: str | Path) -> Library:
-    """Open a library written by :func:`generate_library` for reading."""
+    """Open a library written by :func:`generate_library` for reading.
+
+    Parameters
+    ----------
+    path
+        The library's zarr folder.
+
+    Returns
+    -------
+    Library
+        Read access: ``len``, ``done``, ``result(i)``, ``columns(i)``, ``parameters(i)``.
+    """
     return Library(path)

@@ -236,8 +236,12 @@ MATERIALS: dict[str, Material] = _catalogue()
 def list_materials() -> dict[str, dict]:
     """The catalogue: name -> {kind, zone_axes, description, particle}.
 
-    ``kind`` is "layered" (use ``layers``) or "bulk" (use ``thickness_nm``); ``particle``
-    is true for the fcc metals that can also be simulated as nanoparticles.
+    Returns
+    -------
+    dict
+        Material name -> ``{"kind", "zone_axes", "description", "particle"}``: ``kind`` is
+        "layered" (use ``layers``) or "bulk" (use ``thickness_nm``); ``particle`` is true
+        for the fcc metals that can also be simulated as nanoparticles.
     """
     return {
         name: {
@@ -298,10 +302,12 @@ class ColumnCell:
 
     @property
     def n_columns(self) -> int:
+        """Columns per cell."""
         return len(self.column_yx_A)
 
     @property
     def area_A2(self) -> float:
+        """Projected cell area, square Angstrom."""
         return float(abs(np.linalg.det(self.basis_A)))
 
     def nearest_neighbour_A(self) -> float:

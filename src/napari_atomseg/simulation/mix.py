@@ -207,6 +207,8 @@ class MixConfig:
     # --- I/O -----------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MixConfig:
+        """Build from a dict (keys as the dataclass fields); unknown keys are an
+        :class:`InputError`."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -234,6 +236,7 @@ class MixConfig:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (tuples as lists), for YAML."""
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -241,13 +244,19 @@ class MixConfig:
         return out
 
     def to_yaml(self) -> str:
+        """:meth:`to_dict` as YAML text, fields in order."""
         import yaml
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     # --- validation ------------------------------------------------------------------------
     def validate(self) -> None:
+        """Check every field; raise :class:`InputError` naming the first bad one (unknown
+        weight keys, probabilities outside [0, 1], malformed ranges, an image size outside
+        16-8192 px, ...)."""
+
         def weights(name: str, allowed) -> None:
+            """Check the weights field ``name``: keys from ``allowed``, >= 0, positive sum."""
             w = getattr(self, name)
             bad = sorted(set(w) - set(allowed))
             if bad:
@@ -290,7 +299,18 @@ class MixConfig:
 
 
 def load_mix(name_or_path: str | Path | None = None) -> MixConfig:
-    """A shipped mix by name ("default", "atoms", "particles") or a YAML path."""
+    """A shipped mix by name ("default", "atoms", "particles") or a YAML path.
+
+    Parameters
+    ----------
+    name_or_path
+        A shipped mixture's name, a YAML file, or None (the :class:`MixConfig` defaults).
+
+    Returns
+    -------
+    MixConfig
+        The validated mixture.
+    """
     if name_or_path is None:
         return MixConfig()
     path = Path(name_or_path)
@@ -320,8 +340,18 @@ def random_parameters(
 ) -> SimulationParameters:
     """Draw one random, physically sensible :class:`SimulationParameters` from ``mix``.
 
-    The image's own ``seed`` is drawn from ``rng`` too, so the recipe is fully determined
-    by the state of ``rng``.
+    Parameters
+    ----------
+    rng
+        The random generator; the image's own ``seed`` is drawn from it too, so the recipe
+        is fully determined by its state.
+    mix
+        The mixture (default: :class:`MixConfig` defaults).
+
+    Returns
+    -------
+    SimulationParameters
+        One validated recipe.
     """
     m = mix if mix is not None else MixConfig()
     mode = _choice(rng, m.modes)

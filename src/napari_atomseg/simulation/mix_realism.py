@@ -1,10 +1,11 @@
-"""Draws and checks of the mixture keys for realistic training data (issue 18).
+"""Draws and checks of the mixture keys for realistic training data.
 
-:mod:`.mix` samples the recipe; the keys added for data that real micrographs resemble --
+:mod:`.mix` samples the recipe; the keys for data that real micrographs resemble --
 electrons per probe position, Z exponents around the calibrated ones, the depth of
 field, support texture, probe tails, scan-line noise, a non-linear detector, generic
 lattices -- are drawn and validated here. Every draw is guarded by its probability, so a
-mixture that leaves them off draws exactly the recipes it drew before they existed.
+mixture that leaves them off draws the same recipes as a mixture without these keys
+(its libraries stay reproducible).
 """
 
 from __future__ import annotations

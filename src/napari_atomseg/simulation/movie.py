@@ -96,6 +96,7 @@ class MovieParameters:
             raise InputError(f"n_hopping_atoms: {self.n_hopping_atoms} must be >= 0")
 
     def replace(self, **changes: Any) -> MovieParameters:
+        """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
 
@@ -113,14 +114,17 @@ class MoviePlan:
 
     @property
     def n_frames(self) -> int:
+        """Number of frames."""
         return int(self.parameters.n_frames)
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """(frames, rows, cols) of the movie."""
         return (self.n_frames, *self.parameters.frame.shape_px)
 
     @property
     def pixel_size_nm(self) -> float:
+        """Pixel size of the frames, nm."""
         return float(self.parameters.frame.pixel_size_nm)
 
 

@@ -149,6 +149,7 @@ class SimulationParameters:
     # --- derived ------------------------------------------------------------------------
     @property
     def field_of_view_nm(self) -> tuple[float, float]:
+        """(height, width) of the image, nm."""
         return (self.shape_px[0] * self.pixel_size_nm, self.shape_px[1] * self.pixel_size_nm)
 
     def replace(self, **changes: Any) -> SimulationParameters:
@@ -166,6 +167,7 @@ class SimulationParameters:
         return out
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as JSON with sorted keys."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
@@ -183,7 +185,18 @@ def _positive(value: float, name: str, high: float) -> None:
 
 
 def estimate_memory_bytes(p: SimulationParameters) -> int:
-    """Rough peak memory of one simulation (bytes), used to refuse absurd requests."""
+    """Rough peak memory of one simulation (bytes), used to refuse absurd requests.
+
+    Parameters
+    ----------
+    p
+        The simulation's parameters (mode, image size, sampling, thickness, phonons).
+
+    Returns
+    -------
+    int
+        Estimated peak memory, bytes.
+    """
     h, w = p.shape_px
     px_A = p.pixel_size_nm * 10
     if p.mode in ("haadf", "hrtem"):

@@ -28,6 +28,7 @@ def _rotation_to_z(axis: np.ndarray) -> np.ndarray:
 
 
 def rotation_about_z(angle_rad: float) -> np.ndarray:
+    """3 x 3 rotation by ``angle_rad`` about the beam (z) axis."""
     c, s = np.cos(angle_rad), np.sin(angle_rad)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 

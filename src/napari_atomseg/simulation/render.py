@@ -46,14 +46,17 @@ class RenderGrid:
 
     @property
     def y_A(self) -> np.ndarray:
+        """Row centres of the internal grid, Angstrom."""
         return self.origin_A[0] + np.arange(self.shape[0]) * self.sampling_A
 
     @property
     def x_A(self) -> np.ndarray:
+        """Column centres of the internal grid, Angstrom."""
         return self.origin_A[1] + np.arange(self.shape[1]) * self.sampling_A
 
     @property
     def bounds_A(self) -> tuple[float, float, float, float]:
+        """(y first, y last, x first, x last) pixel centres, Angstrom."""
         y, x = self.y_A, self.x_A
         return (float(y[0]), float(y[-1]), float(x[0]), float(x[-1]))
 

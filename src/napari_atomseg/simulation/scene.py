@@ -78,6 +78,7 @@ class AmorphousLayer:
         return t.astype(np.float32)
 
     def thickness_at(self, y_A: np.ndarray, x_A: np.ndarray) -> np.ndarray:
+        """Thickness (Angstrom) at points (y, x) in Angstrom."""
         t = self.region.weight(y_A, x_A) * self.thickness_A
         if self.variation_field is not None and self.variation:
             t = t * np.clip(1.0 + self.variation * self.variation_field(y_A, x_A), 0.1, None)
@@ -109,9 +110,12 @@ class Scene:
 
     @property
     def n_columns(self) -> int:
+        """Number of columns."""
         return len(self.column_yx_A)
 
     def column_atomic_numbers(self) -> np.ndarray:
+        """Atomic number of each of :attr:`elements` (int64), so that
+        ``column_counts @ column_atomic_numbers()`` is each column's Z sum."""
         return np.array([atomic_numbers[e] for e in self.elements], dtype=np.int64)
 
     # --- masks ---------------------------------------------------------------------------
@@ -270,6 +274,7 @@ class _Builder:
         self.n_cols = 0
 
     def element_index(self, symbol: str) -> int:
+        """Index of ``symbol`` in :attr:`elements`, appending it when new."""
         if symbol not in self.elements:
             self.elements.append(symbol)
         return self.elements.index(symbol)
@@ -344,6 +349,7 @@ class _Builder:
         self.n_cols += len(yx)
 
     def finish(self) -> dict:
+        """The collected columns and render points as :class:`Scene` fields (arrays)."""
         width = len(self.elements)
         counts = [np.pad(c, ((0, 0), (0, width - c.shape[1]))) for c in self.col_counts]
         cat = lambda xs, shape, dt: np.concatenate(xs) if xs else np.zeros(shape, dt)  # noqa: E731
@@ -509,6 +515,7 @@ def _grain_boundary(p, cell, pos, idx, bounds, fov_bounds, rotation, rng):
     )
 
     def side(q):
+        """Signed distance (Angstrom) of points ``q`` from the wavy boundary line."""
         return (q - through) @ normal + amp * np.sin(
             2 * np.pi * ((q - through) @ tangent) / wavelength + phase
         )
