@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         with tqdm(total=1, desc=f"track {f.name[:30]}", file=sys.stderr) as bar:
 
             def step(p: Any, bar: Any = bar) -> None:
+                """Show one Progress on this file's bar."""
                 bar.total = max(1, p.total)
                 bar.n = p.done
                 bar.set_postfix_str(p.message[-40:], refresh=True)

@@ -99,8 +99,25 @@ def iter_track_stack(
 ) -> ProgressGenerator[TrackingResult]:
     """Generator form of the whole job (yields Progress per frame and stage).
 
-    ``frames``: a 3-D array (t, y, x), a dask array, a :class:`~napari_atomseg.io.stack.Stack`
-    or a stack file path. Options: see :func:`track_atoms`.
+    Parameters
+    ----------
+    frames
+        A 3-D array (t, y, x), a dask array, a :class:`~napari_atomseg.io.stack.Stack` or
+        a stack file path.
+    pixel_size_nm, **options
+        As for :func:`track_atoms`.
+
+    Yields
+    ------
+    Progress
+        Per frame of the registration and the detection, then the linking.
+
+    Returns
+    -------
+    TrackingResult
+        The tracks table (as :func:`track_atoms` returns it), the registration, the
+        per-track features, the jumps, the pixel size, the frame time, the settings and
+        the warnings (not issued).
     """
     ours, find_options = _split(options)
     stack = _stack_of(frames, pixel_size_nm).select(ours.get("frame_range"))
@@ -307,10 +324,22 @@ def track_atoms(frames: Any, pixel_size_nm: float | None = None, **options: Any)
 def register_stack(frames: Any, **options: Any) -> tuple[np.ndarray, Any]:
     """Drift of every frame and the aligned stack: ``(drift_px, aligned)``.
 
-    ``drift_px`` (frames x 2) is each frame's content shift relative to the first frame;
-    ``aligned`` is a lazy dask array (float32) of the frames moved back by their drift.
-    Options: ``frame_range`` ("A:B"), ``tiles`` (non-rigid), ``upsample``,
-    ``lowpass_cycles_per_px``.
+    Parameters
+    ----------
+    frames
+        A 3-D array (t, y, x), a dask array, a :class:`~napari_atomseg.io.stack.Stack` or
+        a stack file path. Not modified.
+    **options
+        ``frame_range`` ("A:B" absolute frame numbers), ``tiles`` (non-rigid),
+        ``upsample``, ``lowpass_cycles_per_px`` (see
+        :func:`~napari_atomseg.track.registration.iter_register`).
+
+    Returns
+    -------
+    drift_px : numpy.ndarray
+        (frames, 2) each frame's content shift relative to the first frame, (row, col) px.
+    aligned : dask.array.Array
+        Lazy float32 frames moved back by their drift.
     """
     stack = _stack_of(frames, None).select(options.pop("frame_range", None))
     registration = drain(iter_register(stack, **options))

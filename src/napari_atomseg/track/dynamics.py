@@ -97,8 +97,23 @@ def _steps(tracks: pd.DataFrame) -> pd.DataFrame:
 def detect_jumps(
     tracks: pd.DataFrame, threshold_px: float, pixel_size_nm: float | None = None
 ) -> pd.DataFrame:
-    """Steps longer than ``threshold_px`` (drift-corrected): one row per jump, with
-    ``track_id, frame_from, frame_to, y/x_from_px, y/x_to_px, distance_px[, distance_nm]``."""
+    """Steps longer than ``threshold_px`` (drift-corrected positions).
+
+    Parameters
+    ----------
+    tracks
+        A tracks table (``track_id, frame, y_corr_px, x_corr_px``).
+    threshold_px
+        Shortest step that counts as a jump, px.
+    pixel_size_nm
+        nm per pixel; adds ``distance_nm``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per jump: ``track_id, frame_from, frame_to, y/x_from_px, y/x_to_px,
+        distance_px[, distance_nm]``.
+    """
     steps = _steps(tracks)
     jumps = steps[steps["distance_px"] > threshold_px].reset_index(drop=True)
     if pixel_size_nm is not None:
@@ -109,8 +124,21 @@ def detect_jumps(
 def msd(tracks: pd.DataFrame, max_lag: int = 20, per_track: bool = False) -> pd.DataFrame:
     """Mean-squared displacement (px^2) against lag (frames), from corrected positions.
 
-    Over all tracks (``lag_frames, msd_px2, n_pairs``), or per track with a ``track_id``
-    column. Gaps in a track are honoured: a lag is a difference of frame numbers.
+    Gaps in a track are honoured: a lag is a difference of frame numbers.
+
+    Parameters
+    ----------
+    tracks
+        A tracks table (``track_id, frame, y_corr_px, x_corr_px``).
+    max_lag
+        Longest lag, frames (>= 1).
+    per_track
+        One MSD curve per track instead of one over all tracks.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``lag_frames, msd_px2, n_pairs`` (with ``track_id`` first when ``per_track``).
     """
     if max_lag < 1:
         raise InputError(f"max_lag: {max_lag} must be >= 1")
@@ -165,6 +193,18 @@ def residence_times(tracks: pd.DataFrame, jumps: pd.DataFrame) -> pd.DataFrame:
 
     A track with k jumps has k + 1 stays; the first and last end where the track is
     first / last seen, which may be the movie's ends or a detection gap: ``censored``.
+
+    Parameters
+    ----------
+    tracks
+        A tracks table (``track_id, frame``).
+    jumps
+        Its jumps (:func:`detect_jumps`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per stay, sorted by track and start frame; ``frames`` counts both ends.
     """
     columns = ["track_id", "start_frame", "end_frame", "frames", "censored"]
     span = tracks.groupby("track_id")["frame"].agg(["min", "max"])
@@ -216,9 +256,23 @@ def track_features(
 ) -> pd.DataFrame:
     """One row per track: lifetime, mean position (corrected), confidence, jumps, stays, D.
 
-    Columns: ``track_id, first_frame, last_frame, lifetime_frames, n_detections,
-    mean_y_px, mean_x_px, mean_confidence, n_jumps, mean_residence_frames,
-    diffusion_px2_per_frame`` (+ ``_nm`` / ``_s`` versions when calibrated).
+    Parameters
+    ----------
+    tracks
+        A tracks table (``track_id, frame, y_corr_px, x_corr_px, confidence``).
+    jumps
+        Its jumps (:func:`detect_jumps`).
+    pixel_size_nm
+        nm per pixel; adds the nm versions of the lengths.
+    frame_time_s
+        Seconds per frame; adds the s versions of the times.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``track_id, first_frame, last_frame, lifetime_frames, n_detections, mean_y_px,
+        mean_x_px, mean_confidence, n_jumps, mean_residence_frames,
+        diffusion_px2_per_frame`` (+ ``_nm`` / ``_s`` versions when calibrated).
     """
     stays = residence_times(tracks, jumps)
     n_jumps = jumps.groupby("track_id").size() if len(jumps) else pd.Series(dtype=int)

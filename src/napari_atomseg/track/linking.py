@@ -78,6 +78,15 @@ def link(
         enters laptrack's cost as a third coordinate scaled by ``brightness_weight_px``:
         a bright single atom that moved is then joined to a bright position, not to a
         faint column that happens to be as near (0: positions only).
+    min_move_confidence
+        Two-stage only, with a ``confidence`` column: a join longer than
+        ``still_distance_px`` (a move) needs both ends at or above this quantile of the
+        confidences (None: no such condition).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 track id per row of ``positions``, from 0 in order of first appearance.
     """
     if linker not in LINKERS:
         raise InputError(f"linker: expected one of {LINKERS}, got {linker!r}")
@@ -165,7 +174,7 @@ def close_segments(
     distance, of leaving an end or a start alone ``max_distance**2`` each, so a join is
     made unless a cheaper arrangement competes for the same ends. Solved with scipy's
     sparse minimum-weight bipartite matching (laptrack's solver); laptrack's own
-    gap-closing step builds its candidates row by row in pandas and took minutes for
+    gap-closing step builds its candidates row by row in pandas, which takes minutes for
     the thousands of segments of a lattice movie.
 
     A join longer than ``still_distance`` is a move, allowed only from a site left
@@ -249,7 +258,7 @@ def _laptrack(table: pd.DataFrame, max_d: float, gap: int, gap_d: float) -> np.n
         merging_cutoff=False,
         # Starting or ending a track costs as much as the longest allowed step: any step
         # within reach is taken unless a shorter one competes for the same position
-        # (laptrack's default, a percentile of all candidate costs, left hops unlinked).
+        # (laptrack's default, a percentile of all candidate costs, leaves hops unlinked).
         track_start_cost=max_d**2,
         track_end_cost=max_d**2,
         segment_start_cost=gap_d**2,

@@ -33,18 +33,22 @@ class LinkScores:
 
     @property
     def recall(self) -> float:
+        """Share of the true links recovered (NaN without any)."""
         return self.recovered / self.true_links if self.true_links else float("nan")
 
     @property
     def moving_recall(self) -> float:
+        """Share of the moving objects' true links recovered (NaN without any)."""
         return self.moving_recovered / self.moving_links if self.moving_links else float("nan")
 
     @property
     def gap_recall(self) -> float:
+        """Share of the gap links recovered (NaN without any)."""
         return self.gap_recovered / self.gap_links if self.gap_links else float("nan")
 
     @property
     def precision(self) -> float:
+        """Share of the judged predicted links that are correct (NaN without any)."""
         return self.correct_links / self.predicted_links if self.predicted_links else float("nan")
 
 
@@ -89,6 +93,22 @@ def score_links(
     makes it; filter it with :func:`inside` first). A gap link needs the object in the
     field, not visible, on every frame between its two ends (a column that left the
     field and came back is no gap the tracker should close).
+
+    Parameters
+    ----------
+    tracks
+        ``frame, y_px, x_px, track_id`` (raw frame coordinates).
+    truth
+        ``object_id, frame, y_px, x_px, visible, kind``.
+    radius_px
+        Match radius between detections and true objects, px.
+    moving_kind
+        The ``kind`` of the objects whose links :attr:`LinkScores.moving_recall` scores.
+
+    Returns
+    -------
+    LinkScores
+        Link counts, recoveries and the detection recall.
     """
     present = truth.sort_values(["object_id", "frame"])
     matched = match_to_truth(tracks, present, radius_px).sort_values(["object_id", "frame"])

@@ -218,9 +218,9 @@ def measure(
     Phase correlation (whitened, so every frequency votes: the non-periodic content
     tells a lattice's equivalent peaks apart) picks the peak near ``near_px``; plain
     cross-correlation (the strong lattice frequencies dominate: at low dose they carry
-    the precise position, the rest is mostly noise) refines it within 1.5 px. On
-    simulated HAADF movies the refinement's error was 5-10x smaller than the phase
-    correlation's (benchmarks/tracking.py).
+    the precise position, the rest is mostly noise) refines it within 1.5 px; on
+    simulated HAADF movies the refinement is the more precise (measured:
+    docs/tracking.md).
     """
     coarse, quality = correlate(ref_ft, mov_ft, weight, near_px, radius_px, upsample=1)
     fine, _ = correlate(ref_ft, mov_ft, weight, coarse, 1.5, upsample, whiten=0.0)
@@ -341,8 +341,28 @@ def iter_register(
 ) -> ProgressGenerator[Registration]:
     """Register every frame of ``stack`` (a :class:`~napari_atomseg.io.stack.Stack`).
 
-    Yields Progress per frame and pass; returns a :class:`Registration`. ``tiles`` > 1
-    adds the non-rigid tile-wise correction (``tiles x tiles`` tiles per frame).
+    Parameters
+    ----------
+    stack
+        A :class:`~napari_atomseg.io.stack.Stack` (frames are read one at a time).
+    upsample
+        Sub-pixel precision of the drift: 1/``upsample`` px (1-1000).
+    lowpass_cycles_per_px
+        Gaussian low-pass of the cross-power spectrum, sigma in cycles/px (0.01-1).
+    tiles
+        0 (or 1): rigid only; 2-16 adds the non-rigid tile-wise correction
+        (``tiles x tiles`` tiles per frame).
+
+    Yields
+    ------
+    Progress
+        Per frame and pass.
+
+    Returns
+    -------
+    Registration
+        The drift of every frame (px, relative to frame 0), its quality, which frames
+        were reliable, and the warnings.
     """
     n = len(stack)
     if n < 1:
@@ -402,7 +422,20 @@ def _frame_list(frames: np.ndarray, limit: int = 12) -> str:
 
 
 def register(stack: Any, **options: Any) -> Registration:
-    """:func:`iter_register` run to the end."""
+    """:func:`iter_register` run to the end.
+
+    Parameters
+    ----------
+    stack
+        A :class:`~napari_atomseg.io.stack.Stack`.
+    **options
+        ``upsample``, ``lowpass_cycles_per_px``, ``tiles`` (see :func:`iter_register`).
+
+    Returns
+    -------
+    Registration
+        The drift of every frame and how reliable it is.
+    """
     return drain(iter_register(stack, **options))
 
 
@@ -438,12 +471,26 @@ def _tile_args(reg: Registration, t: int) -> dict[str, Any]:
 
 
 def aligned_stack(stack: Any, registration: Registration) -> Any:
-    """The drift-corrected stack as a lazy dask array (float32, one chunk per frame)."""
+    """The drift-corrected stack as a lazy dask array (float32, one chunk per frame).
+
+    Parameters
+    ----------
+    stack
+        The :class:`~napari_atomseg.io.stack.Stack` that was registered.
+    registration
+        Its :class:`Registration` (rigid, or with the non-rigid field).
+
+    Returns
+    -------
+    dask.array.Array
+        Frames moved back by their drift (:func:`aligned_frame`), computed when read.
+    """
     import dask.array as da
 
     data = stack.data
 
     def block(chunk: np.ndarray, block_info: Any = None) -> np.ndarray:
+        """One frame chunk ``(1, H, W)``, aligned by its frame's drift."""
         t = block_info[0]["chunk-location"][0]
         frame = aligned_frame(chunk[0], registration.drift_px[t], **_tile_args(registration, t))
         return frame[None]
@@ -457,6 +504,25 @@ def iter_registered_average(
     """Mean of the reliable aligned frames, and how many frames cover each pixel.
 
     Pixels no frame covers (the drift moved them out of every frame) are NaN.
+
+    Parameters
+    ----------
+    stack
+        The :class:`~napari_atomseg.io.stack.Stack` that was registered.
+    registration
+        Its :class:`Registration`; unreliable frames are left out.
+
+    Yields
+    ------
+    Progress
+        One per frame.
+
+    Returns
+    -------
+    average : numpy.ndarray
+        float32 (H, W) mean of the aligned frames.
+    count : numpy.ndarray
+        int32 (H, W) number of frames covering each pixel.
     """
     h, w = stack.frame_shape
     total = np.zeros((h, w))
@@ -478,5 +544,18 @@ def iter_registered_average(
 
 
 def registered_average(stack: Any, registration: Registration) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`iter_registered_average` run to the end."""
+    """:func:`iter_registered_average` run to the end.
+
+    Parameters
+    ----------
+    stack, registration
+        As for :func:`iter_registered_average`.
+
+    Returns
+    -------
+    average : numpy.ndarray
+        float32 (H, W) mean of the reliable aligned frames (NaN where none covers).
+    count : numpy.ndarray
+        int32 (H, W) number of frames covering each pixel.
+    """
     return drain(iter_registered_average(stack, registration))
