@@ -30,6 +30,7 @@ class Frame:
 
 
 def layer_geometry(layer: Any) -> Geometry:
+    """The :class:`Geometry` (scale, units, labels, translate) of an existing layer."""
     return Geometry.from_layer(layer)
 
 

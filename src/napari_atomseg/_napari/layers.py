@@ -63,10 +63,12 @@ class Geometry:
 
     @property
     def ndim(self) -> int:
+        """Number of axes."""
         return len(self.scale)
 
     @classmethod
     def from_calibration(cls, cal: Calibration) -> Geometry:
+        """The geometry of a new layer of an image with this calibration (no translate)."""
         kw = cal.layer_kwargs()
         return cls(
             tuple(float(s) for s in kw["scale"]),
@@ -86,6 +88,7 @@ class Geometry:
         )
 
     def layer_kwargs(self) -> dict[str, Any]:
+        """``scale``, ``units``, ``axis_labels`` and ``translate`` for a napari layer."""
         return {
             "scale": self.scale,
             "units": self.units,

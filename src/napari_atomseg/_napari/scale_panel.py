@@ -79,6 +79,7 @@ class ScalePanel(Container):
         self.refresh()
 
     def chosen_material(self) -> str | None:
+        """The material that pins the estimate's spacing; None for any material."""
         value = self.material.value
         return None if value in (None, ANY_MATERIAL) else str(value)
 

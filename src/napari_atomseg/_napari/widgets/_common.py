@@ -24,12 +24,14 @@ def layer_combo(viewer: Any, layer_type: str, label: str, optional: bool = False
     cls = _TYPES[layer_type]
 
     def choices(_widget: Any = None) -> list[Any]:
+        """(name, layer) of every layer of the type; "(none)" first when optional."""
         found = [(layer.name, layer) for layer in viewer.layers if isinstance(layer, cls)]
         return ([("(none)", None)] if optional else []) + found
 
     combo = ComboBox(choices=choices, label=label, nullable=optional)
 
     def refresh(_event: Any = None) -> None:
+        """Re-read the layer list (a layer was added or removed)."""
         combo.reset_choices()
 
     viewer.layers.events.inserted.connect(refresh)
@@ -63,6 +65,7 @@ class DockContainer(Container):
 
     @property
     def native(self) -> Any:
+        """The scroll area around the rows: what napari docks."""
         # (magicgui's own __init__ asks for it before the scroll area exists)
         return self.__dict__.get("_scroll") or Container.native.fget(self)
 
@@ -72,7 +75,7 @@ class _RowsScrollArea(QScrollArea):
 
     When first shown in a dock it shares the dock area's height between the docks
     there in proportion to what each asks for (Qt's ``QMainWindow.resizeDocks``):
-    napari sizes a newly added dock with fixed small numbers, which left the first dock
+    napari sizes a newly added dock with fixed small numbers, which leaves the first dock
     most of the height and the next one a few rows.
     """
 
@@ -93,21 +96,26 @@ class _RowsScrollArea(QScrollArea):
         rows.installEventFilter(self)
 
     def eventFilter(self, watched: Any, event: Any) -> bool:
+        """Pass the rows' layout changes on as a new size hint (Qt override)."""
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()
         return super().eventFilter(watched, event)
 
     def sizeHint(self) -> QSize:
+        """The rows' full size plus a scroll bar's width (Qt override)."""
         rows = self.widget().sizeHint()
         bar = self.verticalScrollBar().sizeHint().width()
         return QSize(rows.width() + bar, rows.height() + 2 * self.frameWidth())
 
     def minimumSizeHint(self) -> QSize:
+        """At most :attr:`MIN_HEIGHT_PX` tall; below the rows' height it scrolls (Qt
+        override)."""
         rows = self.widget().minimumSizeHint()
         bar = self.verticalScrollBar().sizeHint().width()
         return QSize(rows.width() + bar, min(rows.height(), self.MIN_HEIGHT_PX))
 
     def showEvent(self, event: Any) -> None:
+        """On the first show, share the dock area's height (Qt override)."""
         super().showEvent(event)
         if not self._shared:  # once: after that the user's splitter positions stand
             self._shared = True
@@ -160,6 +168,7 @@ class Fold(PushButton):
         self._apply()
 
     def toggle(self, _value: Any = None) -> None:
+        """Open or close the section, then run ``on_toggle``."""
         self.expanded = not self.expanded
         self._apply()
         if self._on_toggle is not None:

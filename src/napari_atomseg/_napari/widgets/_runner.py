@@ -83,6 +83,7 @@ class RunPanel(Container):
 
     @property
     def busy(self) -> bool:
+        """True while a job runs."""
         return self.worker is not None
 
     def start(
@@ -108,6 +109,7 @@ class RunPanel(Container):
         self._quiet = False
 
         def returned(value: Any) -> None:
+            """The job's return on the GUI thread: its error, or ``on_result``'s summary."""
             if isinstance(value, _Failed):
                 self._on_error(value.exc)
                 return

@@ -220,12 +220,14 @@ class FindAtomsWidget(DockContainer):
         )
 
     def chosen_model(self) -> str:
+        """The model card path typed in, else the chosen model's name (``"default"``)."""
         card = str(self.model_card.value or "").strip()
         if card and card != "." and card.endswith((".yaml", ".yml")):
             return card
         return self.model.value or "default"
 
     def result_names(self, image_name: str) -> tuple[str, str]:
+        """Names of the Points and the column Labels layers made for ``image_name``."""
         return f"{image_name} columns", f"{image_name} column labels"
 
     # --- run -------------------------------------------------------------------------
@@ -432,6 +434,7 @@ class FindAtomsWidget(DockContainer):
         shape = tuple(labels.data.shape)
 
         def show(new: np.ndarray) -> str:
+            """Put the new labels in the layer; the status line."""
             labels.data = new
             labels.metadata["stale"] = False
             return f"column labels for {len(points.data)} columns"

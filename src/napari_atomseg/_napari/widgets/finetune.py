@@ -213,6 +213,7 @@ class FinetuneAtomsWidget(DockContainer):
         base = self.chosen_base()
 
         def show(timing: FinetuneTiming) -> str:
+            """Keep the timing for this base model and show the estimate; the status line."""
             self._timing[base] = timing
             self._show_estimate()
             return f"{timing.step_s:.2f} s per training step here"
@@ -284,6 +285,7 @@ class FinetuneAtomsWidget(DockContainer):
         return images, pts, sizes
 
     def output_folder(self) -> Path:
+        """The chosen folder for the new model; InputError when none is chosen."""
         value = str(self.folder.value or "").strip()
         if not value or value == ".":
             raise InputError("choose a folder to save the fine-tuned model in")

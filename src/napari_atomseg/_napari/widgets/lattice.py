@@ -78,6 +78,7 @@ def lattice_steps(
 
 def _shapes_combo(viewer: Any) -> ComboBox:
     def choices(_widget: Any = None) -> list[Any]:
+        """The "(whole field)" entry, then (name, layer) of every Shapes layer."""
         return [("(whole field)", None)] + [
             (layer.name, layer) for layer in viewer.layers if isinstance(layer, Shapes)
         ]
@@ -148,6 +149,7 @@ class AnalyseLatticeWidget(Container):
 
     # --- settings ----------------------------------------------------------------------
     def options(self) -> LatticeOptions:
+        """The :class:`LatticeOptions` the form sets (reference sublattice -1: automatic)."""
         ref = int(self.reference_sublattice.value)
         return LatticeOptions(
             reference_sublattice=None if ref < 0 else ref,

@@ -113,6 +113,8 @@ def particle_labels(
 
 
 def stack_labels(results: Sequence[tuple[int | None, Any]], shape: tuple[int, ...]) -> np.ndarray:
+    """The labels of ``(frame index, SegmentationResult)`` pairs as one uint8 array of
+    ``shape`` (a 2-D image's own labels; frames not segmented stay 0)."""
     if len(shape) == 2:
         return results[0][1].labels
     labels = np.zeros(shape, dtype=np.uint8)
@@ -267,6 +269,7 @@ class SegmentWidget(DockContainer):
         }
 
     def result_name(self, image_name: str) -> str:
+        """Name of the Labels layer made for ``image_name`` (and the task)."""
         return f"{image_name} {self.task.value}"
 
     # --- run -------------------------------------------------------------------------

@@ -87,12 +87,15 @@ class SortFolderWidget(Container):
         self.rank_button.changed.connect(self.run)
 
     def csv_path(self, folder: Path) -> Path:
+        """The CSV chosen, else ``ranking.csv`` in ``folder``."""
         chosen = str(self.out_csv.value or "").strip()
         if chosen and chosen != "." and chosen.endswith(".csv"):
             return Path(chosen)
         return folder / "ranking.csv"
 
     def run(self) -> Any:
+        """Rank the chosen folder and write the CSV; returns the worker (None when the
+        input was refused)."""
         try:
             value = str(self.folder.value or "").strip()
             folder = Path(value)

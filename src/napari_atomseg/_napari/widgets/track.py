@@ -261,6 +261,7 @@ class _Plots:
         c.set_ylabel("stays")
 
     def show(self, result: Any) -> None:
+        """Draw a :class:`~napari_atomseg.track.api.TrackingResult`'s drift, MSD and stays."""
         from napari_atomseg.track.dynamics import msd, residence_times
 
         for ax in self.axes:
