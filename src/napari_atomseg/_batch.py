@@ -178,6 +178,7 @@ class Records:
         return record.get("row") if record.get("key") == task.key else None
 
     def put(self, task: Task, row: dict[str, Any]) -> None:
+        """Record ``task`` as done with its summary ``row`` (written atomically)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(task.key)
         tmp = path.with_suffix(".tmp")
@@ -185,6 +186,7 @@ class Records:
         os.replace(tmp, path)
 
     def clear(self, task: Task) -> None:
+        """Forget ``task``'s record, so the next run redoes it."""
         self._path(task.key).unlink(missing_ok=True)
 
 

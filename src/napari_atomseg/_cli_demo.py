@@ -49,6 +49,7 @@ _SIM_TO_LABEL = {0: 2, 1: 0, 2: 1, 3: 1}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``napari-atomseg demo``."""
     parser.add_argument(
         "inputs",
         nargs="*",
@@ -194,6 +195,7 @@ def _segment_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``napari-atomseg demo``: process, write, print, open napari. Returns the exit code."""
     from .errors import AtomsegError
     from .pipeline import process_image
 

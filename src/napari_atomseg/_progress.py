@@ -30,6 +30,7 @@ class Progress:
 
     @property
     def fraction(self) -> float:
+        """``done / total`` within [0, 1] (1 when there is no total)."""
         return 1.0 if self.total <= 0 else min(1.0, self.done / self.total)
 
 

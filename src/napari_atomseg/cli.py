@@ -61,6 +61,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-atomseg`` parser, one sub-parser per :data:`SUBCOMMANDS` entry."""
     parser = argparse.ArgumentParser(
         prog="napari-atomseg",
         description="Find atomic columns and segment contamination/nanoparticles in "
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sub-command ``argv`` names (default: ``sys.argv[1:]``); its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
