@@ -36,11 +36,11 @@ class FinetuneTiming:
 
     Attributes
     ----------
-    step_s:
+    step_s
         Seconds per training step (the first step, which warms up, excluded).
-    setup_s:
+    setup_s
         Seconds from the start to the first step (pairs, model, data) for ``n_images``.
-    n_images:
+    n_images
         How many labelled images the measuring run had.
     """
 

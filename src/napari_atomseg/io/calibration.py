@@ -48,18 +48,18 @@ class Calibration:
 
     Attributes
     ----------
-    scale:
+    scale
         Size of one pixel along each axis, in ``units`` (e.g. ``(0.0177, 0.0177)`` nm).
-    units:
+    units
         Unit of each axis: ``"nm"`` (real space), ``"1/nm"`` (reciprocal space), ``"px"``
         (uncalibrated), or ``"s"``/``"eV"``/``"deg"``/``"rad"`` for a stack axis that is
         time, energy or angle. For napari use :attr:`napari_units`.
-    axis_names:
+    axis_names
         ``("y", "x")``, ``("ky", "kx")`` in reciprocal space, with a leading ``"z"``,
         ``"time"``, ``"frame"``... for stacks. RGB(A) channels are not an axis here.
-    calibrated:
+    calibrated
         True when the two in-plane axes carry a physical unit (nm or 1/nm).
-    metadata:
+    metadata
         What the file says about the acquisition where present: ``instrument``,
         ``voltage_kV``, ``magnification``, ``camera_length_mm``, ``acquisition_mode``,
         ``date``, ``title``..., plus ``format``, ``source_path``, ``original_units``,
@@ -245,16 +245,16 @@ class ImageData:
 
     Attributes
     ----------
-    data:
+    data
         The pixels, (row, col) order, native byte order. 2-D, or 3-D for stacks; RGB(A)
         images have a trailing channel axis of 3 or 4 (then ``rgb`` is True).
-    calibration:
+    calibration
         One entry per non-channel axis of ``data``.
-    name:
+    name
         A short name for a layer (file stem, plus the signal title for multi-signal files).
-    rgb:
+    rgb
         True for colour images (uint8/uint16 RGB or RGBA).
-    original_metadata:
+    original_metadata
         The file's own metadata tree (DM tags, TIFF tags, MRC header...), unmodified.
     """
 

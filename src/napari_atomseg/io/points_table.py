@@ -53,13 +53,13 @@ class PointsTable:
 
     Attributes
     ----------
-    points_px:
+    points_px
         (N, D) positions in pixels: stack coordinate(s) first, then (row, col).
-    features:
+    features
         A pandas DataFrame of the other columns (one row per point), in file order.
-    calibration:
+    calibration
         One axis per column of ``points_px``; uncalibrated when the table holds no scale.
-    layout:
+    layout
         ``"atomseg"``, ``"napari"`` or ``"imagej"``.
     """
 

@@ -140,16 +140,16 @@ class ParsedUnit:
 
     Attributes
     ----------
-    kind:
+    kind
         ``"length"`` (real space), ``"reciprocal"`` (1/length, diffraction and FFTs),
         ``"other"`` (time, energy, angle), ``"none"`` (no unit: pixels) or ``"unknown"``.
-    canonical:
+    canonical
         The unit values are converted to: ``"nm"``, ``"1/nm"``, ``"s"``, ``"eV"``, ``"deg"``,
         ``"rad"`` or ``"px"`` (for ``"none"`` and ``"unknown"``).
-    factor:
+    factor
         Multiply a value in the original unit by this to get it in ``canonical``
         (``nan`` for ``"unknown"``).
-    original:
+    original
         The unit string as given.
     """
 

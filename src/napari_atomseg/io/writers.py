@@ -58,18 +58,18 @@ def write_points_csv(
 
     Parameters
     ----------
-    path:
+    path
         Destination ``.csv`` file; its folder must exist.
-    points_px:
+    points_px
         (N, 2) ``(row, col)`` or (N, 3) ``(frame/z, row, col)`` positions in pixels.
-    calibration:
+    calibration
         The image's calibration; adds physical columns (``y_nm, x_nm`` ...) when calibrated.
         ``None`` writes pixel columns only.
-    features:
+    features
         A pandas DataFrame or a mapping of column name -> N values (confidence, intensity,
         class...). Written after the coordinate columns, in order. A feature named like a
         coordinate column must hold the same values (it is then not repeated).
-    overwrite, overwrite_input, inputs:
+    overwrite, overwrite_input, inputs
         See the module docstring.
 
     Returns
@@ -152,16 +152,16 @@ def write_labels_tiff(
 
     Parameters
     ----------
-    path:
+    path
         Destination ``.tif``/``.tiff`` file; its folder must exist.
-    labels:
+    labels
         Non-negative integer (or bool) labels, (row, col) or (frame/z, row, col).
-    calibration:
+    calibration
         The image's calibration (pixel size written as ImageJ resolution + unit);
         ``None`` or uncalibrated writes pixels.
-    class_names:
+    class_names
         Label value -> class name, e.g. ``{0: "background", 1: "contamination"}``.
-    overwrite, overwrite_input, inputs:
+    overwrite, overwrite_input, inputs
         See the module docstring.
 
     Returns

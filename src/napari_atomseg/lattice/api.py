@@ -71,20 +71,20 @@ def analyse_lattice(
 
     Parameters
     ----------
-    atoms:
+    atoms
         A :func:`napari_atomseg.find_atoms` table, or any table with ``y_px, x_px``.
         Its rows come back in the same order with columns added.
-    image:
+    image
         The micrograph the columns come from (bright columns); gives brightness for
         the sublattices, ``intensity_integrated`` and Gaussian features.
-    pixel_size_nm:
+    pixel_size_nm
         nm per pixel; default the table's (``attrs`` or ``y_nm / y_px``), else results
         stay in pixels: the displacement columns are then ``displacement_y_px`` /
         ``displacement_x_px`` and ``attrs["length_unit"]`` is ``"px"``.
-    reference:
+    reference
         The unstrained region: None (the whole field's median cell), a boolean mask of
         the image's shape, or a ``(y0, y1, x0, x1)`` pixel box.
-    **options:
+    **options
         :class:`~napari_atomseg.lattice.options.LatticeOptions` fields.
 
     Returns

@@ -35,45 +35,45 @@ class LatticeOptions:
 
     Attributes
     ----------
-    cell_nm, cell_px:
+    cell_nm, cell_px
         Override of the unit cell: two vectors ``((a_y, a_x), (b_y, b_x))`` of the
         reference sublattice's cell, in nm or in pixels (give at most one). None: found
         from the neighbour-vector histogram. Within ~20 % of the truth is enough: indices
         come from it, strains are relative to it (``reference`` is then ignored for the
         cell, used only for the region means).
-    reference_sublattice:
+    reference_sublattice
         Sublattice the strains' reference cell and the displacements refer to (None: the
         brightest; without intensities the most populated).
-    use_table_sublattices:
+    use_table_sublattices
         Keep the table's own ``sublattice`` column (hand re-assignment) when it has one.
-    neighbour_cells:
+    neighbour_cells
         Same-sublattice neighbours within this many cells along a and b (Chebyshev
         distance in (h, k)) enter each column's deformation gradient (1: the 8 around).
-    min_neighbours:
+    min_neighbours
         Fewer same-sublattice neighbours than this give NaN strain.
-    position_std_px:
+    position_std_px
         Position uncertainty of every column (px) for the error estimates; None: the
         table's ``position_std_px`` column, else estimated from the residuals of the
         local fits per sublattice.
-    scan_correction:
+    scan_correction
         ``"none"``; ``"linear"``: correct the fast/slow-scan scale difference and shear so
         that the reference cell has ``reference_symmetry`` (the fast scan axis, x, is kept
         as it is); ``"nonlinear"``: also the drift that changes through the frame and a
         non-linear fast scan, from the reference columns taken as perfect (the region
         should span the field's height). True means "linear".
-    reference_symmetry:
+    reference_symmetry
         ``"auto"``, ``"square"``, ``"hexagonal"``, ``"none"`` or ``(ratio, angle_deg)``:
         what the reference cell is known to be, for the distortion report and correction.
-    ideal_site_fractions:
+    ideal_site_fractions
         Ideal fractional positions of non-reference sites in the cell, from which
         displacements are measured (the centre of the surrounding reference cell is
         (1/2, 1/2)); None: halves, plus thirds for hexagonal cells.
-    intensity_radius_fraction:
+    intensity_radius_fraction
         Voronoi cells are cut at this fraction of the median nearest-neighbour spacing.
-    gaussian_fit:
+    gaussian_fit
         With an image, fit a 2-D Gaussian at every column (positions are not changed) and
         add its amplitude, widths and background as features.
-    seed:
+    seed
         Seed of the random sample used to estimate the cell (results are deterministic).
     """
 

@@ -113,25 +113,25 @@ class ImageScale:
 
     Attributes
     ----------
-    pixel_size_nm:
+    pixel_size_nm
         nm per pixel (the geometric mean of y and x), or ``None`` when nothing in the
         image carries a length scale.
-    pixel_size_yx_nm:
+    pixel_size_yx_nm
         ``(y, x)`` pixel sizes; equal unless the lattice shows non-square pixels.
-    source:
+    source
         ``"lattice"`` (spectrum peaks matched to a catalogue material), ``"material"``
         (the same, with the material named by the user), ``"features"`` (width of the
         finest features; no lattice), ``"user"`` (typed in) or ``"none"``.
-    confidence:
+    confidence
         0-1: the posterior of the chosen pixel size among the lattice hypotheses, lowered
         for faint lattices; 0.2 for the feature width; 1 for a user value.
-    material, zone_axis, spacing_nm:
+    material, zone_axis, spacing_nm
         The hypothesis that won (lattice sources): e.g. ``graphene``, ``001``, 0.2134.
-    peaks:
+    peaks
         The observed spectrum peaks and the spacing each was explained by.
-    alternatives:
+    alternatives
         Other pooled hypotheses, most probable first (what else the lattice could be).
-    warnings:
+    warnings
         Human-readable caveats (ambiguity, fallbacks, clipping).
     """
 
@@ -594,12 +594,12 @@ def estimate_image_scale(
 
     Parameters
     ----------
-    image:
+    image
         Any real 2-D array (not modified).
-    material:
+    material
         A catalogue material (:func:`napari_atomseg.simulation.list_materials`) to pin the
         spacings, e.g. ``"graphene"`` ({100} = 0.2134 nm); ``None`` matches them all.
-    zone_axis:
+    zone_axis
         With ``material``: restrict to one zone axis (e.g. ``"001"``).
 
     Returns

@@ -70,14 +70,14 @@ class CleanupOptions:
 
     Attributes
     ----------
-    smooth_sigma:
+    smooth_sigma
         Boundary smoothing (Gaussian majority vote), in ``length_unit``; 0 = off.
-    min_region_size:
+    min_region_size
         Regions of any class smaller than a square of this side are absorbed by their
         surroundings, in ``length_unit``; 0 = off.
-    fill_holes:
+    fill_holes
         Fill holes enclosed by a flagged class (clean islands inside contamination).
-    length_unit:
+    length_unit
         ``"period"`` (lattice periods found by the Bragg filter; Bragg only), ``"nm"``
         (needs a pixel size, given or estimated) or ``"px"``.
     """
@@ -114,14 +114,14 @@ class UnetOptions:
 
     Attributes
     ----------
-    bragg_weight:
+    bragg_weight
         ``task="contamination"`` only: weight ``w`` of the Bragg filter's contamination
         map ``q`` (:func:`bragg_contamination_map`) in the average
         ``(1 - w) * p_amorphous + w * q``; a pixel is amorphous where that average exceeds
         ``flag_threshold``, else crystal or vacuum by the U-Net. 0 = the U-Net alone
         (arg-max of its probabilities). The Bragg filter's own options (e.g.
         ``mask_threshold``) shape ``q``.
-    flag_threshold:
+    flag_threshold
         Threshold of that average (used when ``bragg_weight`` > 0).
     """
 
@@ -145,34 +145,34 @@ class SegmentationResult:
 
     Attributes
     ----------
-    labels:
+    labels
         uint8 (H, W), the image's shape; value i = ``class_names[i]``.
-    class_names:
+    class_names
         Names of the label values (see :data:`TASK_CLASSES`).
-    task, method:
+    task, method
         What was asked.
-    pixel_size_nm:
+    pixel_size_nm
         The pixel size used (given, estimated by the backend, or ``None``).
-    pixel_size_estimated:
+    pixel_size_estimated
         True when ``pixel_size_nm`` was estimated from the image.
-    probabilities:
+    probabilities
         float32 (C, H, W) class probabilities (U-Net only), else ``None``.
-    details:
+    details
         Method-specific extras: Bragg ``peaks`` (DataFrame), ``lattice_period_px``,
         ``model`` name, ``working_pixel_size_nm``, the parameters used,
         ``method_used`` (``"bragg (fallback)"`` when the default switched).
-    instances:
+    instances
         ``task="particles"``: int32 (H, W), one label per particle (0 = background).
-    particles:
+    particles
         ``task="particles"``: one row per particle (:mod:`.instances`: area, equivalent
         diameter, centroid, in px and -- with a pixel size -- nm).
-    warnings:
+    warnings
         What to check: fall-backs, inputs outside the training range, an uncertain
         pixel-size estimate.
-    scale:
+    scale
         The pixel-size estimate (:class:`~napari_atomseg.scale.ImageScale`) when one was
         made or passed in, else ``None``.
-    has_lattice:
+    has_lattice
         Contamination, U-Net methods: whether a lattice is in view. ``False`` means the
         amorphous class is a support or film, not contamination on a crystal.
     """
@@ -471,25 +471,25 @@ def segment(
 
     Parameters
     ----------
-    image:
+    image
         2-D grey-scale micrograph (any real dtype; not modified).
-    pixel_size_nm:
+    pixel_size_nm
         Pixel size in nm, an :class:`~napari_atomseg.scale.ImageScale` (an estimate kept
         with the image), or ``None``: the image's one physical estimate
         (:func:`~napari_atomseg.scale.estimate_image_scale`) is made here (the Bragg
         filter needs none).
-    task:
+    task
         ``"contamination"`` (classes crystal / amorphous / vacuum) or ``"particles"``
         (background / particle; the result then has ``instances`` and ``particles``).
-    method:
+    method
         ``"auto"`` (the default everywhere: the U-Net, for contamination averaged with
         the Bragg filter and checked against it -- see :mod:`.guard`), ``"unet"`` (the
         same without the fall-back; ``model=`` picks a model by name or card path) or
         ``"bragg"`` (classical Bragg filter, no model).
-    material:
+    material
         A catalogue material (e.g. ``"graphene"``) pinning the lattice spacing for the
         pixel-size estimate; only used when ``pixel_size_nm`` is None.
-    **options:
+    **options
         Any field of :class:`~.bragg.BraggParameters` (Bragg, or the Bragg map of the
         U-Net/Bragg average), :class:`~.preprocess.PreprocessOptions`,
         :class:`CleanupOptions`, :class:`UnetOptions` (``bragg_weight``,

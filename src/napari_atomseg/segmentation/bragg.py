@@ -70,48 +70,48 @@ class BraggParameters:
 
     Attributes
     ----------
-    aperture_sigma_rel:
+    aperture_sigma_rel
         Standard deviation of each Gaussian aperture as a fraction of |g1|, the lowest
         strong Bragg frequency (0.05 -> the Bragg image averages the lattice over about
         1 / (2 pi 0.05) = 3 lattice periods).
-    peak_threshold:
+    peak_threshold
         A spot counts as a Bragg peak when its Welch power exceeds this multiple of the
         azimuthal median power at the same spatial frequency.
-    max_peaks:
+    max_peaks
         Keep at most this many spots (strongest first; a spot and its Friedel mate count
         as two). Raise it for several grains or particles in different orientations.
-    mask_threshold:
+    mask_threshold
         Threshold on the low-passed residual ``|image - Bragg image|``: a multiple of its
         ``background_percentile`` percentile (or, if that is ``None``, in units of the
         pre-processed image's standard deviation).
-    background_percentile:
+    background_percentile
         Percentile of the residual taken as the clean-lattice level (25: assumes at least
         about a third of the field is clean lattice or vacuum). ``None``: absolute
         threshold, for images almost entirely covered.
-    min_threshold:
+    min_threshold
         Floor of the relative threshold, in image std units: a noise-free image (e.g. a
         simulation) has a near-zero clean-lattice residual, and a multiple of ~0 would
         flag everything. 0.2 lies below every threshold met on the real graphene set
         (0.28-1.0), so it only acts on such images.
-    lowpass_sigma_periods:
+    lowpass_sigma_periods
         Gaussian low-pass of the residual, sigma in lattice periods (1 / |g1|).
-    min_frequency_cycles_per_px:
+    min_frequency_cycles_per_px
         Lowest spatial frequency searched for peaks; below it illumination and the shape
         of contamination patches dominate. ``None``: ``1 / max_period_nm`` when the pixel
         size is known, else 1/64 cycles/px (periods up to 64 px).
-    max_period_nm:
+    max_period_nm
         Largest lattice period searched when the pixel size is known, nm.
-    pad_periods:
+    pad_periods
         Zero padding before filtering, in multiples of the real-space width of an
         aperture (1 / (2 pi sigma)); 3 makes the wrap-around negligible (< 1e-7).
-    lattice_aperture_sigma_rel:
+    lattice_aperture_sigma_rel
         Aperture width of the lattice-amplitude map, as a fraction of |g1| (0.15 -> the
         map resolves about one lattice period).
-    vacuum_fraction:
+    vacuum_fraction
         Contamination task: a pixel that is not amorphous and whose lattice-fringe
         amplitude is below this fraction of the image's full-lattice amplitude (90th
         percentile off the amorphous areas) is vacuum. ``None``: no vacuum class.
-    particle_fraction:
+    particle_fraction
         Particle task: a pixel is particle where the lattice amplitude exceeds this
         fraction of (lattice amplitude + residual).
     """
@@ -157,22 +157,22 @@ class BraggResult:
 
     Attributes
     ----------
-    peaks:
+    peaks
         One row per Bragg spot: ``ky_cycles_per_px, kx_cycles_per_px, g_cycles_per_px``,
         ``strength`` (power / azimuthal median), and ``g_per_nm`` when calibrated.
-    lattice_frequency_cycles_per_px:
+    lattice_frequency_cycles_per_px
         |g1|, the lowest strong Bragg frequency; ``nan`` if no peak was found.
-    bragg_image:
+    bragg_image
         The lattice alone (apertures incl. the zero beam), in image std units.
-    residual:
+    residual
         Low-passed ``|image - Bragg image|``, in image std units (what is thresholded).
-    lattice_amplitude:
+    lattice_amplitude
         Low-passed modulus of the wide-aperture Bragg image (no zero beam), in image std
         units: the local strength of the lattice fringes. ``None`` when
         :func:`bragg_filter` was asked not to compute it.
-    threshold:
+    threshold
         The residual threshold used, in image std units.
-    mask:
+    mask
         ``residual > threshold`` (bool): non-periodic material.
     """
 

@@ -44,17 +44,17 @@ class LabelledImage:
 
     Attributes
     ----------
-    name:
+    name
         File stem, e.g. ``"2013_1213_Gr_129"``.
-    image:
+    image
         float32 (H, W), the raw 8-bit grey values.
-    mask:
+    mask
         bool (H, W), True = contamination.
-    pixel_size_nm:
+    pixel_size_nm
         Estimated pixel size in nm (``None`` if the table has no entry).
-    pixel_size_confidence:
+    pixel_size_confidence
         ``"high"``, ``"medium"``, ``"low"`` or ``""`` (from the estimate's table).
-    series:
+    series
         Acquisition series (the name without ``_layer_NNNN``), used to group folds.
     """
 

@@ -62,9 +62,9 @@ class MaskScores:
 
     Attributes
     ----------
-    confusion:
+    confusion
         ``(C, C)`` counts, rows true class, columns predicted class.
-    class_names:
+    class_names
         Names of the C classes.
     """
 

@@ -203,18 +203,18 @@ class PreprocessOptions:
 
     Attributes
     ----------
-    flatfield_order:
+    flatfield_order
         Total degree of the illumination surface (0-6); ``None`` skips flat-fielding.
-    flatfield_mode:
+    flatfield_mode
         ``"auto"`` (divide count-like data, else subtract), ``"divide"`` or ``"subtract"``.
-    spike_threshold_sigma:
+    spike_threshold_sigma
         Outlier threshold of :func:`remove_spikes` in noise standard deviations; ``None``
         skips spike removal.
-    median_size_px:
+    median_size_px
         If set, a plain median filter of that size replaces spike removal (blurs).
-    standardise:
+    standardise
         Scale to zero mean and unit standard deviation at the end.
-    robust_standardise:
+    robust_standardise
         Use median / MAD instead of mean / std.
     """
 

@@ -77,45 +77,45 @@ class SegmentationTask:
 
     Parameters
     ----------
-    mode:
+    mode
         ``"contamination"`` (3 classes) or ``"particles"`` (2 classes).
-    working_pixel_size_nm:
+    working_pixel_size_nm
         The model's working sampling (the card's ``input.working_pixel_size_nm``).
-    tile_px:
+    tile_px
         Side of the square training example at the working sampling.
-    mix:
+    mix
         Recipe mixture for :func:`napari_atomseg.simulation.random_parameters` (a MixConfig,
         a dict of its fields, or ``None`` for the engine's default).
-    normalisation:
+    normalisation
         The card's input normalisation (name or mapping).
-    dice_weight:
+    dice_weight
         Weight of the soft Dice term added to the cross-entropy (0 = cross-entropy only).
-    class_weights:
+    class_weights
         Optional per-class cross-entropy weights (task label order).
-    scale_jitter:
+    scale_jitter
         Each example is resampled to ``working_pixel_size_nm * exp(U(-s, s))`` but shown
         as if at the working pixel size, so the model meets features up to ``e^s`` times
         too large or small -- a wrong pixel-size estimate then degrades the answer
         gently. Simulated over the whole field (no padding at the borders, unlike the
         training loop's ``augment.scale_jitter``).
-    lattice_visibility:
+    lattice_visibility
         ``mode="contamination"``: relabel a *bulk* crystal's footprint by whether its
         lattice is still seen through what covers it (:mod:`.synthetic_labels`); 2-D
         materials keep the engine's masks.
-    invert_haadf:
+    invert_haadf
         Probability of inverting a HAADF example's contrast (dark columns on a bright
         background, as annular bright-field shows them).
-    particle_diameter_px:
+    particle_diameter_px
         ``mode="particles"``, scale-free model (``working_pixel_size_nm=None``): each
         engine example is simulated at the pixel size that makes its particles this many
         pixels across (log-uniform in ``[low, high]``), so one model covers survey images
         (particles 5-10 px) to lattice-resolving ones; ``segment()`` zooms an image so
         its particles fall in that range (:mod:`.particle_scale`).
-    bf_fraction, bf_options:
+    bf_fraction, bf_options
         ``mode="particles"``: the share of examples that are bright-field TEM images of
         particles on carbon (:mod:`napari_atomseg.simulation.bf_particles`), and keyword
         arguments for its random recipe.
-    simulate_fn, parameters_fn:
+    simulate_fn, parameters_fn
         Injection points (tests, other engines): ``simulate_fn(params) -> result with
         .image, .masks, .pixel_size_nm``; ``parameters_fn(rng) -> params``.
     """

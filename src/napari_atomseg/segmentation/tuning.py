@@ -78,9 +78,9 @@ class GridScores:
 
     Attributes
     ----------
-    candidates:
+    candidates
         The option dicts, in the order of the first axis of ``confusion``.
-    confusion:
+    confusion
         int64 ``(n_candidates, n_images, 2, 2)``: truth (0 other, 1 flagged) x predicted.
     """
 
@@ -193,11 +193,11 @@ class CrossValidation:
 
     Attributes
     ----------
-    per_image:
+    per_image
         One :class:`MaskScores` per image (classes ``other``, ``flagged``).
-    chosen:
+    chosen
         Per fold, the chosen candidate's options.
-    test_folds:
+    test_folds
         Per fold, the indices of its held-out images.
     """
 
