@@ -431,6 +431,36 @@ def thread_check(model: str | None, repeats: int = 5) -> None:
     viewer.close()
 
 
+def preview_cost(model: str | None) -> None:
+    """What a slider move costs the live preview on the SrTiO3 file (no network, no Qt)."""
+    from napari_atomseg import read_image
+    from napari_atomseg.atoms.find import heatmap_to_atoms
+    from napari_atomseg.atoms.heatmap import predict_heatmap
+    from napari_atomseg.atoms.labels import column_labels
+
+    image, cal = read_image(DATA / "formats" / "openNCEM" / "16_STOimage.emi")
+    result = predict_heatmap(image, cal.pixel_size_nm, model or "default", threads=1)
+
+    def best_of_3(fn: Any) -> tuple[float, Any]:
+        times, out = [], None
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        return min(times), out
+
+    t0 = time.perf_counter()
+    found = heatmap_to_atoms(result)
+    print(f"preview: first post-processing (joint evidence fit) {time.perf_counter() - t0:.3f} s")
+    for refine in ("gaussian", "com", "none"):
+        seconds, found = best_of_3(lambda r=refine: heatmap_to_atoms(result, refine=r))
+        print(f"preview: refine={refine} {seconds:.3f} s, {len(found)} columns")
+    positions = found[["y_px", "x_px"]].to_numpy()
+    radius = 0.5 * np.nanmedian(found["nn_spacing_px"])
+    seconds, _ = best_of_3(lambda: column_labels(result.heatmap, positions, max_radius_px=radius))
+    print(f"preview: column labels {seconds:.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -445,6 +475,10 @@ def main() -> None:
         "--thread-check", action="store_true",
         help="only compare the network time in the widget's worker with a direct call",
     )  # fmt: skip
+    parser.add_argument(
+        "--preview-cost", action="store_true",
+        help="only time the live preview's post-processing on the SrTiO3 file (1 thread)",
+    )  # fmt: skip
     parser.add_argument("--segment-model", default=None)
     parser.add_argument(
         "--finetune-steps", type=int, default=None, help="default: the widget's (recipe's)"
@@ -452,6 +486,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.thread_check:
         thread_check(args.atoms_model)
+        return
+    if args.preview_cost:
+        preview_cost(args.atoms_model)
         return
     if "pt" in args.only:
         shot_pt(args.atoms_model, args.pt_threshold)
