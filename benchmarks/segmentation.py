@@ -50,16 +50,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np
 import pandas as pd
 import yaml
+from lib.bragg_tuning import (
+    BraggGrid,
+    bragg_grid_scores,
+    cross_validated,
+)
 
 from napari_atomseg.errors import ModelError
 from napari_atomseg.segmentation import segment
 from napari_atomseg.segmentation.data import kfold_splits, load_graphene_contamination
 from napari_atomseg.segmentation.metrics import MaskScores, summarise
-from napari_atomseg.segmentation.tuning import (
-    BraggGrid,
-    bragg_grid_scores,
-    cross_validated,
-)
 
 #: Sadre, Ophus et al., Microsc. Microanal. 27 (2021) 804, 5-fold CV on 131 images.
 PAPER = {

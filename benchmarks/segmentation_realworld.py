@@ -112,9 +112,9 @@ FUSION_THRESHOLDS = (0.4, 0.5, 0.6)
 
 def section_selection(folds: int = 4, keep: Path = Path("runs/segment_cv")) -> dict[str, Any]:
     from _evaluation_data import graphene_split
+    from lib.bragg_tuning import BraggGrid, bragg_grid_scores
 
     from napari_atomseg.segmentation.data import date_of, kfold_splits
-    from napari_atomseg.segmentation.tuning import BraggGrid, bragg_grid_scores
     from segmentation import BRAGG_MAP_OPTIONS, FINETUNE_CONFIG, fold_models
 
     selection, _final = graphene_split()

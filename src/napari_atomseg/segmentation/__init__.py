@@ -11,8 +11,7 @@ Modules: :mod:`.api` (``segment`` / ``iter_segment``), :mod:`.preprocess` (flat-
 spikes, standardisation), :mod:`.bragg` (the classical Bragg filter), :mod:`.cleanup`
 (smoothing, small regions, holes), :mod:`.metrics` (accuracy, Jaccard, F1 ...),
 :mod:`.sorting` (rank images by clean-lattice fraction), :mod:`.data` (the real graphene
-set and k-fold splits), :mod:`.tuning` (choose Bragg parameters by cross-validation),
-:mod:`.training` (the U-Net's training task).
+set and k-fold splits), :mod:`.training` (the U-Net's training task).
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from napari_atomseg.errors import InputError
-from napari_atomseg.segmentation import segment
-from napari_atomseg.segmentation.metrics import confusion_matrix
-from napari_atomseg.segmentation.tuning import (
+from benchmarks.lib.bragg_tuning import (
     BraggGrid,
     GridScores,
     best_candidate,
     bragg_grid_scores,
     cross_validated,
 )
+
+from napari_atomseg.errors import InputError
+from napari_atomseg.segmentation import segment
+from napari_atomseg.segmentation.metrics import confusion_matrix
 from tests._synth import contaminated_lattice
 
 

@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._progress import Progress, drain
-from .._validate import as_image2d
-from ..errors import InputError
-from . import api
-from .bragg import BraggParameters, bragg_filter, residual_threshold
-from .bragg_labels import bragg_labels
-from .cleanup import clean_labels
-from .metrics import MaskScores, confusion_matrix
-from .preprocess import preprocess
+from napari_atomseg._progress import Progress, drain
+from napari_atomseg._validate import as_image2d
+from napari_atomseg.errors import InputError
+from napari_atomseg.segmentation import api
+from napari_atomseg.segmentation.bragg import BraggParameters, bragg_filter, residual_threshold
+from napari_atomseg.segmentation.bragg_labels import bragg_labels
+from napari_atomseg.segmentation.cleanup import clean_labels
+from napari_atomseg.segmentation.metrics import MaskScores, confusion_matrix
+from napari_atomseg.segmentation.preprocess import preprocess
 
 
 @dataclass(frozen=True)
