@@ -342,8 +342,10 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"results": results, "worst": worst, "timings_s": timings, "memory": mem,
-                        **info}, indent=1)  # fmt: skip
+            json.dumps(
+                {"results": results, "worst": worst, "timings_s": timings, "memory": mem, **info},
+                indent=1,
+            )
         )
     if args.update_card:
         update_card(model, results, timings, calibration, info)
