@@ -415,7 +415,10 @@ def section_particles(n_bf: int = 12) -> dict[str, Any]:
 
 TIMING_SCRIPT = """
 import sys, time, json, numpy as np
-from napari_atomseg.segmentation.data import load_graphene_contamination
+try:
+    from napari_atomseg.segmentation.data import load_graphene_contamination
+except ImportError:  # a baseline tree from before the segment/ -> segmentation/ rename
+    from napari_atomseg.segment.data import load_graphene_contamination
 from napari_atomseg import segment
 items = load_graphene_contamination()
 tile = items[3].image
