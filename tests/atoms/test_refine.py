@@ -179,3 +179,21 @@ def test_many_columns_match_in_chunks():
     finally:
         mod._CHUNK_PIXELS = old
     np.testing.assert_allclose(small.positions_px, full.positions_px, atol=1e-9)
+
+
+def test_mixed_window_radii_fit_as_if_alone():
+    # Columns are batched by window radius, each batch's patches as wide as its widest
+    # window: a wide window must not change the fit of the narrow ones, nor be cut.
+    from napari_atomseg.atoms.refine import _radius_groups
+
+    true, clean, rng = _grid(n=8)
+    noisy = rng.poisson(clean).astype(np.float32)
+    radius = np.where(np.arange(len(true)) % 7 == 0, 6.0, 3.6)
+    mixed = refine_gaussian(noisy, np.rint(true), radius)
+    narrow = refine_gaussian(noisy, np.rint(true[radius < 6]), 3.6)
+    wide = refine_gaussian(noisy, np.rint(true[radius == 6]), 6.0)
+    np.testing.assert_allclose(mixed.positions_px[radius < 6], narrow.positions_px, atol=1e-4)
+    np.testing.assert_allclose(mixed.positions_px[radius == 6], wide.positions_px, atol=1e-4)
+    groups = _radius_groups(radius)
+    assert sorted(np.concatenate([g for g, _ in groups]).tolist()) == list(range(len(true)))
+    assert [h for _, h in groups] == [3.6, 6.0]

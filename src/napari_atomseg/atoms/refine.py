@@ -87,6 +87,14 @@ def _check_inputs(image: np.ndarray, positions_px: object, radius_px: float | np
     return img, pos, rad
 
 
+def _radius_groups(radius_px: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Column indices grouped by window radius (whole-pixel bins) with each group's largest
+    radius: a batch's patches are as wide as its widest window, so a few wide windows (an
+    isolated column) no longer widen every column's patch."""
+    bins = np.ceil(radius_px).astype(np.int64)
+    return [(np.flatnonzero(bins == b), float(radius_px[bins == b].max())) for b in np.unique(bins)]
+
+
 def _chunks(n: int, pixels_per_item: int):
     step = max(1, _CHUNK_PIXELS // max(1, pixels_per_item))
     for start in range(0, n, step):
@@ -327,33 +335,35 @@ def refine_gaussian(
     if not (np.isfinite(sig0).all() and (sig0 > 0).all()):
         raise InputError("sigma_px: initial widths must be positive and finite")
     half = float(rad.max())
-    m = int(np.pi * (half + 1) ** 2)
     params = np.full((n, 7), np.nan)
     conv = np.zeros(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
-    for sl in _chunks(n, m * 7):
-        pt = gather_patches(img, pos[sl], rad[sl], half)
-        bg0 = _window_percentile(pt, 10.0)
-        near = (pt.weight > 0) & (pt.dy**2 + pt.dx**2 <= 1.0)
-        peak0 = np.where(near, pt.values, -np.inf).max(axis=1)
-        amp0 = np.where(np.isfinite(peak0), peak0, bg0) - bg0
-        scale = np.maximum(amp0, 1e-6 * (np.abs(bg0) + 1.0))
-        # Fit in units of the column's own height above its background: the data are then
-        # O(1) whatever the detector's counts, and float32 arithmetic is accurate enough
-        # (and twice as fast as float64) for the model and normal equations.
-        norm = Patches(
-            ((pt.values - bg0[:, None]) / scale[:, None]).astype(np.float32),
-            pt.dy,
-            pt.dx,
-            pt.weight,
-        )
-        prec0 = 1.0 / sig0[sl] ** 2
-        zeros, ones = np.zeros(len(scale)), np.ones(len(scale))
-        p0 = np.stack([ones, zeros, zeros, prec0, zeros, prec0, zeros], axis=1)
-        p, c, it = _fit_chunk(norm, p0, not elliptical, max_iter, tol_px, half + 1.0)
-        p[:, 0] *= scale
-        p[:, 6] = p[:, 6] * scale + bg0
-        params[sl], conv[sl], iters[sl] = p, c, it
+    for idx, group_half in _radius_groups(rad):
+        m = int(np.pi * (group_half + 1) ** 2)
+        for sl in _chunks(len(idx), m * 7):
+            sl = idx[sl]
+            pt = gather_patches(img, pos[sl], rad[sl], group_half)
+            bg0 = _window_percentile(pt, 10.0)
+            near = (pt.weight > 0) & (pt.dy**2 + pt.dx**2 <= 1.0)
+            peak0 = np.where(near, pt.values, -np.inf).max(axis=1)
+            amp0 = np.where(np.isfinite(peak0), peak0, bg0) - bg0
+            scale = np.maximum(amp0, 1e-6 * (np.abs(bg0) + 1.0))
+            # Fit in units of the column's own height above its background: the data are
+            # then O(1) whatever the detector's counts, and float32 arithmetic is accurate
+            # enough (and twice as fast as float64) for the model and normal equations.
+            norm = Patches(
+                ((pt.values - bg0[:, None]) / scale[:, None]).astype(np.float32),
+                pt.dy,
+                pt.dx,
+                pt.weight,
+            )
+            prec0 = 1.0 / sig0[sl] ** 2
+            zeros, ones = np.zeros(len(scale)), np.ones(len(scale))
+            p0 = np.stack([ones, zeros, zeros, prec0, zeros, prec0, zeros], axis=1)
+            p, c, it = _fit_chunk(norm, p0, not elliptical, max_iter, tol_px, half + 1.0)
+            p[:, 0] *= scale
+            p[:, 6] = p[:, 6] * scale + bg0
+            params[sl], conv[sl], iters[sl] = p, c, it
 
     amp, dy0, dx0, a, b, c, bg = params.T
     det = a * c - b * b
