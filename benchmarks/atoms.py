@@ -182,30 +182,21 @@ def timing(model: str, threads: int, params: dict, repeats: int, extra: dict) ->
 
 def memory_child(model: str, side_px: int, threads: int) -> dict:
     """Run in a fresh process: peak RSS of find_atoms above the RSS before it."""
-    import resource
+    from atoms_stress import BASES
+    from lib.memory import rss_mb
 
     from napari_atomseg.atoms.find import find_atoms
-    from napari_atomseg.simulation.lattice2d import PlainLattice, Sublattice, ideal_lattice_image
+    from napari_atomseg.simulation.lattice2d import PlainLattice, ideal_lattice_image
 
-    def rss_mb(field: str) -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field):
-                return float(line.split()[1]) / 1024.0
-        return float("nan")
-
-    lattice = PlainLattice(
-        kind="square", a_nm=0.39, sublattices=(Sublattice((0.0, 0.0), 1.0),
-        Sublattice((0.5, 0.5), 0.6), Sublattice((0.5, 0.0), 0.35)), rotation_deg=7.0,
-    )  # fmt: skip
+    lattice = PlainLattice(kind="square", a_nm=0.39, sublattices=BASES["three"], rotation_deg=7.0)
     img = ideal_lattice_image(lattice, (side_px, side_px), 0.02, 0.05, 0.05, 0.0, seed=1).image
     find_atoms(img[:256, :256], 0.02, model, threads=threads, contrast="bright")  # load, warm up
     before = rss_mb("VmRSS")
     t0 = time.perf_counter()
     found = find_atoms(img, 0.02, model, threads=threads, contrast="bright")
     wall = time.perf_counter() - t0
-    peak = max(rss_mb("VmHWM"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
     return {"side_px": side_px, "columns": len(found), "input_mb": img.nbytes / 2**20,
-            "rss_before_mb": before, "peak_extra_mb": peak - before, "wall_s": wall}  # fmt: skip
+            "rss_before_mb": before, "peak_extra_mb": rss_mb("VmHWM") - before, "wall_s": wall}  # fmt: skip
 
 
 def memory(model: str, side_px: int, threads: int) -> dict:

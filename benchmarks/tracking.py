@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from lib.memory import rss_mb
 
 from napari_atomseg._progress import drain
 from napari_atomseg.io.stack import as_stack
@@ -237,14 +236,14 @@ def memory(args) -> dict:
             for frame in iter_movie_frames(plan):
                 tif.write(frame[None], contiguous=True)
     size_gb = path.stat().st_size / 1e9
-    before = _rss_mb()
+    before = rss_mb()
     stack = open_stack(path)
     t0 = time.perf_counter()
     reg = drain(iter_register(stack))
     drain(iter_registered_average(stack, reg))
-    after_register = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after_register = rss_mb("VmHWM")
     result = drain(iter_track_stack(stack.select(f"0:{args.track_frames}"), None, threads=2))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_mb("VmHWM")
     out = {
         "stack_gb": size_gb,
         "frames": len(stack),
@@ -258,14 +257,6 @@ def memory(args) -> dict:
     }
     print(out)
     return out
-
-
-def _rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return float(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
