@@ -202,25 +202,18 @@ def as_stack(
 
     ``pixel_size_nm`` (when given) sets the in-plane calibration; the array is not copied.
     """
-    import dask.array as da
-
     if isinstance(frames, Stack):
         stack = frames
     else:
-        arr = frames if hasattr(frames, "chunks") and hasattr(frames, "compute") else None
-        if arr is None:
-            if not hasattr(frames, "shape"):
-                frames = np.asarray(frames)
-            if isinstance(frames, np.memmap) and frames.ndim == 3:
-                frames = _memmap_frames(frames)  # read when used, not copied now
-            arr = da.from_array(frames, chunks=(1, *frames.shape[1:]), asarray=True)
-        if arr.ndim != 3:
+        if not hasattr(frames, "shape"):
+            frames = np.asarray(frames)
+        if frames.ndim != 3:
             raise InputError(
-                f"{name}: expected a 3-D stack (frames, rows, cols), got shape {arr.shape}"
+                f"{name}: expected a 3-D stack (frames, rows, cols), got shape {frames.shape}"
             )
-        if np.dtype(arr.dtype).kind not in "biuf":
-            raise InputError(f"{name}: expected real numbers, got dtype {arr.dtype}")
-        arr = arr.rechunk((1, *arr.shape[1:]))
+        if np.dtype(frames.dtype).kind not in "biuf":
+            raise InputError(f"{name}: expected real numbers, got dtype {frames.dtype}")
+        arr = _as_frames(frames, name)
         cal = calibration if calibration is not None else Calibration.uncalibrated(3)
         stack = Stack(arr, cal, name)
     if pixel_size_nm is not None:
