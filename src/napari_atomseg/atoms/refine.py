@@ -92,7 +92,8 @@ def _radius_groups(radius_px: np.ndarray) -> list[tuple[np.ndarray, float]]:
     radius: a batch's patches are as wide as its widest window, so a few wide windows (an
     isolated column) no longer widen every column's patch."""
     bins = np.ceil(radius_px).astype(np.int64)
-    return [(np.flatnonzero(bins == b), float(radius_px[bins == b].max())) for b in np.unique(bins)]
+    groups = (np.flatnonzero(bins == b) for b in np.unique(bins))
+    return [(idx, float(radius_px[idx].max())) for idx in groups]
 
 
 def _chunks(n: int, pixels_per_item: int):
@@ -340,8 +341,8 @@ def refine_gaussian(
     iters = np.zeros(n, dtype=np.int64)
     for idx, group_half in _radius_groups(rad):
         m = int(np.pi * (group_half + 1) ** 2)
-        for sl in _chunks(len(idx), m * 7):
-            sl = idx[sl]
+        for part in _chunks(len(idx), m * 7):
+            sl = idx[part]
             pt = gather_patches(img, pos[sl], rad[sl], group_half)
             bg0 = _window_percentile(pt, 10.0)
             near = (pt.weight > 0) & (pt.dy**2 + pt.dx**2 <= 1.0)
