@@ -56,6 +56,37 @@ def test_lattice_in_view_and_input_checks():
     assert any("grey levels" in w for w in warns) and any("period" in w for w in warns)
 
 
+def _faint_hexagonal_lattice(seed: int, amplitude: float = 0.1, n: int = 192) -> np.ndarray:
+    """Three cosines 60 degrees apart (period 7 px) under white noise of unit variance."""
+    y, x = np.mgrid[:n, :n].astype(float)
+    waves = sum(
+        np.cos(2 * np.pi / 7.0 * (x * np.cos(a) + y * np.sin(a)))
+        for a in np.deg2rad([10, 70, 130])
+    )
+    return amplitude * waves + np.random.default_rng(seed).normal(size=(n, n))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_faint_lattice_is_seen_by_its_closing_spots_and_noise_is_not(seed):
+    """A lattice whose spots are too weak one by one (as the transfer function leaves
+    graphene's in some full-multislice images) is still a lattice: three weaker spots
+    close as g1 - g2 = g3. Noise, white or smoothed far beyond its pixel (where the
+    spectrum's steep fall once made maxima near Nyquist), is not a lattice."""
+    from scipy import ndimage as ndi
+
+    from napari_atomseg.scale.spectrum import closing_spots, find_spots, power_spectrum
+
+    spec = power_spectrum(_faint_hexagonal_lattice(seed))
+    assert find_spots(spec) == []  # no spot passes the single-spot threshold
+    spots = closing_spots(spec)
+    assert len(spots) == 3 and all(abs(1 / s.k - 7.0) < 0.2 for s in spots)
+    assert lattice_in_view(_faint_hexagonal_lattice(seed))
+    noise = np.random.default_rng(100 + seed).normal(size=(192, 192))
+    for image in (noise, ndi.gaussian_filter(noise, 2.0)):
+        assert closing_spots(power_spectrum(image)) == []
+        assert not lattice_in_view(image)
+
+
 def test_covered_bulk_crystal_stays_crystal_covered_monolayer_does_not():
     from napari_atomseg.segmentation.synthetic_labels import visible_lattice_labels
     from napari_atomseg.segmentation.training import sim_classes_to_labels

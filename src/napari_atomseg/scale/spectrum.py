@@ -40,6 +40,18 @@ MAX_PERIOD_FRACTION = 1 / 6
 MIN_PERIOD_PX = 2.1
 #: At most this many spots are kept (the strongest).
 MAX_SPOTS = 24
+#: Frequencies whose radial median lies this far (natural log) below the strongest band's
+#: carry nothing of the image (an image smoothed or interpolated beyond its detail): the
+#: steep fall of the spectrum there makes maxima that are not spots.
+MAX_DYNAMIC_RANGE_LN = 20.0
+#: Weaker spots (this many robust standard deviations, still above
+#: MIN_SPOT_PROMINENCE) make a lattice only as three that close, g3 = +-g1 +- g2: the
+#: reciprocal lattice is closed under addition, noise maxima are not.
+WEAK_SPOT_SIGMAS = 3.0
+#: How far (frequency bins of the padded spectrum) the third spot may lie from g1 +- g2.
+CLOSURE_TOLERANCE_BINS = 1.5
+#: Two spots closer in angle than this (degrees) are one direction, not two.
+NONCOLLINEAR_DEG = 15.0
 #: A maximum whose ray keeps this fraction of its prominence at 0.75 and 1.3 times its
 #: radius is a streak, not a spot.
 STREAK_FRACTION = 0.5
@@ -165,8 +177,10 @@ def _on_streak(prominence: np.ndarray, i: int, j: int, n: int) -> bool:
     return True
 
 
-def find_spots(spec: Spectrum) -> list[SpectrumPeak]:
-    """The spectrum's spots, strongest first (at most :data:`MAX_SPOTS`)."""
+def find_spots(spec: Spectrum, sigmas: float = MIN_SPOT_SIGMAS) -> list[SpectrumPeak]:
+    """The spectrum's spots, strongest first (at most :data:`MAX_SPOTS`): local maxima at
+    least :data:`MIN_SPOT_PROMINENCE` and ``sigmas`` robust standard deviations above the
+    radial median, not on a radial streak."""
     from scipy import ndimage as ndi
 
     n = spec.n
@@ -179,10 +193,12 @@ def find_spots(spec: Spectrum) -> list[SpectrumPeak]:
     median = _radial_median(smooth[inside], bins[inside], n_bins)
     median = np.where(np.isnan(median), np.nanmax(median), median)
     median = ndi.median_filter(median, size=5, mode="nearest")
-    prominence = smooth - median[np.minimum(bins, n_bins - 1)]
+    background = median[np.minimum(bins, n_bins - 1)]
+    prominence = smooth - background
+    inside &= background >= float(background[inside].max()) - MAX_DYNAMIC_RANGE_LN
     values = prominence[inside]
     sigma = 1.4826 * float(np.median(np.abs(values - np.median(values))))
-    threshold = max(MIN_SPOT_PROMINENCE, MIN_SPOT_SIGMAS * sigma)
+    threshold = max(MIN_SPOT_PROMINENCE, sigmas * sigma)
     local_max = ndi.maximum_filter(prominence, size=5, mode="nearest") == prominence
     # One of each Friedel pair: the kx = 0 column holds both +ky and -ky.
     half = (kx > 0) | (ky > 0)
@@ -234,6 +250,38 @@ def find_rings(spec: Spectrum) -> list[SpectrumPeak]:
             kr = (i + shift) / n
             rings.append(SpectrumPeak(kr, 0.0, kr, math.nan, float(prom[i]), ring=True))
     return sorted(rings, key=lambda p: -p.prominence)
+
+
+def closing_spots(spec: Spectrum) -> list[SpectrumPeak]:
+    """Three weak spots that make a lattice together, or [] (see :data:`WEAK_SPOT_SIGMAS`).
+
+    A lattice whose spots the transfer function or a small field leaves below the
+    single-spot threshold still shows them as a set: two spots in different directions
+    and a third at their sum or difference (one of each Friedel pair is listed, so the
+    signs are tried both ways). Noise maxima at the weak threshold are few and do not
+    obey the vector sum.
+    """
+    weak = find_spots(spec, sigmas=WEAK_SPOT_SIGMAS)
+    tolerance = CLOSURE_TOLERANCE_BINS / spec.n
+    vectors = [np.array([p.ky, p.kx]) for p in weak]
+    for i, j in _noncollinear_pairs(weak):
+        for combo in (vectors[i] + vectors[j], vectors[i] - vectors[j]):
+            for m, v in enumerate(vectors):
+                if m in (i, j):
+                    continue
+                if min(np.hypot(*(v - combo)), np.hypot(*(v + combo))) <= tolerance:
+                    return [weak[i], weak[j], weak[m]]
+    return []
+
+
+def _noncollinear_pairs(spots: list[SpectrumPeak]) -> list[tuple[int, int]]:
+    pairs = []
+    for i in range(len(spots)):
+        for j in range(i + 1, len(spots)):
+            d = abs(spots[i].angle_deg - spots[j].angle_deg) % 180.0
+            if min(d, 180.0 - d) > NONCOLLINEAR_DEG:
+                pairs.append((i, j))
+    return pairs
 
 
 def lattice_peaks(image: np.ndarray) -> tuple[list[SpectrumPeak], Spectrum]:

@@ -4,7 +4,7 @@
 
 1. **Is there a lattice at all?** (:func:`lattice_in_view`: spots or a ring in the power
    spectrum, :mod:`napari_atomseg.scale.spectrum`, with the same rule the pixel-size
-   estimate uses.) Without one, nothing can be crystal: every pixel the models call
+   estimate uses, or three weaker spots that close as lattice vectors do.) Without one, nothing can be crystal: every pixel the models call
    crystal is amorphous, and the result says ``has_lattice=False`` -- an amorphous
    *support* (single atoms on carbon), not contamination on a crystal, so the main job
    does not flag columns there.
@@ -51,14 +51,16 @@ class GuardReport:
 
 
 def lattice_in_view(image: np.ndarray) -> bool:
-    """True when the power spectrum shows a lattice (spots in two directions, a ring, or
-    one very strong spot direction; the pixel-size estimate's rule,
-    :func:`napari_atomseg.scale.estimate.lattice_evidence`)."""
+    """True when the power spectrum shows a lattice: spots in two directions, a ring, or
+    one very strong spot direction (the pixel-size estimate's rule,
+    :func:`napari_atomseg.scale.estimate.lattice_evidence`), or else three weaker spots
+    that close as lattice vectors do (:func:`napari_atomseg.scale.spectrum.closing_spots`:
+    a lattice whose spots the transfer function damps is still a lattice)."""
     from ..scale.estimate import lattice_evidence
-    from ..scale.spectrum import lattice_peaks
+    from ..scale.spectrum import closing_spots, lattice_peaks
 
-    peaks, _ = lattice_peaks(image)
-    return bool(lattice_evidence(peaks)[0])
+    peaks, spec = lattice_peaks(image)
+    return bool(lattice_evidence(peaks)[0]) or bool(closing_spots(spec))
 
 
 def noise_fraction(image: np.ndarray) -> float:
