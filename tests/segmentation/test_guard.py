@@ -60,8 +60,7 @@ def _faint_hexagonal_lattice(seed: int, amplitude: float = 0.1, n: int = 192) ->
     """Three cosines 60 degrees apart (period 7 px) under white noise of unit variance."""
     y, x = np.mgrid[:n, :n].astype(float)
     waves = sum(
-        np.cos(2 * np.pi / 7.0 * (x * np.cos(a) + y * np.sin(a)))
-        for a in np.deg2rad([10, 70, 130])
+        np.cos(2 * np.pi / 7.0 * (x * np.cos(a) + y * np.sin(a))) for a in np.deg2rad([10, 70, 130])
     )
     return amplitude * waves + np.random.default_rng(seed).normal(size=(n, n))
 
