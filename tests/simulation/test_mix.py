@@ -74,3 +74,24 @@ def test_yaml_round_trip(tmp_path):
     assert MixConfig.from_yaml(path) == mix
     p = random_parameters(np.random.default_rng(0), mix)
     assert p.mode == "haadf" and p.shape_px == (128, 96)
+
+
+def test_crystals_are_imaged_with_a_sharp_source_single_atoms_with_any():
+    """``crystal_source_size_nm_log``: lattices and particles draw their effective source
+    from it (log-uniform), single atoms keep the broad ``source_size_nm`` of survey images.
+    With the broad range for every scene, most lattices' columns were unresolved."""
+    from pathlib import Path
+
+    mix = MixConfig.from_yaml(Path(__file__).parents[2] / "configs" / "atoms_mix_v2.yaml")
+    assert mix.crystal_source_size_nm_log == (0.03, 0.25)
+    rng = np.random.default_rng(4)
+    ps = [random_parameters(rng, mix) for _ in range(300)]
+    crystal = [
+        p.source_size_nm for p in ps if p.mode == "haadf" and p.scene in ("lattice", "particles")
+    ]
+    single = [p.source_size_nm for p in ps if p.mode == "haadf" and p.scene == "single_atoms"]
+    assert len(crystal) > 30 and len(single) > 30
+    assert min(crystal) >= 0.03 and max(crystal) <= 0.25 and np.median(crystal) < 0.12
+    assert max(single) > 0.3  # survey-like broad sources stay for single atoms
+    with pytest.raises(InputError, match="crystal_source_size_nm_log"):
+        MixConfig(crystal_source_size_nm_log=(0.0, 0.2))

@@ -170,6 +170,11 @@ class MixConfig:
     z_exponent_offset: tuple[float, float] | None = None
     #: STEM effective source size (FWHM): also vibration and drift during a dwell
     source_size_nm: tuple[float, float] = (0.03, 0.11)
+    #: if set, lattice and particle scenes draw their source size log-uniformly from this
+    #: range instead (crystals are imaged at lattice-resolving magnification with a sharp
+    #: effective source; the broad sources of survey images of single atoms on thick
+    #: supports would leave most of their columns unresolved)
+    crystal_source_size_nm_log: tuple[float, float] | None = None
     haadf_saturation_atoms: tuple[float, float] = (20.0, 80.0)
     # --- single atoms on real supports --------------------------------------------------
     support_thickness_variation: tuple[float, float] = (0.05, 0.45)
@@ -477,7 +482,10 @@ def _stem_optics(rng, m: MixConfig, kw: dict) -> None:
         kw["defocus_nm"] = float(rng.normal(0.0, 1.5))
     kw["astigmatism_nm"] = abs(float(rng.normal(0.0, 0.8)))
     kw["astigmatism_angle_deg"] = _uniform(rng, (0, 180))
-    kw["source_size_nm"] = _uniform(rng, m.source_size_nm)
+    if m.crystal_source_size_nm_log is not None and kw["scene"] in ("lattice", "particles"):
+        kw["source_size_nm"] = _loguniform(rng, m.crystal_source_size_nm_log)
+    else:
+        kw["source_size_nm"] = _uniform(rng, m.source_size_nm)
     if m.z_exponent_offset is not None:
         kw["z_exponent"], kw["z_exponent_isolated"] = draw_z_exponents(rng, m, kw["energy_keV"])
     else:

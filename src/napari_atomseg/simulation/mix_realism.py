@@ -101,6 +101,7 @@ def validate_range_keys(m) -> None:
         ("z_exponent", 1.0, 2.2),
         ("z_exponent_offset", -1.0, 1.0),
         ("source_size_nm", 0.0, 1.0),
+        ("crystal_source_size_nm_log", 0.001, 1.0),
         ("haadf_saturation_atoms", 1.0, 1e9),
         ("support_thickness_variation", 0.0, 1.0),
         ("support_texture_rms", 0.0, 1.0),
