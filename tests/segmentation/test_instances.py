@@ -79,3 +79,22 @@ def test_bright_field_renderer_truth_and_export():
     assert np.array_equal(a.instances > 0, a.mask)
     # Particles are darker than the support on average (mass-thickness contrast).
     assert a.image[a.mask].mean() < a.image[~a.mask].mean()
+
+
+def test_bright_field_truth_holds_only_the_particles_the_image_shows():
+    """A particle whose contrast the noise swamps is not in the truth (an annotator would
+    not mark it): starved of electrons, most particles are hidden; at a high dose with
+    strong contrast, almost none; hidden + shown is every particle the pixels hold."""
+    from dataclasses import replace
+
+    from napari_atomseg.simulation.bf_particles import random_bf_parameters, render_bf_particles
+
+    rng = np.random.default_rng(7)
+    base = random_bf_parameters(rng, diameter_px=(6, 9), shape_px=(160, 160))
+    clear = render_bf_particles(replace(base, dose_e_per_px=5e4, mass_thickness_nm=10.0))
+    starved = render_bf_particles(replace(base, dose_e_per_px=0.05, mass_thickness_nm=200.0))
+    shown_clear, shown_starved = int(clear.instances.max()), int(starved.instances.max())
+    assert shown_clear + clear.hidden_particles == shown_starved + starved.hidden_particles
+    assert clear.hidden_particles <= 0.05 * shown_clear
+    assert starved.hidden_particles > 0.8 * (shown_starved + starved.hidden_particles)
+    assert np.array_equal(starved.mask, starved.instances > 0)

@@ -22,7 +22,11 @@ What such images show, and how each is made here (lengths in nm):
 The wave is computed on a grid finer than the pixel (:data:`MAX_FINE_NM` nm, at most
 :data:`MAX_OVERSAMPLE` fine pixels per pixel) and binned, so what the pixel cannot resolve averages out as it does in a camera.
 The truth: ``mask`` (pixel covered >= 50 % by a particle's projection) and ``instances``
-(the particle covering most of the pixel).
+(the particle covering most of the pixel), for the particles the image shows: a particle
+whose contrast against the support, integrated over its footprint, stays under
+:data:`VISIBILITY_SNR` times the noise there (Poisson counts, read noise, the grey-level
+step, and the support's own fluctuation at the particle's size) is left out, as an
+annotator and every method would leave it out (it is counted in ``hidden_particles``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ FRINGE_SPACINGS_NM = {
 #: average out in the camera pixel anyway).
 MAX_FINE_NM = 0.1
 MAX_OVERSAMPLE = 4
+#: A particle is in the truth when its matched-filter contrast-to-noise ratio reaches
+#: this (the atom engine's ``visibility_snr``).
+VISIBILITY_SNR = 3.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ class BFParticleResult:
     pixel_size_nm: float
     parameters: BFParticleParameters
     diameters_nm: np.ndarray
+    #: particles left out of the truth because the image does not show them
+    hidden_particles: int = 0
 
 
 def _wavelength_nm(energy_keV: float) -> float:
@@ -263,43 +272,91 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
     texture = (
         _smooth_field(rng, shape, 0.15 / fine_nm) * p.support_texture_rad * np.sqrt(support / 10.0)
     )
-    phase = (
-        sigma * CARBON_INNER_POTENTIAL_V * support
-        + texture
-        + sigma * INNER_POTENTIAL_V[p.material] * thick
-        + fringe
-    )
+    support_phase = sigma * CARBON_INNER_POTENTIAL_V * support + texture
+    phase = support_phase + sigma * INNER_POTENTIAL_V[p.material] * thick + fringe
     log_amp = -0.5 * (thick / p.mass_thickness_nm + extra + support / 400.0)
-    wave = np.exp(log_amp + 1j * phase).astype(np.complex64)
-    image_wave = np.fft.ifft2(np.fft.fft2(wave) * _transfer(p, shape, fine_nm))
-    intensity = _bin((image_wave.real**2 + image_wave.imag**2).astype(np.float32), factor)
+    transfer = _transfer(p, shape, fine_nm)
+    intensity = _image_intensity(log_amp, phase, transfer, factor)
+    bare = _image_intensity(-0.5 * support / 400.0, support_phase, transfer, factor)
 
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = 1.0 + p.illumination_gradient * (
-        math.cos(a := rng.uniform(0, 2 * math.pi)) * (xx / w - 0.5) + math.sin(a) * (yy / h - 0.5)
-    )
-    r2 = ((yy - rng.uniform(0, h)) / h) ** 2 + ((xx - rng.uniform(0, w)) / w) ** 2
-    illumination = ramp * (1.0 - p.vignetting * r2)
+    illumination = _illumination(rng, p, (h, w))
     expected = np.maximum(intensity * illumination, 0.0) * p.dose_e_per_px
     counts = rng.poisson(expected).astype(np.float32)
     counts = apply_mtf(counts, p.mtf_at_nyquist)
     counts += rng.normal(0.0, p.read_noise_e, counts.shape).astype(np.float32)
     lo, hi = np.percentile(apply_mtf(expected.astype(np.float32), p.mtf_at_nyquist), [0.5, 99.5])
-    image = p.grey_offset + p.grey_range * (counts - lo) / max(hi - lo, 1e-6)
+    counts_per_grey = max(hi - lo, 1e-6) / p.grey_range
+    image = p.grey_offset + (counts - lo) / counts_per_grey
     if p.quantise:
         image = np.clip(np.rint(image), 0, 255)
 
     inside = _bin((owner > 0).astype(np.float32), factor)
-    mask = inside >= 0.5
-    instances = _majority_owner(owner, factor, mask)
+    instances = _majority_owner(owner, factor, inside >= 0.5)
+    noise_var = p.read_noise_e**2 + (counts_per_grey**2 / 12.0 if p.quantise else 0.0)
+    bare_counts = np.maximum(bare * illumination, 0.0) * p.dose_e_per_px
+    shown = _visible_particles(expected, bare_counts, instances, noise_var)
+    hidden = int(instances.max()) - len(shown)
+    instances = _keep_labels(instances, shown)
     return BFParticleResult(
         image=image.astype(np.float32),
-        mask=mask,
+        mask=instances > 0,
         instances=instances,
         pixel_size_nm=float(p.pixel_size_nm),
         parameters=p,
         diameters_nm=diameters,
+        hidden_particles=hidden,
     )
+
+
+def _image_intensity(log_amp, phase, transfer: np.ndarray, factor: int) -> np.ndarray:
+    """|exit wave through the objective|^2, binned to the camera pixels."""
+    wave = np.exp(log_amp + 1j * phase).astype(np.complex64)
+    image_wave = np.fft.ifft2(np.fft.fft2(wave) * transfer)
+    return _bin((image_wave.real**2 + image_wave.imag**2).astype(np.float32), factor)
+
+
+def _illumination(rng: np.random.Generator, p: BFParticleParameters, shape) -> np.ndarray:
+    """A ramp times a vignette (relative intensity, about 1)."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = 1.0 + p.illumination_gradient * (
+        math.cos(a := rng.uniform(0, 2 * math.pi)) * (xx / w - 0.5) + math.sin(a) * (yy / h - 0.5)
+    )
+    r2 = ((yy - rng.uniform(0, h)) / h) ** 2 + ((xx - rng.uniform(0, w)) / w) ** 2
+    return ramp * (1.0 - p.vignetting * r2)
+
+
+def _visible_particles(
+    expected: np.ndarray, bare: np.ndarray, instances: np.ndarray, noise_var: float
+) -> list[int]:
+    """Labels whose mean contrast over their pixels reaches VISIBILITY_SNR x the noise of
+    that mean: shot, read and grey-step noise averaged over the footprint, plus the bare
+    support's own fluctuation between footprint-sized patches (which averaging keeps)."""
+    from scipy import ndimage as ndi
+
+    n = int(instances.max())
+    if n == 0:
+        return []
+    labels = np.arange(1, n + 1)
+    area = ndi.sum(np.ones_like(expected), instances, labels)
+    contrast = ndi.mean(bare - expected, instances, labels)
+    shot = ndi.mean(bare, instances, labels)
+    side = np.clip(np.rint(np.sqrt(area)).astype(int), 1, None)
+    clutter = np.zeros(n)
+    for s in np.unique(side):
+        patches = ndi.uniform_filter(bare, size=int(s), mode="reflect")
+        detail = patches - ndi.uniform_filter(bare, size=int(4 * s + 1), mode="reflect")
+        clutter[side == s] = float(np.std(detail))
+    snr = np.abs(contrast) / np.sqrt((shot + noise_var) / np.maximum(area, 1) + clutter**2)
+    return [int(label) for label in labels[snr >= VISIBILITY_SNR]]
+
+
+def _keep_labels(instances: np.ndarray, keep: list[int]) -> np.ndarray:
+    """``instances`` with only the ``keep`` labels, relabelled 1..N."""
+    from skimage.segmentation import relabel_sequential
+
+    kept = np.where(np.isin(instances, keep), instances, 0)
+    return relabel_sequential(kept)[0].astype(np.int32)
 
 
 def _majority_owner(owner: np.ndarray, factor: int, mask: np.ndarray) -> np.ndarray:
