@@ -89,18 +89,18 @@ def agreement(a: np.ndarray, b: np.ndarray, radius_px: float) -> float:
     return float(np.mean(cKDTree(b).query(a)[0] <= radius_px))
 
 
-def check(path: Path, stated: float | None, threads: int) -> dict:
+def check(path: Path, stated: float | None, threads: int, model: str = "default") -> dict:
     from napari_atomseg.atoms.find import find_atoms
 
     image, size = read(path, stated)
     contrast, imaging = TOLD.get(path.name, ("auto", None))
     t0 = time.perf_counter()
-    df = find_atoms(image, size, contrast=contrast, imaging=imaging, threads=threads)
+    df = find_atoms(image, size, model, contrast=contrast, imaging=imaging, threads=threads)
     seconds = time.perf_counter() - t0
     ps = float(df.attrs["pixel_size_nm"])
     pts = df[["y_px", "x_px"]].to_numpy()
     ref = blobs(image, ps, df.attrs["contrast"] == "dark")
-    free = find_atoms(image, None, contrast=contrast, imaging=imaging, threads=threads)
+    free = find_atoms(image, None, model, contrast=contrast, imaging=imaging, threads=threads)
     free_pts = free[["y_px", "x_px"]].to_numpy()
     r = 0.05 / ps
     return {
@@ -161,6 +161,7 @@ def sheet(rows: list[dict], out: Path, crop_px: int = 160) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="default", help="model name or card path")
     ap.add_argument(
         "--sheet", type=Path, default=None, help="contact sheet PNG of crops with points"
     )
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for path in files:
         try:
-            row = check(path, sizes.get(path.name), args.threads)
+            row = check(path, sizes.get(path.name), args.threads, args.model)
         except AtomsegError as exc:  # reported, and the panel goes on
             print(f"{path.name}: not checked ({exc})", flush=True)
             continue
