@@ -98,3 +98,5 @@ def test_bright_field_truth_holds_only_the_particles_the_image_shows():
     assert clear.hidden_particles <= 0.05 * shown_clear
     assert starved.hidden_particles > 0.8 * (shown_starved + starved.hidden_particles)
     assert np.array_equal(starved.mask, starved.instances > 0)
+    assert int(starved.all_instances.max()) == shown_starved + starved.hidden_particles
+    assert np.array_equal(starved.all_instances > 0, clear.all_instances > 0)

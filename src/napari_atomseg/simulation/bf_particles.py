@@ -120,6 +120,9 @@ class BFParticleResult:
     diameters_nm: np.ndarray
     #: particles left out of the truth because the image does not show them
     hidden_particles: int = 0
+    #: every particle the pixels hold, shown or hidden (int32, 1..N; what the shipped
+    #: bright-field model was trained on)
+    all_instances: np.ndarray | None = None
 
 
 def _wavelength_nm(energy_keV: float) -> float:
@@ -291,12 +294,11 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
         image = np.clip(np.rint(image), 0, 255)
 
     inside = _bin((owner > 0).astype(np.float32), factor)
-    instances = _majority_owner(owner, factor, inside >= 0.5)
+    every = _majority_owner(owner, factor, inside >= 0.5)
     noise_var = p.read_noise_e**2 + (counts_per_grey**2 / 12.0 if p.quantise else 0.0)
     bare_counts = np.maximum(bare * illumination, 0.0) * p.dose_e_per_px
-    shown = _visible_particles(expected, bare_counts, instances, noise_var)
-    hidden = int(instances.max()) - len(shown)
-    instances = _keep_labels(instances, shown)
+    shown = _visible_particles(expected, bare_counts, every, noise_var)
+    instances = _keep_labels(every, shown)
     return BFParticleResult(
         image=image.astype(np.float32),
         mask=instances > 0,
@@ -304,7 +306,8 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
         pixel_size_nm=float(p.pixel_size_nm),
         parameters=p,
         diameters_nm=diameters,
-        hidden_particles=hidden,
+        hidden_particles=int(every.max()) - len(shown),
+        all_instances=every,
     )
 
 
