@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -292,39 +291,18 @@ def _run_chunks(
         for a, b in chunks:
             yield simulate_chunk(path, a, b, seed, mix_dict, fft_workers=2)[0]
         return
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    cluster = None
-    if scheduler == "local":
-        n_workers = workers or max(1, os.cpu_count() or 1)
-        cluster = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
-    elif scheduler == "threads":
-        n_workers = workers or max(1, os.cpu_count() or 1)
-        cluster = LocalCluster(
-            n_workers=1, threads_per_worker=n_workers, processes=False, dashboard_address=None
-        )
-        client = Client(cluster)
-    elif scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
-        client = Client(scheduler)
-    else:
-        raise InputError(
-            f"scheduler: {scheduler!r} is not 'local', 'synchronous', 'threads' or a "
-            "dask scheduler address like tcp://host:8786"
-        )
-    try:
+    from .._batch import check_scheduler, dask_client
+
+    check_scheduler(scheduler, workers)
+    with dask_client(scheduler, workers) as client:
         futures = [
             client.submit(simulate_chunk, path, a, b, seed, mix_dict, 1, pure=False)
             for a, b in chunks
         ]
         for future in as_completed(futures):
             yield future.result()[0]
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --- reading -------------------------------------------------------------------------------------
