@@ -362,8 +362,27 @@ def _element_for(weight: float, atoms: int) -> str:
     return min(ELEMENTS, key=lambda e: abs(math.log(atomic_numbers[e] / z)))
 
 
+#: Draws of :func:`random_generic_lattice` before it gives up (a draw is redone when its
+#: cell comes out outside what :class:`GenericLattice` accepts: about 3 in 10,000).
+MAX_DRAWS = 100
+
+
 def random_generic_lattice(rng: np.random.Generator, ranges: GenericRanges) -> GenericLattice:
-    """One random generic crystal (see the module docstring)."""
+    """One random generic crystal (see the module docstring).
+
+    A draw whose cell :class:`GenericLattice` refuses (a cell over 5 nm when the sites of
+    an oblique cell lie close together) is redrawn, so a training run never stops on one;
+    the draws that were valid are unchanged.
+    """
+    for _ in range(MAX_DRAWS):
+        try:
+            return _draw_generic_lattice(rng, ranges)
+        except InputError:
+            continue
+    raise InputError(f"generic lattices: no valid lattice in {MAX_DRAWS} draws from {ranges}")
+
+
+def _draw_generic_lattice(rng: np.random.Generator, ranges: GenericRanges) -> GenericLattice:
     kinds = list(ranges.bravais)
     w = np.array([ranges.bravais[k] for k in kinds], dtype=float)
     kind = kinds[int(rng.choice(len(kinds), p=w / w.sum()))]
