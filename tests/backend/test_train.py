@@ -365,6 +365,11 @@ def test_cli_trains_from_a_yaml_file(tmp_path, capsys):
     assert card.training["steps"] == 3
     assert card.training["command"].startswith(f"napari-atomseg train {path} --steps 3")
     assert "model written" in capsys.readouterr().out
+    args = ["train", str(path), "--steps", "3", "--seed", "11", "--quiet"]
+    assert cli.main([*args, "--export-dir", str(tmp_path / "seeded")]) == 0
+    seeded = load_card(tmp_path / "seeded" / "blob.yaml")
+    assert seeded.training["seed"] == 11 and "--seed 11" in seeded.training["command"]
+    assert seeded.weights.sha256 != card.weights.sha256  # another seed, another model
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "x", "task": TASK, "steps": 2, "colour": 1}))
     assert cli.main(["train", str(bad)]) == 1

@@ -17,6 +17,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue from OUT_DIR/checkpoint.safetensors"
     )
     parser.add_argument("--steps", type=int, help="override the number of optimiser steps")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="override the config's seed (several seeds of one recipe show its spread)",
+    )
     parser.add_argument("--out", dest="out_dir", help="override out_dir (checkpoints, logs)")
     parser.add_argument(
         "--export-dir", help="where NAME.safetensors + NAME.yaml go (default: out_dir)"
@@ -43,6 +48,7 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--resume")
     for key in (
         "steps",
+        "seed",
         "out_dir",
         "export_dir",
         "device",
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             key: getattr(args, key)
             for key in (
                 "steps",
+                "seed",
                 "out_dir",
                 "export_dir",
                 "device",
