@@ -43,7 +43,7 @@ import numpy as np
 from .._validate import as_image2d
 from ..errors import InputError
 from .reflections import ZoneReflections, reflections_for, zone_prior
-from .spectrum import SpectrumPeak, lattice_peaks
+from .spectrum import SpectrumPeak, fold_angle_deg, lattice_peaks
 
 #: Layer-metadata key under which widgets keep an image's estimate.
 SCALE_METADATA_KEY = "atomseg_scale"
@@ -291,12 +291,6 @@ class _Hypothesis:
         return None if self.transform is None else np.asarray(self.transform).reshape(2, 2)
 
 
-def _fold_angle(a: float) -> float:
-    """An undirected angle difference folded to [0, 90] degrees."""
-    a = abs(a) % 180.0
-    return min(a, 180.0 - a)
-
-
 #: Only this many of the strongest explained spots enter the angle check (pairs grow
 #: quadratically; faint spots add little).
 N_ANGLE_SPOTS = 10
@@ -313,7 +307,7 @@ def _angle_consistency(
     for i in range(len(spots)):
         for j in range(i + 1, len(spots)):
             (pa, sa), (pb, sb) = spots[i], spots[j]
-            observed = _fold_angle(pa.angle_deg - pb.angle_deg)
+            observed = fold_angle_deg(pa.angle_deg - pb.angle_deg)
             diff = np.abs(angles[sa][:, None] - angles[sb][None, :]) % 180.0
             allowed = np.minimum(diff, 180.0 - diff)
             weight = pa.prominence * pb.prominence
@@ -547,7 +541,7 @@ def lattice_evidence(peaks: Sequence[SpectrumPeak]) -> tuple[list[SpectrumPeak],
     if any(p.ring for p in peaks) or not spots:
         return peaks, ""
     first = spots[0].angle_deg
-    if any(_fold_angle(p.angle_deg - first) > COLLINEAR_DEG for p in spots):
+    if any(fold_angle_deg(p.angle_deg - first) > COLLINEAR_DEG for p in spots):
         return peaks, ""
     strongest = max(spots, key=lambda p: p.prominence)
     if strongest.prominence >= MIN_LONE_SPOT_PROMINENCE:

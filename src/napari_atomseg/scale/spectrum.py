@@ -275,13 +275,19 @@ def closing_spots(spec: Spectrum) -> list[SpectrumPeak]:
 
 
 def _noncollinear_pairs(spots: list[SpectrumPeak]) -> list[tuple[int, int]]:
-    pairs = []
-    for i in range(len(spots)):
-        for j in range(i + 1, len(spots)):
-            d = abs(spots[i].angle_deg - spots[j].angle_deg) % 180.0
-            if min(d, 180.0 - d) > NONCOLLINEAR_DEG:
-                pairs.append((i, j))
-    return pairs
+    n = len(spots)
+    return [
+        (i, j)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if fold_angle_deg(spots[i].angle_deg - spots[j].angle_deg) > NONCOLLINEAR_DEG
+    ]
+
+
+def fold_angle_deg(a: float) -> float:
+    """An undirected angle difference folded to [0, 90] degrees."""
+    a = abs(a) % 180.0
+    return min(a, 180.0 - a)
 
 
 def lattice_peaks(image: np.ndarray) -> tuple[list[SpectrumPeak], Spectrum]:
