@@ -118,11 +118,14 @@ class BFParticleResult:
     pixel_size_nm: float
     parameters: BFParticleParameters
     diameters_nm: np.ndarray
-    #: particles left out of the truth because the image does not show them
-    hidden_particles: int = 0
     #: every particle the pixels hold, shown or hidden (int32, 1..N; what the shipped
     #: bright-field model was trained on)
-    all_instances: np.ndarray | None = None
+    all_instances: np.ndarray
+
+    @property
+    def hidden_particles(self) -> int:
+        """Particles left out of the truth because the image does not show them."""
+        return int(self.all_instances.max(initial=0)) - int(self.instances.max(initial=0))
 
 
 def _wavelength_nm(energy_keV: float) -> float:
@@ -256,8 +259,12 @@ def _bin(fine: np.ndarray, factor: int) -> np.ndarray:
     return fine[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3))
 
 
-def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
-    """Simulate one bright-field image of particles on carbon (deterministic given seed)."""
+def render_bf_particles(p: BFParticleParameters, visible_truth: bool = True) -> BFParticleResult:
+    """Simulate one bright-field image of particles on carbon (deterministic given seed).
+
+    ``visible_truth=False`` skips the visibility test (a second propagation and a filter
+    per particle size): the truth then holds every particle, as training uses it.
+    """
     from .detector import apply_mtf
 
     rng = np.random.default_rng(p.seed)
@@ -280,7 +287,6 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
     log_amp = -0.5 * (thick / p.mass_thickness_nm + extra + support / 400.0)
     transfer = _transfer(p, shape, fine_nm)
     intensity = _image_intensity(log_amp, phase, transfer, factor)
-    bare = _image_intensity(-0.5 * support / 400.0, support_phase, transfer, factor)
 
     illumination = _illumination(rng, p, (h, w))
     expected = np.maximum(intensity * illumination, 0.0) * p.dose_e_per_px
@@ -295,10 +301,12 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
 
     inside = _bin((owner > 0).astype(np.float32), factor)
     every = _majority_owner(owner, factor, inside >= 0.5)
-    noise_var = p.read_noise_e**2 + (counts_per_grey**2 / 12.0 if p.quantise else 0.0)
-    bare_counts = np.maximum(bare * illumination, 0.0) * p.dose_e_per_px
-    shown = _visible_particles(expected, bare_counts, every, noise_var)
-    instances = _keep_labels(every, shown)
+    instances = every
+    if visible_truth:
+        bare = _image_intensity(-0.5 * support / 400.0, support_phase, transfer, factor)
+        bare_counts = np.maximum(bare * illumination, 0.0) * p.dose_e_per_px
+        noise_var = p.read_noise_e**2 + (counts_per_grey**2 / 12.0 if p.quantise else 0.0)
+        instances = _keep_labels(every, _visible_particles(expected, bare_counts, every, noise_var))
     return BFParticleResult(
         image=image.astype(np.float32),
         mask=instances > 0,
@@ -306,7 +314,6 @@ def render_bf_particles(p: BFParticleParameters) -> BFParticleResult:
         pixel_size_nm=float(p.pixel_size_nm),
         parameters=p,
         diameters_nm=diameters,
-        hidden_particles=int(every.max()) - len(shown),
         all_instances=every,
     )
 
