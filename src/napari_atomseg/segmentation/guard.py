@@ -6,8 +6,8 @@
    spectrum, :mod:`napari_atomseg.scale.spectrum`, with the same rule the pixel-size
    estimate uses, or three weaker spots that close as lattice vectors do.) Without one,
    nothing can be crystal: every pixel the models call crystal is amorphous, and the
-   result says ``has_lattice=False`` -- an amorphous *support* (single atoms on carbon), not contamination on a crystal, so the main job
-   does not flag columns there.
+   result says ``has_lattice=False`` -- an amorphous *support* (single atoms on carbon),
+   not contamination on a crystal, so the main job does not flag columns there.
 2. **Do the U-Net and the Bragg filter disagree grossly?** With a lattice in view, when
    the U-Net calls at least :data:`GROSS_DISAGREEMENT` more of the image amorphous than
    the Bragg filter does, the crystal is one the network was not trained for (it has
