@@ -15,7 +15,7 @@ Parts (each prints a markdown table; everything is also written to OUT/results.j
   B-site displacement vector, with the unstrained cell as the reference for both.
 - ``images`` -- the same fields imaged by the project's simulator (SrTiO3 [001] HAADF,
   0.02 nm/px, 512^2 px, 3e4 e/A^2: moderate dose), columns found by today's
-  ``find_atoms(..., refine="gaussian")``, then analysed; Atomap gets the very same found
+  ``find_atoms(..., refine=REFINE)`` (``--refine``, default the finder's own), then analysed; Atomap gets the very same found
   positions, split into Sr and Ti by the ground truth (its advantage: ours finds the
   sublattices itself). Ours with one-cell (default) and two-cell neighbourhoods; also
   ours on the exact positions of the same image, which separates the finder's error from
@@ -55,6 +55,8 @@ from napari_atomseg.simulation.deformation import Deformation, perovskite_column
 A_NM = 0.3905
 PS = 0.02
 CELL = ((0.0, A_NM), (A_NM, 0.0))
+#: find_atoms' refine option for the images and real parts (None: the finder's default).
+REFINE: str | None = None
 STO_FILE = REPO.parent / "shared" / "data" / "formats" / "openNCEM" / "16_STOimage_1.ser"
 CASES = {
     "stretch x +3 %": Deformation(strain_xx=0.03),
@@ -208,6 +210,11 @@ def _match_truth(found_yx: np.ndarray, sim, d: Deformation, origin: np.ndarray):
     return matched, elements, eps, disp
 
 
+def _find(image: np.ndarray, pixel_size_nm: float) -> pd.DataFrame:
+    extra = {} if REFINE is None else {"refine": REFINE}
+    return find_atoms(image, pixel_size_nm, **extra)
+
+
 def part_images(atomap: str | None, seeds: int, dose: float) -> list[dict]:
     rows, jobs, keep = [], {}, {}
     origin = np.array([511 / 2, 511 / 2]) * PS
@@ -215,7 +222,7 @@ def part_images(atomap: str | None, seeds: int, dose: float) -> list[dict]:
         for seed in range(seeds):
             sim = _simulate(d, seed, dose)
             t0 = time.perf_counter()
-            found = find_atoms(sim.image, PS, refine="gaussian")
+            found = _find(sim.image, PS)
             find_s = time.perf_counter() - t0
             pos = found[["y_px", "x_px"]].to_numpy()
             matched, elements, eps, disp = _match_truth(pos, sim, d, origin)
@@ -263,7 +270,7 @@ def part_real(atomap: str | None) -> list[dict]:
         return []
     image, cal = read_image(STO_FILE)
     ps = cal.pixel_size_nm
-    found = find_atoms(image, ps, refine="gaussian")
+    found = _find(image, ps)
     spacing = float(np.median(found["nn_spacing_px"]))
     y, x = found["y_px"].to_numpy(), found["x_px"].to_numpy()
     h, w = image.shape
@@ -350,7 +357,11 @@ def main() -> None:
     parser.add_argument("--dose", type=float, default=3e4)
     parser.add_argument("--atomap", default="/work/venvs/atomap/bin/python")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lattice_bench")
+    parser.add_argument("--refine", choices=["gaussian", "com", "none"], default=None,
+                        help="find_atoms' refine for the images and real parts (default: its own)")  # fmt: skip
     args = parser.parse_args()
+    global REFINE
+    REFINE = args.refine
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     if "exact" in args.parts:

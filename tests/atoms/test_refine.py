@@ -197,3 +197,19 @@ def test_mixed_window_radii_fit_as_if_alone():
     groups = _radius_groups(radius)
     assert sorted(np.concatenate([g for g, _ in groups]).tolist()) == list(range(len(true)))
     assert [h for _, h in groups] == [3.6, 6.0]
+
+
+def test_batched_solve_matches_numpy_and_isolates_a_singular_system():
+    from napari_atomseg.atoms.refine import _normal_matrices, _solve_batched
+
+    rng = np.random.default_rng(5)
+    jac = rng.standard_normal((6, 7, 40)).astype(np.float32)
+    jtj = _normal_matrices(jac)
+    np.testing.assert_allclose(jtj, np.matmul(jac, jac.transpose(0, 2, 1)), rtol=1e-5, atol=1e-4)
+    lhs = jtj + np.eye(7)
+    lhs[3] = 0.0  # one degenerate column must not fail the others
+    rhs = rng.standard_normal((6, 7))
+    step = _solve_batched(lhs, rhs)
+    ok = np.arange(6) != 3
+    np.testing.assert_allclose(step[ok], np.linalg.solve(lhs[ok], rhs[ok][..., None])[..., 0])
+    assert np.isnan(step[3]).all()

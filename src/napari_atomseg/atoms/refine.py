@@ -6,8 +6,9 @@ together in chunks, so tens of thousands of columns per second on one core):
 - :func:`refine_center_of_mass` -- background-subtracted intensity centroid inside a disc,
   iterated; fast and robust, slightly biased towards the window centre by noise.
 - :func:`refine_gaussian` -- least-squares fit of an elliptical 2-D Gaussian plus a constant
-  background (7 parameters) in a disc around each column, by a batched Levenberg-Marquardt;
-  the precision tool for strain mapping (what Atomap does column by column).
+  background (7 parameters) in a disc around each column, by a batched Levenberg-Marquardt
+  (numpy for the model, torch for the thousands of 7 x 7 normal equations); the precision
+  tool for strain mapping (what Atomap does column by column).
 
 Each column's window is a disc of radius ``radius_px`` (scalar or per column, typically
 0.4-0.5 of the nearest-neighbour spacing so neighbours stay outside); pixels outside the
@@ -228,6 +229,26 @@ def _valid_params(p: np.ndarray, limit_px: float) -> np.ndarray:
         )
 
 
+def _normal_matrices(jac: np.ndarray) -> np.ndarray:
+    """``J @ J.T`` per column, float64: torch's batched matmul, 2-3x numpy's stacked one
+    on thousands of 7 x M matrices (docs/atoms.md, Speed)."""
+    import torch
+
+    j = torch.from_numpy(np.ascontiguousarray(jac))
+    return torch.bmm(j, j.transpose(1, 2)).numpy().astype(np.float64)
+
+
+def _solve_batched(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Solve every 7 x 7 system (torch's batched LU, 2-3x numpy's); a singular system's
+    step is NaN, which the parameter check then rejects, instead of failing the batch."""
+    import torch
+
+    sol, info = torch.linalg.solve_ex(torch.from_numpy(lhs), torch.from_numpy(rhs[..., None]))
+    step = sol.numpy()[..., 0]
+    step[info.numpy() != 0] = np.nan
+    return step
+
+
 def _fit_chunk(
     pt: Patches, p0: np.ndarray, isotropic: bool, max_iter: int, tol_px: float, limit_px: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -265,12 +286,12 @@ def _fit_chunk(
             j[:, 3] += j[:, 5]
             j[:, 4] = 0.0
             j[:, 5] = 0.0
-        jtj = np.matmul(j, j.transpose(0, 2, 1)).astype(np.float64)
+        jtj = _normal_matrices(j)
         jtr = np.einsum("npm,nm->np", j, res).astype(np.float64)
         diag = np.diagonal(jtj, axis1=1, axis2=2)
         # Frozen parameters have a zero row: a unit diagonal keeps the system regular.
         lhs = jtj + (lam[:, None] * diag + (diag <= 0))[:, :, None] * eye
-        step = np.linalg.solve(lhs, jtr[..., None])[..., 0]
+        step = _solve_batched(lhs, jtr)
         if isotropic:
             step[:, 5] = step[:, 3]
             step[:, 4] = 0.0
@@ -281,10 +302,12 @@ def _fit_chunk(
         res_t = (vals - f_t) * w
         cost_t = np.einsum("nm,nm->n", res_t, res_t, dtype=np.float64)
         better = valid & (cost_t <= cost)
-        p[better] = trial[better]
-        jac[better] = jac_t[better]
-        res[better] = res_t[better]
-        cost[better] = cost_t[better]
+        # Most steps are accepted: keep the trial arrays and copy the few rejected rows back.
+        worse = ~better
+        jac_t[worse] = jac[worse]
+        res_t[worse] = res[worse]
+        p, jac, res = np.where(better[:, None], trial, p), jac_t, res_t
+        cost = np.where(better, cost_t, cost)
         lam = np.where(better, np.maximum(lam / 3.0, 1e-9), lam * 4.0)
         iters[ids[live]] += 1
         small = better & (np.hypot(step[:, 1], step[:, 2]) < tol_px)
