@@ -106,3 +106,38 @@ def test_jump_threshold_crystal_and_amorphous():
     assert jump_threshold_px(scattered, 0.02, jump_threshold_nm=0.2)[0] == pytest.approx(10.0)
     with pytest.raises(InputError, match="support"):
         jump_threshold_px(lattice, 0.02, support="liquid")
+
+
+def test_peak_intensity_ranks_columns_and_holds_under_noise():
+    from napari_atomseg.track.detect import peak_intensity
+    from tests._synth import render_columns
+
+    centres = np.array([[20.0, 20.0], [20.0, 44.0], [44.0, 30.0]])
+    clean = render_columns((64, 64), centres, 2.0, amplitude=[4.0, 1.0, 1.0], background=1.0)
+    cols = pd.DataFrame({"y_px": centres[:, 0], "x_px": centres[:, 1]})
+    peak = peak_intensity(clean, cols, 0.02)
+    assert (peak >= 0).all()
+    assert peak[0] / peak[1] == pytest.approx(4.0, rel=0.15)  # height above the floor
+    assert peak[1] == pytest.approx(peak[2], rel=1e-6)
+    # Dark-contrast frames (columns dark) are inverted: the same ranking.
+    dark = peak_intensity(5.0 - clean, cols, 0.02, dark=True)
+    np.testing.assert_allclose(dark, peak, rtol=1e-5)
+    # Shot noise moves the brightness of one column by a fraction, frame after frame.
+    rng = np.random.default_rng(0)
+    values = [peak_intensity(rng.poisson(clean * 20) / 20.0, cols, 0.02)[0] for _ in range(20)]
+    assert np.ptp(np.log(values)) < 0.5
+    assert len(peak_intensity(clean, cols.iloc[:0], None)) == 0
+
+
+def test_a_hop_is_joined_when_the_fitted_integral_swings():
+    """At low dose a single atom's fitted integral jumps by e^3 between frames; the peak
+    brightness does not. Linked on the peak, the hopping atom stays one track."""
+    df = _lattice_movie()
+    atom = (df["truth"] == "atom").to_numpy()
+    swing = np.where(np.arange(len(df)) % 2 == 0, np.exp(3.0), np.exp(-1.0))
+    df["fitted"] = np.where(atom, 4.0 * swing, 1.0)
+    df["peak"] = np.where(atom, 4.0, 1.0)
+    on_peak = link(df, 20.0, gap_frames=3, brightness="peak")
+    on_fit = link(df, 20.0, gap_frames=3, brightness="fitted")
+    assert pd.Series(on_peak[atom]).nunique() == 1
+    assert pd.Series(on_fit[atom]).nunique() > 1

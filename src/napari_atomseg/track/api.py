@@ -148,7 +148,7 @@ def iter_track_stack(
         gap,
         linker=linker,
         coordinates=("y_corr_px", "x_corr_px"),
-        brightness="intensity",
+        brightness="peak_intensity",
     )
     tracks.insert(0, "track_id", ids)
     threshold, support = jump_threshold_px(
@@ -273,7 +273,7 @@ def _corrected(detections: pd.DataFrame, reg: Registration, frames: np.ndarray) 
 
 
 def _finish(tracks: pd.DataFrame, px: float | None, stack: Any) -> pd.DataFrame:
-    cols = ["track_id", "frame", "y_px", "x_px", "confidence", "intensity"]
+    cols = ["track_id", "frame", "y_px", "x_px", "confidence", "intensity", "peak_intensity"]
     cols += ["y_corr_px", "x_corr_px", "nn_spacing_px"]
     out = tracks[cols].reset_index(drop=True)
     if px is not None:
