@@ -141,3 +141,31 @@ def test_a_hop_is_joined_when_the_fitted_integral_swings():
     on_fit = link(df, 20.0, gap_frames=3, brightness="fitted")
     assert pd.Series(on_peak[atom]).nunique() == 1
     assert pd.Series(on_fit[atom]).nunique() > 1
+
+
+def test_still_segments_make_the_links_trackpy_makes():
+    """The first stage's own matching against trackpy.link with the same radius and no
+    memory: a jittered lattice with drop-outs, extra detections and crowded pairs."""
+    from napari_atomseg.track.linking import _trackpy, still_segments
+
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.arange(15) * 6.0, np.arange(15) * 6.0, indexing="ij"), -1)
+    grid = grid.reshape(-1, 2)
+    rows = []
+    for t in range(12):
+        keep = rng.random(len(grid)) > 0.05  # columns drop out of detection
+        pts = grid[keep] + rng.normal(0, 0.8, (keep.sum(), 2))
+        extra = rng.uniform(0, 84, (6, 2))  # spurious detections, some crowding a column
+        for y, x in np.r_[pts, extra]:
+            rows.append((t, y, x))
+    table = pd.DataFrame(rows, columns=["frame", "y", "x"])
+    table["row"] = np.arange(len(table))
+
+    def links(ids):
+        order = np.lexsort((table["frame"].to_numpy(), ids))
+        same = ids[order][1:] == ids[order][:-1]
+        return set(zip(order[:-1][same].tolist(), order[1:][same].tolist()))
+
+    ours = links(still_segments(table, 3.0))
+    assert len(ours) > 2000
+    assert ours == links(_trackpy(table, 3.0, 0))
