@@ -15,7 +15,8 @@ Parts (each prints a markdown table; everything is also written to OUT/results.j
   B-site displacement vector, with the unstrained cell as the reference for both.
 - ``images`` -- the same fields imaged by the project's simulator (SrTiO3 [001] HAADF,
   0.02 nm/px, 512^2 px, 3e4 e/A^2: moderate dose), columns found by today's
-  ``find_atoms(..., refine=REFINE)`` (``--refine``, default the finder's own), then analysed; Atomap gets the very same found
+  ``find_atoms`` (``--refine``: its sub-pixel refinement, default the finder's own), then
+  analysed; Atomap gets the very same found
   positions, split into Sr and Ti by the ground truth (its advantage: ours finds the
   sublattices itself). Ours with one-cell (default) and two-cell neighbourhoods; also
   ours on the exact positions of the same image, which separates the finder's error from
@@ -49,14 +50,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from napari_atomseg import analyse_lattice, find_atoms, read_image  # noqa: E402
+from napari_atomseg.atoms.options import REFINE_METHODS  # noqa: E402
 from napari_atomseg.simulation import SimulationParameters, simulate  # noqa: E402
 from napari_atomseg.simulation.deformation import Deformation, perovskite_columns  # noqa: E402
 
 A_NM = 0.3905
 PS = 0.02
 CELL = ((0.0, A_NM), (A_NM, 0.0))
-#: find_atoms' refine option for the images and real parts (None: the finder's default).
-REFINE: str | None = None
 STO_FILE = REPO.parent / "shared" / "data" / "formats" / "openNCEM" / "16_STOimage_1.ser"
 CASES = {
     "stretch x +3 %": Deformation(strain_xx=0.03),
@@ -210,19 +210,21 @@ def _match_truth(found_yx: np.ndarray, sim, d: Deformation, origin: np.ndarray):
     return matched, elements, eps, disp
 
 
-def _find(image: np.ndarray, pixel_size_nm: float) -> pd.DataFrame:
-    extra = {} if REFINE is None else {"refine": REFINE}
-    return find_atoms(image, pixel_size_nm, **extra)
+def _find(image: np.ndarray, pixel_size_nm: float, refine: str | None) -> pd.DataFrame:
+    """``find_atoms`` with ``refine`` (None: the finder's default)."""
+    return find_atoms(image, pixel_size_nm, **({} if refine is None else {"refine": refine}))
 
 
-def part_images(atomap: str | None, seeds: int, dose: float) -> list[dict]:
+def part_images(
+    atomap: str | None, seeds: int, dose: float, refine: str | None = None
+) -> list[dict]:
     rows, jobs, keep = [], {}, {}
     origin = np.array([511 / 2, 511 / 2]) * PS
     for i, (name, d) in enumerate(CASES.items()):
         for seed in range(seeds):
             sim = _simulate(d, seed, dose)
             t0 = time.perf_counter()
-            found = _find(sim.image, PS)
+            found = _find(sim.image, PS, refine)
             find_s = time.perf_counter() - t0
             pos = found[["y_px", "x_px"]].to_numpy()
             matched, elements, eps, disp = _match_truth(pos, sim, d, origin)
@@ -264,13 +266,13 @@ def part_images(atomap: str | None, seeds: int, dose: float) -> list[dict]:
     return rows
 
 
-def part_real(atomap: str | None) -> list[dict]:
+def part_real(atomap: str | None, refine: str | None = None) -> list[dict]:
     if not STO_FILE.exists():
         print(f"real: {STO_FILE} not found; skipped", file=sys.stderr)
         return []
     image, cal = read_image(STO_FILE)
     ps = cal.pixel_size_nm
-    found = _find(image, ps)
+    found = _find(image, ps, refine)
     spacing = float(np.median(found["nn_spacing_px"]))
     y, x = found["y_px"].to_numpy(), found["x_px"].to_numpy()
     h, w = image.shape
@@ -357,11 +359,9 @@ def main() -> None:
     parser.add_argument("--dose", type=float, default=3e4)
     parser.add_argument("--atomap", default="/work/venvs/atomap/bin/python")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "lattice_bench")
-    parser.add_argument("--refine", choices=["gaussian", "com", "none"], default=None,
+    parser.add_argument("--refine", choices=REFINE_METHODS, default=None,
                         help="find_atoms' refine for the images and real parts (default: its own)")  # fmt: skip
     args = parser.parse_args()
-    global REFINE
-    REFINE = args.refine
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
     if "exact" in args.parts:
@@ -371,13 +371,13 @@ def main() -> None:
               "ours_shear", "ours_rotation_deg", "ours_disp_pm", "atomap_disp_pm",
               "ours_seconds", "atomap_seconds"]))  # fmt: skip
     if "images" in args.parts:
-        results["images"] = part_images(args.atomap, args.seeds, args.dose)
+        results["images"] = part_images(args.atomap, args.seeds, args.dose, args.refine)
         print("\n## simulated images\n")
         print(_table(results["images"], ["case", "seed", "n_found", "ours_strain",
               "ours_strain_2cells", "atomap_strain", "exact_positions_strain", "ours_shear", "ours_disp_pm",
               "atomap_disp_pm", "exact_positions_disp_pm", "ours_coverage"]))  # fmt: skip
     if "real" in args.parts:
-        results["real"] = part_real(args.atomap)
+        results["real"] = part_real(args.atomap, args.refine)
         print("\n## real SrTiO3 (16_STOimage_1.ser)\n")
         print(_table(results["real"], ["setting", "strain_xx_std_all", "strain_xx_std_inner",
               "strain_yy_std_all", "strain_yy_std_inner", "strain_xy_std_inner",

@@ -17,8 +17,9 @@ import pandas as pd
 from .._progress import Progress, ProgressGenerator, drain
 from ..errors import InputError
 
-#: Columns of the finder's table kept for tracking (those present).
-KEPT_COLUMNS = ("y_px", "x_px", "confidence", "intensity", "nn_spacing_px")
+#: Columns of each frame's table kept for tracking (the finder's and ``peak_intensity``;
+#: missing ones are NaN).
+KEPT_COLUMNS = ("y_px", "x_px", "confidence", "intensity", "nn_spacing_px", "peak_intensity")
 #: Width of the smoothing behind each detection's ``peak_intensity``, nm (about a column's
 #: own width), and without a pixel size, px.
 PEAK_SMOOTHING_NM = 0.04
@@ -114,7 +115,7 @@ def peak_intensity(
 
 def _keep(df: pd.DataFrame, frame: int) -> pd.DataFrame:
     out = pd.DataFrame({"frame": np.full(len(df), frame, dtype=np.int64)})
-    for name in (*KEPT_COLUMNS, "peak_intensity"):
+    for name in KEPT_COLUMNS:
         values = df[name].to_numpy(np.float64) if name in df else np.full(len(df), np.nan)
         out[name] = values
     return out

@@ -6,9 +6,10 @@
   frame (:func:`still_segments`: a minimum-cost assignment within a few px, the links
   ``trackpy.link`` makes with that radius, 15-20x faster on lattice movies) -- after
   drift correction nearly every column sits still -- and the segments this leaves are
-  joined end to start by one global assignment, the gap-closing problem of Jaqaman et al. (Nat.
-  Methods 5, 695, 2008) as laptrack and TrackMate pose it (:func:`close_segments`):
-  an atom that hopped to a neighbouring site, a column that faded for a few frames;
+  joined end to start by one global assignment, the gap-closing problem of Jaqaman et
+  al. (Nat. Methods 5, 695, 2008) as laptrack and TrackMate pose it
+  (:func:`close_segments`): an atom that hopped to a neighbouring site, a column that
+  faded for a few frames;
 - ``"laptrack"``: the ``laptrack`` package alone (frame-to-frame assignment, then gap
   closing), with the longest allowed step as its cutoff;
 - ``"trackpy"``: ``trackpy.link`` alone, with ``memory`` for gaps.
@@ -68,9 +69,9 @@ def link(
     linker
         ``"two-stage"`` (default): every position is linked to the same place in the
         next frame (within ``still_distance_px``, :func:`still_segments`); the segments
-        this leaves are then
-        joined end to start -- an atom that moved, a column that faded for up to
-        ``gap_frames`` frames -- by one global assignment (:func:`close_segments`).
+        this leaves are then joined end to start -- an atom that moved, a column that
+        faded for up to ``gap_frames`` frames -- by one global assignment
+        (:func:`close_segments`).
         ``"laptrack"`` or ``"trackpy"``: one tracker alone, with ``max_distance_px`` as
         its search radius (compared in docs/tracking.md).
     still_distance_px
