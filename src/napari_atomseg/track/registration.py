@@ -8,15 +8,26 @@ How (:func:`iter_register`):
 1. every frame is mean-subtracted, tapered at its edges (Tukey window) and Fourier
    transformed; the normalised cross-power spectrum (phase correlation) is low-pass
    weighted, because at low dose the high frequencies are noise;
-2. *sequential pass*: the shift of frame ``t`` against the last reliable frame predicts
-   its drift; the peak of its correlation with frame 0 is then searched only near that
-   prediction (a lattice correlates with itself at every lattice vector: the nearest
-   peak is the right one, the highest may not be), then refined by plain
-   cross-correlation to ``1/upsample`` px (:func:`measure`). A frame whose correlation peak
-   stands out of the noise far less than the others' (beam blanked, torn, damaged) is
-   marked unreliable and skipped as a reference for the next one;
+2. *sequential pass*: the step of frame ``t`` from the last reliable frame. A lattice
+   correlates with itself at every lattice vector, so the correlation has near-equal
+   peaks at the true step plus any lattice vector, and neither the highest nor the
+   smallest is reliably right once steps exceed half a period. Every strong peak is a
+   candidate (:func:`_step_candidates`), placed precisely on the plain cross-correlation
+   (where the lattice dominates); the lattice cancels at every candidate, so what is not
+   periodic (single atoms, vacancies, fading columns, island edges) decides, by how well
+   the smoothed frames match after each step, weighed against a random-walk prior on the
+   step whose scale is learned from the steps so far (:class:`_StepCandidates`). When all
+   steps are known the choices are made again with the whole stack's scale
+   (:func:`_rechoose`). The step is then refined to ``1/upsample`` px (:func:`measure`).
+   A frame whose correlation peak stands out of the noise far less than the others'
+   (beam blanked, torn, damaged) is marked unreliable and skipped as a reference for
+   the next one;
 3. *refinement*: every frame is correlated again with the average of all reliable
-   frames aligned by pass 2 (far less noisy than frame 0), near its first estimate;
+   frames aligned by the sequential pass (far less noisy than frame 0), near its first
+   estimate. Reliability stays as the sequential pass judged it, frame against a like
+   frame: against the average, how far a peak stands out also depends on how much of
+   the field the average covers, and a frame measured right would lose its drift to
+   interpolation (in a random walk, off by several px);
 4. unreliable frames get their drift interpolated linearly in time from their
    neighbours, and ``warnings`` name them.
 
@@ -50,9 +61,16 @@ TAPER_FRACTION = 0.2
 #: Search radius (px) around the predicted drift in the sequential pass / refinement.
 SEARCH_RADIUS_PX = 4.0
 REFINE_RADIUS_PX = 2.0
-#: Frame-to-frame steps: a peak this close to the highest (fraction) counts as a rival,
-#: and the rival with the smallest shift is taken (see _smallest_strong_peak).
-ALIAS_MARGIN = 0.8
+#: Frame-to-frame steps (see _step_candidates): phase-correlation peaks at least this
+#: fraction of the highest are candidate steps, at most MAX_CANDIDATES of them, no farther
+#: than MAX_STEP_FRACTION of the frame's shorter side (the highest peak always counts).
+CANDIDATE_FRACTION = 0.5
+MAX_CANDIDATES = 12
+MAX_STEP_FRACTION = 0.3
+#: The two frames are compared after a Gaussian smoothing of this fraction of the shortest
+#: distance between two candidates (a lattice vector): about a column's width, which
+#: keeps single atoms and vacancies and averages the shot noise away.
+RESIDUAL_SMOOTH_FRACTION = 0.2
 #: A frame is unreliable when its peak-to-noise ratio is below this fraction of the
 #: median of the reliable frames, or below MIN_PEAK_TO_NOISE.
 RELIABLE_FRACTION = 0.35
@@ -177,32 +195,42 @@ def correlate(
 ) -> tuple[np.ndarray, float]:
     """Content shift of ``mov`` relative to ``ref`` and the peak's peak-to-noise ratio.
 
-    The peak is the correlation maximum within ``radius_px`` of ``near_px`` (anywhere
-    when None), refined by an upsampled DFT around it. ``whiten`` is the exponent of the
-    spectrum's normalisation: 1 = phase correlation, 0 = plain cross-correlation.
+    The peak is the correlation maximum within ``radius_px`` of ``near_px`` (the highest
+    anywhere when None), refined by an upsampled DFT around it. ``whiten`` is the
+    exponent of the spectrum's normalisation: 1 = phase correlation, 0 = plain
+    cross-correlation.
     """
     product = _cross_power(ref_ft, mov_ft, weight, whiten)
     corr = sfft.ifft2(product, workers=FFT_WORKERS).real
-    shape = corr.shape
     if near_px is None:
-        peak = _smallest_strong_peak(corr)
+        peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))
     else:
-        # Correlation index s is a shift of -s of the content (ref * conj(mov)).
-        target = -np.asarray(near_px, dtype=np.float64)
-        r = int(np.ceil(radius_px))
-        dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
-        cy = np.round(target[0]).astype(int) + dy
-        cx = np.round(target[1]).astype(int) + dx
-        inside = (cy - target[0]) ** 2 + (cx - target[1]) ** 2 <= radius_px**2
-        cy, cx = cy[inside], cx[inside]
-        values = corr[cy % shape[0], cx % shape[1]]
-        k = int(np.argmax(values))
-        peak = np.array([cy[k] % shape[0], cx[k] % shape[1]])
+        peak = _peak_index_near(corr, near_px, radius_px)
     quality = _peak_to_noise(corr, float(corr[peak[0], peak[1]]))
-    shift = _wrap(peak, shape).astype(np.float64)
+    return _content_step(corr, peak, upsample), quality
+
+
+def _peak_index_near(corr: np.ndarray, near_px: np.ndarray, radius_px: float) -> np.ndarray:
+    """Index of the highest value of ``corr`` whose content step is within ``radius_px``
+    of ``near_px`` (correlation index s is a shift of -s of the content, ref * conj(mov))."""
+    shape = corr.shape
+    target = -np.asarray(near_px, dtype=np.float64)
+    r = int(np.ceil(radius_px))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    cy = np.round(target[0]).astype(int) + dy
+    cx = np.round(target[1]).astype(int) + dx
+    inside = (cy - target[0]) ** 2 + (cx - target[1]) ** 2 <= radius_px**2
+    cy, cx = cy[inside], cx[inside]
+    k = int(np.argmax(corr[cy % shape[0], cx % shape[1]]))
+    return np.array([cy[k] % shape[0], cx[k] % shape[1]])
+
+
+def _content_step(corr: np.ndarray, peak: np.ndarray, upsample: int) -> np.ndarray:
+    """Content step of the correlation peak at index ``peak``, to ``1/upsample`` px."""
+    shift = _wrap(peak, corr.shape).astype(np.float64)
     if upsample > 1:
         shift = shift + _refine(corr, peak, upsample)
-    return -shift, quality
+    return -shift
 
 
 def measure(
@@ -227,24 +255,140 @@ def measure(
     return fine, quality
 
 
-def _smallest_strong_peak(corr: np.ndarray) -> np.ndarray:
-    """Index of the correlation peak with the smallest shift among those within
-    :data:`ALIAS_MARGIN` of the highest one.
+@dataclass
+class _StepCandidates:
+    """The content steps a frame may have taken from its reference frame, and what the
+    two frames say of each (see :func:`_step_candidates`)."""
 
-    A lattice correlates with itself at every lattice vector, and when little but the
-    lattice is in view (a small field, few defects, atoms that hopped) those peaks are
-    nearly equal: the smallest shift is then the likeliest step between two frames. A
-    clearly higher peak farther out still wins.
+    #: (K, 2) candidate steps (px, sub-pixel), the highest phase-correlation peak first.
+    steps_px: np.ndarray
+    #: (K,) log-likelihood of each step relative to the first (0 for the first).
+    evidence: np.ndarray
+
+    def choose(self, scale_px: float | None) -> int:
+        """Index of the likeliest step for a random-walk drift of per-axis scale
+        ``scale_px`` (None: half the shortest distance between two candidates, about
+        half a lattice vector): evidence plus the Gaussian log-prior, both relative to
+        the first candidate."""
+        if len(self.steps_px) == 1:
+            return 0
+        if scale_px is None:
+            scale_px = 0.5 * float(np.min(_pair_distances(self.steps_px)))
+        lengths2 = (self.steps_px**2).sum(axis=1)
+        prior = (lengths2[0] - lengths2) / (2 * scale_px**2)
+        return int(np.argmax(self.evidence + prior))
+
+
+def _step_candidates(
+    prev: np.ndarray, frame: np.ndarray, prev_ft: np.ndarray, ft: np.ndarray, weight: np.ndarray
+) -> _StepCandidates:
+    """The content steps ``frame`` may have taken from ``prev`` (their tapered spectra
+    ``prev_ft``, ``ft``), with the evidence for each.
+
+    A lattice correlates with itself at every lattice vector: each strong peak
+    (:func:`_candidate_steps`) is the true step plus some lattice vector, as far as the
+    correlation can tell, and is placed precisely on the plain cross-correlation (where
+    the lattice dominates). The periodic part of the two frames matches equally well at
+    all of them; what does not repeat (single atoms, vacancies, fading columns) matches
+    only at the true step. Each candidate is compared with the first over all the view
+    the two share (:func:`_log_likelihood_ratio`): a far candidate would shrink a view
+    common to all, and with it the evidence.
     """
-    from scipy import ndimage as ndi_
+    phase = sfft.ifft2(_cross_power(prev_ft, ft, weight, 1.0), workers=FFT_WORKERS).real
+    steps = _candidate_steps(phase)
+    if len(steps) == 1:
+        return _StepCandidates(steps, np.zeros(1))
+    plain = sfft.ifft2(_cross_power(prev_ft, ft, weight, 0.0), workers=FFT_WORKERS).real
+    steps = np.array([_peak_near(plain, s, 1.5, 10) for s in steps])
+    sigma = max(RESIDUAL_SMOOTH_FRACTION * float(np.min(_pair_distances(steps))), 0.5)
+    prev, frame = _smoothed(prev, sigma), _smoothed(frame, sigma)
+    evidence = [0.0] + [
+        _log_likelihood_ratio(prev, frame, np.array([steps[0], other]), sigma)
+        for other in steps[1:]
+    ]
+    return _StepCandidates(steps, np.array(evidence))
 
+
+def _log_likelihood_ratio(
+    prev: np.ndarray, frame: np.ndarray, steps_px: np.ndarray, sigma_px: float
+) -> float:
+    """Log-likelihood that ``steps_px[1]`` rather than ``steps_px[0]`` is the content step
+    of ``frame`` from ``prev`` (both smoothed by ``sigma_px``): the two mean squared
+    differences over the shared view (:func:`_residual_msd`) as Gaussian log-likelihoods
+    of one independent sample per smoothing area (4 pi sigma^2 px) whose variance is the
+    smaller of the two (the better step leaves noise and what really changed)."""
+    msd, view_px = _residual_msd(prev, frame, steps_px)
+    if view_px == 0:
+        return 0.0
+    samples = view_px / max(4 * np.pi * sigma_px**2, 1.0)
+    return float(samples * (msd[0] - msd[1]) / (2 * max(min(msd), 1e-30)))
+
+
+def _pair_distances(points: np.ndarray) -> np.ndarray:
+    """Distances between all pairs of ``points`` (K, 2), K >= 2."""
+    diff = points[:, None, :] - points[None, :, :]
+    d = np.hypot(diff[..., 0], diff[..., 1])
+    return d[np.triu_indices(len(points), 1)]
+
+
+def _candidate_steps(corr: np.ndarray) -> np.ndarray:
+    """(K, 2) content steps of the phase-correlation peaks that may be the true step,
+    highest first: local maxima at least :data:`CANDIDATE_FRACTION` of the highest,
+    within :data:`MAX_STEP_FRACTION` of the frame (the highest always)."""
     top = float(corr.max())
-    local = (corr == ndi_.maximum_filter(corr, size=5, mode="wrap")) & (corr >= ALIAS_MARGIN * top)
-    peaks = np.argwhere(local)
-    if len(peaks) <= 1:
-        return np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))
-    shifts = _wrap(peaks, corr.shape)
-    return peaks[int(np.argmin(np.hypot(shifts[:, 0], shifts[:, 1])))]
+    local = corr == ndi.maximum_filter(corr, size=5, mode="wrap")
+    peaks = np.argwhere(local & (corr >= CANDIDATE_FRACTION * top))
+    peaks = peaks[np.argsort(-corr[peaks[:, 0], peaks[:, 1]], kind="stable")]
+    steps = -_wrap(peaks, corr.shape).astype(np.float64)
+    near = np.hypot(steps[:, 0], steps[:, 1]) <= MAX_STEP_FRACTION * min(corr.shape)
+    near[0] = True
+    return steps[near][:MAX_CANDIDATES]
+
+
+def _peak_near(corr: np.ndarray, step_px: np.ndarray, radius_px: float, upsample: int):
+    """Content step of the highest peak of ``corr`` within ``radius_px`` of ``step_px``,
+    to ``1/upsample`` px."""
+    return _content_step(corr, _peak_index_near(corr, step_px, radius_px), upsample)
+
+
+def _smoothed(frame: np.ndarray, sigma_px: float) -> np.ndarray:
+    return ndi.gaussian_filter(_despike(np.asarray(frame, np.float32)), sigma_px)
+
+
+def _residual_msd(
+    prev: np.ndarray, frame: np.ndarray, steps_px: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Mean squared difference between ``prev`` and ``frame`` moved back by each step
+    (bilinear, sub-pixel; each side mean-subtracted), over the part of ``prev`` that every
+    step keeps in view (the same pixels for every step, so they compare), and the number
+    of pixels in that view (0 when there is none: the MSDs are then zeros)."""
+    h, w = prev.shape
+    whole = np.floor(steps_px).astype(int)
+    y0, y1 = max(0, -whole[:, 0].min()), min(h, h - whole[:, 0].max() - 1)
+    x0, x1 = max(0, -whole[:, 1].min()), min(w, w - whole[:, 1].max() - 1)
+    if y1 - y0 < 8 or x1 - x0 < 8:
+        return np.zeros(len(steps_px)), 0
+    ref = prev[y0:y1, x0:x1]
+    ref = ref - ref.mean()
+    msd = []
+    for step in steps_px:
+        moved = _window_moved_back(frame, (y0, y1, x0, x1), step)
+        diff = moved - moved.mean() - ref
+        msd.append(float(np.mean(diff * diff)))
+    return np.array(msd), ref.size
+
+
+def _window_moved_back(frame: np.ndarray, window: tuple[int, int, int, int], step_px):
+    """``frame`` sampled at ``window`` (y0, y1, x0, x1) + ``step_px``, bilinearly: the
+    window of a frame moved back by its content step (the window must stay inside)."""
+    y0, y1, x0, x1 = window
+    sy, sx = np.floor(step_px).astype(int)
+    fy, fx = np.asarray(step_px) - (sy, sx)
+    rows = [frame[y0 + sy + d : y1 + sy + d] for d in (0, 1)]
+    cols = [[r[:, x0 + sx + d : x1 + sx + d] for d in (0, 1)] for r in rows]
+    top = (1 - fx) * cols[0][0] + fx * cols[0][1]
+    bottom = (1 - fx) * cols[1][0] + fx * cols[1][1]
+    return (1 - fy) * top + fy * bottom
 
 
 def _refine(corr: np.ndarray, peak: np.ndarray, upsample: int) -> np.ndarray:
@@ -280,31 +424,83 @@ def _judge(quality: float, accepted: list[float]) -> bool:
     return len(accepted) < 3 or quality >= RELIABLE_FRACTION * float(np.median(accepted))
 
 
+def _step_scale(steps: list[np.ndarray]) -> float | None:
+    """Per-axis scale of a random-walk drift from the steps so far (px): the median
+    absolute step component / 0.6745 (a Gaussian's sigma; a step taken a lattice vector
+    wrong barely moves it), at least 0.5 px; None before the first step. A step after
+    unreliable frames spans several frame times and counts as one, which only widens it."""
+    if not steps:
+        return None
+    return max(float(np.median(np.abs(steps))) / 0.6745, 0.5)
+
+
 def _chain_pass(stack: Any, spectra: _Spectra, upsample: int):
     """Pass 1: frame-to-frame shifts, summed into a first drift (each frame against the
-    last reliable one, so a damaged frame breaks nothing), and their registered average."""
+    last reliable one, so a damaged frame breaks nothing), and their registered average.
+
+    Each step is chosen among a lattice's equivalent candidates with the drift's scale as
+    learned from the steps before it; once every step is known, the choices are made
+    again with the scale of the whole stack (:func:`_rechoose`): the first steps had no
+    history to go by."""
     n = len(stack)
     drift = np.zeros((n, 2))
     quality = np.zeros(n)
     reliable = np.ones(n, bool)
+    reference = np.zeros(n, int)  # the frame each step was measured from
+    candidates: dict[int, tuple[_StepCandidates, int]] = {}
     frames = _frames(stack)
-    prev_ft = spectra(next(frames))
-    prev_drift = np.zeros(2)
+    prev = next(frames)
+    prev_ft = spectra(prev)
     average_ft = prev_ft.copy()
+    r = 0
     accepted: list[float] = []
+    steps: list[np.ndarray] = []
     for t, frame in enumerate(frames, start=1):
-        coarse, _ = correlate(prev_ft, spectra(frame, prev_drift), spectra.weight, upsample=1)
-        ft = spectra(frame, prev_drift + coarse)
+        found = _step_candidates(prev, frame, prev_ft, spectra(frame, drift[r]), spectra.weight)
+        k = found.choose(_step_scale(steps))
+        coarse = np.round(found.steps_px[k])
+        ft = spectra(frame, drift[r] + coarse)
         step, quality[t] = measure(prev_ft, ft, spectra.weight, coarse, 1.5, upsample)
-        drift[t] = prev_drift + step
+        drift[t], reference[t], candidates[t] = drift[r] + step, r, (found, k)
         reliable[t] = _judge(quality[t], accepted)
         if reliable[t]:
             accepted.append(quality[t])
-            prev_ft, prev_drift = ft, drift[t]
+            steps.append(step)
+            prev, prev_ft, r = frame, ft, t
             average_ft += spectra.shifted_back(ft, drift[t])
         yield t
     quality[0] = float(np.median(accepted)) if accepted else np.inf
-    return drift, quality, reliable, average_ft
+    rechosen = _rechoose(drift, reference, candidates, _step_scale(steps))
+    if np.any(rechosen != drift):  # rare: read the stack again for a right average
+        average_ft = _average_ft(stack, spectra, rechosen, reliable)
+    return rechosen, quality, reliable, average_ft
+
+
+def _rechoose(drift, reference, candidates, scale_px: float | None) -> np.ndarray:
+    """``drift`` with every step re-chosen among its candidates for a drift of per-axis
+    scale ``scale_px``: a changed step moves its frame and every frame measured after it
+    by the difference between the two candidates."""
+    if scale_px is None:
+        return drift
+    offset = np.zeros_like(drift)
+    for t in range(1, len(drift)):
+        found, k = candidates[t]
+        offset[t] = offset[reference[t]]
+        best = found.choose(scale_px)
+        if best != k:
+            offset[t] += found.steps_px[best] - found.steps_px[k]
+    return drift + offset
+
+
+def _average_ft(stack: Any, spectra: _Spectra, drift: np.ndarray, reliable: np.ndarray):
+    """Sum of the spectra of the reliable frames, each tapered where its content sits and
+    moved back by its drift: the reference of pass 2."""
+    total = None
+    for t, frame in enumerate(_frames(stack)):
+        if reliable[t]:
+            moved = spectra.shifted_back(spectra(frame, drift[t]), drift[t])
+            total = moved if total is None else total + moved
+    return total
 
 
 def _refine_pass(stack: Any, spectra: _Spectra, average_ft: np.ndarray, first, upsample: int):
@@ -380,8 +576,6 @@ def iter_register(
     drift1, _quality1, reliable, average_ft = first
     refine = _refine_pass(stack, spectra, average_ft, drift1, upsample)
     drift, quality = yield from _counting(refine, n, total, "pass 2")
-    for t in np.flatnonzero(reliable):
-        reliable[t] = _judge(quality[t], list(quality[reliable]))
     drift = _interpolate_unreliable(drift, reliable)
     drift = drift - drift[0]
     warnings = []
