@@ -19,6 +19,11 @@ Sub-commands (each prints a table and writes JSON to --out):
   of 2 workers (one torch thread each), timed in the same run.
 - ``memory``: peak RSS of registering, averaging and tracking a stack of at least 2 GB
   read lazily from a TIFF, minus the RSS before it was opened.
+- ``registration``: the drift registration alone on many movies (``--set selection``,
+  the movies its rules were chosen on, or ``validation``, held out): 100 frames of 512^2
+  at both doses, 30 frames of 128^2 / 192^2 / 256^2 (1 nm drift, 1e4 e/A^2), and
+  8 frames of 160^2 (0.15 nm drift, three hopping atoms, 2e4 e/A^2); per movie the
+  drift RMS error, the frame-to-frame steps off by more than 3 px, and the seconds.
 
 Run heavy ones under ``flock /tmp/atomseg-heavy.lock`` with ``OMP_NUM_THREADS=2``.
 Movie seeds: 100+ for the reported numbers (accuracy: 101, 104 and 105 by default); the
@@ -263,9 +268,65 @@ def memory(args) -> dict:
     return out
 
 
+#: The registration's movie sets: (kind, seeds) with kind -> (frames, side px, drift nm,
+#: dose); ``selection`` holds the movies its rules were chosen on (session 6), the
+#: ``validation`` seeds were run once, after.
+REGISTRATION_KINDS = {
+    "512": (100, 512, 2.0, None),
+    "256": (30, 256, 1.0, 1e4),
+    "192": (30, 192, 1.0, 1e4),
+    "128": (30, 128, 1.0, 1e4),
+    "160-short": (8, 160, 0.15, 2e4),
+}
+REGISTRATION_SETS = {
+    "selection": {"512": (3, 101, 104, 105), "small": range(200, 208), "short": range(500, 508)},
+    "validation": {"512": (106, 107, 108, 109), "small": range(300, 308), "short": range(400, 408)},
+}
+
+
+def registration_movies(which: str):
+    """(name, MovieParameters) of one registration set."""
+    seeds = REGISTRATION_SETS[which]
+    for kind, (n, side, drift_nm, dose) in REGISTRATION_KINDS.items():
+        group = "512" if kind == "512" else ("short" if kind == "160-short" else "small")
+        for seed in seeds[group]:
+            for d in DOSES.values() if dose is None else (dose,):
+                mp = movie_parameters(seed, d, n, (side, side)).replace(drift_max_nm=drift_nm)
+                if kind == "160-short":
+                    mp = mp.replace(n_hopping_atoms=3, hop_probability=0.2, fade_frames=(2, 3))
+                yield f"{kind} seed {seed} dose {d:g}", kind, mp
+
+
+def registration(args) -> dict:
+    from napari_atomseg.track.registration import register
+
+    rows = []
+    for name, kind, mp in registration_movies(args.set):
+        plan, frames = render(mp)
+        t0 = time.perf_counter()
+        reg = register(as_stack(frames))
+        seconds = time.perf_counter() - t0
+        error = reg.drift_px - plan.drift_px
+        step_error = np.hypot(*np.diff(error, axis=0).T)
+        rms = drift_rms_px(reg.drift_px, plan.drift_px)
+        rows.append({"movie": name, "kind": kind, "drift_rms_px": rms,
+                     "steps_off": int((step_error > 3).sum()), "seconds": seconds})  # fmt: skip
+        print(f"{name:32s} drift RMS {rms:8.3f} px  steps off {rows[-1]['steps_off']}", flush=True)
+    table = pd.DataFrame(rows)
+    summary = table.groupby("kind", sort=False).agg(
+        movies=("movie", "size"),
+        within_0_2_px=("drift_rms_px", lambda r: int((r <= 0.2).sum())),
+        median_rms_px=("drift_rms_px", "median"),
+    )
+    print(summary.to_string())
+    return {"set": args.set, "rows": rows, "summary": summary.reset_index().to_dict("records")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["accuracy", "linkers", "average", "dask", "memory"])
+    parser.add_argument(
+        "what", choices=["accuracy", "linkers", "average", "dask", "memory", "registration"]
+    )
     parser.add_argument(
         "--seeds",
         type=int,
@@ -278,6 +339,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--big-frames", type=int, default=2000)
     parser.add_argument("--track-frames", type=int, default=100)
+    parser.add_argument("--set", choices=sorted(REGISTRATION_SETS), default="selection")
     parser.add_argument("--out", default="runs/tracking.json")
     args = parser.parse_args()
     if args.seeds is None:
@@ -288,6 +350,7 @@ def main() -> None:
         "average": average,
         "dask": dask_scaling,
         "memory": memory,
+        "registration": registration,
     }
     result = funcs[args.what](args)
     out = Path(args.out)
