@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import napari_atomseg
@@ -117,3 +118,36 @@ def test_register_stack_public(movie):
     drift, aligned = napari_atomseg.register_stack(movie.frames)
     assert drift.shape == (8, 2) and aligned.shape == movie.frames.shape
     assert np.sqrt(((drift - movie.drift_px) ** 2).sum(1).mean()) < 0.2
+
+
+def test_frames_found_at_once_give_the_one_thread_tables(movie):
+    """Two frames at once in threads (the default in this process) give exactly the
+    tables of one frame at a time with one torch thread, in frame order."""
+    from napari_atomseg._progress import drain
+    from napari_atomseg.io.stack import as_stack
+    from napari_atomseg.track.detect import iter_detect_frames
+
+    stack = as_stack(movie.frames[:5])
+    one = drain(iter_detect_frames(stack, 0.02, frame_workers=1, threads=1))
+    two = drain(iter_detect_frames(stack, 0.02, frame_workers=2))
+    assert list(two["frame"].unique()) == [0, 1, 2, 3, 4]
+    pd.testing.assert_frame_equal(one, two)
+    assert one.attrs["pixel_size_nm"] == two.attrs["pixel_size_nm"] == 0.02
+
+
+def test_frames_in_flight_stop_when_the_job_is_cancelled(movie):
+    """Closing the generator (a cancelled job) returns promptly: frames not started are
+    dropped, nothing keeps running in the background."""
+    import threading
+
+    from napari_atomseg.io.stack import as_stack
+    from napari_atomseg.track.detect import iter_detect_frames
+
+    gen = iter_detect_frames(as_stack(movie.frames), 0.02, frame_workers=2)
+    for progress in gen:
+        if progress.done >= 2:
+            break
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("atomseg-frames")]
+    with pytest.raises(InputError, match="frame_workers"):
+        next(iter_detect_frames(as_stack(movie.frames), 0.02, frame_workers=0))

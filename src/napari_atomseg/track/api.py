@@ -39,6 +39,20 @@ DEFAULT_MAX_JUMP_PX = 20.0
 DEFAULT_GAP_FRAMES = 5
 #: Frames per Dask task.
 DEFAULT_CHUNK_FRAMES = 10
+#: In this process, frames found at once (threads, one torch thread each): at most this
+#: many, and no more than the CPUs this process may use (:func:`default_frame_workers`).
+MAX_DEFAULT_FRAME_WORKERS = 2
+
+
+def default_frame_workers() -> int:
+    """Frames found at once in this process by default: the CPUs it may use (or
+    ``NAPARI_ATOMSEG_THREADS``), at most :data:`MAX_DEFAULT_FRAME_WORKERS` (each frame in
+    flight holds its working arrays)."""
+    from ..backend.device import default_num_threads
+
+    return max(1, min(default_num_threads(), MAX_DEFAULT_FRAME_WORKERS))
+
+
 #: Options of this module; everything else goes to the atom finder.
 TRACK_OPTIONS = (
     "frame_range",
@@ -54,6 +68,7 @@ TRACK_OPTIONS = (
     "workers",
     "chunk_frames",
     "threads_per_task",
+    "frame_workers",
     "model",
 )
 
@@ -212,7 +227,8 @@ def _detections(stack: Any, px: float | None, ours: dict[str, Any], find: dict[s
     model = ours.get("model", "default")
     scheduler = ours.get("scheduler")
     if scheduler in (None, "synchronous") and ours.get("threads_per_task") is None:
-        return (yield from iter_detect_frames(stack, px, model, **find))
+        workers = ours.get("frame_workers", default_frame_workers())
+        return (yield from iter_detect_frames(stack, px, model, workers, **find))
     from .. import _batch
 
     chunk = int(ours.get("chunk_frames", DEFAULT_CHUNK_FRAMES))
