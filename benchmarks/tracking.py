@@ -270,7 +270,7 @@ def memory(args) -> dict:
 
 #: The registration's movie sets: (kind, seeds) with kind -> (frames, side px, drift nm,
 #: dose); ``selection`` holds the movies its rules were chosen on (session 6), the
-#: ``validation`` seeds were run once, after.
+#: ``validation`` seeds were run once, after; ``validation2`` rejected one more rule.
 REGISTRATION_KINDS = {
     "512": (100, 512, 2.0, None),
     "256": (30, 256, 1.0, 1e4),
@@ -281,6 +281,7 @@ REGISTRATION_KINDS = {
 REGISTRATION_SETS = {
     "selection": {"512": (3, 101, 104, 105), "small": range(200, 208), "short": range(500, 508)},
     "validation": {"512": (106, 107, 108, 109), "small": range(300, 308), "short": range(400, 408)},
+    "validation2": {"512": (110, 111), "small": range(320, 328), "short": range(420, 436)},
 }
 
 
