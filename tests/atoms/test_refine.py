@@ -181,6 +181,33 @@ def test_many_columns_match_in_chunks():
     np.testing.assert_allclose(small.positions_px, full.positions_px, atol=1e-9)
 
 
+def test_fits_in_threads_give_the_one_thread_results():
+    """Chunks fitted in two threads (one torch thread each) give exactly what one thread
+    gives, mixed window radii included."""
+    import threading
+
+    true, clean, rng = _grid(n=12)
+    noisy = rng.poisson(clean).astype(np.float32)
+    radius = np.where(np.arange(len(true)) % 3 == 0, 4.0, 6.0)
+    one = refine_gaussian(noisy, np.rint(true), radius, threads=1)
+    seen: set[str] = set()
+    original = threading.Thread.run
+
+    def spy(self):
+        seen.add(self.name.split("_")[0])
+        return original(self)
+
+    threading.Thread.run = spy
+    try:
+        two = refine_gaussian(noisy, np.rint(true), radius, threads=2)
+    finally:
+        threading.Thread.run = original
+    assert "atomseg-fit" in seen  # the fits did run in the pool
+    np.testing.assert_array_equal(two.positions_px, one.positions_px)
+    np.testing.assert_array_equal(two.ok, one.ok)
+    np.testing.assert_array_equal(two.n_iter, one.n_iter)
+
+
 def test_mixed_window_radii_fit_as_if_alone():
     # Columns are batched by window radius, each batch's patches as wide as its widest
     # window: a wide window must not change the fit of the narrow ones, nor be cut.

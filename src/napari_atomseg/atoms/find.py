@@ -65,7 +65,12 @@ def heatmap_to_atoms(
     cand = find_candidates(result, post, opts.exclude_border_px, opts.imaging == "hrtem")
     nn = nearest_neighbour_distances_px(cand.positions_px)
     window = window_max_px(ps)
-    refined = refine_positions(result.image_bright, cand.positions_px, nn, window, post.refine)
+    from ..backend.device import default_num_threads
+
+    threads = opts.threads if opts.threads is not None else default_num_threads()
+    refined = refine_positions(
+        result.image_bright, cand.positions_px, nn, window, post.refine, threads
+    )
     df = atoms_table(refined, cand.confidence, cand.evidence, cand.height, ps, post.refine)
     df.attrs.update(
         {

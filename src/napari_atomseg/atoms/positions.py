@@ -42,6 +42,7 @@ def refine_positions(
     nn_px: np.ndarray,
     window: float,
     refine: str,
+    threads: int = 1,
 ) -> Refined:
     """Refine columns on the image (columns bright) in a disc of 0.4 x the nearest-neighbour
     distance (at most ``window``).
@@ -49,7 +50,8 @@ def refine_positions(
     ``refine``: ``"gaussian"`` (2-D elliptical Gaussian with a constant background, as
     Atomap fits), ``"com"`` (background-subtracted centre of mass, re-centred twice) or
     ``"none"`` (the network's peak as it is: fast, but it follows the lattice the network
-    expects). Each starts at the network's peak.
+    expects). Each starts at the network's peak. ``threads``: CPU threads for the
+    Gaussian fits (the same results for any number).
     """
     n = len(positions_px)
     start = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
@@ -68,7 +70,7 @@ def refine_positions(
     if refine == "com":
         com = refine_center_of_mass(image_bright, start, radius, n_iter=2)
         return Refined(com.positions_px, com.intensity, sigma_px, ok)
-    fit = refine_gaussian(image_bright, start, radius, sigma_px=radius / 2.5)
+    fit = refine_gaussian(image_bright, start, radius, sigma_px=radius / 2.5, threads=threads)
     # A failed fit keeps the start position; its intensity is the window's sum.
     intensity = fit.intensity.copy()
     failed = np.flatnonzero(~fit.ok)

@@ -97,8 +97,11 @@ def _radius_groups(radius_px: np.ndarray) -> list[tuple[np.ndarray, float]]:
     return [(idx, float(radius_px[idx].max())) for idx in groups]
 
 
-def _chunks(n: int, pixels_per_item: int):
+def _chunks(n: int, pixels_per_item: int, min_parts: int = 1):
+    """Slices of ``n`` items, each at most :data:`_CHUNK_PIXELS` patch pixels, and at
+    least ``min_parts`` of them (when there are that many items)."""
     step = max(1, _CHUNK_PIXELS // max(1, pixels_per_item))
+    step = max(1, min(step, -(-n // max(1, min_parts))))
     for start in range(0, n, step):
         yield slice(start, min(n, start + step))
 
@@ -319,6 +322,60 @@ def _fit_chunk(
     return p_out, converged, iters
 
 
+def _fit_part(
+    img: np.ndarray,
+    pos: np.ndarray,
+    rad: np.ndarray,
+    sig0: np.ndarray,
+    group_half: float,
+    elliptical: bool,
+    max_iter: int,
+    tol_px: float,
+    limit_px: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit one chunk of columns: (params in image units, converged, iterations)."""
+    pt = gather_patches(img, pos, rad, group_half)
+    bg0 = _window_percentile(pt, 10.0)
+    near = (pt.weight > 0) & (pt.dy**2 + pt.dx**2 <= 1.0)
+    peak0 = np.where(near, pt.values, -np.inf).max(axis=1)
+    amp0 = np.where(np.isfinite(peak0), peak0, bg0) - bg0
+    scale = np.maximum(amp0, 1e-6 * (np.abs(bg0) + 1.0))
+    # Fit in units of the column's own height above its background: the data are then
+    # O(1) whatever the detector's counts, and float32 arithmetic is accurate enough (and
+    # twice as fast as float64) for the model and normal equations.
+    norm = Patches(
+        ((pt.values - bg0[:, None]) / scale[:, None]).astype(np.float32),
+        pt.dy,
+        pt.dx,
+        pt.weight,
+    )
+    prec0 = 1.0 / sig0**2
+    zeros, ones = np.zeros(len(scale)), np.ones(len(scale))
+    p0 = np.stack([ones, zeros, zeros, prec0, zeros, prec0, zeros], axis=1)
+    p, c, it = _fit_chunk(norm, p0, not elliptical, max_iter, tol_px, limit_px)
+    p[:, 0] *= scale
+    p[:, 6] = p[:, 6] * scale + bg0
+    return p, c, it
+
+
+def _map_parts(fit, parts: list, threads: int):
+    """``fit`` over ``parts``: in this thread, or ``threads`` threads of one torch
+    thread each (the fits are half NumPy, which runs on one core; each column's fit does
+    not depend on the others of its chunk, so the results are the same)."""
+    if threads <= 1 or len(parts) <= 1:
+        return map(fit, parts)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..backend.device import torch_threads
+
+    def one_thread(part):
+        with torch_threads(1):
+            return fit(part)
+
+    with ThreadPoolExecutor(min(threads, len(parts)), thread_name_prefix="atomseg-fit") as pool:
+        return list(pool.map(one_thread, parts))
+
+
 def refine_gaussian(
     image: np.ndarray,
     positions_px: object,
@@ -327,6 +384,7 @@ def refine_gaussian(
     elliptical: bool = True,
     max_iter: int = 30,
     tol_px: float = 1e-3,
+    threads: int = 1,
 ) -> GaussianFitResult:
     """Fit a 2-D Gaussian plus constant background to each column (batched Levenberg-Marquardt).
 
@@ -345,6 +403,9 @@ def refine_gaussian(
         Fit an elliptical, rotated Gaussian (Atomap's model) rather than a round one.
     max_iter, tol_px
         Iteration cap, and convergence when the centre moves less than ``tol_px``.
+    threads
+        Chunks of columns fitted at once, in threads of one torch thread each (the same
+        results as one thread).
 
     Columns whose fit fails keep their input position (``ok`` False); nothing is dropped,
     so outputs align with inputs.
@@ -362,32 +423,19 @@ def refine_gaussian(
     params = np.full((n, 7), np.nan)
     conv = np.zeros(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
-    for idx, group_half in _radius_groups(rad):
-        m = int(np.pi * (group_half + 1) ** 2)
-        for part in _chunks(len(idx), m * 7):
-            sl = idx[part]
-            pt = gather_patches(img, pos[sl], rad[sl], group_half)
-            bg0 = _window_percentile(pt, 10.0)
-            near = (pt.weight > 0) & (pt.dy**2 + pt.dx**2 <= 1.0)
-            peak0 = np.where(near, pt.values, -np.inf).max(axis=1)
-            amp0 = np.where(np.isfinite(peak0), peak0, bg0) - bg0
-            scale = np.maximum(amp0, 1e-6 * (np.abs(bg0) + 1.0))
-            # Fit in units of the column's own height above its background: the data are
-            # then O(1) whatever the detector's counts, and float32 arithmetic is accurate
-            # enough (and twice as fast as float64) for the model and normal equations.
-            norm = Patches(
-                ((pt.values - bg0[:, None]) / scale[:, None]).astype(np.float32),
-                pt.dy,
-                pt.dx,
-                pt.weight,
-            )
-            prec0 = 1.0 / sig0[sl] ** 2
-            zeros, ones = np.zeros(len(scale)), np.ones(len(scale))
-            p0 = np.stack([ones, zeros, zeros, prec0, zeros, prec0, zeros], axis=1)
-            p, c, it = _fit_chunk(norm, p0, not elliptical, max_iter, tol_px, half + 1.0)
-            p[:, 0] *= scale
-            p[:, 6] = p[:, 6] * scale + bg0
-            params[sl], conv[sl], iters[sl] = p, c, it
+    parts = [
+        (idx[part], group_half)
+        for idx, group_half in _radius_groups(rad)
+        for part in _chunks(len(idx), int(np.pi * (group_half + 1) ** 2) * 7, threads)
+    ]
+
+    def fit(part: tuple[np.ndarray, float]) -> tuple[np.ndarray, ...]:
+        sl, group_half = part
+        return (sl, *_fit_part(img, pos[sl], rad[sl], sig0[sl], group_half, elliptical,
+                               max_iter, tol_px, half + 1.0))  # fmt: skip
+
+    for sl, p, c, it in _map_parts(fit, parts, threads):
+        params[sl], conv[sl], iters[sl] = p, c, it
 
     amp, dy0, dx0, a, b, c, bg = params.T
     det = a * c - b * b
