@@ -268,15 +268,17 @@ def memory(args) -> dict:
     return out
 
 
-#: The registration's movie sets: (kind, seeds) with kind -> (frames, side px, drift nm,
-#: dose); ``selection`` holds the movies its rules were chosen on (session 6), the
-#: ``validation`` seeds were run once, after; ``validation2`` rejected one more rule.
+#: The registration's movies: kind -> (seed group, frames, side px, drift nm, doses,
+#: other MovieParameters). Seed groups per set: ``selection`` holds the movies its rules
+#: were chosen on (session 6), the ``validation`` seeds were run once, after;
+#: ``validation2`` rejected one more rule.
+SHORT_MOVIE = {"n_hopping_atoms": 3, "hop_probability": 0.2, "fade_frames": (2, 3)}
 REGISTRATION_KINDS = {
-    "512": (100, 512, 2.0, None),
-    "256": (30, 256, 1.0, 1e4),
-    "192": (30, 192, 1.0, 1e4),
-    "128": (30, 128, 1.0, 1e4),
-    "160-short": (8, 160, 0.15, 2e4),
+    "512": ("512", 100, 512, 2.0, tuple(DOSES.values()), {}),
+    "256": ("small", 30, 256, 1.0, (1e4,), {}),
+    "192": ("small", 30, 192, 1.0, (1e4,), {}),
+    "128": ("small", 30, 128, 1.0, (1e4,), {}),
+    "160-short": ("short", 8, 160, 0.15, (2e4,), SHORT_MOVIE),
 }
 REGISTRATION_SETS = {
     "selection": {"512": (3, 101, 104, 105), "small": range(200, 208), "short": range(500, 508)},
@@ -286,16 +288,17 @@ REGISTRATION_SETS = {
 
 
 def registration_movies(which: str):
-    """(name, MovieParameters) of one registration set."""
+    """(name, kind, MovieParameters) of one registration set."""
     seeds = REGISTRATION_SETS[which]
-    for kind, (n, side, drift_nm, dose) in REGISTRATION_KINDS.items():
-        group = "512" if kind == "512" else ("short" if kind == "160-short" else "small")
+    for kind, (group, n, side, drift_nm, doses, extra) in REGISTRATION_KINDS.items():
         for seed in seeds[group]:
-            for d in DOSES.values() if dose is None else (dose,):
-                mp = movie_parameters(seed, d, n, (side, side)).replace(drift_max_nm=drift_nm)
-                if kind == "160-short":
-                    mp = mp.replace(n_hopping_atoms=3, hop_probability=0.2, fade_frames=(2, 3))
-                yield f"{kind} seed {seed} dose {d:g}", kind, mp
+            for dose in doses:
+                mp = movie_parameters(seed, dose, n, (side, side))
+                yield (
+                    f"{kind} seed {seed} dose {dose:g}",
+                    kind,
+                    mp.replace(drift_max_nm=drift_nm, **extra),
+                )
 
 
 def registration(args) -> dict:

@@ -431,8 +431,11 @@ def refine_gaussian(
 
     def fit(part: tuple[np.ndarray, float]) -> tuple[np.ndarray, ...]:
         sl, group_half = part
-        return (sl, *_fit_part(img, pos[sl], rad[sl], sig0[sl], group_half, elliptical,
-                               max_iter, tol_px, half + 1.0))  # fmt: skip
+        limit = half + 1.0
+        fitted = _fit_part(
+            img, pos[sl], rad[sl], sig0[sl], group_half, elliptical, max_iter, tol_px, limit
+        )
+        return (sl, *fitted)
 
     for sl, p, c, it in _map_parts(fit, parts, threads):
         params[sl], conv[sl], iters[sl] = p, c, it

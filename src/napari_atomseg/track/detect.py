@@ -24,6 +24,8 @@ KEPT_COLUMNS = ("y_px", "x_px", "confidence", "intensity", "nn_spacing_px", "pea
 #: own width), and without a pixel size, px.
 PEAK_SMOOTHING_NM = 0.04
 PEAK_SMOOTHING_PX = 2.0
+#: The first frame's finder settings reported in the table's ``attrs``.
+FIRST_FRAME_ATTRS = ("threshold", "threshold_from", "imaging")
 
 
 def _resolve(model: Any, device: Any = None) -> Any:
@@ -71,16 +73,18 @@ def iter_detect_frames(
     first_attrs: dict[str, Any] = {}
     px, estimated = pixel_size_nm, False
     found = _found_frames(stack, px, loaded, find_options, workers)
-    for i in range(n):
-        yield Progress(i, n, f"finding atoms: frame {int(frames[i])} ({i + 1}/{n})")
-        df = found.send(px) if i else next(found)
-        if i == 0:
-            px = df.attrs.get("pixel_size_nm") if px is None else px
-            estimated = bool(df.attrs.get("pixel_size_estimated"))
-            first_attrs = {k: df.attrs.get(k) for k in ("threshold", "threshold_from", "imaging")}
-        warnings += [f"frame {int(frames[i])}: {w}" for w in df.attrs.get("warnings", [])]
-        tables.append(_keep(df, int(frames[i])))
-    found.close()
+    try:
+        for i in range(n):
+            yield Progress(i, n, f"finding atoms: frame {int(frames[i])} ({i + 1}/{n})")
+            df = next(found)
+            if i == 0:
+                px = df.attrs.get("pixel_size_nm") if px is None else px
+                estimated = bool(df.attrs.get("pixel_size_estimated"))
+                first_attrs = {k: df.attrs.get(k) for k in FIRST_FRAME_ATTRS}
+            warnings += [f"frame {int(frames[i])}: {w}" for w in df.attrs.get("warnings", [])]
+            tables.append(_keep(df, int(frames[i])))
+    finally:
+        found.close()  # also when the job is cancelled: frames not started are dropped
     yield Progress(n, n, "atoms found on every frame")
     out = pd.concat(tables, ignore_index=True) if tables else _keep(pd.DataFrame(), 0)
     out.attrs.update(
@@ -109,18 +113,19 @@ def _find_frame(
 
 def _found_frames(stack: Any, px: float | None, loaded: Any, options: dict[str, Any], workers: int):
     """Frame tables in order: the first found alone (an uncalibrated stack's pixel size
-    comes from it and is sent back in), the rest ``workers`` at a time. Frames are read
-    here, in the calling thread (a file handle is not shared between threads). Closing
-    the generator cancels the frames not started (a cancelled job stops at the next
-    frame)."""
+    comes from it and serves every later frame), the rest ``workers`` at a time. Frames
+    are read here, in the calling thread (a file handle is not shared between threads).
+    Closing the generator cancels the frames not started."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    px = yield _find_frame(stack.frame(0), px, loaded, options)
+    first = _find_frame(stack.frame(0), px, loaded, options)
+    yield first
+    px = first.attrs.get("pixel_size_nm") if px is None else px
     n = len(stack)
     if workers == 1:
         for i in range(1, n):
-            px = yield _find_frame(stack.frame(i), px, loaded, options)
+            yield _find_frame(stack.frame(i), px, loaded, options)
         return
     pool = ThreadPoolExecutor(workers, thread_name_prefix="atomseg-frames")
     pending: deque = deque()

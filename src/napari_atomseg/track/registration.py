@@ -188,24 +188,22 @@ def correlate(
     ref_ft: np.ndarray,
     mov_ft: np.ndarray,
     weight: np.ndarray,
-    near_px: np.ndarray | None = None,
+    near_px: np.ndarray,
     radius_px: float = SEARCH_RADIUS_PX,
     upsample: int = DEFAULT_UPSAMPLE,
     whiten: float = 1.0,
 ) -> tuple[np.ndarray, float]:
     """Content shift of ``mov`` relative to ``ref`` and the peak's peak-to-noise ratio.
 
-    The peak is the correlation maximum within ``radius_px`` of ``near_px`` (the highest
-    anywhere when None), refined by an upsampled DFT around it. ``whiten`` is the
-    exponent of the spectrum's normalisation: 1 = phase correlation, 0 = plain
+    The peak is the correlation maximum within ``radius_px`` of ``near_px`` (a lattice
+    correlates with itself at every lattice vector: which peak is meant is chosen
+    before, :func:`_step_candidates`), refined by an upsampled DFT around it. ``whiten``
+    is the exponent of the spectrum's normalisation: 1 = phase correlation, 0 = plain
     cross-correlation.
     """
     product = _cross_power(ref_ft, mov_ft, weight, whiten)
     corr = sfft.ifft2(product, workers=FFT_WORKERS).real
-    if near_px is None:
-        peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape))
-    else:
-        peak = _peak_index_near(corr, near_px, radius_px)
+    peak = _peak_index_near(corr, near_px, radius_px)
     quality = _peak_to_noise(corr, float(corr[peak[0], peak[1]]))
     return _content_step(corr, peak, upsample), quality
 
@@ -237,7 +235,7 @@ def measure(
     ref_ft: np.ndarray,
     mov_ft: np.ndarray,
     weight: np.ndarray,
-    near_px: np.ndarray | None,
+    near_px: np.ndarray,
     radius_px: float,
     upsample: int,
 ) -> tuple[np.ndarray, float]:
