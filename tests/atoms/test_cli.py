@@ -339,3 +339,24 @@ def test_summary_records_the_threshold_and_contrast_per_file(tmp_path, capsys):
     again = pd.read_csv(out / SUMMARY_NAME)
     assert again["threshold"].tolist() == [0.3, 0.3]
     assert again["threshold_from"].tolist() == ["given", "given"]
+
+
+def test_material_pins_the_estimate_of_uncalibrated_files(folder, tmp_path, tiny_model, capsys):
+    """``--material`` reaches the pixel-size estimate (find_atoms' ``material``); a name
+    outside the catalogue is a usage error naming the flag."""
+    from napari_atomseg.backend import get_model
+    from napari_atomseg.backend.scale import estimate_pixel_size_nm
+
+    out = tmp_path / "out"
+    model = str(tiny_model.path)
+    args = [folder / "plain.tif", "--out", out, "--model", model, "--threshold", "0.05"]
+    code, err = _run([*args, "--material", "MoS2"], capsys)
+    assert code == 0, err
+    row = pd.read_csv(out / SUMMARY_NAME).iloc[0]
+    card = get_model(model).card
+    assert bool(row["pixel_size_estimated"])
+    assert row["pixel_size_nm"] == pytest.approx(estimate_pixel_size_nm(_image(3), card, "MoS2"))
+    direct = find_atoms(_image(3), None, model=model, threshold=0.05, material="MoS2")
+    assert direct.attrs["pixel_size_nm"] == pytest.approx(row["pixel_size_nm"])
+    code, err = _run([*args, "--material", "unobtainium", "--overwrite"], capsys)
+    assert code == 2 and "--material" in err and "graphene" in err

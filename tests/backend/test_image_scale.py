@@ -138,3 +138,30 @@ def test_real_srtio3_ser_file():
     assert estimate_image_scale(image, "SrTiO3").pixel_size_nm == pytest.approx(
         cal.pixel_size_nm, rel=0.04
     )
+
+
+def test_backend_passes_the_named_material_to_the_estimate():
+    from napari_atomseg.backend.cards import card_from_dict
+    from napari_atomseg.backend.scale import estimate_pixel_size_details
+    from tests._models import tiny_card_dict
+
+    sim = _sim(material="MoS2", mode="haadf", pixel_size_nm=0.014)
+    card = card_from_dict(tiny_card_dict())
+    px, scale = estimate_pixel_size_details(sim.image, card, material="MoS2")
+    assert scale.source == "material" and scale.material == "MoS2"
+    assert px == pytest.approx(0.014, rel=0.03)
+
+
+def test_real_mos2_haadf_is_pinned_by_naming_the_material():
+    """A hexagonal lattice fits graphene as well as MoS2: unnamed, the 60 kV MoS2 panel
+    image is taken for graphene (0.0099 against 0.0137 nm/px, measured 2026-12-08); named,
+    the estimate is MoS2's. The image's own {100} spots lie at 20.0-22.4 px periods
+    (scan distortion), so the estimate (0.0126 nm/px: 0.0122 along y, 0.0131 along x) is
+    as far from the stated 0.0137 as the image's directions are from each other."""
+    image = np.load(shared_path("real_panel", "01_mos2_haadf_60kV.npy"))
+    named = estimate_image_scale(image, "MoS2")
+    assert named.source == "material" and named.material == "MoS2"
+    assert named.pixel_size_nm == pytest.approx(0.013672, rel=0.1)
+    assert abs(np.log(named.pixel_size_nm / 0.013672)) < abs(
+        np.log(estimate_image_scale(image).pixel_size_nm / 0.013672)
+    )

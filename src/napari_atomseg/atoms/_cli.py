@@ -110,6 +110,7 @@ def _add_finder_arguments(parser: argparse.ArgumentParser) -> None:
         flag["views"], type=int, choices=VIEWS_CHOICES, default=None, help=option_help("views")
     )
     parser.add_argument(flag["device"], default=None, help=option_help("device"))
+    parser.add_argument(flag["material"], default=None, help=option_help("material"))
 
 
 def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Path], list[str]]:
@@ -180,6 +181,7 @@ CLI_OPTIONS = (
     "imaging",
     "views",
     "device",
+    "material",
 )
 
 

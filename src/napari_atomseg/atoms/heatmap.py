@@ -114,6 +114,7 @@ def iter_predict_heatmap(
     contrast: str = "auto",
     invert: bool | None = None,
     views: int = 1,
+    material: str | None = None,
 ) -> ProgressGenerator[HeatmapResult]:
     """Run the atom model on ``image``: a generator yielding Progress, returning a HeatmapResult.
 
@@ -140,6 +141,10 @@ def iter_predict_heatmap(
         Test-time augmentation: the network sees the image in this many orientations
         (1, 2, 4 or 8 of :data:`VIEWS`) and the heatmaps, turned back, are averaged.
         Costs ``views`` network passes.
+    material
+        Without a pixel size: the catalogue material whose lattice the image shows, so
+        that the estimate matches its spacings only (a hexagonal lattice is otherwise
+        as much graphene as MoS2). Ignored when ``pixel_size_nm`` is given.
 
     Yields
     ------
@@ -163,8 +168,10 @@ def iter_predict_heatmap(
         )
     _check_views(views)
     views = int(views)
+    backend = {"tile_px": tile_px, "overlap_px": overlap_px, "batch_size": batch_size}
+    backend |= {"threads": threads, "material": material}
     first, heat, timings = yield from _predict_views(
-        loaded, -img if inverted else img, px, views, tile_px, overlap_px, batch_size, threads
+        loaded, -img if inverted else img, px, views, backend
     )
     heat = heat / np.float32(views)
     return HeatmapResult(
@@ -185,12 +192,10 @@ def _predict_views(
     seen: np.ndarray,
     px: float | None,
     views: int,
-    tile_px: int | None,
-    overlap_px: int | None,
-    batch_size: int | None,
-    threads: int | None,
+    backend: dict[str, Any],
 ) -> ProgressGenerator[tuple[Any, np.ndarray, dict[str, float]]]:
-    """The first view's prediction and the summed heatmaps of all views."""
+    """The first view's prediction and the summed heatmaps of all views (``backend``: the
+    keyword arguments of :func:`napari_atomseg.backend.iter_predict`)."""
     from ..backend import iter_predict
 
     heat = None
@@ -198,15 +203,7 @@ def _predict_views(
     for k in range(views):
         forward, back = VIEWS[k]
         pred = yield from as_part(
-            iter_predict(
-                loaded,
-                np.ascontiguousarray(forward(seen)),
-                px,
-                tile_px=tile_px,
-                overlap_px=overlap_px,
-                batch_size=batch_size,
-                threads=threads,
-            ),
+            iter_predict(loaded, np.ascontiguousarray(forward(seen)), px, **backend),
             k,
             views,
             "view",

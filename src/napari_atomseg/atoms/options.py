@@ -105,6 +105,15 @@ class FinderOptions:
             "model card's, else 2)"
         ),
     )
+    material: str | None = field(
+        default=None,
+        metadata=_doc(
+            "without a pixel size: the catalogue material whose lattice the image shows "
+            "(e.g. MoS2), so the pixel-size estimate matches its spacings only -- a "
+            "hexagonal lattice fits graphene and MoS2 alike; ignored when the pixel size "
+            "is known"
+        ),
+    )
     exclude_border_px: int = field(
         default=0, metadata=_doc("drop columns closer than this to the edge, px")
     )
@@ -142,6 +151,10 @@ class FinderOptions:
         _check_choice("contrast", self.contrast, CONTRASTS)
         check_imaging(self.imaging)
         _check_views(self.views)
+        if self.material is not None:
+            from ..scale.reflections import reflections_for
+
+            reflections_for(self.material)  # an unknown name: InputError listing the catalogue
 
     @classmethod
     def from_kwargs(cls, options: FinderOptions | None = None, **kwargs: Any) -> FinderOptions:
@@ -169,6 +182,7 @@ class FinderOptions:
             "batch_size": self.batch_size,
             "threads": self.threads,
             "views": self.views,
+            "material": self.material,
         }
 
 

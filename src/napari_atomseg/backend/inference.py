@@ -122,6 +122,7 @@ def iter_predict(
     overlap_px: int | None = None,
     batch_size: int | None = None,
     threads: int | None = None,
+    material: str | None = None,
 ) -> ProgressGenerator[Prediction]:
     """Run ``model`` on ``image``; a generator yielding Progress and returning a Prediction.
 
@@ -143,6 +144,11 @@ def iter_predict(
         CPU threads torch may use while this runs (default
         :func:`~napari_atomseg.backend.device.default_num_threads`), set in the thread
         that runs the generator and restored afterwards.
+    material
+        When the pixel size is estimated: a catalogue material whose lattice spacings the
+        image shows (:func:`napari_atomseg.scale.estimate_image_scale`), which resolves
+        the ambiguity of lattices of one symmetry (any hexagonal lattice matches graphene
+        and MoS2 alike); ignored when ``pixel_size_nm`` is given.
 
     Yields
     ------
@@ -181,7 +187,7 @@ def iter_predict(
 
             yield Progress(0, 1, "estimating the pixel size")
             t = time.perf_counter()
-            px, scale = estimate_pixel_size_details(img, card)
+            px, scale = estimate_pixel_size_details(img, card, material)
             timings["estimate_s"] = time.perf_counter() - t
             estimated = True
         orig_shape = img.shape
@@ -282,7 +288,8 @@ def predict(
     pixel_size_nm
         nm per pixel; None estimates it when the model has a working pixel size.
     **kwargs
-        ``tile_px``, ``overlap_px``, ``batch_size``, ``threads`` (see :func:`iter_predict`).
+        ``tile_px``, ``overlap_px``, ``batch_size``, ``threads``, ``material`` (see
+        :func:`iter_predict`).
 
     Returns
     -------

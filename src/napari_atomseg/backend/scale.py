@@ -291,11 +291,14 @@ def estimate_scale(
     )
 
 
-def estimate_pixel_size_details(image: np.ndarray, card: ModelCard) -> tuple[float, object]:
+def estimate_pixel_size_details(
+    image: np.ndarray, card: ModelCard, material: str | None = None
+) -> tuple[float, object]:
     """``(pixel size nm/px for this model, the image's ImageScale)``.
 
     The pixel size is the image's one physical estimate
-    (:func:`napari_atomseg.scale.estimate_image_scale`, shared by every tool), clipped to
+    (:func:`napari_atomseg.scale.estimate_image_scale`, shared by every tool; ``material``
+    pins the lattice spacings to one catalogue material's), clipped to
     the card's ``pixel_size_range_nm``. When nothing in the image carries a length scale
     it is the card's working pixel size (the image is run as it is) and the estimate's
     warnings say so. :func:`estimate_scale` (the model-relative feature match) is kept
@@ -305,7 +308,7 @@ def estimate_pixel_size_details(image: np.ndarray, card: ModelCard) -> tuple[flo
 
     from ..scale import estimate_image_scale
 
-    scale = estimate_image_scale(image)
+    scale = estimate_image_scale(image, material)
     px = scale.pixel_size_nm
     if px is None:
         px = card.input.working_pixel_size_nm or 1.0
@@ -322,7 +325,9 @@ def estimate_pixel_size_details(image: np.ndarray, card: ModelCard) -> tuple[flo
     return px, scale
 
 
-def estimate_pixel_size_nm(image: np.ndarray, card: ModelCard) -> float:
+def estimate_pixel_size_nm(
+    image: np.ndarray, card: ModelCard, material: str | None = None
+) -> float:
     """Pixel size (nm/px) at which ``card``'s model runs on an uncalibrated ``image``.
 
     The image's one physical estimate, clipped to the card's range (see
@@ -334,10 +339,12 @@ def estimate_pixel_size_nm(image: np.ndarray, card: ModelCard) -> float:
         2-D array.
     card
         The model's card (its pixel-size range and working pixel size).
+    material
+        A catalogue material whose spacings the image's lattice has (None: any).
 
     Returns
     -------
     float
         nm/px; the card's working pixel size when the image carries no length scale.
     """
-    return float(estimate_pixel_size_details(image, card)[0])
+    return float(estimate_pixel_size_details(image, card, material)[0])
