@@ -114,3 +114,22 @@ def test_subtract_background_in_place_tiny_images_and_errors():
         subtract_background(np.ones((2, 4, 4)), 5.0)
     with pytest.raises(InputError, match="out must be float32"):
         subtract_background(img, 5.0, out=np.zeros((3, 3), np.float32))
+
+
+def test_stats_sample_is_a_regular_view_of_at_most_the_asked_size():
+    from napari_atomseg.backend.normalisation import stats_sample
+
+    img = np.arange(2048 * 2048, dtype=np.float32).reshape(2048, 2048)
+    small = np.ones((100, 100), np.float32)
+    assert stats_sample(small, 1 << 20) is small
+    grid = stats_sample(img, 1 << 20)
+    assert grid.shape == (1024, 1024) and np.shares_memory(grid, img)
+    assert grid[1, 1] == img[2, 2]
+    flat = stats_sample(img.ravel()[::3], 1000)
+    assert 0 < flat.size <= 1000
+    # A percentile of the sample is the image's within its granularity.
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(3000, 3000)).astype(np.float32)
+    assert np.percentile(stats_sample(noise, 1 << 20), 25) == pytest.approx(
+        np.percentile(noise, 25), abs=0.01
+    )

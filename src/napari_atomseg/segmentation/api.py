@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -103,6 +104,9 @@ _DEFAULT_PREPROCESS = {
     "particles": PreprocessOptions(flatfield_order=None),
 }
 #: Upper bounds of the clean-up in pixels (what clean_labels accepts).
+#: Threads that run the Bragg filter beside the U-Net (one per segment() running at once;
+#: created when first needed).
+_BESIDE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="atomseg-bragg")
 MAX_MIN_REGION_PX = 16384
 MAX_SMOOTH_PX = 100.0
 _BACKEND_OPTIONS = ("model", "device", "tile_px", "overlap_px", "batch_size")
@@ -305,18 +309,25 @@ def _check_method_options(
     return unet_opts
 
 
-def _unet_contamination(
-    pre_img: np.ndarray,
-    probabilities: np.ndarray,
-    unet_opts: UnetOptions,
-    bragg_opts: dict[str, Any],
-    fallback: bool,
-    lattice: bool,
-) -> tuple[np.ndarray, dict[str, Any], Any]:
-    """Labels of the U-Net/Bragg average, checked by the guard (see :mod:`.guard`)."""
+def _contamination_image_checks(
+    pre_img: np.ndarray, bragg_opts: dict[str, Any]
+) -> tuple[Any, Any, bool]:
+    """What the U-Net/Bragg average needs of the image besides the U-Net: the Bragg
+    filter's answer (with its parameters) and whether a lattice is in view."""
     # As in the cross-validation that chose it: no pixel size (lattice-relative).
     params = _bragg.with_options(None, **bragg_opts)
-    bres = _bragg.bragg_filter(pre_img, params)
+    return params, _bragg.bragg_filter(pre_img, params), lattice_in_view(pre_img)
+
+
+def _unet_contamination(
+    probabilities: np.ndarray,
+    unet_opts: UnetOptions,
+    checks: tuple[Any, Any, bool],
+    fallback: bool,
+) -> tuple[np.ndarray, dict[str, Any], Any]:
+    """Labels of the U-Net/Bragg average, checked by the guard (see :mod:`.guard`);
+    ``checks`` from :func:`_contamination_image_checks`."""
+    params, bres, lattice = checks
     if unet_opts.bragg_weight > 0:
         labels = unet_bragg_labels(
             probabilities, bragg_contamination_map(bres), unet_opts, FLAGGED_CLASS["contamination"]
@@ -398,6 +409,14 @@ def iter_segment(
         pre_img = preprocess(img, replace(pre, standardise=False))
         yield Progress(2, total, "U-Net")
         source = scale.source if scale is not None else ("user" if px is not None else None)
+        # The Bragg filter and the lattice check need only the image: they run in a thread
+        # beside the network (NumPy and scipy.fft release the GIL; the network's own
+        # resampling and stitching leave a core free), with the same results.
+        checks = (
+            _BESIDE.submit(_contamination_image_checks, pre_img, bragg_opts)
+            if task == "contamination"
+            else None
+        )
         run = yield from _unet.iter_unet(pre_img, px, task, scale_source=source, **backend_opts)
         probabilities = run.probabilities
         warnings += [w for w in run.warnings if w not in warnings]
@@ -410,9 +429,10 @@ def iter_segment(
         }
         if task == "contamination":
             yield Progress(3, total, "Bragg filter and checks")
-            has_lattice = lattice_in_view(pre_img)
+            image_checks = checks.result()
+            has_lattice = image_checks[2]
             labels, extra, report = _unet_contamination(
-                pre_img, probabilities, unet_opts, bragg_opts, method == "auto", has_lattice
+                probabilities, unet_opts, image_checks, method == "auto"
             )
             details.update(extra)
             warnings += report.warnings

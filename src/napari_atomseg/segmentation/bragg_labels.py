@@ -49,8 +49,14 @@ def _fringes(result: _bragg.BraggResult, clean: np.ndarray, vacuum_fraction: flo
     """Where the Bragg filter sees lattice fringes: fringe strength >= ``vacuum_fraction`` x
     the "full lattice" level (its 90th percentile over the ``clean`` pixels). Vacuum is
     what lies below it (and has no residual either)."""
+    from ..backend.normalisation import stats_sample
+    from .preprocess import STATS_MAX_VALUES
+
     lattice = result.lattice_amplitude
-    reference = float(np.percentile(lattice[clean], 90))
+    sample = stats_sample(lattice, STATS_MAX_VALUES)[stats_sample(clean, STATS_MAX_VALUES)]
+    if not sample.size:  # every clean pixel fell between the sample's grid points
+        sample = lattice[clean]
+    reference = float(np.percentile(sample, 90))
     return lattice >= vacuum_fraction * reference
 
 

@@ -22,7 +22,12 @@ from numpy.polynomial import legendre
 from scipy import ndimage as ndi
 
 from .._validate import as_image2d, check_range
+from ..backend.normalisation import stats_sample
 from ..errors import InputError
+
+#: Image statistics of the segmentation (noise levels, thresholds) are taken on at most
+#: this many pixels (:func:`~napari_atomseg.backend.normalisation.stats_sample`).
+STATS_MAX_VALUES = 1 << 20
 
 #: The surface is fitted on a block-averaged copy at most this many pixels on a side:
 #: a low-order polynomial needs few samples, and this keeps a 4096^2 fit under ~50 ms.
@@ -169,7 +174,8 @@ def remove_spikes(
     size_px = int(check_range(size_px, 1, 31, "median size_px"))
     med = _median3(img) if size_px == 3 else ndi.median_filter(img, size=size_px, mode="mirror")
     diff = img - med
-    absdev = np.abs(diff - np.median(diff))
+    sample = stats_sample(diff, STATS_MAX_VALUES)
+    absdev = np.abs(sample - np.median(sample))
     sigma = _MAD_TO_SIGMA * float(np.median(absdev, overwrite_input=True))
     if sigma == 0.0:
         # Piecewise-constant images (masks, synthetic step images): fall back to the std.
