@@ -277,3 +277,16 @@ def test_unet_vacuum_needs_no_lattice():
     assert (fixed[hole] == 2).mean() > 0.6  # the hole stays vacuum
     # No vacuum rule (vacuum_fraction None): unchanged.
     np.testing.assert_array_equal(_vacuum_needs_no_lattice(labels, bres, None), labels)
+
+
+def test_an_image_with_no_length_scale_is_segmented_at_the_models_sampling():
+    """Nothing in this image carries a length scale (no lattice, no features the estimate
+    can measure), so the pixel size stays unknown: the U-Net runs at its working sampling
+    and the clean-up (lengths in nm) uses that sampling too, instead of refusing."""
+    from napari_atomseg.scale import estimate_image_scale
+
+    img = np.random.default_rng(0).random((128, 96))  # white noise: no feature width either
+    assert estimate_image_scale(img).pixel_size_nm is None
+    res = segment(img, None)
+    assert res.pixel_size_nm is None and res.labels.shape == img.shape
+    assert any("working sampling" in w for w in res.warnings)

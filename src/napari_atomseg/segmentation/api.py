@@ -393,6 +393,9 @@ def iter_segment(
     has_lattice: bool | None = None
     probabilities = None
     method_used = method
+    # Clean-up lengths in nm need a pixel size: without one (nothing in the image carries a
+    # length scale), the one the U-Net was run at (its working sampling; its warning says so).
+    cleanup_px_nm = px
     if kind == "bragg":
         params = _bragg.with_options(None, **bragg_opts)
         pre_img = preprocess(img, pre)
@@ -420,6 +423,8 @@ def iter_segment(
         run = yield from _unet.iter_unet(pre_img, px, task, scale_source=source, **backend_opts)
         probabilities = run.probabilities
         warnings += [w for w in run.warnings if w not in warnings]
+        if cleanup_px_nm is None:
+            cleanup_px_nm = run.pixel_size_nm
         period_px = math.nan
         details = {
             "model": run.model_name,
@@ -446,7 +451,7 @@ def iter_segment(
         else:
             labels = np.argmax(probabilities, axis=0).astype(np.uint8)
     yield Progress(4, total, "clean-up")
-    sigma_px, min_area_px = _cleanup_px(cleanup, px, period_px)
+    sigma_px, min_area_px = _cleanup_px(cleanup, cleanup_px_nm, period_px)
     # A lattice-relative size on an image whose "period" is spurious (no real lattice)
     # can exceed the image: never absorb more than a sixteenth of it.
     min_area_px = min(min_area_px, MAX_MIN_REGION_PX, labels.size // 16)
