@@ -210,3 +210,17 @@ def test_track_cli_errors(tmp_path, capsys):
     assert main(["track", str(tmp_path / "nothing.tif"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["track", str(tmp_path), "--out", str(tmp_path / "o"), "--scheduler", "moon"]) == 2
+    assert main(["track", str(tmp_path), "--out", str(tmp_path / "o"), "--material", "cheese"]) == 2
+    assert "--material" in capsys.readouterr().err
+
+
+def test_track_cli_passes_the_material_to_the_finder():
+    import argparse
+
+    from napari_atomseg.track._cli import _options, configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["stack.tif", "--out", "o", "--material", "MoS2"])
+    assert _options(args)["material"] == "MoS2"
+    assert "material" not in _options(parser.parse_args(["stack.tif", "--out", "o"]))

@@ -62,6 +62,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pixel-size-nm", type=float, default=None, help="override the files' pixel size"
     )
+    parser.add_argument(
+        "--material",
+        default=None,
+        help="uncalibrated stacks: the catalogue material the frames show (e.g. MoS2), so the "
+        "pixel-size estimate matches its spacings only",
+    )
     parser.add_argument("--model", default="default", help="atoms model name or card path")
     parser.add_argument(
         "--threshold", type=float, default=None, help="atom finder threshold, 0-1 (default: auto)"
@@ -111,7 +117,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "chunk_frames": args.chunk_frames,
         "threads_per_task": args.threads,
     }
-    for key in ("threshold", "max_jump_nm", "gap_frames", "jump_threshold_nm"):
+    for key in ("threshold", "max_jump_nm", "gap_frames", "jump_threshold_nm", "material"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -198,6 +204,13 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--pixel-size-nm: {args.pixel_size_nm} must be > 0")
         if args.threshold is not None and not 0 <= args.threshold <= 1:
             raise InputError(f"--threshold: {args.threshold} must be within 0-1")
+        if args.material is not None:
+            from ..scale.reflections import reflections_for
+
+            try:
+                reflections_for(args.material)
+            except InputError as exc:
+                raise InputError(f"--{exc}") from None
         files = [Path(p) for p in args.inputs]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
