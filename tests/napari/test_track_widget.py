@@ -59,3 +59,27 @@ def test_track_widget_refuses_a_single_image(make_napari_viewer, qtbot, movie):
     widget = TrackAtomsWidget(viewer)
     widget.run()
     assert "3-D stack" in widget.panel.status.value
+
+
+def test_an_uncalibrated_movie_uses_the_layers_shared_estimate(make_napari_viewer, qtbot, movie):
+    """No calibration: the widget takes the layer's one pixel-size estimate (made on the
+    first frame and kept in its metadata, as Find atoms and Segment regions do); a value
+    typed into the panel replaces it for every widget."""
+    from napari_atomseg.scale import SCALE_METADATA_KEY
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(movie.frames, name="raw movie")
+    widget = TrackAtomsWidget(viewer)
+    widget.image.value = image
+    # A hexagonal lattice fits graphene as well as MoS2: the material pins the estimate.
+    widget.scale.material.value = "MoS2"
+    widget.frame_range.value = "0:3"
+    widget.run()
+    _wait(qtbot, widget)
+    stored = image.metadata[SCALE_METADATA_KEY]
+    assert stored["material"] == "MoS2"
+    assert stored["pixel_size_nm"] == pytest.approx(0.02, rel=0.05)
+    assert "raw movie tracks" in viewer.layers
+    widget.scale.value.value = 0.025  # the user's value, kept with the layer
+    assert image.metadata[SCALE_METADATA_KEY]["pixel_size_nm"] == pytest.approx(0.025)
+    assert image.metadata[SCALE_METADATA_KEY]["source"] == "user"

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 from napari_atomseg.errors import InputError
 
 from ..image_source import layer_pixel_size_nm
-from ._common import layer_combo
+from ..scale_panel import ScalePanel
+from ._common import Fold, layer_combo
 from ._runner import RunPanel
 from ._viewer import add_or_update
 
@@ -46,8 +47,12 @@ class TrackAtomsWidget(Container):
         self.image = layer_combo(viewer, "image", "movie")
         self.pixel_size_nm = FloatSpinBox(
             value=0.0, min=0.0, max=100.0, step=0.001, label="pixel size (nm)",
-            tooltip="0 = the layer's calibration, or estimated on the first frame",
+            tooltip="0 = the layer's calibration, or the shared estimate (below) of an "
+            "uncalibrated movie, made on its first frame",
         )  # fmt: skip
+        # The same estimate, kept with the layer, as Find atoms and Segment regions use.
+        self.scale = ScalePanel(self.image)
+        self.scale_fold = Fold("pixel-size estimate", [self.scale])
         self.frame_range = LineEdit(
             value="", label="frames", tooltip="A:B (frame numbers of the layer); empty = all"
         )
@@ -72,6 +77,8 @@ class TrackAtomsWidget(Container):
             widgets=[
                 self.image,
                 self.pixel_size_nm,
+                self.scale_fold,
+                self.scale,
                 self.frame_range,
                 self.max_jump_nm,
                 self.gap_frames,
@@ -114,6 +121,8 @@ class TrackAtomsWidget(Container):
             )
             return
         px = float(self.pixel_size_nm.value) or layer_pixel_size_nm(layer)
+        if not px:
+            px = self.scale.pixel_size_for(layer)[0]
         cal = Calibration.from_pixel_size_nm(px, ndim=3) if px else None
         stack = as_stack(layer.data, cal, name=layer.name)
         self.panel.start(
