@@ -137,10 +137,13 @@ def test_bright_field_survey_particles_without_a_pixel_size():
 
 
 @pytest.mark.parametrize(("task", "px"), [("contamination", 0.005), ("contamination", 0.2),
-                                          ("particles", 0.005), ("particles", 0.2),
+                                          ("contamination", 0.25), ("particles", 0.005),
+                                          ("particles", 0.2), ("particles", 0.4),
                                           ("particles", 2.0)])  # fmt: skip
 def test_ordinary_pixel_sizes_are_accepted(task, px):
-    """Issue 19: 0.005-0.2 nm/px is ordinary sampling (2 nm/px for particle surveys)."""
+    """Issue 19: 0.005-0.2 nm/px is ordinary sampling (2 nm/px for particle surveys); the
+    cards' own upper limits (0.25 and 0.4 nm/px, 5x their working sampling) hold too --
+    0.25 was refused by the 4x up-sampling cap until the cap followed the card."""
     rng = np.random.default_rng(0)
     image = rng.normal(100.0, 10.0, (256, 256)).astype(np.float32)
     res = segment(image, px, task=task)

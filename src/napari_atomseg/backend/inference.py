@@ -41,7 +41,7 @@ from ..errors import InputError
 from .cards import ModelCard
 from .device import torch_threads
 from .registry import LoadedModel, get_model
-from .sampling import resample, resampled_shape
+from .sampling import MAX_UPSAMPLE, resample, resampled_shape
 from .tiling import pad_image, plan_tiles, tile_weight, weight_sums
 
 
@@ -111,6 +111,14 @@ def check_pixel_size_for_model(pixel_size_nm: float, card: ModelCard) -> None:
             f"supports ({rng[0]:g}-{rng[1]:g} nm/px); check the calibration, or bin/crop "
             "the image, or choose another model"
         )
+
+
+def _max_upsample(card: ModelCard) -> float:
+    """The up-sampling the card's pixel-size range implies (at least :data:`MAX_UPSAMPLE`)."""
+    rng, work = card.input.pixel_size_range_nm, card.input.working_pixel_size_nm
+    if rng is None or not work:
+        return MAX_UPSAMPLE
+    return max(MAX_UPSAMPLE, float(rng[1]) / float(work) * (1.0 + 1e-9))
 
 
 def iter_predict(
@@ -201,7 +209,9 @@ def iter_predict(
         t = time.perf_counter()
         if resampled:
             yield Progress(0, total, f"resampling {px:.4g} -> {work:.4g} nm/px")
-            img = resample(img, px, work)  # the float32 copy of the input is freed here
+            # The card's range is the contract: a model that supports pixel sizes up to
+            # k x its working one is up-sampled up to k x (never less than MAX_UPSAMPLE).
+            img = resample(img, px, work, max_upsample=_max_upsample(card))
         timings["resample_s"] = time.perf_counter() - t
         t = time.perf_counter()
         # ``img`` is this function's own float32 array: prepare it in place.
