@@ -47,7 +47,11 @@ def image_and_truth(dose: float, px: float, seed: int) -> tuple[np.ndarray, np.n
     inner = (c.y_px >= BORDER_PX) & (c.x_px >= BORDER_PX)
     inner &= (c.y_px < SHAPE[0] - BORDER_PX) & (c.x_px < SHAPE[1] - BORDER_PX)
     c = c[inner]
-    return np.asarray(sim.image, np.float32), c[["y_px", "x_px"]].to_numpy(), float(c.visible.mean())
+    return (
+        np.asarray(sim.image, np.float32),
+        c[["y_px", "x_px"]].to_numpy(),
+        float(c.visible.mean()),
+    )
 
 
 def inner(points: np.ndarray) -> np.ndarray:
@@ -58,7 +62,9 @@ def inner(points: np.ndarray) -> np.ndarray:
 
 def blobs(image: np.ndarray, px: float, threshold: float) -> np.ndarray:
     img = (image - image.min()) / max(float(np.ptp(image)), 1e-12)
-    found = blob_log(img, min_sigma=0.03 / px, max_sigma=0.08 / px, num_sigma=5, threshold=threshold)
+    found = blob_log(
+        img, min_sigma=0.03 / px, max_sigma=0.08 / px, num_sigma=5, threshold=threshold
+    )
     return inner(found[:, :2])
 
 

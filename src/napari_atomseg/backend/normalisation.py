@@ -38,9 +38,6 @@ def stats_sample(values: np.ndarray, max_values: int = STATS_MAX_PIXELS) -> np.n
     return values.reshape(-1)[:: int(np.ceil(values.size / max_values))]
 
 
-_stats_view = stats_sample
-
-
 def _finish(
     image: np.ndarray,
     center: float,
@@ -74,7 +71,7 @@ def robust_zscore(
     few hot pixels or a bright particle do not change the scale of the rest. Values are
     clipped to +-``clip`` so X-ray spikes cannot dominate a network's input.
     """
-    view = _stats_view(image)
+    view = stats_sample(image)
     lo, med, hi = np.percentile(view, [low_pct, 50.0, high_pct])
     # Width of the central interval of a unit normal with the same coverage.
     from scipy.special import ndtri
@@ -87,7 +84,7 @@ def zscore(
     image: np.ndarray, clip: float | None = None, *, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Mean 0, standard deviation 1 (classic; sensitive to outliers)."""
-    view = _stats_view(image)
+    view = stats_sample(image)
     return _finish(
         image, float(view.mean(dtype=np.float64)), float(view.std(dtype=np.float64)), clip, out
     )
@@ -102,14 +99,14 @@ def percentile_range(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map the ``low_pct`` percentile to 0 and the ``high_pct`` percentile to 1."""
-    view = _stats_view(image)
+    view = stats_sample(image)
     lo, hi = np.percentile(view, [low_pct, high_pct])
     return _finish(image, float(lo), float(hi - lo), clip, out)
 
 
 def minmax(image: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Map the minimum to 0 and the maximum to 1."""
-    view = _stats_view(image)
+    view = stats_sample(image)
     lo, hi = float(view.min()), float(view.max())
     return _finish(image, lo, hi - lo, None, out)
 
