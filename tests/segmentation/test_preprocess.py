@@ -117,3 +117,13 @@ def test_preprocess_pipeline_order_and_no_mutation():
     # Steps can be switched off.
     raw = preprocess(image, PreprocessOptions(None, spike_threshold_sigma=None, standardise=False))
     np.testing.assert_array_equal(raw, image.astype(np.float32))
+
+
+def test_a_frame_of_only_hot_pixels_is_refused_with_the_reason():
+    """Before: 'image: is constant (every pixel = 0.0)', about an image that was not."""
+    from napari_atomseg.segmentation import segment
+
+    frame = np.zeros((128, 128), np.float32)
+    frame.flat[::997] = 5000.0  # X-ray hits on a blank frame
+    with pytest.raises(InputError, match="isolated outlier pixel"):
+        segment(frame, 0.02)

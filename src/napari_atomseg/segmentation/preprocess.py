@@ -243,7 +243,12 @@ def preprocess(image: np.ndarray, options: PreprocessOptions | None = None) -> n
     if opts.median_size_px:
         out = median_filter(out, opts.median_size_px)
     elif opts.spike_threshold_sigma is not None:
-        out, _ = remove_spikes(out, opts.spike_threshold_sigma)
+        out, n_spikes = remove_spikes(out, opts.spike_threshold_sigma)
+        if n_spikes and float(out.max()) == float(out.min()):
+            raise InputError(
+                f"image: its only structure is {n_spikes} isolated outlier pixel(s) (X-ray "
+                "hits, hot pixels); with those replaced it is constant: nothing to segment"
+            )
     if opts.flatfield_order is not None:
         out = flatfield(out, opts.flatfield_order, opts.flatfield_mode)
     if opts.standardise:
