@@ -127,3 +127,12 @@ def test_a_frame_of_only_hot_pixels_is_refused_with_the_reason():
     frame.flat[::997] = 5000.0  # X-ray hits on a blank frame
     with pytest.raises(InputError, match="isolated outlier pixel"):
         segment(frame, 0.02)
+
+
+def test_standardise_is_independent_of_the_data_scale():
+    """Values near 1e30 (float32 holds them) overflowed the float32 variance: the
+    standardised image came out all zeros and was refused as constant."""
+    from napari_atomseg.segmentation.preprocess import standardise
+
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    np.testing.assert_allclose(standardise(img * 1e30), standardise(img), atol=1e-5)

@@ -196,10 +196,12 @@ def standardise(image: np.ndarray, robust: bool = False) -> np.ndarray:
         centre = float(np.median(img))
         scale = _MAD_TO_SIGMA * float(np.median(np.abs(img - centre)))
         if scale == 0.0:
-            scale = float(img.std())
+            scale = float(img.std(dtype=np.float64))
     else:
-        centre = float(img.mean())
-        scale = float(img.std())
+        # float64 sums: squares of float32 values above ~1e19 overflow (the std became inf
+        # and the whole image 0).
+        centre = float(img.mean(dtype=np.float64))
+        scale = float(img.std(dtype=np.float64))
     return ((img - centre) / scale).astype(np.float32)
 
 
