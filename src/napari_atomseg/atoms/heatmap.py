@@ -168,8 +168,13 @@ def iter_predict_heatmap(
         )
     _check_views(views)
     views = int(views)
-    backend = {"tile_px": tile_px, "overlap_px": overlap_px, "batch_size": batch_size}
-    backend |= {"threads": threads, "material": material}
+    backend = {
+        "tile_px": tile_px,
+        "overlap_px": overlap_px,
+        "batch_size": batch_size,
+        "threads": threads,
+        "material": material,
+    }
     first, heat, timings = yield from _predict_views(
         loaded, -img if inverted else img, px, views, backend
     )

@@ -152,9 +152,9 @@ class FinderOptions:
         check_imaging(self.imaging)
         _check_views(self.views)
         if self.material is not None:
-            from ..scale.reflections import reflections_for
+            from ..simulation.materials import get_material
 
-            reflections_for(self.material)  # an unknown name: InputError listing the catalogue
+            get_material(self.material)  # an unknown name: InputError listing the catalogue
 
     @classmethod
     def from_kwargs(cls, options: FinderOptions | None = None, **kwargs: Any) -> FinderOptions:

@@ -429,9 +429,10 @@ def refine_gaussian(
         for part in _chunks(len(idx), int(np.pi * (group_half + 1) ** 2) * 7, threads)
     ]
 
+    limit = half + 1.0  # a centre may not leave the widest window
+
     def fit(part: tuple[np.ndarray, float]) -> tuple[np.ndarray, ...]:
         sl, group_half = part
-        limit = half + 1.0
         fitted = _fit_part(
             img, pos[sl], rad[sl], sig0[sl], group_half, elliptical, max_iter, tol_px, limit
         )

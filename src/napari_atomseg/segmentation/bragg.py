@@ -54,6 +54,7 @@ from scipy import ndimage as ndi
 from .._validate import as_image2d, check_pixel_size_nm, check_range
 from ..backend.normalisation import stats_sample
 from ..errors import InputError
+from .preprocess import STATS_MAX_VALUES
 
 #: Side of the Welch tiles of the peak search, px.
 WELCH_TILE_PX = 256
@@ -452,8 +453,6 @@ def residual_threshold(residual: np.ndarray, params: BraggParameters) -> float:
     """The absolute residual threshold (image std units) for ``params``."""
     if params.background_percentile is None:
         return float(params.mask_threshold)
-    from .preprocess import STATS_MAX_VALUES
-
     sample = stats_sample(residual, STATS_MAX_VALUES)
     level = float(np.percentile(sample, params.background_percentile))
     return max(float(params.mask_threshold) * level, float(params.min_threshold))

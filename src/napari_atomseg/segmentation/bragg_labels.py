@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..backend.normalisation import stats_sample
 from . import bragg as _bragg
+from .preprocess import STATS_MAX_VALUES
 
 if TYPE_CHECKING:
     from .api import UnetOptions
@@ -49,9 +51,6 @@ def _fringes(result: _bragg.BraggResult, clean: np.ndarray, vacuum_fraction: flo
     """Where the Bragg filter sees lattice fringes: fringe strength >= ``vacuum_fraction`` x
     the "full lattice" level (its 90th percentile over the ``clean`` pixels). Vacuum is
     what lies below it (and has no residual either)."""
-    from ..backend.normalisation import stats_sample
-    from .preprocess import STATS_MAX_VALUES
-
     lattice = result.lattice_amplitude
     sample = stats_sample(lattice, STATS_MAX_VALUES)[stats_sample(clean, STATS_MAX_VALUES)]
     if not sample.size:  # every clean pixel fell between the sample's grid points

@@ -205,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
         if args.threshold is not None and not 0 <= args.threshold <= 1:
             raise InputError(f"--threshold: {args.threshold} must be within 0-1")
         if args.material is not None:
-            from ..scale.reflections import reflections_for
+            from ..atoms.options import FinderOptions
 
             try:
-                reflections_for(args.material)
+                FinderOptions(material=args.material)
             except InputError as exc:
                 raise InputError(f"--{exc}") from None
         files = [Path(p) for p in args.inputs]
