@@ -7,8 +7,8 @@ simulator calls the carbon columns invisible (3e4 e/A^2: a signal-to-noise ratio
 per column) to clear (1e6). Truth: every carbon column at least 8 px from the border
 (visible or not), matched one to one within 0.07 nm (half the C-C distance). The finder
 runs with its defaults, with and without the pixel size; ``blob_log`` at the column scale
-(sigma 0.03-0.08 nm), its threshold chosen per dose and sampling on another seed (its best
-setting, which a user would not know).
+(the benchmarks' baseline, ``lib.baselines``, sigma 0.05 nm), its threshold chosen per dose
+and sampling on another seed (its best setting, which a user would not know).
 
     OMP_NUM_THREADS=2 python benchmarks/atoms_graphene_stem.py [--json runs/graphene_stem.json]
 """
@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from skimage.feature import blob_log
+from lib.baselines import normalise_01, run_blob_log
 
 from napari_atomseg.atoms.metrics import point_metrics
 
@@ -34,6 +34,8 @@ SHAPE = (512, 512)
 BORDER_PX = 8
 MATCH_NM = 0.07
 BLOB_THRESHOLDS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.08)
+#: The column scale blob_log searches around (a light atom imaged by the probe).
+BLOB_SIGMA_NM = 0.05
 
 
 def image_and_truth(dose: float, px: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -61,11 +63,7 @@ def inner(points: np.ndarray) -> np.ndarray:
 
 
 def blobs(image: np.ndarray, px: float, threshold: float) -> np.ndarray:
-    img = (image - image.min()) / max(float(np.ptp(image)), 1e-12)
-    found = blob_log(
-        img, min_sigma=0.03 / px, max_sigma=0.08 / px, num_sigma=5, threshold=threshold
-    )
-    return inner(found[:, :2])
+    return inner(run_blob_log(normalise_01(image), px, BLOB_SIGMA_NM, threshold))
 
 
 def score(points: np.ndarray, truth: np.ndarray, px: float) -> dict[str, float]:

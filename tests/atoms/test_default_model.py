@@ -100,7 +100,7 @@ def test_default_model_finds_the_oxygen_columns_of_a_haadf_image(haadf):
 def test_default_model_finds_every_carbon_atom_of_clear_graphene_stem():
     """Monolayer graphene in HAADF-STEM where its single carbon atoms are clear (3e5 e/A^2):
     every atom, nothing else, with and without the pixel size (measured F1 0.993-0.998 on
-    benchmarks/atoms_graphene_stem.py's images; blob_log at its tuned threshold 0.988-0.996)."""
+    benchmarks/atoms_graphene_stem.py's images; blob_log at its tuned threshold 0.994-0.998)."""
     from napari_atomseg.simulation import SimulationParameters, simulate
 
     sim = simulate(SimulationParameters(material="graphene", mode="haadf", shape_px=(192, 192),
